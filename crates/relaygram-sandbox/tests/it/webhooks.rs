@@ -278,3 +278,53 @@ async fn a_slow_chat_does_not_hold_up_other_chats() {
         [json!("fast"), json!("slow"), json!("after slow")]
     );
 }
+
+#[tokio::test]
+async fn a_webhook_that_does_not_answer_in_time_is_retried() {
+    let h = Harness::with(SandboxConfig {
+        webhook_timeout: Duration::from_millis(200),
+        ..SandboxConfig::default()
+    })
+    .await;
+    let (token, _) = h.bot("slow_hook_bot").await;
+    let calls = Arc::new(Mutex::new(0usize));
+    let app = {
+        let calls = calls.clone();
+        axum::Router::new().route(
+            "/hook",
+            post(move || {
+                let calls = calls.clone();
+                async move {
+                    let first = {
+                        let mut n = calls.lock().unwrap();
+                        *n += 1;
+                        *n == 1
+                    };
+                    if first {
+                        // Never answers: the sandbox must give up and retry.
+                        std::future::pending::<()>().await;
+                    }
+                    StatusCode::OK
+                }
+            }),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    h.ok(
+        &token,
+        "setWebhook",
+        json!({"url": format!("http://{addr}/hook")}),
+    )
+    .await;
+    let user = h.user("Alice").await;
+    h.say(user, "slow_hook_bot", "are you there?").await;
+    let info = eventually("the retry to succeed", || async {
+        let info = h.ok(&token, "getWebhookInfo", json!({})).await;
+        (info["pending_update_count"] == json!(0)).then_some(info)
+    })
+    .await;
+    assert_eq!(info["last_error_message"], "Read timeout expired");
+    assert_eq!(*calls.lock().unwrap(), 2);
+}
