@@ -1,0 +1,1 @@
+-- relaygram schema: events.

@@ -1,0 +1,498 @@
+//! The HTTP edge: thin handlers (parse, authorize, call a service, map the result), the
+//! OpenAPI document, and operational endpoints.
+
+pub mod extract;
+pub mod problem;
+pub mod views;
+
+use std::sync::Arc;
+
+use axum::extract::{Extension, Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
+use secrecy::ExposeSecret;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub use extract::{ApiJson, ApiQuery, Auth};
+pub use problem::{AppError, Problem};
+use views::*;
+
+use crate::services::Services;
+use crate::store::BotFilter;
+
+/// Shared state of the HTTP handlers.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The services.
+    pub services: Services,
+    /// Prometheus exposition.
+    pub metrics: PrometheusHandle,
+}
+
+/// The OpenAPI document as served.
+#[derive(Clone, Debug)]
+pub struct OpenApiJson(pub Arc<String>);
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("API key (rg_…)")
+                    .description(Some(
+                        "An admin key (all tenants) or a tenant key (that tenant only).",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "relaygram",
+        description = "Self-hosted Telegram gateway: tenants, API keys and bots. \
+            Errors are RFC 9457 `application/problem+json` with a stable `type`.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0")
+    ),
+    modifiers(&BearerAuth),
+    components(schemas(Problem)),
+    tags(
+        (name = "tenants", description = "Isolation boundaries"),
+        (name = "api-keys", description = "Tenant API keys"),
+        (name = "bots", description = "Telegram bots"),
+        (name = "operations", description = "Health, readiness, metrics, this document")
+    )
+)]
+struct ApiDoc;
+
+fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(create_tenant, list_tenants))
+        .routes(routes!(get_tenant))
+        .routes(routes!(create_api_key, list_api_keys))
+        .routes(routes!(revoke_api_key))
+        .routes(routes!(create_bot, list_bots))
+        .routes(routes!(get_bot, update_bot, delete_bot))
+        .routes(routes!(register_webhook))
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
+        .routes(routes!(openapi_json))
+}
+
+/// The OpenAPI 3.1 document generated from the routes.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes().split_for_parts().1
+}
+
+/// Builds the API router (without global middleware); it serves its own OpenAPI document.
+pub fn router(state: AppState) -> Router {
+    let (router, openapi) = routes().split_for_parts();
+    let json = openapi
+        .to_pretty_json()
+        .unwrap_or_else(|_| "{}".to_string());
+    router
+        .layer(Extension(OpenApiJson(Arc::new(json))))
+        .with_state(state)
+}
+
+type ApiResult<T> = Result<T, AppError>;
+
+const PROBLEM: &str = "application/problem+json";
+
+// ---- tenants ------------------------------------------------------------------------------
+
+/// Create a tenant (admin key).
+#[utoipa::path(
+    post, path = "/v1/tenants", tag = "tenants",
+    request_body = CreateTenantRequest,
+    responses(
+        (status = 201, description = "Created", body = TenantView),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = PROBLEM),
+        (status = 401, description = "Missing, unknown or revoked key", body = Problem, content_type = PROBLEM),
+        (status = 403, description = "Not an admin key", body = Problem, content_type = PROBLEM),
+        (status = 413, description = "Body too large", body = Problem, content_type = PROBLEM),
+        (status = 422, description = "Invalid field", body = Problem, content_type = PROBLEM),
+    ),
+    security(("bearer" = []))
+)]
+async fn create_tenant(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    ApiJson(body): ApiJson<CreateTenantRequest>,
+) -> ApiResult<(StatusCode, Json<TenantView>)> {
+    let tenant = state.services.create_tenant(&principal, &body.name).await?;
+    Ok((StatusCode::CREATED, Json(tenant.into())))
+}
+
+/// List tenants (a tenant key sees only its own).
+#[utoipa::path(
+    get, path = "/v1/tenants", tag = "tenants",
+    params(ListParams),
+    responses(
+        (status = 200, description = "A page of tenants", body = TenantList),
+        (status = 401, description = "Missing, unknown or revoked key", body = Problem, content_type = PROBLEM),
+        (status = 422, description = "Invalid limit", body = Problem, content_type = PROBLEM),
+    ),
+    security(("bearer" = []))
+)]
+async fn list_tenants(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    ApiQuery(params): ApiQuery<ListParams>,
+) -> ApiResult<Json<TenantList>> {
+    let page = page(params.limit, params.after)?;
+    let listed = state.services.list_tenants(&principal, &page).await?;
+    Ok(Json(TenantList {
+        data: listed.items.into_iter().map(Into::into).collect(),
+        next_cursor: listed.next_cursor,
+    }))
+}
+
+/// Get one tenant.
+#[utoipa::path(
+    get, path = "/v1/tenants/{id}", tag = "tenants",
+    params(("id" = String, Path, description = "Tenant id")),
+    responses(
+        (status = 200, description = "The tenant", body = TenantView),
+        (status = 401, description = "Missing, unknown or revoked key", body = Problem, content_type = PROBLEM),
+        (status = 404, description = "No such tenant (or another tenant's)", body = Problem, content_type = PROBLEM),
+    ),
+    security(("bearer" = []))
+)]
+async fn get_tenant(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<TenantView>> {
+    let tenant = state.services.visible_tenant(&principal, &id).await?;
+    Ok(Json(tenant.into()))
+}
+
+// ---- API keys -----------------------------------------------------------------------------
+
+/// Create an API key for a tenant. The key is returned this once.
+#[utoipa::path(
+    post, path = "/v1/tenants/{id}/api-keys", tag = "api-keys",
+    params(("id" = String, Path, description = "Tenant id")),
+    request_body(content = CreateApiKeyRequest, description = "Optional; may be empty"),
+    responses(
+        (status = 201, description = "Created; `key` is shown only now", body = CreatedApiKeyView),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = PROBLEM),
+        (status = 401, description = "Missing, unknown or revoked key", body = Problem, content_type = PROBLEM),
+        (status = 404, description = "No such tenant (or another tenant's)", body = Problem, content_type = PROBLEM),
+        (status = 422, description = "Invalid field", body = Problem, content_type = PROBLEM),
+    ),
+    security(("bearer" = []))
+)]
+async fn create_api_key(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<CreateApiKeyRequest>,
+) -> ApiResult<(StatusCode, Json<CreatedApiKeyView>)> {
+    let created = state
+        .services
+        .create_api_key(&principal, &id, body.name.as_deref())
+        .await?;
+    let r = created.record;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedApiKeyView {
+            id: r.id,
+            tenant_id: r.tenant_id,
+            scope: r.scope,
+            name: r.name,
+            prefix: r.prefix,
+            created_at: crate::ids::rfc3339(r.created_at),
+            key: created.key.expose_secret().to_string(),
+        }),
+    ))
+}
+
+/// List a tenant's API keys (prefix only, never the key).
+#[utoipa::path(
+    get, path = "/v1/tenants/{id}/api-keys", tag = "api-keys",
+    params(("id" = String, Path, description = "Tenant id"), ListParams),
+    responses(
+        (status = 200, description = "A page of keys", body = ApiKeyList),
+        (status = 401, description = "Missing, unknown or revoked key", body = Problem, content_type = PROBLEM),
+        (status = 404, description = "No such tenant (or another tenant's)", body = Problem, content_type = PROBLEM),
+    ),
+    security(("bearer" = []))
+)]
+async fn list_api_keys(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<String>,
+    ApiQuery(params): ApiQuery<ListParams>,
+) -> ApiResult<Json<ApiKeyList>> {
+    let page = page(params.limit, params.after)?;
+    let listed = state.services.list_api_keys(&principal, &id, &page).await?;
+    Ok(Json(ApiKeyList {
+        data: listed.items.into_iter().map(Into::into).collect(),
+        next_cursor: listed.next_cursor,
+    }))
+}
+
+/// Revoke an API key, effective immediately.
+#[utoipa::path(
+    delete, path = "/v1/tenants/{id}/api-keys/{key_id}", tag = "api-keys",
+    params(
+        ("id" = String, Path, description = "Tenant id"),
+        ("key_id" = String, Path, description = "API key id")
+    ),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 401, description = "Missing, unknown or revoked key", body = Problem, content_type = PROBLEM),
+        (status = 404, description = "No such key in this tenant", body = Problem, content_type = PROBLEM),
+    ),
+    security(("bearer" = []))
+)]
+async fn revoke_api_key(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path((id, key_id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    state
+        .services
+        .revoke_api_key(&principal, Some(&id), &key_id)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- bots ---------------------------------------------------------------------------------
+
+/// Add a bot: the token is checked with `getMe`, stored encrypted, and the webhook is
+/// registered when `public_url` is configured (else the bot runs in polling mode).
+#[utoipa::path(
+    post, path = "/v1/bots", tag = "bots",
+    request_body = CreateBotRequest,
+    responses(
+        (status = 201, description = "Added", body = BotView),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = PROBLEM),
+        (status = 401, description = "Missing, unknown or revoked key", body = Problem, content_type = PROBLEM),
+        (status = 404, description = "tenant_id names another tenant", body = Problem, content_type = PROBLEM),
+        (status = 409, description = "The bot is already registered", body = Problem, content_type = PROBLEM),
+        (status = 413, description = "Body too large", body = Problem, content_type = PROBLEM),
+        (status = 422, description = "Invalid field, or Telegram rejected the token", body = Problem, content_type = PROBLEM),
+        (status = 502, description = "Telegram unreachable", body = Problem, content_type = PROBLEM),
+    ),
+    security(("bearer" = []))
+)]
+async fn create_bot(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    ApiJson(body): ApiJson<CreateBotRequest>,
+) -> ApiResult<(StatusCode, Json<BotView>)> {
+    let bot = state
+        .services
+        .add_bot(&principal, &body.token, body.tenant_id.as_deref())
+        .await?;
+    Ok((StatusCode::CREATED, Json(bot.into())))
+}
+
+/// List bots.
+#[utoipa::path(
+    get, path = "/v1/bots", tag = "bots",
+    params(BotListParams),
+    responses(
+        (status = 200, description = "A page of bots", body = BotList),
+        (status = 401, description = "Missing, unknown or revoked key", body = Problem, content_type = PROBLEM),
+        (status = 422, description = "Invalid limit", body = Problem, content_type = PROBLEM),
+    ),
+    security(("bearer" = []))
+)]
+async fn list_bots(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    ApiQuery(params): ApiQuery<BotListParams>,
+) -> ApiResult<Json<BotList>> {
+    let page = page(params.limit, params.after)?;
+    let listed = state
+        .services
+        .list_bots(
+            &principal,
+            BotFilter {
+                tenant_id: params.tenant_id,
+                enabled: params.enabled,
+                mode: params.mode,
+            },
+            &page,
+        )
+        .await?;
+    Ok(Json(BotList {
+        data: listed.items.into_iter().map(Into::into).collect(),
+        next_cursor: listed.next_cursor,
+    }))
+}
+
+/// Get one bot, with Telegram's live webhook state.
+#[utoipa::path(
+    get, path = "/v1/bots/{id}", tag = "bots",
+    params(("id" = String, Path, description = "Bot id")),
+    responses(
+        (status = 200, description = "The bot; `telegram` holds getWebhookInfo", body = BotView),
+        (status = 401, description = "Missing, unknown or revoked key", body = Problem, content_type = PROBLEM),
+        (status = 404, description = "No such bot (or another tenant's)", body = Problem, content_type = PROBLEM),
+    ),
+    security(("bearer" = []))
+)]
+async fn get_bot(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<BotView>> {
+    let live = state.services.get_bot(&principal, &id).await?;
+    Ok(Json(BotView::from(live.bot).with_live(live.webhook_info)))
+}
+
+/// Enable or disable a bot.
+#[utoipa::path(
+    patch, path = "/v1/bots/{id}", tag = "bots",
+    params(("id" = String, Path, description = "Bot id")),
+    request_body = UpdateBotRequest,
+    responses(
+        (status = 200, description = "Updated", body = BotView),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = PROBLEM),
+        (status = 401, description = "Missing, unknown or revoked key", body = Problem, content_type = PROBLEM),
+        (status = 404, description = "No such bot (or another tenant's)", body = Problem, content_type = PROBLEM),
+        (status = 422, description = "Invalid field", body = Problem, content_type = PROBLEM),
+    ),
+    security(("bearer" = []))
+)]
+async fn update_bot(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<UpdateBotRequest>,
+) -> ApiResult<Json<BotView>> {
+    let enabled = body
+        .enabled
+        .ok_or_else(|| AppError::validation("enabled", "enabled: nothing to update"))?;
+    let bot = state
+        .services
+        .set_bot_enabled(&principal, &id, enabled)
+        .await?;
+    Ok(Json(bot.into()))
+}
+
+/// Remove a bot (its webhook is deleted at Telegram).
+#[utoipa::path(
+    delete, path = "/v1/bots/{id}", tag = "bots",
+    params(("id" = String, Path, description = "Bot id")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 401, description = "Missing, unknown or revoked key", body = Problem, content_type = PROBLEM),
+        (status = 404, description = "No such bot (or another tenant's)", body = Problem, content_type = PROBLEM),
+    ),
+    security(("bearer" = []))
+)]
+async fn delete_bot(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    state.services.delete_bot(&principal, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Register the bot's webhook again (new secret), e.g. after the public URL changed.
+#[utoipa::path(
+    post, path = "/v1/bots/{id}/webhook", tag = "bots",
+    params(("id" = String, Path, description = "Bot id")),
+    request_body(content = RegisterWebhookRequest, description = "Optional; may be empty"),
+    responses(
+        (status = 200, description = "Registered", body = BotView),
+        (status = 401, description = "Missing, unknown or revoked key", body = Problem, content_type = PROBLEM),
+        (status = 404, description = "No such bot (or another tenant's)", body = Problem, content_type = PROBLEM),
+        (status = 409, description = "No public URL configured and none given", body = Problem, content_type = PROBLEM),
+        (status = 422, description = "Invalid base_url", body = Problem, content_type = PROBLEM),
+        (status = 502, description = "Telegram unreachable", body = Problem, content_type = PROBLEM),
+    ),
+    security(("bearer" = []))
+)]
+async fn register_webhook(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<RegisterWebhookRequest>,
+) -> ApiResult<Json<BotView>> {
+    let bot = state
+        .services
+        .register_webhook(&principal, &id, body.base_url.as_deref())
+        .await?;
+    Ok(Json(bot.into()))
+}
+
+// ---- operations ---------------------------------------------------------------------------
+
+/// Liveness: the process answers.
+#[utoipa::path(
+    get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "Alive", body = HealthView))
+)]
+async fn healthz() -> Json<HealthView> {
+    Json(HealthView {
+        status: "ok".into(),
+    })
+}
+
+/// Readiness: the store answers.
+#[utoipa::path(
+    get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "Ready", body = HealthView),
+        (status = 503, description = "Store unreachable", body = Problem, content_type = PROBLEM),
+    )
+)]
+async fn readyz(State(state): State<AppState>) -> ApiResult<Json<HealthView>> {
+    state.services.store.ping().await.map_err(|e| {
+        tracing::warn!(error = %e, "readiness check failed");
+        AppError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            problem::types::NOT_READY,
+            "Not ready",
+            "the store is not reachable",
+        )
+    })?;
+    Ok(Json(HealthView {
+        status: "ready".into(),
+    }))
+}
+
+/// Prometheus metrics.
+#[utoipa::path(
+    get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain"))
+)]
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}
+
+/// This OpenAPI 3.1 document.
+#[utoipa::path(
+    get, path = "/v1/openapi.json", tag = "operations",
+    responses((status = 200, description = "OpenAPI 3.1 document", body = Object, content_type = "application/json"))
+)]
+async fn openapi_json(Extension(doc): Extension<OpenApiJson>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        doc.0.as_str().to_owned(),
+    )
+}

@@ -1,0 +1,500 @@
+//! Configuration: safe defaults → `relaygram.toml` → `RELAYGRAM_*` environment (env wins).
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Default SQLite database, inside the default data folder.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite:./relaygram-data/relaygram.db";
+/// Default listen address.
+pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
+/// Default Telegram Bot API base URL.
+pub const DEFAULT_TELEGRAM_API_URL: &str = "https://api.telegram.org";
+/// Default data folder (generated secret key lives here).
+pub const DEFAULT_DATA_DIR: &str = "./relaygram-data";
+/// Default maximum request body size in bytes.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable, coloured when attached to a terminal.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+impl fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LogFormat::Pretty => "pretty",
+            LogFormat::Json => "json",
+        })
+    }
+}
+
+/// The effective configuration of one relaygram process.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `sqlite:PATH` or `postgres://…`.
+    pub database_url: SecretString,
+    /// Address the HTTP server listens on.
+    pub bind: SocketAddr,
+    /// Where Telegram can reach this server (no trailing slash). `None` → polling mode.
+    pub public_url: Option<String>,
+    /// Telegram Bot API base URL (no trailing slash).
+    pub telegram_api_url: String,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// `tracing` filter directive, e.g. `info` or `relaygram=debug,info`.
+    pub log_level: String,
+    /// Folder for local state (the generated secret key).
+    pub data_dir: PathBuf,
+    /// 32-byte key (64 hex characters) that encrypts secrets at rest.
+    pub secret_key: Option<SecretString>,
+    /// Admin API key to ensure at start instead of generating one.
+    pub admin_key: Option<SecretString>,
+    /// Maximum accepted request body, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            database_url: SecretString::from(DEFAULT_DATABASE_URL),
+            bind: DEFAULT_BIND.parse().expect("valid default bind address"),
+            public_url: None,
+            telegram_api_url: DEFAULT_TELEGRAM_API_URL.to_string(),
+            log_format: LogFormat::Pretty,
+            log_level: "info".to_string(),
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            secret_key: None,
+            admin_key: None,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        }
+    }
+}
+
+/// A setting that could not be used, named so the operator can fix it.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: `{setting}` {message}")]
+pub struct ConfigError {
+    /// The setting's name (as in `relaygram.toml`; the env variable is `RELAYGRAM_` + upper case).
+    pub setting: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(setting: &str, message: impl Into<String>) -> Self {
+        ConfigError {
+            setting: setting.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawConfig {
+    database_url: Option<String>,
+    bind: Option<String>,
+    public_url: Option<String>,
+    telegram_api_url: Option<String>,
+    log_format: Option<String>,
+    log_level: Option<String>,
+    data_dir: Option<String>,
+    secret_key: Option<String>,
+    admin_key: Option<String>,
+    max_body_bytes: Option<String>,
+}
+
+/// Names of every setting, in display order.
+pub const SETTINGS: &[&str] = &[
+    "database_url",
+    "bind",
+    "public_url",
+    "telegram_api_url",
+    "log_format",
+    "log_level",
+    "data_dir",
+    "secret_key",
+    "admin_key",
+    "max_body_bytes",
+];
+
+impl Config {
+    /// Loads the configuration from the process environment and, if present, a TOML file.
+    ///
+    /// With `path` the file must exist; without it `./relaygram.toml` is read when present.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let env: HashMap<String, String> = std::env::vars()
+            .filter(|(k, _)| k.starts_with("RELAYGRAM_"))
+            .collect();
+        Self::load_from(path, env)
+    }
+
+    /// Like [`Config::load`], with an explicit environment (for tests).
+    pub fn load_from(
+        path: Option<&Path>,
+        env: HashMap<String, String>,
+    ) -> Result<Config, ConfigError> {
+        let mut builder = config::Config::builder();
+        match path {
+            Some(path) => {
+                if !path.exists() {
+                    return Err(ConfigError::new(
+                        "--config",
+                        format!("file {} does not exist", path.display()),
+                    ));
+                }
+                builder = builder.add_source(
+                    config::File::from(path)
+                        .format(config::FileFormat::Toml)
+                        .required(true),
+                );
+            }
+            None => {
+                builder = builder.add_source(
+                    config::File::with_name("relaygram.toml")
+                        .format(config::FileFormat::Toml)
+                        .required(false),
+                );
+            }
+        }
+        // Only our own settings are read from the environment, so unrelated
+        // RELAYGRAM_* variables (e.g. RELAYGRAM_TEST_DATABASE_URL) are ignored.
+        let env: config::Map<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| {
+                k.strip_prefix("RELAYGRAM_")
+                    .is_some_and(|rest| SETTINGS.contains(&rest.to_ascii_lowercase().as_str()))
+            })
+            .collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix("RELAYGRAM")
+                .prefix_separator("_")
+                .try_parsing(false)
+                .source(Some(env)),
+        );
+        let built = builder.build().map_err(|e| match e {
+            config::ConfigError::FileParse { .. } => {
+                ConfigError::new("--config", format!("is not valid TOML: {e}"))
+            }
+            other => ConfigError::new("--config", other.to_string()),
+        })?;
+        let mut raw = RawConfig::default();
+        for name in SETTINGS {
+            let value = match built.get::<config::Value>(name) {
+                Ok(v) => v,
+                Err(config::ConfigError::NotFound(_)) => continue,
+                Err(e) => return Err(ConfigError::new(name, e.to_string())),
+            };
+            let text = value
+                .into_string()
+                .map_err(|e| ConfigError::new(name, format!("must be a string or number: {e}")))?;
+            let slot = match *name {
+                "database_url" => &mut raw.database_url,
+                "bind" => &mut raw.bind,
+                "public_url" => &mut raw.public_url,
+                "telegram_api_url" => &mut raw.telegram_api_url,
+                "log_format" => &mut raw.log_format,
+                "log_level" => &mut raw.log_level,
+                "data_dir" => &mut raw.data_dir,
+                "secret_key" => &mut raw.secret_key,
+                "admin_key" => &mut raw.admin_key,
+                _ => &mut raw.max_body_bytes,
+            };
+            *slot = Some(text);
+        }
+        Self::from_raw(raw)
+    }
+
+    fn from_raw(raw: RawConfig) -> Result<Config, ConfigError> {
+        let mut cfg = Config::default();
+        if let Some(dir) = non_empty(raw.data_dir) {
+            cfg.data_dir = PathBuf::from(dir);
+            // Without an explicit database, the SQLite file lives in the data folder.
+            cfg.database_url = SecretString::from(format!(
+                "sqlite:{}",
+                cfg.data_dir.join("relaygram.db").display()
+            ));
+        }
+        if let Some(url) = non_empty(raw.database_url) {
+            if !(url.starts_with("sqlite:")
+                || url.starts_with("postgres://")
+                || url.starts_with("postgresql://"))
+            {
+                return Err(ConfigError::new(
+                    "database_url",
+                    "must start with `sqlite:` or `postgres://`",
+                ));
+            }
+            cfg.database_url = SecretString::from(url);
+        }
+        if let Some(bind) = non_empty(raw.bind) {
+            cfg.bind = bind.parse().map_err(|_| {
+                ConfigError::new(
+                    "bind",
+                    format!("must be an address like 127.0.0.1:8080, got {bind:?}"),
+                )
+            })?;
+        }
+        if let Some(url) = non_empty(raw.public_url) {
+            cfg.public_url = Some(parse_http_url("public_url", &url)?);
+        }
+        if let Some(url) = non_empty(raw.telegram_api_url) {
+            cfg.telegram_api_url = parse_http_url("telegram_api_url", &url)?;
+        }
+        if let Some(format) = non_empty(raw.log_format) {
+            cfg.log_format = match format.to_ascii_lowercase().as_str() {
+                "pretty" => LogFormat::Pretty,
+                "json" => LogFormat::Json,
+                _ => {
+                    return Err(ConfigError::new(
+                        "log_format",
+                        format!("must be `pretty` or `json`, got {format:?}"),
+                    ));
+                }
+            };
+        }
+        if let Some(level) = non_empty(raw.log_level) {
+            tracing_subscriber::EnvFilter::try_new(&level).map_err(|e| {
+                ConfigError::new("log_level", format!("is not a valid filter: {e}"))
+            })?;
+            cfg.log_level = level;
+        }
+        if let Some(key) = non_empty(raw.secret_key) {
+            if crate::ids::unhex(&key).is_none_or(|b| b.len() != 32) {
+                return Err(ConfigError::new(
+                    "secret_key",
+                    "must be 64 hex characters (32 bytes), e.g. from `openssl rand -hex 32`",
+                ));
+            }
+            cfg.secret_key = Some(SecretString::from(key));
+        }
+        if let Some(key) = non_empty(raw.admin_key) {
+            if key.len() < 20 || key.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(ConfigError::new(
+                    "admin_key",
+                    "must be at least 20 characters without spaces",
+                ));
+            }
+            cfg.admin_key = Some(SecretString::from(key));
+        }
+        if let Some(max) = non_empty(raw.max_body_bytes) {
+            cfg.max_body_bytes = max
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n >= 1024)
+                .ok_or_else(|| {
+                    ConfigError::new("max_body_bytes", "must be a whole number ≥ 1024")
+                })?;
+        }
+        Ok(cfg)
+    }
+
+    /// `true` when the database is SQLite.
+    pub fn is_sqlite(&self) -> bool {
+        self.database_url.expose_secret().starts_with("sqlite:")
+    }
+
+    /// The effective configuration as TOML, secrets masked.
+    pub fn render_masked(&self) -> String {
+        let db = mask_database_url(self.database_url.expose_secret());
+        let mut out = String::new();
+        let mut line = |k: &str, v: String| out.push_str(&format!("{k} = {v}\n"));
+        line("database_url", quote(&db));
+        line("bind", quote(&self.bind.to_string()));
+        line(
+            "public_url",
+            self.public_url
+                .as_deref()
+                .map_or_else(|| "# unset: bots run in polling mode".to_string(), quote),
+        );
+        line("telegram_api_url", quote(&self.telegram_api_url));
+        line("log_format", quote(&self.log_format.to_string()));
+        line("log_level", quote(&self.log_level));
+        line("data_dir", quote(&self.data_dir.display().to_string()));
+        line(
+            "secret_key",
+            match &self.secret_key {
+                Some(_) => quote("********"),
+                None => format!(
+                    "# unset: generated once into {}",
+                    self.data_dir.join(crate::crypto::KEY_FILE).display()
+                ),
+            },
+        );
+        line(
+            "admin_key",
+            match &self.admin_key {
+                Some(_) => quote("********"),
+                None => "# unset: generated on the first start of an empty store".to_string(),
+            },
+        );
+        line("max_body_bytes", self.max_body_bytes.to_string());
+        out
+    }
+}
+
+fn non_empty(value: Option<String>) -> Option<String> {
+    value
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+fn quote(s: &str) -> String {
+    format!("{s:?}")
+}
+
+fn parse_http_url(setting: &str, value: &str) -> Result<String, ConfigError> {
+    let url = reqwest::Url::parse(value)
+        .map_err(|e| ConfigError::new(setting, format!("is not a valid URL ({e}): {value:?}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(ConfigError::new(
+            setting,
+            format!("must be an http:// or https:// URL, got {value:?}"),
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(ConfigError::new(
+            setting,
+            "must not have a query string or fragment",
+        ));
+    }
+    Ok(value.trim_end_matches('/').to_string())
+}
+
+/// Hides the password in a database URL.
+pub fn mask_database_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("********"));
+            parsed.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_need_no_configuration() {
+        let cfg = Config::load_from(None, env(&[])).unwrap();
+        assert_eq!(cfg.database_url.expose_secret(), DEFAULT_DATABASE_URL);
+        assert_eq!(cfg.bind.to_string(), DEFAULT_BIND);
+        assert_eq!(cfg.public_url, None);
+        assert_eq!(cfg.telegram_api_url, DEFAULT_TELEGRAM_API_URL);
+        assert_eq!(cfg.log_format, LogFormat::Pretty);
+    }
+
+    #[test]
+    fn env_wins_over_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("relaygram.toml");
+        std::fs::write(
+            &file,
+            "bind = \"127.0.0.1:9000\"\npublic_url = \"https://file.example/\"\nlog_format = \"json\"\n",
+        )
+        .unwrap();
+        let cfg = Config::load_from(
+            Some(&file),
+            env(&[
+                ("RELAYGRAM_BIND", "0.0.0.0:7000"),
+                ("RELAYGRAM_TEST_DATABASE_URL", "postgres://ignored"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(cfg.bind.to_string(), "0.0.0.0:7000");
+        assert_eq!(cfg.public_url.as_deref(), Some("https://file.example"));
+        assert_eq!(cfg.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn data_dir_moves_the_default_database() {
+        let cfg =
+            Config::load_from(None, env(&[("RELAYGRAM_DATA_DIR", "/var/lib/relaygram")])).unwrap();
+        assert_eq!(
+            cfg.database_url.expose_secret(),
+            "sqlite:/var/lib/relaygram/relaygram.db"
+        );
+        let cfg = Config::load_from(
+            None,
+            env(&[
+                ("RELAYGRAM_DATA_DIR", "/var/lib/relaygram"),
+                ("RELAYGRAM_DATABASE_URL", "postgres://db/rg"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(cfg.database_url.expose_secret(), "postgres://db/rg");
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let cases = [
+            ("RELAYGRAM_BIND", "localhost", "bind"),
+            ("RELAYGRAM_DATABASE_URL", "mysql://x", "database_url"),
+            ("RELAYGRAM_PUBLIC_URL", "ftp://x", "public_url"),
+            (
+                "RELAYGRAM_TELEGRAM_API_URL",
+                "not a url",
+                "telegram_api_url",
+            ),
+            ("RELAYGRAM_LOG_FORMAT", "xml", "log_format"),
+            ("RELAYGRAM_SECRET_KEY", "abcd", "secret_key"),
+            ("RELAYGRAM_ADMIN_KEY", "short", "admin_key"),
+            ("RELAYGRAM_MAX_BODY_BYTES", "-1", "max_body_bytes"),
+        ];
+        for (var, value, setting) in cases {
+            let err = Config::load_from(None, env(&[(var, value)])).unwrap_err();
+            assert_eq!(err.setting, setting, "{var}={value}");
+            assert!(err.to_string().contains(setting));
+        }
+    }
+
+    #[test]
+    fn missing_or_broken_config_file_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope.toml");
+        let err = Config::load_from(Some(&missing), env(&[])).unwrap_err();
+        assert_eq!(err.setting, "--config");
+        let broken = dir.path().join("broken.toml");
+        std::fs::write(&broken, "bind = [").unwrap();
+        let err = Config::load_from(Some(&broken), env(&[])).unwrap_err();
+        assert_eq!(err.setting, "--config");
+    }
+
+    #[test]
+    fn secrets_are_masked() {
+        let cfg = Config::load_from(
+            None,
+            env(&[
+                (
+                    "RELAYGRAM_DATABASE_URL",
+                    "postgres://app:hunter2hunter2@db/rg",
+                ),
+                ("RELAYGRAM_SECRET_KEY", &"ab".repeat(32)),
+                ("RELAYGRAM_ADMIN_KEY", "rg_admin_key_for_scripts_123"),
+            ]),
+        )
+        .unwrap();
+        let shown = cfg.render_masked();
+        assert!(!shown.contains("hunter2hunter2"), "{shown}");
+        assert!(!shown.contains(&"ab".repeat(32)), "{shown}");
+        assert!(!shown.contains("rg_admin_key_for_scripts_123"), "{shown}");
+        assert!(shown.contains("postgres://app:********@db/rg"), "{shown}");
+        assert!(!format!("{cfg:?}").contains("hunter2hunter2"));
+    }
+}

@@ -1,0 +1,1 @@
+//! Events to tenant apps: signed webhooks (Standard Webhooks) and a pull API.

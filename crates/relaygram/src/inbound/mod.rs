@@ -1,0 +1,6 @@
+//! Inbound: what Telegram sends us. Updates are stored once per `(bot, update_id)`, then
+//! processed in order per chat; commands are routed to built-in handlers, static replies or
+//! the tenant's app.
+
+pub mod command;
+pub mod update;

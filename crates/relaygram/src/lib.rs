@@ -1,0 +1,23 @@
+//! relaygram: a self-hosted Telegram gateway.
+//!
+//! Modules by capability: [`config`], [`store`] (SQLite and PostgreSQL behind one trait),
+//! [`crypto`] (secrets at rest), [`telegram`] (Bot API client), [`services`] (the rules),
+//! [`api`] (HTTP edge), [`server`] (wiring and lifecycle), [`cli`] (operator commands).
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod api;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod crypto;
+pub mod events;
+pub mod ids;
+pub mod inbound;
+pub mod logging;
+pub mod server;
+pub mod services;
+pub mod store;
+pub mod telegram;
+pub mod workers;

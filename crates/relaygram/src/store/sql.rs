@@ -1,0 +1,485 @@
+//! The SQL implementation, generated for both engines from the same statements.
+
+use std::borrow::Cow;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, SqlSafeStr};
+
+use super::{
+    ApiKeyRecord, BotFilter, BotMode, BotRecord, KeyOwner, KeyScope, Listed, Page, Store,
+    StoreError, StoreResult, Tenant,
+};
+
+/// One embedded migration: version, name, SQL.
+type Embedded = (i64, &'static str, &'static str);
+
+/// Migrations per engine, in order. Add new ones at the end with the next version.
+const SQLITE_MIGRATIONS: &[Embedded] = &[
+    (1, "init", include_str!("../../migrations/sqlite/0001_init.sql")),
+    (2, "inbound", include_str!("../../migrations/sqlite/0002_inbound.sql")),
+    (3, "events", include_str!("../../migrations/sqlite/0003_events.sql")),
+    (4, "commands", include_str!("../../migrations/sqlite/0004_commands.sql")),
+];
+const POSTGRES_MIGRATIONS: &[Embedded] = &[
+    (1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
+    (2, "inbound", include_str!("../../migrations/postgres/0002_inbound.sql")),
+    (3, "events", include_str!("../../migrations/postgres/0003_events.sql")),
+    (4, "commands", include_str!("../../migrations/postgres/0004_commands.sql")),
+];
+
+fn migrator(migrations: &'static [Embedded]) -> Migrator {
+    Migrator::with_migrations(
+        migrations
+            .iter()
+            .map(|(version, name, sql)| {
+                Migration::new(
+                    *version,
+                    Cow::Borrowed(*name),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    )
+}
+
+/// SQLite store (WAL mode, foreign keys on).
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pub(super) pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating when missing) the database file named by a `sqlite:` URL.
+    pub async fn connect(url: &str) -> StoreResult<SqliteStore> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        let file = options.get_filename();
+        if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty())
+            && !url.contains(":memory:")
+        {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                StoreError::Setup(format!("cannot create folder {}: {e}", parent.display()))
+            })?;
+        }
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let mut pool_options = SqlitePoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10));
+        if in_memory {
+            // An in-memory database lives as long as a connection to it: keep one, forever.
+            pool_options = pool_options
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None);
+        }
+        let pool = pool_options.connect_with(options).await?;
+        Ok(SqliteStore { pool })
+    }
+}
+
+/// PostgreSQL store.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pub(super) pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects to a `postgres://` URL.
+    pub async fn connect(url: &str, acquire_timeout: Duration) -> StoreResult<PgStore> {
+        let pool = PgPoolOptions::new()
+            .max_connections(10)
+            .acquire_timeout(acquire_timeout)
+            .connect(url)
+            .await?;
+        Ok(PgStore { pool })
+    }
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+const TENANT_COLS: &str = "id, name, created_at";
+const KEY_COLS: &str = "id, tenant_id, scope, name, prefix, hash, created_at, revoked_at";
+const BOT_COLS: &str = "id, tenant_id, telegram_id, username, first_name, token_sealed, \
+     webhook_secret_sealed, webhook_url, mode, enabled, created_at, updated_at";
+
+macro_rules! sql_store {
+    ($store:ty, $row:ty, $engine:literal, $migrations:expr) => {
+        impl $store {
+            fn tenant(row: &$row) -> StoreResult<Tenant> {
+                Ok(Tenant {
+                    id: row.try_get("id")?,
+                    name: row.try_get("name")?,
+                    created_at: row.try_get("created_at")?,
+                })
+            }
+
+            fn key(row: &$row) -> StoreResult<ApiKeyRecord> {
+                Ok(ApiKeyRecord {
+                    id: row.try_get("id")?,
+                    tenant_id: row.try_get("tenant_id")?,
+                    scope: KeyScope::from_str(row.try_get::<&str, _>("scope")?)?,
+                    name: row.try_get("name")?,
+                    prefix: row.try_get("prefix")?,
+                    hash: row.try_get("hash")?,
+                    created_at: row.try_get("created_at")?,
+                    revoked_at: row.try_get("revoked_at")?,
+                })
+            }
+
+            fn bot(row: &$row) -> StoreResult<BotRecord> {
+                Ok(BotRecord {
+                    id: row.try_get("id")?,
+                    tenant_id: row.try_get("tenant_id")?,
+                    telegram_id: row.try_get("telegram_id")?,
+                    username: row.try_get("username")?,
+                    first_name: row.try_get("first_name")?,
+                    token_sealed: row.try_get("token_sealed")?,
+                    webhook_secret_sealed: row.try_get("webhook_secret_sealed")?,
+                    webhook_url: row.try_get("webhook_url")?,
+                    mode: BotMode::from_str(row.try_get::<&str, _>("mode")?)?,
+                    enabled: row.try_get("enabled")?,
+                    created_at: row.try_get("created_at")?,
+                    updated_at: row.try_get("updated_at")?,
+                })
+            }
+        }
+
+        #[async_trait]
+        impl Store for $store {
+            fn engine(&self) -> &'static str {
+                $engine
+            }
+
+            async fn migrate(&self) -> StoreResult<()> {
+                migrator($migrations).run(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn ping(&self) -> StoreResult<()> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn close(&self) {
+                self.pool.close().await;
+            }
+
+            async fn get_meta(&self, name: &str) -> StoreResult<Option<String>> {
+                let row = sqlx::query("SELECT value FROM meta WHERE name = $1")
+                    .bind(name)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row.map(|r| r.try_get("value")).transpose()?)
+            }
+
+            async fn put_meta_if_absent(&self, name: &str, value: &str) -> StoreResult<String> {
+                sqlx::query(
+                    "INSERT INTO meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+                )
+                .bind(name)
+                .bind(value)
+                .execute(&self.pool)
+                .await?;
+                self.get_meta(name)
+                    .await?
+                    .ok_or_else(|| StoreError::Corrupt(format!("meta {name} vanished")))
+            }
+
+            async fn insert_tenant(&self, t: &Tenant) -> StoreResult<()> {
+                sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)")
+                    .bind(&t.id)
+                    .bind(&t.name)
+                    .bind(t.created_at)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn get_tenant(&self, id: &str) -> StoreResult<Option<Tenant>> {
+                let sql = format!("SELECT {TENANT_COLS} FROM tenants WHERE id = $1");
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .as_ref()
+                    .map(Self::tenant)
+                    .transpose()
+            }
+
+            async fn list_tenants(
+                &self,
+                only: Option<&str>,
+                page: &Page,
+            ) -> StoreResult<Listed<Tenant>> {
+                let sql = format!(
+                    "SELECT {TENANT_COLS} FROM tenants \
+                     WHERE ($1 IS NULL OR id = $1) AND ($2 IS NULL OR id > $2) \
+                     ORDER BY id LIMIT $3"
+                );
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(only)
+                    .bind(page.after.as_deref())
+                    .bind(i64::from(page.size()) + 1)
+                    .fetch_all(&self.pool)
+                    .await?;
+                let items = rows.iter().map(Self::tenant).collect::<StoreResult<Vec<_>>>()?;
+                Ok(Listed::from_overfetch(items, page, |t| &t.id))
+            }
+
+            async fn insert_api_key(&self, k: &ApiKeyRecord) -> StoreResult<()> {
+                let result = sqlx::query(
+                    "INSERT INTO api_keys \
+                     (id, tenant_id, scope, name, prefix, hash, created_at, revoked_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(&k.id)
+                .bind(k.tenant_id.as_deref())
+                .bind(k.scope.as_str())
+                .bind(&k.name)
+                .bind(&k.prefix)
+                .bind(&k.hash)
+                .bind(k.created_at)
+                .bind(k.revoked_at)
+                .execute(&self.pool)
+                .await;
+                match result {
+                    Ok(_) => Ok(()),
+                    Err(e) if is_unique_violation(&e) => {
+                        Err(StoreError::Conflict("this API key already exists".into()))
+                    }
+                    Err(e) => Err(e.into()),
+                }
+            }
+
+            async fn get_api_key(&self, id: &str) -> StoreResult<Option<ApiKeyRecord>> {
+                let sql = format!("SELECT {KEY_COLS} FROM api_keys WHERE id = $1");
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .as_ref()
+                    .map(Self::key)
+                    .transpose()
+            }
+
+            async fn find_api_keys_by_prefix(
+                &self,
+                prefix: &str,
+            ) -> StoreResult<Vec<ApiKeyRecord>> {
+                let sql = format!("SELECT {KEY_COLS} FROM api_keys WHERE prefix = $1 LIMIT 16");
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(prefix)
+                    .fetch_all(&self.pool)
+                    .await?
+                    .iter()
+                    .map(Self::key)
+                    .collect()
+            }
+
+            async fn find_api_key_by_hash(&self, hash: &str) -> StoreResult<Option<ApiKeyRecord>> {
+                let sql = format!("SELECT {KEY_COLS} FROM api_keys WHERE hash = $1");
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(hash)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .as_ref()
+                    .map(Self::key)
+                    .transpose()
+            }
+
+            async fn list_api_keys(
+                &self,
+                owner: KeyOwner<'_>,
+                page: &Page,
+            ) -> StoreResult<Listed<ApiKeyRecord>> {
+                let (scope, tenant) = match owner {
+                    KeyOwner::Admin => ("admin", None),
+                    KeyOwner::Tenant(t) => ("tenant", Some(t)),
+                };
+                let sql = format!(
+                    "SELECT {KEY_COLS} FROM api_keys \
+                     WHERE scope = $1 AND tenant_id IS NOT DISTINCT FROM $2 \
+                     AND ($3 IS NULL OR id > $3) ORDER BY id LIMIT $4"
+                );
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(scope)
+                    .bind(tenant)
+                    .bind(page.after.as_deref())
+                    .bind(i64::from(page.size()) + 1)
+                    .fetch_all(&self.pool)
+                    .await?;
+                let items = rows.iter().map(Self::key).collect::<StoreResult<Vec<_>>>()?;
+                Ok(Listed::from_overfetch(items, page, |k| &k.id))
+            }
+
+            async fn revoke_api_key(&self, id: &str, at: i64) -> StoreResult<bool> {
+                let done = sqlx::query(
+                    "UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+                )
+                .bind(id)
+                .bind(at)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn count_active_admin_keys(&self) -> StoreResult<i64> {
+                let row = sqlx::query(
+                    "SELECT COUNT(*) AS n FROM api_keys WHERE scope = 'admin' AND revoked_at IS NULL",
+                )
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(row.try_get("n")?)
+            }
+
+            async fn insert_bot(&self, b: &BotRecord) -> StoreResult<()> {
+                let sql = format!(
+                    "INSERT INTO bots ({BOT_COLS}) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+                );
+                let result = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(&b.id)
+                    .bind(&b.tenant_id)
+                    .bind(b.telegram_id)
+                    .bind(&b.username)
+                    .bind(&b.first_name)
+                    .bind(&b.token_sealed)
+                    .bind(b.webhook_secret_sealed.as_deref())
+                    .bind(b.webhook_url.as_deref())
+                    .bind(b.mode.as_str())
+                    .bind(b.enabled)
+                    .bind(b.created_at)
+                    .bind(b.updated_at)
+                    .execute(&self.pool)
+                    .await;
+                match result {
+                    Ok(_) => Ok(()),
+                    Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
+                        "bot @{} is already registered",
+                        b.username
+                    ))),
+                    Err(e) => Err(e.into()),
+                }
+            }
+
+            async fn get_bot(&self, id: &str) -> StoreResult<Option<BotRecord>> {
+                let sql = format!("SELECT {BOT_COLS} FROM bots WHERE id = $1");
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .as_ref()
+                    .map(Self::bot)
+                    .transpose()
+            }
+
+            async fn get_bot_by_telegram_id(
+                &self,
+                telegram_id: i64,
+            ) -> StoreResult<Option<BotRecord>> {
+                let sql = format!("SELECT {BOT_COLS} FROM bots WHERE telegram_id = $1");
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(telegram_id)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .as_ref()
+                    .map(Self::bot)
+                    .transpose()
+            }
+
+            async fn list_bots(
+                &self,
+                filter: &BotFilter,
+                page: &Page,
+            ) -> StoreResult<Listed<BotRecord>> {
+                let sql = format!(
+                    "SELECT {BOT_COLS} FROM bots \
+                     WHERE ($1 IS NULL OR tenant_id = $1) AND ($2 IS NULL OR enabled = $2) \
+                     AND ($3 IS NULL OR mode = $3) AND ($4 IS NULL OR id > $4) \
+                     ORDER BY id LIMIT $5"
+                );
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(filter.tenant_id.as_deref())
+                    .bind(filter.enabled)
+                    .bind(filter.mode.map(BotMode::as_str))
+                    .bind(page.after.as_deref())
+                    .bind(i64::from(page.size()) + 1)
+                    .fetch_all(&self.pool)
+                    .await?;
+                let items = rows.iter().map(Self::bot).collect::<StoreResult<Vec<_>>>()?;
+                Ok(Listed::from_overfetch(items, page, |b| &b.id))
+            }
+
+            async fn set_bot_enabled(&self, id: &str, enabled: bool, at: i64) -> StoreResult<bool> {
+                let done =
+                    sqlx::query("UPDATE bots SET enabled = $2, updated_at = $3 WHERE id = $1")
+                        .bind(id)
+                        .bind(enabled)
+                        .bind(at)
+                        .execute(&self.pool)
+                        .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn set_bot_webhook(
+                &self,
+                id: &str,
+                mode: BotMode,
+                webhook_url: Option<&str>,
+                webhook_secret_sealed: Option<&str>,
+                at: i64,
+            ) -> StoreResult<bool> {
+                let done = sqlx::query(
+                    "UPDATE bots SET mode = $2, webhook_url = $3, webhook_secret_sealed = $4, \
+                     updated_at = $5 WHERE id = $1",
+                )
+                .bind(id)
+                .bind(mode.as_str())
+                .bind(webhook_url)
+                .bind(webhook_secret_sealed)
+                .bind(at)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn delete_bot(&self, id: &str) -> StoreResult<bool> {
+                let done = sqlx::query("DELETE FROM bots WHERE id = $1")
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() == 1)
+            }
+        }
+    };
+}
+
+sql_store!(
+    SqliteStore,
+    SqliteRow,
+    "sqlite",
+    SQLITE_MIGRATIONS
+);
+sql_store!(
+    PgStore,
+    PgRow,
+    "postgres",
+    POSTGRES_MIGRATIONS
+);

@@ -1,0 +1,295 @@
+//! The story-style storage suite, run on every engine.
+
+use super::testing::{self, engines, fresh};
+use super::*;
+
+async fn open(engine: &str, dir: &std::path::Path) -> (Arc<dyn Store>, testing::TestDatabase) {
+    let db = fresh(engine, dir).await.expect("fresh database");
+    let store = connect(&SecretString::from(db.url.clone()))
+        .await
+        .expect("connect");
+    store.migrate().await.expect("migrate");
+    store.migrate().await.expect("migrating twice is a no-op");
+    (store, db)
+}
+
+fn tenant(id: &str, name: &str) -> Tenant {
+    Tenant {
+        id: id.into(),
+        name: name.into(),
+        created_at: 1_700_000_000_000,
+    }
+}
+
+fn key(id: &str, tenant_id: Option<&str>, hash: &str) -> ApiKeyRecord {
+    ApiKeyRecord {
+        id: id.into(),
+        tenant_id: tenant_id.map(str::to_string),
+        scope: if tenant_id.is_some() {
+            KeyScope::Tenant
+        } else {
+            KeyScope::Admin
+        },
+        name: "k".into(),
+        prefix: format!("rg_{}", &hash[..4]),
+        hash: hash.into(),
+        created_at: 1,
+        revoked_at: None,
+    }
+}
+
+fn bot(id: &str, tenant_id: &str, telegram_id: i64) -> BotRecord {
+    BotRecord {
+        id: id.into(),
+        tenant_id: tenant_id.into(),
+        telegram_id,
+        username: format!("bot{telegram_id}_bot"),
+        first_name: "Bot".into(),
+        token_sealed: "v1:sealed".into(),
+        webhook_secret_sealed: None,
+        webhook_url: None,
+        mode: BotMode::Polling,
+        enabled: true,
+        created_at: 5,
+        updated_at: 5,
+    }
+}
+
+async fn story(store: Arc<dyn Store>) {
+    let engine = store.engine();
+    store.ping().await.unwrap();
+
+    // Facts: first writer wins.
+    assert_eq!(store.get_meta("k").await.unwrap(), None);
+    assert_eq!(store.put_meta_if_absent("k", "one").await.unwrap(), "one");
+    assert_eq!(store.put_meta_if_absent("k", "two").await.unwrap(), "one");
+    assert_eq!(store.get_meta("k").await.unwrap().as_deref(), Some("one"));
+
+    // Tenants, paginated by cursor.
+    for i in 0..5 {
+        store
+            .insert_tenant(&tenant(&format!("ten_{i:02}"), &format!("T{i}")))
+            .await
+            .unwrap();
+    }
+    let first = store.list_tenants(None, &Page::first(2)).await.unwrap();
+    assert_eq!(first.items.len(), 2, "{engine}");
+    assert_eq!(first.items[0].id, "ten_00");
+    assert_eq!(first.next_cursor.as_deref(), Some("ten_01"));
+    let mut seen: Vec<String> = first.items.iter().map(|t| t.id.clone()).collect();
+    let mut cursor = first.next_cursor;
+    while let Some(after) = cursor {
+        let page = store
+            .list_tenants(
+                None,
+                &Page {
+                    after: Some(after),
+                    limit: 2,
+                },
+            )
+            .await
+            .unwrap();
+        seen.extend(page.items.iter().map(|t| t.id.clone()));
+        cursor = page.next_cursor;
+    }
+    assert_eq!(seen, ["ten_00", "ten_01", "ten_02", "ten_03", "ten_04"]);
+    let only = store
+        .list_tenants(Some("ten_03"), &Page::first(10))
+        .await
+        .unwrap();
+    assert_eq!(only.items, vec![tenant("ten_03", "T3")]);
+    assert!(store.get_tenant("ten_99").await.unwrap().is_none());
+    let dup = store.insert_tenant(&tenant("ten_00", "again")).await;
+    assert!(dup.is_err(), "{engine}: duplicate tenant id must fail");
+
+    // API keys: admin and tenant scoped, found by prefix and hash, revoked once.
+    assert_eq!(store.count_active_admin_keys().await.unwrap(), 0);
+    store
+        .insert_api_key(&key("key_a", None, "aaaa1"))
+        .await
+        .unwrap();
+    store
+        .insert_api_key(&key("key_b", Some("ten_00"), "bbbb1"))
+        .await
+        .unwrap();
+    store
+        .insert_api_key(&key("key_c", Some("ten_01"), "cccc1"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.insert_api_key(&key("key_d", None, "aaaa1")).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.count_active_admin_keys().await.unwrap(), 1);
+    let found = store.find_api_keys_by_prefix("rg_bbbb").await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].tenant_id.as_deref(), Some("ten_00"));
+    assert_eq!(
+        store
+            .find_api_key_by_hash("cccc1")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        "key_c"
+    );
+    let admin_keys = store
+        .list_api_keys(KeyOwner::Admin, &Page::first(10))
+        .await
+        .unwrap();
+    assert_eq!(admin_keys.items.len(), 1);
+    let t0_keys = store
+        .list_api_keys(KeyOwner::Tenant("ten_00"), &Page::first(10))
+        .await
+        .unwrap();
+    assert_eq!(t0_keys.items.len(), 1);
+    assert_eq!(t0_keys.items[0].id, "key_b");
+    assert!(store.revoke_api_key("key_b", 99).await.unwrap());
+    assert!(!store.revoke_api_key("key_b", 100).await.unwrap());
+    assert!(!store.revoke_api_key("key_zz", 100).await.unwrap());
+    assert_eq!(
+        store
+            .get_api_key("key_b")
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at,
+        Some(99)
+    );
+    assert!(store.revoke_api_key("key_a", 5).await.unwrap());
+    assert_eq!(store.count_active_admin_keys().await.unwrap(), 0);
+
+    // Bots: unique per Telegram id, scoped lists, updates, deletion.
+    store
+        .insert_bot(&bot("bot_1", "ten_00", 111))
+        .await
+        .unwrap();
+    store
+        .insert_bot(&bot("bot_2", "ten_01", 222))
+        .await
+        .unwrap();
+    let dup = store.insert_bot(&bot("bot_3", "ten_01", 111)).await;
+    assert!(
+        matches!(dup, Err(StoreError::Conflict(_))),
+        "{engine}: {dup:?}"
+    );
+    let orphan = store.insert_bot(&bot("bot_4", "ten_nope", 444)).await;
+    assert!(orphan.is_err(), "{engine}: foreign key must hold");
+    assert_eq!(
+        store.get_bot("bot_1").await.unwrap().unwrap(),
+        bot("bot_1", "ten_00", 111)
+    );
+    assert_eq!(
+        store.get_bot_by_telegram_id(222).await.unwrap().unwrap().id,
+        "bot_2"
+    );
+    let t1 = store
+        .list_bots(
+            &BotFilter {
+                tenant_id: Some("ten_01".into()),
+                ..BotFilter::default()
+            },
+            &Page::first(10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(t1.items.len(), 1);
+    assert_eq!(t1.items[0].id, "bot_2");
+    assert_eq!(
+        store
+            .list_bots(&BotFilter::default(), &Page::first(10))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        2
+    );
+
+    assert!(store.set_bot_enabled("bot_1", false, 7).await.unwrap());
+    assert!(!store.set_bot_enabled("bot_x", false, 7).await.unwrap());
+    assert!(
+        store
+            .set_bot_webhook(
+                "bot_1",
+                BotMode::Webhook,
+                Some("https://example.test/telegram/webhook/bot_1"),
+                Some("v1:secret"),
+                8
+            )
+            .await
+            .unwrap()
+    );
+    let only = |enabled: Option<bool>, mode: Option<BotMode>| BotFilter {
+        tenant_id: None,
+        enabled,
+        mode,
+    };
+    let disabled = store
+        .list_bots(&only(Some(false), None), &Page::first(10))
+        .await
+        .unwrap();
+    assert_eq!(disabled.items.len(), 1, "{engine}");
+    assert_eq!(disabled.items[0].id, "bot_1");
+    let webhook = store
+        .list_bots(&only(None, Some(BotMode::Webhook)), &Page::first(10))
+        .await
+        .unwrap();
+    assert_eq!(webhook.items.len(), 1, "{engine}");
+    let polling_enabled = store
+        .list_bots(&only(Some(true), Some(BotMode::Polling)), &Page::first(10))
+        .await
+        .unwrap();
+    assert_eq!(polling_enabled.items.len(), 1, "{engine}");
+    assert_eq!(polling_enabled.items[0].id, "bot_2");
+    let b1 = store.get_bot("bot_1").await.unwrap().unwrap();
+    assert!(!b1.enabled);
+    assert_eq!(b1.mode, BotMode::Webhook);
+    assert_eq!(b1.webhook_secret_sealed.as_deref(), Some("v1:secret"));
+    assert_eq!(b1.updated_at, 8);
+    assert_eq!(b1.created_at, 5);
+
+    assert!(store.delete_bot("bot_1").await.unwrap());
+    assert!(!store.delete_bot("bot_1").await.unwrap());
+    assert!(store.get_bot("bot_1").await.unwrap().is_none());
+    // The Telegram id is free again once the bot is gone.
+    store
+        .insert_bot(&bot("bot_5", "ten_02", 111))
+        .await
+        .unwrap();
+    store.close().await;
+}
+
+#[tokio::test]
+async fn storage_story_on_every_engine() {
+    for engine in engines() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _db) = open(engine, dir.path()).await;
+        story(store).await;
+    }
+}
+
+#[tokio::test]
+async fn sqlite_uses_wal_and_creates_its_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("nested/deeper/relaygram.db");
+    let store = SqliteStore::connect(&format!("sqlite:{}", file.display()))
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&store.pool)
+        .await
+        .unwrap();
+    assert_eq!(mode, "wal");
+    assert!(file.exists());
+}
+
+#[tokio::test]
+async fn sqlite_in_memory_keeps_its_data_across_calls() {
+    let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
+    store.migrate().await.unwrap();
+    store.insert_tenant(&tenant("ten_m", "mem")).await.unwrap();
+    for _ in 0..3 {
+        assert!(store.get_tenant("ten_m").await.unwrap().is_some());
+    }
+}

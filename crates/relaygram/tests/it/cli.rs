@@ -1,0 +1,325 @@
+//! The operator CLI, run as the real binary.
+
+use std::process::Output;
+
+use relaygram_sandbox::{Sandbox, SandboxConfig};
+use serde_json::{Value, json};
+
+use crate::helpers::engines;
+
+struct Cli {
+    envs: Vec<(String, String)>,
+}
+
+impl Cli {
+    fn new(envs: &[(&str, String)]) -> Cli {
+        Cli {
+            envs: envs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+        }
+    }
+
+    async fn run(&self, args: &[&str]) -> Output {
+        self.run_with(args, &[]).await
+    }
+
+    async fn run_with(&self, args: &[&str], extra: &[(&str, &str)]) -> Output {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_relaygram"));
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default());
+        for (k, v) in &self.envs {
+            cmd.env(k, v);
+        }
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        cmd.output().await.expect("relaygram runs")
+    }
+
+    /// Runs and expects success; returns stdout.
+    async fn ok(&self, args: &[&str]) -> String {
+        self.ok_with(args, &[]).await
+    }
+
+    async fn ok_with(&self, args: &[&str], extra: &[(&str, &str)]) -> String {
+        let out = self.run_with(args, extra).await;
+        assert!(
+            out.status.success(),
+            "relaygram {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+#[tokio::test]
+async fn config_command_masks_secrets_and_bad_config_fails_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let cli = Cli::new(&[
+        (
+            "RELAYGRAM_DATABASE_URL",
+            "postgres://app:s3cr3tpassword@db.internal/rg".into(),
+        ),
+        ("RELAYGRAM_SECRET_KEY", "ab".repeat(32)),
+        ("RELAYGRAM_ADMIN_KEY", "rg_admin_key_from_env_123456".into()),
+        ("RELAYGRAM_PUBLIC_URL", "https://gw.example.com".into()),
+        ("RELAYGRAM_DATA_DIR", dir.path().display().to_string()),
+    ]);
+    let shown = cli.ok(&["config"]).await;
+    assert!(
+        shown.contains("public_url = \"https://gw.example.com\""),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("postgres://app:********@db.internal/rg"),
+        "{shown}"
+    );
+    for secret in [
+        "s3cr3tpassword",
+        &"ab".repeat(32),
+        "rg_admin_key_from_env_123456",
+    ] {
+        assert!(!shown.contains(secret), "{shown}");
+    }
+
+    // A config file, with env winning.
+    let file = dir.path().join("relaygram.toml");
+    std::fs::write(&file, "bind = \"127.0.0.1:9999\"\nlog_format = \"json\"\n").unwrap();
+    let shown = cli
+        .ok_with(
+            &["--config", file.to_str().unwrap(), "config"],
+            &[("RELAYGRAM_LOG_FORMAT", "pretty")],
+        )
+        .await;
+    assert!(shown.contains("bind = \"127.0.0.1:9999\""), "{shown}");
+    assert!(shown.contains("log_format = \"pretty\""), "{shown}");
+
+    // Bad configuration: one clear line naming the setting, non-zero exit.
+    let out = cli
+        .run_with(&["serve"], &[("RELAYGRAM_BIND", "not-an-address")])
+        .await;
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("`bind`"), "{err}");
+    let out = cli
+        .run(&["--config", "/definitely/not/here.toml", "config"])
+        .await;
+    assert!(!out.status.success());
+
+    // Help exists for every command.
+    for args in [
+        vec!["--help"],
+        vec!["serve", "--help"],
+        vec!["tenants", "create", "--help"],
+        vec!["keys", "revoke", "--help"],
+        vec!["bots", "add", "--help"],
+        vec!["webhook", "register", "--help"],
+        vec!["migrate", "--help"],
+        vec!["sandbox", "--help"],
+    ] {
+        cli.ok(&args).await;
+    }
+    let unknown = cli.run(&["frobnicate"]).await;
+    assert!(!unknown.status.success());
+}
+
+#[tokio::test]
+async fn operator_commands_mirror_the_api() {
+    for engine in engines() {
+        let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let db = relaygram::store::testing::fresh(engine, dir.path())
+            .await
+            .unwrap();
+        let cli = Cli::new(&[
+            ("RELAYGRAM_DATABASE_URL", db.url.clone()),
+            ("RELAYGRAM_TELEGRAM_API_URL", sandbox.url()),
+            (
+                "RELAYGRAM_DATA_DIR",
+                dir.path().join("data").display().to_string(),
+            ),
+        ]);
+        cli.ok(&["migrate"]).await;
+
+        let created = cli.ok(&["tenants", "create", "--name", "Acme"]).await;
+        let tenant = created.split('\t').next().unwrap().trim().to_string();
+        assert!(tenant.starts_with("ten_"), "{created}");
+        assert!(cli.ok(&["tenants", "list"]).await.contains(&tenant));
+
+        let key = cli
+            .ok(&["keys", "create", "--tenant", &tenant, "--name", "backend"])
+            .await
+            .trim()
+            .to_string();
+        assert!(key.starts_with("rg_"), "{key}");
+        let keys = cli.ok(&["keys", "list", "--tenant", &tenant]).await;
+        assert!(keys.contains(&key[..11]), "{keys}");
+        assert!(!keys.contains(&key), "lists never show the key");
+        let key_id = keys.split('\t').next().unwrap().to_string();
+        assert!(
+            cli.ok(&["keys", "revoke", &key_id])
+                .await
+                .contains("revoked")
+        );
+        assert!(
+            cli.ok(&["keys", "list", "--tenant", &tenant])
+                .await
+                .contains("revoked")
+        );
+        let missing = cli.run(&["keys", "revoke", "key_missing"]).await;
+        assert!(!missing.status.success());
+        assert!(String::from_utf8_lossy(&missing.stderr).contains("not found"));
+        let no_tenant = cli
+            .run(&["keys", "create", "--tenant", "ten_missing"])
+            .await;
+        assert!(!no_tenant.status.success());
+
+        let made: Value = reqwest::Client::new()
+            .post(format!("{}/sandbox/bots", sandbox.url()))
+            .json(&json!({"username": "cli_bot"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let token = made["token"].as_str().unwrap();
+        let tg_id = made["id"].as_i64().unwrap();
+
+        // Bad token: non-zero exit with Telegram's reason, nothing stored.
+        let bad = cli
+            .run_with(
+                &["bots", "add", "--tenant", &tenant],
+                &[("RELAYGRAM_BOT_TOKEN", "42:AAnotAtokenAtAllAtAll")],
+            )
+            .await;
+        assert!(!bad.status.success());
+        let bad_err = String::from_utf8_lossy(&bad.stderr);
+        assert!(bad_err.contains("Unauthorized"), "{bad_err}");
+        assert!(!bad_err.contains("AAnotAtoken"), "{bad_err}");
+        assert_eq!(cli.ok(&["bots", "list"]).await.trim(), "");
+
+        let added = cli
+            .ok_with(
+                &["bots", "add", "--tenant", &tenant],
+                &[("RELAYGRAM_BOT_TOKEN", token)],
+            )
+            .await;
+        assert!(
+            added.contains("@cli_bot") && added.contains("polling"),
+            "{added}"
+        );
+        let bot_id = added.split('\t').next().unwrap().to_string();
+        let listed = cli.ok(&["bots", "list", "--tenant", &tenant]).await;
+        assert!(listed.contains(&bot_id), "{listed}");
+        assert!(!listed.contains(token));
+
+        let registered = cli
+            .ok(&[
+                "webhook",
+                "register",
+                "--bot",
+                &bot_id,
+                "--base-url",
+                "https://hooks.example.com",
+            ])
+            .await;
+        assert!(registered.contains("webhook"), "{registered}");
+        let state: Value = reqwest::Client::new()
+            .get(format!("{}/sandbox/bots/{tg_id}", sandbox.url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            state["webhook"]["url"],
+            format!("https://hooks.example.com/telegram/webhook/{bot_id}")
+        );
+        let no_url = cli.run(&["webhook", "register", "--bot", &bot_id]).await;
+        assert!(!no_url.status.success(), "no public URL configured");
+
+        assert!(
+            cli.ok(&["bots", "remove", &bot_id])
+                .await
+                .contains("removed")
+        );
+        assert_eq!(cli.ok(&["bots", "list"]).await.trim(), "");
+        let state: Value = reqwest::Client::new()
+            .get(format!("{}/sandbox/bots/{tg_id}", sandbox.url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(state["webhook"], Value::Null);
+
+        // Admin keys from the CLI.
+        let admin = cli.ok(&["keys", "create", "--admin"]).await;
+        assert!(admin.trim().starts_with("rg_"));
+        assert!(
+            cli.ok(&["keys", "list", "--admin"])
+                .await
+                .contains("(admin)")
+        );
+        sandbox.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn sandbox_command_serves_the_bot_api_until_sigterm() {
+    use std::process::Stdio;
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_relaygram"))
+        .args(["sandbox", "--bind", "127.0.0.1:0", "--limits", "off"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(at) = line.find("http://") {
+                return Some(line[at..].split_whitespace().next().unwrap().to_string());
+            }
+        }
+        None
+    })
+    .await
+    .unwrap()
+    .expect("the banner names the sandbox URL");
+    let answer = reqwest::Client::new()
+        .get(format!("{url}/bot1:nope/getMe"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 401);
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status}");
+
+    let bad = tokio::process::Command::new(env!("CARGO_BIN_EXE_relaygram"))
+        .args(["sandbox", "--limits", "sometimes"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!bad.status.success());
+}

@@ -1,0 +1,275 @@
+//! Starting the app, and small HTTP helpers.
+
+use relaygram::config::Config;
+use relaygram::server::{self, RunningServer};
+use relaygram::store::testing;
+use relaygram_sandbox::{Sandbox, SandboxConfig};
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+
+/// Public URL used by tests that need webhook mode. Never contacted: the sandbox only
+/// delivers when there are updates, and these tests create none.
+pub const PUBLIC_URL: &str = "https://relaygram.example.com";
+
+/// Engines every suite runs on.
+pub fn engines() -> Vec<&'static str> {
+    testing::engines()
+}
+
+/// A started server with its sandbox and store.
+pub struct TestApp {
+    pub server: RunningServer,
+    pub sandbox: Sandbox,
+    pub http: reqwest::Client,
+    pub admin_key: String,
+    /// Keeps the database (dropped with it on PostgreSQL) alive for the test's duration.
+    _db: testing::TestDatabase,
+    /// Keeps the SQLite file and data folder alive for the test's duration.
+    _dir: tempfile::TempDir,
+}
+
+/// An HTTP answer.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Answer {
+    /// Asserts an RFC 9457 problem with this status and type slug.
+    #[track_caller]
+    pub fn assert_problem(&self, status: u16, slug: &str) {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.text);
+        let ct = self
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        assert_eq!(ct, "application/problem+json", "body: {}", self.text);
+        assert_eq!(
+            self.body["type"],
+            format!("urn:relaygram:problem:{slug}"),
+            "body: {}",
+            self.text
+        );
+        assert_eq!(self.body["status"], status);
+        assert!(self.body["title"].is_string());
+        assert!(
+            self.body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+            "problem needs a detail: {}",
+            self.text
+        );
+        assert!(
+            self.headers.contains_key("x-request-id"),
+            "every answer carries a request id"
+        );
+    }
+}
+
+/// Options for [`TestApp::spawn`].
+#[derive(Default)]
+pub struct Options {
+    pub public_url: Option<String>,
+    pub max_body_bytes: Option<usize>,
+}
+
+impl TestApp {
+    pub async fn spawn(engine: &'static str) -> TestApp {
+        Self::spawn_with(engine, Options::default()).await
+    }
+
+    pub async fn spawn_with(engine: &'static str, options: Options) -> TestApp {
+        let sandbox = Sandbox::start(SandboxConfig::default())
+            .await
+            .expect("sandbox starts");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = testing::fresh(engine, dir.path()).await.expect("fresh db");
+        let mut config = Config {
+            database_url: SecretString::from(db.url.clone()),
+            bind: "127.0.0.1:0".parse().unwrap(),
+            public_url: options.public_url,
+            telegram_api_url: sandbox.url(),
+            data_dir: dir.path().join("data"),
+            ..Config::default()
+        };
+        if let Some(max) = options.max_body_bytes {
+            config.max_body_bytes = max;
+        }
+        let boot = server::boot(&config).await.expect("boot");
+        assert!(boot.key_file_created, "a fresh data folder gets a new key");
+        let admin_key = boot
+            .new_admin_key
+            .expect("an empty store gets an admin key")
+            .key
+            .expose_secret()
+            .to_string();
+        let server = server::spawn(&config, boot.services)
+            .await
+            .expect("server starts");
+        TestApp {
+            server,
+            sandbox,
+            http: reqwest::Client::new(),
+            admin_key,
+            _db: db,
+            _dir: dir,
+        }
+    }
+
+    pub async fn stop(self) {
+        self.server.shutdown().await.expect("graceful shutdown");
+        self.sandbox.shutdown().await;
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.server.url(), path)
+    }
+
+    async fn answer(response: reqwest::Response) -> Answer {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Answer {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    /// Sends a request with an optional bearer key and JSON body.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> Answer {
+        let mut req = self.http.request(method, self.url(path));
+        if let Some(key) = key {
+            req = req.bearer_auth(key);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        Self::answer(req.send().await.expect("request")).await
+    }
+
+    /// Sends raw bytes with a content type.
+    pub async fn raw(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: Option<&str>,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Answer {
+        let mut req = self
+            .http
+            .request(method, self.url(path))
+            .header("content-type", content_type)
+            .body(body);
+        if let Some(key) = key {
+            req = req.bearer_auth(key);
+        }
+        Self::answer(req.send().await.expect("request")).await
+    }
+
+    pub async fn get(&self, path: &str, key: &str) -> Answer {
+        self.call(reqwest::Method::GET, path, Some(key), None).await
+    }
+
+    pub async fn post(&self, path: &str, key: &str, body: Value) -> Answer {
+        self.call(reqwest::Method::POST, path, Some(key), Some(body))
+            .await
+    }
+
+    pub async fn patch(&self, path: &str, key: &str, body: Value) -> Answer {
+        self.call(reqwest::Method::PATCH, path, Some(key), Some(body))
+            .await
+    }
+
+    pub async fn delete(&self, path: &str, key: &str) -> Answer {
+        self.call(reqwest::Method::DELETE, path, Some(key), None)
+            .await
+    }
+
+    /// Creates a tenant with the admin key; returns its id.
+    pub async fn tenant(&self, name: &str) -> String {
+        let a = self
+            .post("/v1/tenants", &self.admin_key, json!({"name": name}))
+            .await;
+        assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
+        a.body["id"].as_str().unwrap().to_string()
+    }
+
+    /// Creates a tenant key; returns (key id, key).
+    pub async fn tenant_key(&self, tenant_id: &str) -> (String, String) {
+        let a = self
+            .post(
+                &format!("/v1/tenants/{tenant_id}/api-keys"),
+                &self.admin_key,
+                json!({"name": "test"}),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
+        (
+            a.body["id"].as_str().unwrap().to_string(),
+            a.body["key"].as_str().unwrap().to_string(),
+        )
+    }
+
+    /// Creates a bot in the sandbox; returns (telegram id, token).
+    pub async fn sandbox_bot(&self, username: &str) -> (i64, String) {
+        let r = self
+            .http
+            .post(format!("{}/sandbox/bots", self.sandbox.url()))
+            .json(&json!({"username": username, "first_name": "Test"}))
+            .send()
+            .await
+            .expect("sandbox answers");
+        assert!(
+            r.status().is_success(),
+            "sandbox create bot: {}",
+            r.status()
+        );
+        let v: Value = r.json().await.unwrap();
+        (
+            v["id"].as_i64().unwrap(),
+            v["token"].as_str().unwrap().to_string(),
+        )
+    }
+
+    /// The sandbox's view of a bot (`webhook`, `allowed_updates`, …).
+    pub async fn sandbox_bot_state(&self, telegram_id: i64) -> Value {
+        self.http
+            .get(format!("{}/sandbox/bots/{telegram_id}", self.sandbox.url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Adds a sandbox fault.
+    pub async fn fault(&self, spec: Value) {
+        let r = self
+            .http
+            .post(format!("{}/sandbox/faults", self.sandbox.url()))
+            .json(&spec)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.status().is_success(),
+            "fault: {}",
+            r.text().await.unwrap()
+        );
+    }
+}

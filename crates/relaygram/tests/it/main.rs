@@ -1,0 +1,13 @@
+//! Integration tests: the real server on a random port, against the in-process Telegram
+//! sandbox and a fresh store (SQLite always; PostgreSQL too when
+//! `RELAYGRAM_TEST_DATABASE_URL` is set).
+
+mod bad_input;
+mod bots;
+mod cli;
+mod helpers;
+mod openapi;
+mod operations;
+mod secrets;
+mod telegram;
+mod tenants;
