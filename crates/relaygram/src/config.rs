@@ -59,6 +59,13 @@ pub struct Config {
     pub admin_key: Option<SecretString>,
     /// Maximum accepted request body, in bytes.
     pub max_body_bytes: usize,
+    /// Commands one Telegram user may send to one bot per minute (per process; ≥ 1).
+    pub command_rate_per_minute: u32,
+    /// Days processed inbound updates are kept in the audit log (≥ 1).
+    pub update_retention_days: u32,
+    /// Seconds a processor holds an update before another may take it (≥ 1); after a crash,
+    /// its update is processed again once this passes.
+    pub update_lease_seconds: u32,
 }
 
 impl Default for Config {
@@ -74,6 +81,9 @@ impl Default for Config {
             secret_key: None,
             admin_key: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            command_rate_per_minute: crate::commands::DEFAULT_COMMANDS_PER_MINUTE,
+            update_retention_days: 7,
+            update_lease_seconds: 60,
         }
     }
 }
@@ -109,6 +119,9 @@ struct RawConfig {
     secret_key: Option<String>,
     admin_key: Option<String>,
     max_body_bytes: Option<String>,
+    command_rate_per_minute: Option<String>,
+    update_retention_days: Option<String>,
+    update_lease_seconds: Option<String>,
 }
 
 /// Names of every setting, in display order.
@@ -123,6 +136,9 @@ pub const SETTINGS: &[&str] = &[
     "secret_key",
     "admin_key",
     "max_body_bytes",
+    "command_rate_per_minute",
+    "update_retention_days",
+    "update_lease_seconds",
 ];
 
 impl Config {
@@ -205,6 +221,9 @@ impl Config {
                 "data_dir" => &mut raw.data_dir,
                 "secret_key" => &mut raw.secret_key,
                 "admin_key" => &mut raw.admin_key,
+                "command_rate_per_minute" => &mut raw.command_rate_per_minute,
+                "update_retention_days" => &mut raw.update_retention_days,
+                "update_lease_seconds" => &mut raw.update_lease_seconds,
                 _ => &mut raw.max_body_bytes,
             };
             *slot = Some(text);
@@ -293,6 +312,24 @@ impl Config {
                     ConfigError::new("max_body_bytes", "must be a whole number ≥ 1024")
                 })?;
         }
+        if let Some(rate) = non_empty(raw.command_rate_per_minute) {
+            cfg.command_rate_per_minute = rate
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        "command_rate_per_minute",
+                        format!("must be a whole number ≥ 1 (commands per user per bot per minute), got {rate:?}"),
+                    )
+                })?;
+        }
+        if let Some(days) = non_empty(raw.update_retention_days) {
+            cfg.update_retention_days = whole_number("update_retention_days", &days, 1)?;
+        }
+        if let Some(secs) = non_empty(raw.update_lease_seconds) {
+            cfg.update_lease_seconds = whole_number("update_lease_seconds", &secs, 1)?;
+        }
         Ok(cfg)
     }
 
@@ -336,8 +373,33 @@ impl Config {
             },
         );
         line("max_body_bytes", self.max_body_bytes.to_string());
+        line(
+            "command_rate_per_minute",
+            self.command_rate_per_minute.to_string(),
+        );
+        line(
+            "update_retention_days",
+            self.update_retention_days.to_string(),
+        );
+        line(
+            "update_lease_seconds",
+            self.update_lease_seconds.to_string(),
+        );
         out
     }
+}
+
+fn whole_number(name: &'static str, text: &str, min: u32) -> Result<u32, ConfigError> {
+    text.trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|n| *n >= min)
+        .ok_or_else(|| {
+            ConfigError::new(
+                name,
+                format!("must be a whole number ≥ {min}, got {text:?}"),
+            )
+        })
 }
 
 fn non_empty(value: Option<String>) -> Option<String> {
@@ -423,6 +485,16 @@ mod tests {
     }
 
     #[test]
+    fn command_rate_defaults_to_ten_and_is_configurable() {
+        let cfg = Config::load_from(None, env(&[])).unwrap();
+        assert_eq!(cfg.command_rate_per_minute, 10);
+        let cfg =
+            Config::load_from(None, env(&[("RELAYGRAM_COMMAND_RATE_PER_MINUTE", "25")])).unwrap();
+        assert_eq!(cfg.command_rate_per_minute, 25);
+        assert!(cfg.render_masked().contains("command_rate_per_minute = 25"));
+    }
+
+    #[test]
     fn data_dir_moves_the_default_database() {
         let cfg =
             Config::load_from(None, env(&[("RELAYGRAM_DATA_DIR", "/var/lib/relaygram")])).unwrap();
@@ -456,6 +528,16 @@ mod tests {
             ("RELAYGRAM_SECRET_KEY", "abcd", "secret_key"),
             ("RELAYGRAM_ADMIN_KEY", "short", "admin_key"),
             ("RELAYGRAM_MAX_BODY_BYTES", "-1", "max_body_bytes"),
+            (
+                "RELAYGRAM_COMMAND_RATE_PER_MINUTE",
+                "0",
+                "command_rate_per_minute",
+            ),
+            (
+                "RELAYGRAM_COMMAND_RATE_PER_MINUTE",
+                "ten",
+                "command_rate_per_minute",
+            ),
         ];
         for (var, value, setting) in cases {
             let err = Config::load_from(None, env(&[(var, value)])).unwrap_err();

@@ -242,7 +242,7 @@ pub async fn spawn(config: &Config, services: Services) -> anyhow::Result<Runnin
             .await
     });
     tracing::info!(%addr, "listening");
-    let workers = Workers::start(&services);
+    let workers = Workers::start(&services, config);
     Ok(RunningServer {
         addr,
         services,

@@ -40,7 +40,8 @@ pub enum Principal {
 }
 
 impl Principal {
-    fn tenant(&self) -> Option<&str> {
+    /// The tenant of a tenant key; `None` for admin keys and the operator.
+    pub fn tenant(&self) -> Option<&str> {
         match self {
             Principal::Tenant { tenant_id, .. } => Some(tenant_id),
             _ => None,
@@ -422,7 +423,8 @@ impl Services {
             })
     }
 
-    fn token_of(&self, bot: &BotRecord) -> ServiceResult<BotToken> {
+    /// The bot's token, opened from its sealed form.
+    pub fn token_of(&self, bot: &BotRecord) -> ServiceResult<BotToken> {
         let plain = self.secrets.open(&bot.token_sealed)?;
         BotToken::parse(plain.expose_secret()).map_err(|_| {
             ServiceError::Store(StoreError::Corrupt(format!(
@@ -548,6 +550,11 @@ impl Services {
                 }
                 return Err(e);
             }
+        }
+        // The commands menu (built-ins; a new bot has no custom commands yet). Best effort:
+        // the bot works without a menu, and every command change syncs it again.
+        if let Err(e) = self.sync_command_menu(&bot, &token).await {
+            tracing::warn!(bot_id = %bot.id, error = %e, "could not sync the commands menu");
         }
         tracing::info!(
             bot_id = %bot.id,

@@ -11,8 +11,10 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+pub use frankenstein::methods::SetMyCommandsParams;
 pub use frankenstein::methods::{DeleteWebhookParams, SetWebhookParams};
 pub use frankenstein::response::ResponseParameters;
+pub use frankenstein::types::BotCommand;
 pub use frankenstein::types::{AllowedUpdate, User};
 
 /// Update types relaygram asks Telegram to deliver.
@@ -328,6 +330,20 @@ impl TelegramClient {
             drop_pending_updates: Some(drop_pending_updates),
         };
         self.call(token, "deleteWebhook", &params).await
+    }
+
+    /// `setMyCommands` for the default scope and every language: the menu users see.
+    pub async fn set_my_commands(
+        &self,
+        token: &BotToken,
+        commands: Vec<BotCommand>,
+    ) -> Result<bool, TelegramError> {
+        let params = SetMyCommandsParams {
+            commands,
+            scope: None,
+            language_code: None,
+        };
+        self.call(token, "setMyCommands", &params).await
     }
 
     /// `getWebhookInfo`.

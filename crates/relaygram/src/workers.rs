@@ -4,7 +4,15 @@
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::config::Config;
+use std::time::Duration;
+
+use crate::inbound::processor::Processor;
+use crate::inbound::{poller, retention};
 use crate::services::Services;
+
+/// Inbound processors per instance: enough to keep busy chats from waiting on each other.
+const UPDATE_PROCESSORS: usize = 4;
 
 /// Tells workers to stop; `wait_for(|s| *s)` resolves when they should.
 pub type Shutdown = watch::Receiver<bool>;
@@ -18,11 +26,33 @@ pub struct Workers {
 
 impl Workers {
     /// Starts every worker.
-    pub fn start(services: &Services) -> Workers {
+    pub fn start(services: &Services, config: &Config) -> Workers {
         let (stop, shutdown) = watch::channel(false);
         // Each subsystem adds its workers here.
-        let handles: Vec<JoinHandle<()>> = Vec::new();
-        let _ = (services, shutdown);
+        let mut handles: Vec<JoinHandle<()>> = Vec::new();
+        // Inbound: several processors (each takes one chat's next update at a time, so
+        // chats proceed in parallel) and the polling intake.
+        let processor = Processor::new(
+            services.clone(),
+            config.command_rate_per_minute,
+            Duration::from_secs(config.update_lease_seconds.into()),
+        );
+        for _ in 0..UPDATE_PROCESSORS {
+            handles.push(tokio::spawn(processor.clone().run(shutdown.clone())));
+        }
+        handles.push(tokio::spawn(poller::run(
+            services.clone(),
+            shutdown.clone(),
+        )));
+        // Events: signed webhooks to tenant apps, retried on a schedule.
+        handles.push(
+            crate::events::Dispatcher::new(
+                services.store.clone(),
+                services.secrets.clone(),
+                crate::events::DispatchConfig::default(),
+            )
+            .spawn(shutdown.clone()),
+        );
         Workers { stop, handles }
     }
 

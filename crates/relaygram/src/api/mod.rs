@@ -2,6 +2,7 @@
 //! OpenAPI document, and operational endpoints.
 
 pub mod extract;
+pub mod inbound;
 pub mod problem;
 pub mod views;
 
@@ -72,6 +73,8 @@ impl Modify for BearerAuth {
         (name = "tenants", description = "Isolation boundaries"),
         (name = "api-keys", description = "Tenant API keys"),
         (name = "bots", description = "Telegram bots"),
+        (name = "commands", description = "Custom bot commands and the Telegram menu"),
+        (name = "events", description = "Signed event webhooks to the app, and the pull API"),
         (name = "operations", description = "Health, readiness, metrics, this document")
     )
 )]
@@ -86,6 +89,28 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(create_bot, list_bots))
         .routes(routes!(get_bot, update_bot, delete_bot))
         .routes(routes!(register_webhook))
+        .routes(routes!(
+            crate::commands::api::create_command,
+            crate::commands::api::list_commands
+        ))
+        .routes(routes!(
+            crate::commands::api::get_command,
+            crate::commands::api::update_command,
+            crate::commands::api::delete_command
+        ))
+        .routes(routes!(inbound::telegram_webhook))
+        .routes(routes!(inbound::list_updates))
+        .routes(routes!(
+            crate::events::http::create_event_endpoint,
+            crate::events::http::list_event_endpoints
+        ))
+        .routes(routes!(
+            crate::events::http::get_event_endpoint,
+            crate::events::http::delete_event_endpoint
+        ))
+        .routes(routes!(crate::events::http::pull_events))
+        .routes(routes!(crate::events::http::get_event))
+        .routes(routes!(crate::events::http::replay_event))
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(metrics))

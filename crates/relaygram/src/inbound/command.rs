@@ -28,9 +28,7 @@ pub fn parse(text: &str, bot_username: &str) -> Parsed {
     let Some(rest) = text.strip_prefix('/') else {
         return Parsed::Text;
     };
-    let end = rest
-        .find(|c: char| c.is_whitespace())
-        .unwrap_or(rest.len());
+    let end = rest.find(|c: char| c.is_whitespace()).unwrap_or(rest.len());
     let (head, args) = rest.split_at(end);
     let (name, target) = match head.split_once('@') {
         Some((n, t)) => (n, Some(t)),

@@ -3,4 +3,9 @@
 //! the tenant's app.
 
 pub mod command;
+pub mod intake;
+pub mod poller;
+pub mod processor;
+pub mod retention;
+pub mod service;
 pub mod update;

@@ -89,7 +89,10 @@ mod tests {
         let u = json!({"update_id": 8, "callback_query": {"id": "x", "data": "d",
             "from": {"id": 5}, "message": {"chat": {"id": -100}}}});
         let s = UpdateSummary::read(&u).unwrap();
-        assert_eq!((s.kind.as_str(), s.chat_id, s.user_id), ("callback_query", Some(-100), Some(5)));
+        assert_eq!(
+            (s.kind.as_str(), s.chat_id, s.user_id),
+            ("callback_query", Some(-100), Some(5))
+        );
     }
 
     #[test]
@@ -104,8 +107,17 @@ mod tests {
 
     #[test]
     fn rejects_what_is_not_an_update() {
-        assert_eq!(UpdateSummary::read(&json!([1])), Err(UpdateError::NotAnObject));
-        assert_eq!(UpdateSummary::read(&json!({"message": {}})), Err(UpdateError::MissingId));
-        assert_eq!(UpdateSummary::read(&json!({"update_id": "7"})), Err(UpdateError::MissingId));
+        assert_eq!(
+            UpdateSummary::read(&json!([1])),
+            Err(UpdateError::NotAnObject)
+        );
+        assert_eq!(
+            UpdateSummary::read(&json!({"message": {}})),
+            Err(UpdateError::MissingId)
+        );
+        assert_eq!(
+            UpdateSummary::read(&json!({"update_id": "7"})),
+            Err(UpdateError::MissingId)
+        );
     }
 }

@@ -1,19 +1,496 @@
-//! Storage for inbound: Inbound updates and the chats they reveal.
+//! Storage for inbound updates (stored once per bot and `update_id`, then processed in order
+//! per chat) and for the chats they reveal.
+
+use std::fmt;
+use std::str::FromStr;
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+use sqlx::sqlite::SqliteRow;
+use utoipa::ToSchema;
 
 use super::sql::{PgStore, SqliteStore};
+use super::{Listed, Page, StoreError, StoreResult};
+
+/// Where an update is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum UpdateStatus {
+    /// Stored, waiting to be processed.
+    Pending,
+    /// Taken by a processor (until its lease ends).
+    Processing,
+    /// Processed: something was done.
+    Handled,
+    /// Processed: nothing to do (another bot's command, an unhandled type, …).
+    Ignored,
+    /// Dropped by the per-user command limit.
+    RateLimited,
+    /// Processing failed; `error` says why.
+    Failed,
+}
+
+impl UpdateStatus {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpdateStatus::Pending => "pending",
+            UpdateStatus::Processing => "processing",
+            UpdateStatus::Handled => "handled",
+            UpdateStatus::Ignored => "ignored",
+            UpdateStatus::RateLimited => "rate_limited",
+            UpdateStatus::Failed => "failed",
+        }
+    }
+}
+
+impl FromStr for UpdateStatus {
+    type Err = StoreError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "pending" => UpdateStatus::Pending,
+            "processing" => UpdateStatus::Processing,
+            "handled" => UpdateStatus::Handled,
+            "ignored" => UpdateStatus::Ignored,
+            "rate_limited" => UpdateStatus::RateLimited,
+            "failed" => UpdateStatus::Failed,
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "unknown update status {other:?}"
+                )));
+            }
+        })
+    }
+}
+
+/// One stored update.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UpdateRecord {
+    /// The bot it came to.
+    pub bot_id: String,
+    /// Telegram's id.
+    pub update_id: i64,
+    /// Its type (`message`, `callback_query`, …).
+    pub kind: String,
+    /// The chat it belongs to.
+    pub chat_id: Option<i64>,
+    /// The Telegram user who caused it.
+    pub user_id: Option<i64>,
+    /// The update as Telegram sent it (JSON text), unknown fields included.
+    pub body: String,
+    /// Where it is in processing.
+    pub status: UpdateStatus,
+    /// What processing did.
+    pub outcome: Option<String>,
+    /// Why processing failed.
+    pub error: Option<String>,
+    /// When it was stored (UTC ms).
+    pub received_at: i64,
+    /// When processing ended (UTC ms).
+    pub processed_at: Option<i64>,
+    /// How long processing took (ms).
+    pub handling_ms: Option<i64>,
+}
+
+impl fmt::Debug for UpdateRecord {
+    // Bodies hold users' messages: keep them out of debug output.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpdateRecord")
+            .field("bot_id", &self.bot_id)
+            .field("update_id", &self.update_id)
+            .field("kind", &self.kind)
+            .field("chat_id", &self.chat_id)
+            .field("status", &self.status)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How processing ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpdateOutcome {
+    /// Final status (not `pending` or `processing`).
+    pub status: UpdateStatus,
+    /// What was done, in a few words.
+    pub outcome: Option<String>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// When it ended (UTC ms).
+    pub processed_at: i64,
+    /// How long it took (ms).
+    pub handling_ms: i64,
+}
+
+/// Which updates to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpdateFilter {
+    /// Only bots of this tenant.
+    pub tenant_id: Option<String>,
+    /// Only this bot.
+    pub bot_id: Option<String>,
+    /// Only this chat.
+    pub chat_id: Option<i64>,
+    /// Only this status.
+    pub status: Option<UpdateStatus>,
+    /// Only this type.
+    pub kind: Option<String>,
+}
+
+/// What a chat is to a bot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ChatState {
+    /// The bot can write there.
+    Active,
+    /// The user blocked the bot (private chats).
+    Blocked,
+    /// The bot left or was removed.
+    Left,
+    /// The bot was banned from the group.
+    Kicked,
+    /// The group became a supergroup with a new id (`migrated_to`).
+    Migrated,
+}
+
+impl ChatState {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChatState::Active => "active",
+            ChatState::Blocked => "blocked",
+            ChatState::Left => "left",
+            ChatState::Kicked => "kicked",
+            ChatState::Migrated => "migrated",
+        }
+    }
+}
+
+impl FromStr for ChatState {
+    type Err = StoreError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "active" => ChatState::Active,
+            "blocked" => ChatState::Blocked,
+            "left" => ChatState::Left,
+            "kicked" => ChatState::Kicked,
+            "migrated" => ChatState::Migrated,
+            other => return Err(StoreError::Corrupt(format!("unknown chat state {other:?}"))),
+        })
+    }
+}
+
+/// A chat a bot has seen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatRecord {
+    /// The bot.
+    pub bot_id: String,
+    /// Telegram's chat id.
+    pub chat_id: i64,
+    /// `private`, `group`, `supergroup` or `channel`.
+    pub kind: String,
+    /// Group or channel title.
+    pub title: Option<String>,
+    /// Public username.
+    pub username: Option<String>,
+    /// What the chat is to the bot.
+    pub state: ChatState,
+    /// The new id of a migrated group.
+    pub migrated_to: Option<i64>,
+    /// Last change (UTC ms).
+    pub updated_at: i64,
+}
 
 /// Inbound updates and the chats they reveal.
 #[async_trait]
-pub trait InboundStore: Send + Sync {}
+pub trait InboundStore: Send + Sync {
+    /// Stores a pending update; `false` when `(bot_id, update_id)` is already stored (a replay).
+    async fn insert_update(&self, update: &UpdateRecord) -> StoreResult<bool>;
+    /// Takes the oldest update that may be processed now: pending (or abandoned by a crashed
+    /// processor), and the oldest open one of its chat, with no other of that chat in hand.
+    /// Marks it `processing` until `lease_until`.
+    async fn claim_update(&self, now: i64, lease_until: i64) -> StoreResult<Option<UpdateRecord>>;
+    /// Records how processing ended.
+    async fn finish_update(
+        &self,
+        bot_id: &str,
+        update_id: i64,
+        outcome: &UpdateOutcome,
+    ) -> StoreResult<()>;
+    /// One update.
+    async fn get_update(&self, bot_id: &str, update_id: i64) -> StoreResult<Option<UpdateRecord>>;
+    /// Updates, newest first, after the cursor; at most `limit` (clamped like pages).
+    async fn list_updates(
+        &self,
+        filter: &UpdateFilter,
+        after: Option<&UpdateCursor>,
+        limit: u32,
+    ) -> StoreResult<(Vec<UpdateRecord>, Option<UpdateCursor>)>;
+    /// Forgets processed updates received before `before` (UTC ms); returns how many.
+    async fn prune_updates(&self, before: i64) -> StoreResult<u64>;
+    /// Stores or replaces what is known of a chat.
+    async fn upsert_chat(&self, chat: &ChatRecord) -> StoreResult<()>;
+    /// One chat of a bot.
+    async fn get_chat(&self, bot_id: &str, chat_id: i64) -> StoreResult<Option<ChatRecord>>;
+}
+
+const UPDATE_COLS: &str = "u.bot_id, u.update_id, u.kind, u.chat_id, u.user_id, u.body, \
+     u.status, u.outcome, u.error, u.received_at, u.processed_at, u.handling_ms";
+const CHAT_COLS: &str = "bot_id, chat_id, type, title, username, state, migrated_to, updated_at";
+
+/// The next open update of each chat, oldest first. Shared by both engines; PostgreSQL adds
+/// `FOR UPDATE SKIP LOCKED` so concurrent instances never take the same row, and the "older
+/// open update" test keeps a chat's second update waiting while its first is claimed.
+const CLAIMABLE: &str = "SELECT u.bot_id, u.update_id FROM updates u \
+     WHERE (u.status = 'pending' OR (u.status = 'processing' AND u.claimed_until < $1)) \
+     AND NOT EXISTS (SELECT 1 FROM updates p WHERE p.bot_id = u.bot_id AND p.chat_id = u.chat_id \
+         AND p.status = 'processing' AND p.claimed_until >= $1) \
+     AND NOT EXISTS (SELECT 1 FROM updates o WHERE o.bot_id = u.bot_id AND o.chat_id = u.chat_id \
+         AND o.status IN ('pending', 'processing') \
+         AND (o.received_at < u.received_at OR (o.received_at = u.received_at AND o.update_id < u.update_id))) \
+     ORDER BY u.received_at, u.update_id LIMIT 1";
 
 macro_rules! inbound_store {
-    ($store:ty) => {
+    ($store:ty, $row:ty, $lock:literal) => {
+        impl $store {
+            fn update_row(row: &$row) -> StoreResult<UpdateRecord> {
+                Ok(UpdateRecord {
+                    bot_id: row.try_get("bot_id")?,
+                    update_id: row.try_get("update_id")?,
+                    kind: row.try_get("kind")?,
+                    chat_id: row.try_get("chat_id")?,
+                    user_id: row.try_get("user_id")?,
+                    body: row.try_get("body")?,
+                    status: UpdateStatus::from_str(row.try_get::<&str, _>("status")?)?,
+                    outcome: row.try_get("outcome")?,
+                    error: row.try_get("error")?,
+                    received_at: row.try_get("received_at")?,
+                    processed_at: row.try_get("processed_at")?,
+                    handling_ms: row.try_get("handling_ms")?,
+                })
+            }
+
+            fn chat_row(row: &$row) -> StoreResult<ChatRecord> {
+                Ok(ChatRecord {
+                    bot_id: row.try_get("bot_id")?,
+                    chat_id: row.try_get("chat_id")?,
+                    kind: row.try_get("type")?,
+                    title: row.try_get("title")?,
+                    username: row.try_get("username")?,
+                    state: ChatState::from_str(row.try_get::<&str, _>("state")?)?,
+                    migrated_to: row.try_get("migrated_to")?,
+                    updated_at: row.try_get("updated_at")?,
+                })
+            }
+        }
+
         #[async_trait]
-        impl InboundStore for $store {}
+        impl InboundStore for $store {
+            async fn insert_update(&self, u: &UpdateRecord) -> StoreResult<bool> {
+                let done = sqlx::query(
+                    "INSERT INTO updates (bot_id, update_id, kind, chat_id, user_id, body, status, \
+                     received_at) VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7) \
+                     ON CONFLICT (bot_id, update_id) DO NOTHING",
+                )
+                .bind(&u.bot_id)
+                .bind(u.update_id)
+                .bind(&u.kind)
+                .bind(u.chat_id)
+                .bind(u.user_id)
+                .bind(&u.body)
+                .bind(u.received_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn claim_update(
+                &self,
+                now: i64,
+                lease_until: i64,
+            ) -> StoreResult<Option<UpdateRecord>> {
+                let sql = format!(
+                    "UPDATE updates AS u SET status = 'processing', claimed_until = $2 \
+                     WHERE (u.bot_id, u.update_id) = ({CLAIMABLE}{}) \
+                     RETURNING {}",
+                    $lock,
+                    UPDATE_COLS.replace("u.", "")
+                );
+                let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(now)
+                    .bind(lease_until)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.as_ref().map(Self::update_row).transpose()
+            }
+
+            async fn finish_update(
+                &self,
+                bot_id: &str,
+                update_id: i64,
+                o: &UpdateOutcome,
+            ) -> StoreResult<()> {
+                sqlx::query(
+                    "UPDATE updates SET status = $3, outcome = $4, error = $5, processed_at = $6, \
+                     handling_ms = $7, claimed_until = NULL WHERE bot_id = $1 AND update_id = $2",
+                )
+                .bind(bot_id)
+                .bind(update_id)
+                .bind(o.status.as_str())
+                .bind(o.outcome.as_deref())
+                .bind(o.error.as_deref())
+                .bind(o.processed_at)
+                .bind(o.handling_ms)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn get_update(
+                &self,
+                bot_id: &str,
+                update_id: i64,
+            ) -> StoreResult<Option<UpdateRecord>> {
+                let sql = format!(
+                    "SELECT {UPDATE_COLS} FROM updates u WHERE u.bot_id = $1 AND u.update_id = $2"
+                );
+                let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(bot_id)
+                    .bind(update_id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.as_ref().map(Self::update_row).transpose()
+            }
+
+            async fn list_updates(
+                &self,
+                f: &UpdateFilter,
+                after: Option<&UpdateCursor>,
+                limit: u32,
+            ) -> StoreResult<(Vec<UpdateRecord>, Option<UpdateCursor>)> {
+                let page = Page::first(limit);
+                let (c_at, c_bot, c_id) = match after {
+                    Some(c) => (Some(c.received_at), Some(c.bot_id.as_str()), Some(c.update_id)),
+                    None => (None, None, None),
+                };
+                let sql = format!(
+                    "SELECT {UPDATE_COLS} FROM updates u JOIN bots b ON b.id = u.bot_id \
+                     WHERE ($1 IS NULL OR b.tenant_id = $1) AND ($2 IS NULL OR u.bot_id = $2) \
+                     AND ($3 IS NULL OR u.chat_id = $3) AND ($4 IS NULL OR u.status = $4) \
+                     AND ($5 IS NULL OR u.kind = $5) \
+                     AND ($6 IS NULL OR u.received_at < $6 OR (u.received_at = $6 AND \
+                          (u.bot_id < $7 OR (u.bot_id = $7 AND u.update_id < $8)))) \
+                     ORDER BY u.received_at DESC, u.bot_id DESC, u.update_id DESC LIMIT $9"
+                );
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(f.tenant_id.as_deref())
+                    .bind(f.bot_id.as_deref())
+                    .bind(f.chat_id)
+                    .bind(f.status.map(UpdateStatus::as_str))
+                    .bind(f.kind.as_deref())
+                    .bind(c_at)
+                    .bind(c_bot)
+                    .bind(c_id)
+                    .bind(i64::from(page.size()) + 1)
+                    .fetch_all(&self.pool)
+                    .await?;
+                let items = rows
+                    .iter()
+                    .map(Self::update_row)
+                    .collect::<StoreResult<Vec<_>>>()?;
+                let Listed { items, next_cursor } =
+                    Listed::from_overfetch(items, &page, |u| u.body.as_str());
+                let next = next_cursor.and(items.last().map(UpdateCursor::of));
+                Ok((items, next))
+            }
+
+            async fn prune_updates(&self, before: i64) -> StoreResult<u64> {
+                let done = sqlx::query(
+                    "DELETE FROM updates WHERE received_at < $1 \
+                     AND status NOT IN ('pending', 'processing')",
+                )
+                .bind(before)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected())
+            }
+
+            async fn upsert_chat(&self, c: &ChatRecord) -> StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO chats (bot_id, chat_id, type, title, username, state, migrated_to, \
+                     updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                     ON CONFLICT (bot_id, chat_id) DO UPDATE SET type = excluded.type, \
+                     title = excluded.title, username = excluded.username, state = excluded.state, \
+                     migrated_to = excluded.migrated_to, updated_at = excluded.updated_at",
+                )
+                .bind(&c.bot_id)
+                .bind(c.chat_id)
+                .bind(&c.kind)
+                .bind(c.title.as_deref())
+                .bind(c.username.as_deref())
+                .bind(c.state.as_str())
+                .bind(c.migrated_to)
+                .bind(c.updated_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn get_chat(&self, bot_id: &str, chat_id: i64) -> StoreResult<Option<ChatRecord>> {
+                let sql =
+                    format!("SELECT {CHAT_COLS} FROM chats WHERE bot_id = $1 AND chat_id = $2");
+                let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(bot_id)
+                    .bind(chat_id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.as_ref().map(Self::chat_row).transpose()
+            }
+        }
     };
 }
 
-inbound_store!(SqliteStore);
-inbound_store!(PgStore);
+/// Where a page of updates ends: `received_at:bot_id:update_id` of its last item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpdateCursor {
+    /// When the last item was received (UTC ms).
+    pub received_at: i64,
+    /// Its bot.
+    pub bot_id: String,
+    /// Its update id.
+    pub update_id: i64,
+}
+
+impl UpdateCursor {
+    fn of(u: &UpdateRecord) -> UpdateCursor {
+        UpdateCursor {
+            received_at: u.received_at,
+            bot_id: u.bot_id.clone(),
+            update_id: u.update_id,
+        }
+    }
+}
+
+impl fmt::Display for UpdateCursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.received_at, self.bot_id, self.update_id)
+    }
+}
+
+impl FromStr for UpdateCursor {
+    type Err = ();
+    fn from_str(c: &str) -> Result<Self, ()> {
+        let mut parts = c.splitn(3, ':');
+        let received_at = parts.next().and_then(|p| p.parse().ok()).ok_or(())?;
+        let bot_id = parts.next().filter(|b| !b.is_empty()).ok_or(())?;
+        let update_id = parts.next().and_then(|p| p.parse().ok()).ok_or(())?;
+        Ok(UpdateCursor {
+            received_at,
+            bot_id: bot_id.to_string(),
+            update_id,
+        })
+    }
+}
+
+inbound_store!(SqliteStore, SqliteRow, "");
+inbound_store!(PgStore, PgRow, " FOR UPDATE SKIP LOCKED");

@@ -9,8 +9,14 @@ mod sql;
 pub mod testing;
 
 pub use commands::CommandStore;
-pub use events::EventStore;
-pub use inbound::InboundStore;
+pub use events::{
+    AttemptRecord, ClaimedDelivery, DeliveryOutcome, DeliveryRecord, DeliveryStatus,
+    EndpointRecord, EventQuery, EventRecord, EventStore, NewEvent, type_matches,
+};
+pub use inbound::{
+    ChatRecord, ChatState, InboundStore, UpdateCursor, UpdateFilter, UpdateOutcome, UpdateRecord,
+    UpdateStatus,
+};
 
 use std::fmt;
 use std::str::FromStr;

@@ -23,16 +23,48 @@ type Embedded = (i64, &'static str, &'static str);
 
 /// Migrations per engine, in order. Add new ones at the end with the next version.
 const SQLITE_MIGRATIONS: &[Embedded] = &[
-    (1, "init", include_str!("../../migrations/sqlite/0001_init.sql")),
-    (2, "inbound", include_str!("../../migrations/sqlite/0002_inbound.sql")),
-    (3, "events", include_str!("../../migrations/sqlite/0003_events.sql")),
-    (4, "commands", include_str!("../../migrations/sqlite/0004_commands.sql")),
+    (
+        1,
+        "init",
+        include_str!("../../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        2,
+        "inbound",
+        include_str!("../../migrations/sqlite/0002_inbound.sql"),
+    ),
+    (
+        3,
+        "events",
+        include_str!("../../migrations/sqlite/0003_events.sql"),
+    ),
+    (
+        4,
+        "commands",
+        include_str!("../../migrations/sqlite/0004_commands.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[Embedded] = &[
-    (1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
-    (2, "inbound", include_str!("../../migrations/postgres/0002_inbound.sql")),
-    (3, "events", include_str!("../../migrations/postgres/0003_events.sql")),
-    (4, "commands", include_str!("../../migrations/postgres/0004_commands.sql")),
+    (
+        1,
+        "init",
+        include_str!("../../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        "inbound",
+        include_str!("../../migrations/postgres/0002_inbound.sql"),
+    ),
+    (
+        3,
+        "events",
+        include_str!("../../migrations/postgres/0003_events.sql"),
+    ),
+    (
+        4,
+        "commands",
+        include_str!("../../migrations/postgres/0004_commands.sql"),
+    ),
 ];
 
 fn migrator(migrations: &'static [Embedded]) -> Migrator {
@@ -471,15 +503,5 @@ macro_rules! sql_store {
     };
 }
 
-sql_store!(
-    SqliteStore,
-    SqliteRow,
-    "sqlite",
-    SQLITE_MIGRATIONS
-);
-sql_store!(
-    PgStore,
-    PgRow,
-    "postgres",
-    POSTGRES_MIGRATIONS
-);
+sql_store!(SqliteStore, SqliteRow, "sqlite", SQLITE_MIGRATIONS);
+sql_store!(PgStore, PgRow, "postgres", POSTGRES_MIGRATIONS);

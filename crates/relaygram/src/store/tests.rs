@@ -293,3 +293,148 @@ async fn sqlite_in_memory_keeps_its_data_across_calls() {
         assert!(store.get_tenant("ten_m").await.unwrap().is_some());
     }
 }
+
+/// Custom commands: ordered per bot, unique per (bot, name), updated, reordered, deleted,
+/// and removed with their bot.
+async fn commands_story(store: Arc<dyn Store>) {
+    use crate::commands::{CommandAction, CustomCommand, StoredCommand};
+    let engine = store.engine();
+    store.insert_tenant(&tenant("ten_c", "C")).await.unwrap();
+    store
+        .insert_bot(&bot("bot_c1", "ten_c", 901))
+        .await
+        .unwrap();
+    store
+        .insert_bot(&bot("bot_c2", "ten_c", 902))
+        .await
+        .unwrap();
+    let cmd = |bot_id: &str, name: &str, action: CommandAction| StoredCommand {
+        bot_id: bot_id.into(),
+        command: CustomCommand {
+            command: name.into(),
+            description: format!("about {name}"),
+            action,
+        },
+        created_at: 10,
+        updated_at: 10,
+    };
+    let names =
+        |list: Vec<CustomCommand>| -> Vec<String> { list.into_iter().map(|c| c.command).collect() };
+    assert!(store.list_bot_commands("bot_c1").await.unwrap().is_empty());
+    let reply = |t: &str| CommandAction::Reply { text: t.into() };
+    store
+        .insert_bot_command(&cmd("bot_c1", "price", reply("3 €")), None)
+        .await
+        .unwrap();
+    store
+        .insert_bot_command(&cmd("bot_c1", "order", CommandAction::Forward), None)
+        .await
+        .unwrap();
+    store
+        .insert_bot_command(&cmd("bot_c2", "price", CommandAction::Forward), None)
+        .await
+        .unwrap();
+    // Appended in order; the same name on another bot is fine, twice on one bot is not.
+    assert_eq!(
+        names(store.list_bot_commands("bot_c1").await.unwrap()),
+        ["price", "order"],
+        "{engine}"
+    );
+    let dup = store
+        .insert_bot_command(&cmd("bot_c1", "price", CommandAction::Forward), None)
+        .await;
+    assert!(
+        matches!(dup, Err(StoreError::Conflict(_))),
+        "{engine}: {dup:?}"
+    );
+    let orphan = store
+        .insert_bot_command(&cmd("bot_nope", "x", CommandAction::Forward), None)
+        .await;
+    assert!(orphan.is_err(), "{engine}: the bot must exist");
+
+    // Insert at the front with an explicit order.
+    let order: Vec<String> = ["help_me", "price", "order"].map(String::from).to_vec();
+    store
+        .insert_bot_command(&cmd("bot_c1", "help_me", reply("ask us")), Some(&order))
+        .await
+        .unwrap();
+    let listed = store.list_bot_commands("bot_c1").await.unwrap();
+    assert_eq!(names(listed.clone()), order, "{engine}");
+    assert_eq!(listed[1].action, reply("3 €"));
+    assert_eq!(listed[2].action, CommandAction::Forward);
+
+    // Update: action and description change, then move to the end.
+    let mut changed = cmd("bot_c1", "price", CommandAction::Forward);
+    changed.command.description = "Prices".into();
+    changed.updated_at = 20;
+    assert!(store.update_bot_command(&changed, None).await.unwrap());
+    let got = store
+        .get_bot_command("bot_c1", "price")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.command.action, CommandAction::Forward);
+    assert_eq!(got.command.description, "Prices");
+    assert_eq!((got.created_at, got.updated_at), (10, 20));
+    changed.command.action = reply("back to a reply");
+    let order: Vec<String> = ["help_me", "order", "price"].map(String::from).to_vec();
+    assert!(
+        store
+            .update_bot_command(&changed, Some(&order))
+            .await
+            .unwrap()
+    );
+    let stored = store.list_stored_commands("bot_c1").await.unwrap();
+    assert_eq!(
+        stored
+            .iter()
+            .map(|c| c.command.command.as_str())
+            .collect::<Vec<_>>(),
+        ["help_me", "order", "price"],
+        "{engine}"
+    );
+    assert_eq!(stored[2].command.action, reply("back to a reply"));
+    assert!(
+        !store
+            .update_bot_command(&cmd("bot_c1", "nope", CommandAction::Forward), None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .get_bot_command("bot_c1", "nope")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Delete one; then deleting the bot removes the rest.
+    assert!(store.delete_bot_command("bot_c1", "order").await.unwrap());
+    assert!(!store.delete_bot_command("bot_c1", "order").await.unwrap());
+    assert_eq!(
+        names(store.list_bot_commands("bot_c1").await.unwrap()),
+        ["help_me", "price"]
+    );
+    store
+        .insert_bot_command(&cmd("bot_c1", "last", CommandAction::Forward), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        names(store.list_bot_commands("bot_c1").await.unwrap()),
+        ["help_me", "price", "last"],
+        "{engine}: new commands go after the last one"
+    );
+    assert!(store.delete_bot("bot_c1").await.unwrap());
+    assert!(store.list_bot_commands("bot_c1").await.unwrap().is_empty());
+    assert_eq!(store.list_bot_commands("bot_c2").await.unwrap().len(), 1);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn commands_story_on_every_engine() {
+    for engine in engines() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _db) = open(engine, dir.path()).await;
+        commands_story(store).await;
+    }
+}

@@ -5,7 +5,11 @@
 mod bad_input;
 mod bots;
 mod cli;
+mod commands;
+mod crash;
+mod events;
 mod helpers;
+mod inbound;
 mod openapi;
 mod operations;
 mod secrets;

@@ -20,6 +20,20 @@ const ROUTES: &[(&str, &str)] = &[
     ("patch", "/v1/bots/{id}"),
     ("delete", "/v1/bots/{id}"),
     ("post", "/v1/bots/{id}/webhook"),
+    ("post", "/v1/bots/{id}/commands"),
+    ("get", "/v1/bots/{id}/commands"),
+    ("get", "/v1/bots/{id}/commands/{command}"),
+    ("patch", "/v1/bots/{id}/commands/{command}"),
+    ("delete", "/v1/bots/{id}/commands/{command}"),
+    ("post", "/telegram/webhook/{bot_id}"),
+    ("get", "/v1/updates"),
+    ("post", "/v1/event-endpoints"),
+    ("get", "/v1/event-endpoints"),
+    ("get", "/v1/event-endpoints/{id}"),
+    ("delete", "/v1/event-endpoints/{id}"),
+    ("get", "/v1/events"),
+    ("get", "/v1/events/{id}"),
+    ("post", "/v1/events/{id}/replay"),
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
@@ -151,7 +165,8 @@ async fn openapi_document_is_valid_and_lists_every_route() {
     for (method, path) in ROUTES {
         let concrete = path
             .replace("{id}", "x_missing")
-            .replace("{key_id}", "key_missing");
+            .replace("{key_id}", "key_missing")
+            .replace("{command}", "missing");
         let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
         let answer = app.call(method.clone(), &concrete, None, None).await;
         assert_ne!(answer.status, 405, "{method} {path}");

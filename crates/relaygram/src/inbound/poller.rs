@@ -1,0 +1,126 @@
+//! Polling intake for bots without a public URL: one `getUpdates` long-poll loop per enabled
+//! polling bot, started and stopped as bots come and go. Updates go through the same store
+//! and processing as webhook deliveries, so local development needs no tunnel.
+//!
+//! One instance should poll a bot at a time (Telegram answers 409 to a second poller); with
+//! several instances the later ones back off on that 409.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+
+use super::intake::store_update;
+use crate::services::Services;
+use crate::store::{BotFilter, BotMode, BotRecord, Page};
+use crate::telegram::{HANDLED_UPDATES, TelegramError};
+use crate::workers::Shutdown;
+
+/// How long one `getUpdates` waits for updates (below the client's request timeout).
+const LONG_POLL_SECONDS: u64 = 10;
+/// How often the set of polling bots is re-read.
+const RESCAN: Duration = Duration::from_secs(2);
+/// Longest pause after failures.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Keeps one poll loop per enabled polling bot until shutdown.
+pub async fn run(services: Services, mut shutdown: Shutdown) {
+    let mut running: HashMap<String, (i64, JoinHandle<()>)> = HashMap::new();
+    loop {
+        match polling_bots(&services).await {
+            Ok(bots) => {
+                let wanted: HashMap<String, BotRecord> =
+                    bots.into_iter().map(|b| (b.id.clone(), b)).collect();
+                running.retain(|id, (updated_at, task)| {
+                    let keep = wanted.get(id).is_some_and(|b| b.updated_at == *updated_at)
+                        && !task.is_finished();
+                    if !keep {
+                        task.abort();
+                    }
+                    keep
+                });
+                for (id, bot) in wanted {
+                    if !running.contains_key(&id) {
+                        let updated_at = bot.updated_at;
+                        let task = tokio::spawn(poll_bot(services.clone(), bot));
+                        running.insert(id, (updated_at, task));
+                    }
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot list polling bots"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(RESCAN) => {}
+            _ = shutdown.wait_for(|s| *s) => break,
+        }
+    }
+    for (_, (_, task)) in running {
+        task.abort();
+    }
+}
+
+async fn polling_bots(services: &Services) -> Result<Vec<BotRecord>, crate::store::StoreError> {
+    let filter = BotFilter {
+        tenant_id: None,
+        enabled: Some(true),
+        mode: Some(BotMode::Polling),
+    };
+    let mut page = Page::first(crate::store::MAX_PAGE_SIZE);
+    let mut bots = Vec::new();
+    loop {
+        let listed = services.store.list_bots(&filter, &page).await?;
+        bots.extend(listed.items);
+        match listed.next_cursor {
+            Some(c) => page.after = Some(c),
+            None => return Ok(bots),
+        }
+    }
+}
+
+async fn poll_bot(services: Services, bot: BotRecord) {
+    let token = match services.token_of(&bot) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(bot_id = %bot.id, error = %e, "cannot open the bot token; not polling");
+            return;
+        }
+    };
+    let mut offset: Option<i64> = None;
+    let mut failures = 0u32;
+    loop {
+        let mut params = json!({"timeout": LONG_POLL_SECONDS, "allowed_updates": HANDLED_UPDATES});
+        if let Some(o) = offset {
+            params["offset"] = json!(o);
+        }
+        let result: Result<Vec<Value>, TelegramError> =
+            services.telegram.call(&token, "getUpdates", &params).await;
+        match result {
+            Ok(updates) => {
+                failures = 0;
+                for update in updates {
+                    let Some(id) = update["update_id"].as_i64() else {
+                        continue;
+                    };
+                    // Stored before the offset moves past it: a crash re-fetches, the store
+                    // de-duplicates.
+                    if let Err(e) = store_update(&services, &bot, &update, update.to_string()).await
+                    {
+                        tracing::error!(bot_id = %bot.id, error = %e, "cannot store a polled update");
+                        break;
+                    }
+                    offset = Some(offset.map_or(id + 1, |o| o.max(id + 1)));
+                }
+            }
+            Err(e) => {
+                failures += 1;
+                let wait = match &e {
+                    TelegramError::RetryAfter { seconds, .. } => Duration::from_secs(*seconds),
+                    _ => Duration::from_secs(1u64 << failures.min(5)).min(MAX_BACKOFF),
+                };
+                tracing::warn!(bot_id = %bot.id, error = %e, wait_s = wait.as_secs(), "getUpdates failed");
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! A kill -9 of the real binary between storing an update and finishing it loses nothing and
+//! repeats nothing visible: after a restart the update is processed once.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use relaygram::store::testing;
+use relaygram_sandbox::{Sandbox, SandboxConfig};
+use serde_json::{Value, json};
+
+const ADMIN_KEY: &str = "rg_crash_test_admin_key_0123456789";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn start(
+    db_url: &str,
+    data_dir: &std::path::Path,
+    port: u16,
+    sandbox: &str,
+) -> tokio::process::Child {
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_relaygram"))
+        .arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RELAYGRAM_DATABASE_URL", db_url)
+        .env("RELAYGRAM_DATA_DIR", data_dir)
+        .env("RELAYGRAM_BIND", format!("127.0.0.1:{port}"))
+        .env("RELAYGRAM_PUBLIC_URL", format!("http://127.0.0.1:{port}"))
+        .env("RELAYGRAM_TELEGRAM_API_URL", sandbox)
+        .env("RELAYGRAM_ADMIN_KEY", ADMIN_KEY)
+        .env("RELAYGRAM_UPDATE_LEASE_SECONDS", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the relaygram binary starts");
+    let http = reqwest::Client::new();
+    until("the server to answer", || async {
+        http.get(format!("http://127.0.0.1:{port}/readyz"))
+            .send()
+            .await
+            .ok()
+            .filter(|r| r.status().is_success())
+            .map(|_| ())
+    })
+    .await;
+    child
+}
+
+async fn until<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        tick.tick().await;
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn kill_9_mid_processing_loses_and_repeats_nothing() {
+    for engine in testing::engines() {
+        let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+        let s = sandbox.url();
+        let dir = tempfile::tempdir().unwrap();
+        let db = testing::fresh(engine, dir.path()).await.unwrap();
+        let port = free_port();
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        let mut child = start(&db.url, &dir.path().join("data"), port, &s).await;
+
+        let bot: Value = http
+            .post(format!("{s}/sandbox/bots"))
+            .json(&json!({"username": "crash_bot", "first_name": "Crash"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let tenant: Value = http
+            .post(format!("{base}/v1/tenants"))
+            .bearer_auth(ADMIN_KEY)
+            .json(&json!({"name": "t"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let added: Value = http
+            .post(format!("{base}/v1/bots"))
+            .bearer_auth(ADMIN_KEY)
+            .json(&json!({"token": bot["token"], "tenant_id": tenant["id"]}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(added["mode"], "webhook", "{added}");
+        let bot_id = added["id"].as_str().unwrap().to_string();
+        let user: Value = http
+            .post(format!("{s}/sandbox/users"))
+            .json(&json!({"first_name": "Alice"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let user = user["id"].as_i64().unwrap();
+
+        // The first reply hangs in "Telegram", so the processor is mid-update when killed.
+        http.post(format!("{s}/sandbox/faults"))
+            .json(&json!({"kind": "timeout", "method": "sendMessage", "delay_ms": 120_000, "count": 1}))
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap();
+        for text in ["/start", "/help"] {
+            http.post(format!("{s}/sandbox/users/{user}/messages"))
+                .json(&json!({"bot": "crash_bot", "text": text}))
+                .send()
+                .await
+                .unwrap()
+                .error_for_status()
+                .unwrap();
+        }
+        let list = |http: reqwest::Client, base: String| {
+            let bot_id = bot_id.clone();
+            async move {
+                let v: Value = http
+                    .get(format!("{base}/v1/updates?bot_id={bot_id}"))
+                    .bearer_auth(ADMIN_KEY)
+                    .send()
+                    .await
+                    .ok()?
+                    .json()
+                    .await
+                    .ok()?;
+                v["data"].as_array().cloned()
+            }
+        };
+        until("/start in hand and /help stored", || async {
+            let l = list(http.clone(), base.clone()).await?;
+            let statuses: Vec<&str> = l.iter().filter_map(|u| u["status"].as_str()).collect();
+            (statuses == ["pending", "processing"]).then_some(())
+        })
+        .await;
+
+        let pid = child.id().unwrap().to_string();
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-KILL", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        child.wait().await.unwrap();
+        http.delete(format!("{s}/sandbox/faults"))
+            .send()
+            .await
+            .unwrap();
+
+        let mut child = start(&db.url, &dir.path().join("data"), port, &s).await;
+        let done = until("both updates processed after the restart", || async {
+            let l = list(http.clone(), base.clone()).await?;
+            (l.len() == 2 && l.iter().all(|u| u["status"] == "handled")).then_some(l)
+        })
+        .await;
+        assert_eq!(done[1]["outcome"], "replied to /start");
+        assert_eq!(done[0]["outcome"], "replied to /help");
+
+        let t: Value = http
+            .get(format!("{s}/sandbox/chats/{user}/messages?bot=crash_bot"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let replies: Vec<&str> = t["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["direction"] == "out")
+            .map(|m| m["text"].as_str().unwrap())
+            .collect();
+        assert_eq!(replies.len(), 2, "one reply each, in order: {replies:?}");
+        assert!(replies[0].starts_with("Welcome"));
+        assert!(replies[1].starts_with("Here is what I can do"));
+        child.kill().await.unwrap();
+        sandbox.shutdown().await;
+    }
+}

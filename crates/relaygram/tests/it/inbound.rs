@@ -1,0 +1,577 @@
+//! Inbound end to end: sandbox users talk to a bot added to relaygram, in webhook mode and in
+//! polling mode; every update is stored once, processed in order and given an outcome.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, engines};
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Mode {
+    Webhook,
+    Polling,
+}
+
+/// A bot added to relaygram and a sandbox user who talks to it.
+struct Chat {
+    bot_id: String,
+    telegram_id: i64,
+    username: String,
+    token: String,
+    user: i64,
+}
+
+async fn setup(app: &TestApp, username: &str, mode: Mode) -> Chat {
+    let (telegram_id, token) = app.sandbox_bot(username).await;
+    let tenant = app.tenant("Shop").await;
+    let a = app
+        .post(
+            "/v1/bots",
+            &app.admin_key,
+            json!({"token": token, "tenant_id": tenant}),
+        )
+        .await;
+    assert_eq!(a.status.as_u16(), 201, "{}", a.text);
+    let bot_id = a.body["id"].as_str().unwrap().to_string();
+    if mode == Mode::Webhook {
+        let a = app
+            .post(
+                &format!("/v1/bots/{bot_id}/webhook"),
+                &app.admin_key,
+                json!({"base_url": app.server.url()}),
+            )
+            .await;
+        assert_eq!(a.status.as_u16(), 200, "{}", a.text);
+        assert_eq!(a.body["mode"], "webhook", "{}", a.text);
+    }
+    let user = sandbox_user(app, "Alice").await;
+    Chat {
+        bot_id,
+        telegram_id,
+        username: username.to_string(),
+        token,
+        user,
+    }
+}
+
+async fn sandbox_user(app: &TestApp, name: &str) -> i64 {
+    let r: Value = app
+        .http
+        .post(format!("{}/sandbox/users", app.sandbox.url()))
+        .json(&json!({"first_name": name}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    r["id"].as_i64().unwrap()
+}
+
+async fn sandbox_post(app: &TestApp, path: &str, body: Value) -> Value {
+    let r = app
+        .http
+        .post(format!("{}{path}", app.sandbox.url()))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "sandbox {path}: {}", r.status());
+    r.json().await.unwrap()
+}
+
+async fn say(app: &TestApp, chat: &Chat, text: &str) -> Value {
+    sandbox_post(
+        app,
+        &format!("/sandbox/users/{}/messages", chat.user),
+        json!({"bot": chat.username, "text": text}),
+    )
+    .await
+}
+
+async fn transcript(app: &TestApp, chat: &Chat) -> Vec<Value> {
+    let v: Value = app
+        .http
+        .get(format!(
+            "{}/sandbox/chats/{}/messages?bot={}",
+            app.sandbox.url(),
+            chat.user,
+            chat.username
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["messages"].as_array().unwrap().clone()
+}
+
+/// Polls until `check` holds, or fails after a deadline (no fixed sleeps).
+async fn until<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut tick = tokio::time::interval(Duration::from_millis(25));
+    loop {
+        tick.tick().await;
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+    }
+}
+
+/// The bot's next reply after `after` messages in the transcript.
+async fn reply_after(app: &TestApp, chat: &Chat, after: usize) -> Value {
+    until("the bot's reply", || async {
+        transcript(app, chat)
+            .await
+            .into_iter()
+            .skip(after)
+            .find(|m| m["direction"] == "out")
+    })
+    .await
+}
+
+async fn updates(app: &TestApp, query: &str) -> Vec<Value> {
+    let a = app
+        .get(&format!("/v1/updates?{query}"), &app.admin_key)
+        .await;
+    assert_eq!(a.status.as_u16(), 200, "{}", a.text);
+    a.body["data"].as_array().unwrap().clone()
+}
+
+/// Waits until every update of the bot is processed; returns them, oldest first.
+async fn settled(app: &TestApp, chat: &Chat, count: usize) -> Vec<Value> {
+    until("updates to be processed", || async {
+        let mut list = updates(app, &format!("bot_id={}&limit=200", chat.bot_id)).await;
+        let done = list.len() == count
+            && list
+                .iter()
+                .all(|u| u["status"] != "pending" && u["status"] != "processing");
+        list.reverse();
+        done.then_some(list)
+    })
+    .await
+}
+
+async fn conversation(mode: Mode) {
+    for engine in engines() {
+        let app = TestApp::spawn(engine).await;
+        let chat = setup(&app, "talk_bot", mode).await;
+
+        say(&app, &chat, "/start").await;
+        let welcome = reply_after(&app, &chat, 1).await;
+        assert_eq!(
+            welcome["text"],
+            "Welcome to Test! Send /help to see what I can do."
+        );
+
+        let seen = transcript(&app, &chat).await.len();
+        say(&app, &chat, "/help").await;
+        let help = reply_after(&app, &chat, seen + 1).await;
+        let help_text = help["text"].as_str().unwrap();
+        for c in ["/start", "/help", "/settings", "/stop"] {
+            assert!(help_text.contains(c), "{help_text}");
+        }
+
+        let seen = transcript(&app, &chat).await.len();
+        say(&app, &chat, "/teleport now").await;
+        let unknown = reply_after(&app, &chat, seen + 1).await;
+        assert!(
+            unknown["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("Sorry, I don't know /teleport."),
+            "{unknown}"
+        );
+
+        let seen = transcript(&app, &chat).await.len();
+        say(&app, &chat, "/settings").await;
+        reply_after(&app, &chat, seen + 1).await;
+
+        // A command for another bot and plain text get no reply.
+        say(&app, &chat, "/help@other_bot").await;
+        say(&app, &chat, "just saying hi").await;
+
+        let list = settled(&app, &chat, 6).await;
+        let outcomes: Vec<(&str, &str)> = list
+            .iter()
+            .map(|u| {
+                (
+                    u["status"].as_str().unwrap(),
+                    u["outcome"].as_str().unwrap_or(""),
+                )
+            })
+            .collect();
+        assert_eq!(
+            outcomes,
+            [
+                ("handled", "replied to /start"),
+                ("handled", "replied to /help"),
+                ("handled", "unknown command /teleport: replied with help"),
+                ("handled", "replied to /settings"),
+                ("ignored", "a command for another bot"),
+                ("handled", "forwarded as message.received"),
+            ],
+            "{engine} {mode:?}"
+        );
+        for u in &list {
+            assert_eq!(u["type"], "message");
+            assert_eq!(u["chat_id"], json!(chat.user));
+            assert!(u["handling_ms"].is_i64());
+            assert!(
+                u["update"]["message"]["text"].is_string(),
+                "the raw update is kept"
+            );
+        }
+        let filtered = updates(&app, &format!("bot_id={}&status=ignored", chat.bot_id)).await;
+        assert_eq!(filtered.len(), 1);
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_conversation_in_webhook_mode() {
+    conversation(Mode::Webhook).await;
+}
+
+#[tokio::test]
+async fn a_conversation_in_polling_mode() {
+    conversation(Mode::Polling).await;
+}
+
+#[tokio::test]
+async fn stop_asks_to_confirm_and_buttons_are_answered() {
+    for engine in engines() {
+        let app = TestApp::spawn(engine).await;
+        let chat = setup(&app, "stop_bot", Mode::Webhook).await;
+        say(&app, &chat, "/stop").await;
+        let ask = reply_after(&app, &chat, 1).await;
+        assert_eq!(
+            ask["reply_markup"]["inline_keyboard"][0][0]["callback_data"],
+            "rg:stop:yes"
+        );
+        let press = sandbox_post(
+            &app,
+            &format!("/sandbox/users/{}/callback", chat.user),
+            json!({"bot": chat.username, "message_id": ask["message_id"], "data": "rg:stop:yes"}),
+        )
+        .await;
+        let cq = press["callback_query_id"].as_str().unwrap().to_string();
+        let answer = until("the callback answer", || async {
+            let v: Value = app
+                .http
+                .get(format!("{}/sandbox/callbacks/{cq}", app.sandbox.url()))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            (v["answered"] == json!(true)).then_some(v)
+        })
+        .await;
+        assert_eq!(
+            answer["answer"]["text"],
+            "Stopped. Send /start to come back."
+        );
+
+        // A button of the app's own message is answered and forwarded.
+        let sent: Value = app
+            .http
+            .post(format!("{}/bot{}/sendMessage", app.sandbox.url(), chat.token))
+            .json(&json!({"chat_id": chat.user, "text": "Order #1",
+                "reply_markup": {"inline_keyboard": [[{"text": "Ship it", "callback_data": "ship:1"}]]}}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let press = sandbox_post(
+            &app,
+            &format!("/sandbox/users/{}/callback", chat.user),
+            json!({"bot": chat.username, "message_id": sent["result"]["message_id"], "data": "ship:1"}),
+        )
+        .await;
+        let cq = press["callback_query_id"].as_str().unwrap().to_string();
+        until("the app button's answer", || async {
+            let v: Value = app
+                .http
+                .get(format!("{}/sandbox/callbacks/{cq}", app.sandbox.url()))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            (v["answered"] == json!(true)).then_some(())
+        })
+        .await;
+        let list = settled(&app, &chat, 3).await;
+        assert_eq!(list[1]["outcome"], "answered relaygram button stop:yes");
+        assert_eq!(
+            list[2]["outcome"],
+            "answered and forwarded as callback.received"
+        );
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn blocking_the_bot_and_a_group_migration_change_chat_state() {
+    for engine in engines() {
+        let app = TestApp::spawn(engine).await;
+        let chat = setup(&app, "state_bot", Mode::Polling).await;
+        say(&app, &chat, "/start").await;
+        reply_after(&app, &chat, 1).await;
+        sandbox_post(
+            &app,
+            &format!("/sandbox/users/{}/block", chat.user),
+            json!({"bot": chat.username}),
+        )
+        .await;
+        let group = sandbox_post(
+            &app,
+            "/sandbox/groups",
+            json!({"title": "Club", "type": "group", "owner": chat.user}),
+        )
+        .await;
+        let gid = group["id"].as_i64().unwrap();
+        sandbox_post(
+            &app,
+            &format!("/sandbox/groups/{gid}/bots"),
+            json!({"bot": chat.username}),
+        )
+        .await;
+        let migrated =
+            sandbox_post(&app, &format!("/sandbox/groups/{gid}/migrate"), json!({})).await;
+        let new_id = migrated["migrate_to_chat_id"].as_i64().unwrap();
+        let list = settled(&app, &chat, 5).await;
+        let outcomes: Vec<&str> = list
+            .iter()
+            .map(|u| u["outcome"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            outcomes,
+            [
+                "replied to /start".to_string(),
+                format!("chat {} is now blocked", chat.user),
+                format!("chat {gid} is now active"),
+                format!("group {gid} migrated to {new_id}"),
+                "the new supergroup's first message".to_string(),
+            ]
+        );
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn commands_over_the_limit_get_one_warning_then_are_dropped() {
+    let app = TestApp::spawn("sqlite").await;
+    let chat = setup(&app, "busy_bot", Mode::Webhook).await;
+    for _ in 0..12 {
+        say(&app, &chat, "/help").await;
+    }
+    let list = settled(&app, &chat, 12).await;
+    let statuses: Vec<&str> = list.iter().map(|u| u["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses[..10], ["handled"; 10]);
+    assert_eq!(statuses[10..], ["rate_limited", "rate_limited"]);
+    assert!(list[11]["outcome"].as_str().unwrap().ends_with("dropped"));
+    let replies: Vec<String> = transcript(&app, &chat)
+        .await
+        .iter()
+        .filter(|m| m["direction"] == "out")
+        .map(|m| m["text"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        replies.len(),
+        11,
+        "ten answers and one request to slow down"
+    );
+    assert!(replies[10].contains("a little fast"));
+    app.stop().await;
+}
+
+/// The webhook secret the sandbox was given for this bot.
+async fn webhook_secret(app: &TestApp, chat: &Chat) -> String {
+    let state = app.sandbox_bot_state(chat.telegram_id).await;
+    state["webhook"]["secret_token"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+async fn webhook_intake_checks_the_caller_and_stores_each_update_once() {
+    for engine in engines() {
+        let app = TestApp::spawn(engine).await;
+        let chat = setup(&app, "intake_bot", Mode::Webhook).await;
+        let secret = webhook_secret(&app, &chat).await;
+        let path = format!("/telegram/webhook/{}", chat.bot_id);
+        let update = json!({"update_id": 777, "message": {"message_id": 1, "date": 0, "text": "hi",
+            "chat": {"id": chat.user, "type": "private"}, "from": {"id": chat.user, "is_bot": false, "first_name": "A"},
+            "a_field_from_the_future": {"x": 1}}});
+        let post = |secret: Option<String>, body: Vec<u8>, path: String| {
+            let app = &app;
+            async move {
+                let mut req = app
+                    .http
+                    .post(app.url(&path))
+                    .header("content-type", "application/json")
+                    .body(body);
+                if let Some(s) = secret {
+                    req = req.header("X-Telegram-Bot-Api-Secret-Token", s);
+                }
+                req.send().await.unwrap()
+            }
+        };
+        let body = serde_json::to_vec(&update).unwrap();
+        assert_eq!(post(None, body.clone(), path.clone()).await.status(), 401);
+        assert_eq!(
+            post(Some("wrong".into()), body.clone(), path.clone())
+                .await
+                .status(),
+            401
+        );
+        let r = post(
+            Some(secret.clone()),
+            body.clone(),
+            "/telegram/webhook/bot_nope".into(),
+        )
+        .await;
+        assert_eq!(r.status(), 404);
+        assert_eq!(r.headers()["content-type"], "application/problem+json");
+        let r = post(Some(secret.clone()), b"{not json".to_vec(), path.clone()).await;
+        assert_eq!(r.status(), 400);
+        let r = post(
+            Some(secret.clone()),
+            b"{\"no_update_id\": true}".to_vec(),
+            path.clone(),
+        )
+        .await;
+        assert_eq!(r.status(), 400);
+        assert!(
+            updates(&app, &format!("bot_id={}", chat.bot_id))
+                .await
+                .is_empty(),
+            "nothing stored"
+        );
+
+        // The same update a hundred times: acknowledged each time, processed once.
+        for _ in 0..100 {
+            assert_eq!(
+                post(Some(secret.clone()), body.clone(), path.clone())
+                    .await
+                    .status(),
+                200
+            );
+        }
+        let list = settled(&app, &chat, 1).await;
+        assert_eq!(list[0]["update_id"], json!(777));
+        assert_eq!(list[0]["outcome"], "forwarded as message.received");
+        assert_eq!(
+            list[0]["update"]["message"]["a_field_from_the_future"],
+            json!({"x": 1})
+        );
+
+        // An unknown update type is stored and acknowledged, never rejected.
+        let odd =
+            serde_json::to_vec(&json!({"update_id": 778, "business_connection": {"id": "b"}}))
+                .unwrap();
+        assert_eq!(
+            post(Some(secret.clone()), odd, path.clone()).await.status(),
+            200
+        );
+        let list = settled(&app, &chat, 2).await;
+        assert_eq!(list[1]["status"], "ignored");
+        assert_eq!(
+            list[1]["outcome"],
+            "no handler for business_connection updates"
+        );
+
+        // A disabled bot's webhook answers 404.
+        let a = app
+            .call(
+                Method::PATCH,
+                &format!("/v1/bots/{}", chat.bot_id),
+                Some(&app.admin_key),
+                Some(json!({"enabled": false})),
+            )
+            .await;
+        assert_eq!(a.status.as_u16(), 200, "{}", a.text);
+        let again = serde_json::to_vec(&json!({"update_id": 779, "message": {"message_id": 2, "date": 0, "chat": {"id": 1, "type": "private"}}})).unwrap();
+        assert_eq!(post(Some(secret), again, path).await.status(), 404);
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn the_update_log_is_tenant_scoped_and_paginated() {
+    let app = TestApp::spawn("sqlite").await;
+    let chat = setup(&app, "log_bot", Mode::Webhook).await;
+    for i in 0..5 {
+        say(&app, &chat, &format!("message {i}")).await;
+    }
+    settled(&app, &chat, 5).await;
+    let first = app
+        .get(
+            &format!("/v1/updates?bot_id={}&limit=2", chat.bot_id),
+            &app.admin_key,
+        )
+        .await;
+    assert_eq!(first.body["data"].as_array().unwrap().len(), 2);
+    let cursor = first.body["next_cursor"].as_str().unwrap().to_string();
+    let mut seen: Vec<i64> = first.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["update_id"].as_i64().unwrap())
+        .collect();
+    let mut next = Some(cursor);
+    while let Some(c) = next {
+        let page = app
+            .get(
+                &format!("/v1/updates?bot_id={}&limit=2&after={c}", chat.bot_id),
+                &app.admin_key,
+            )
+            .await;
+        seen.extend(
+            page.body["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|u| u["update_id"].as_i64().unwrap()),
+        );
+        next = page.body["next_cursor"].as_str().map(str::to_string);
+    }
+    let mut sorted = seen.clone();
+    sorted.sort_unstable_by(|a, b| b.cmp(a));
+    assert_eq!(seen, sorted, "newest first, no repeats");
+    assert_eq!(seen.len(), 5);
+
+    let other = app.tenant("Other").await;
+    let (_, other_key) = app.tenant_key(&other).await;
+    let theirs = app.get("/v1/updates", &other_key).await;
+    assert_eq!(
+        theirs.body["data"],
+        json!([]),
+        "another tenant sees nothing"
+    );
+    app.get(&format!("/v1/updates?bot_id={}", chat.bot_id), &other_key)
+        .await
+        .assert_problem(404, "not-found");
+    app.get("/v1/updates?after=garbage", &app.admin_key)
+        .await
+        .assert_problem(422, "validation-failed");
+    app.stop().await;
+}
