@@ -73,6 +73,7 @@ async fn main() -> anyhow::Result<()> {
         command_rate_per_minute: u32::MAX,
         ..Config::default()
     };
+    relaygram::logging::init(&config);
     let boot = server::boot(&config).await?;
     let admin = boot
         .new_admin_key

@@ -44,6 +44,11 @@ impl Workers {
             services.clone(),
             shutdown.clone(),
         )));
+        handles.push(tokio::spawn(retention::run(
+            services.clone(),
+            Duration::from_secs(u64::from(config.update_retention_days) * 86_400),
+            shutdown.clone(),
+        )));
         // Events: signed webhooks to tenant apps, retried on a schedule.
         handles.push(
             crate::events::Dispatcher::new(

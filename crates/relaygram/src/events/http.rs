@@ -401,7 +401,7 @@ pub async fn get_event_endpoint(
     Ok(Json(endpoint.into()))
 }
 
-/// Delete an event endpoint; its pending deliveries are dropped, events stay.
+/// Delete an event endpoint with its deliveries and their attempt log; events stay.
 #[utoipa::path(
     delete, path = "/v1/event-endpoints/{id}", tag = "events",
     params(("id" = String, Path, description = "Endpoint id")),

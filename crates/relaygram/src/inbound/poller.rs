@@ -41,10 +41,10 @@ pub async fn run(services: Services, mut shutdown: Shutdown) {
                     keep
                 });
                 for (id, bot) in wanted {
-                    if !running.contains_key(&id) {
+                    if let std::collections::hash_map::Entry::Vacant(slot) = running.entry(id) {
                         let updated_at = bot.updated_at;
                         let task = tokio::spawn(poll_bot(services.clone(), bot));
-                        running.insert(id, (updated_at, task));
+                        slot.insert((updated_at, task));
                     }
                 }
             }

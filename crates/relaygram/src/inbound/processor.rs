@@ -462,14 +462,14 @@ impl Ctx<'_> {
             telegram
                 .call::<_, Value>(&self.token, "answerCallbackQuery", &answer(Some(reply)))
                 .await?;
-            if own == "stop:yes" {
-                if let Some(chat_id) = chat_id {
-                    self.emit(
-                        "chat.stopped",
-                        json!({"bot_id": self.bot.id, "chat_id": chat_id, "from": q["from"]}),
-                    )
-                    .await?;
-                }
+            if own == "stop:yes"
+                && let Some(chat_id) = chat_id
+            {
+                self.emit(
+                    "chat.stopped",
+                    json!({"bot_id": self.bot.id, "chat_id": chat_id, "from": q["from"]}),
+                )
+                .await?;
             }
             return Ok(Handled::done(format!("answered relaygram button {own}")));
         }

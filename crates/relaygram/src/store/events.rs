@@ -974,6 +974,55 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn concurrent_claims_take_each_delivery_once_on_every_engine() {
+        for engine in engines() {
+            let dir = tempfile::tempdir().unwrap();
+            let db = fresh(engine, dir.path()).await.unwrap();
+            let store = connect(&SecretString::from(db.url.clone())).await.unwrap();
+            store.migrate().await.unwrap();
+            store
+                .insert_tenant(&Tenant {
+                    id: "ten_c".into(),
+                    name: "c".into(),
+                    created_at: 1,
+                })
+                .await
+                .unwrap();
+            store
+                .insert_event_endpoint(&endpoint("ep_c", "ten_c", None))
+                .await
+                .unwrap();
+            for i in 0..30 {
+                store
+                    .insert_event(&event(&format!("evt_{i:02}"), "ten_c", "x.y", 5))
+                    .await
+                    .unwrap();
+            }
+            let mut claimers = tokio::task::JoinSet::new();
+            for _ in 0..6 {
+                let store = store.clone();
+                claimers.spawn(async move {
+                    let mut mine = Vec::new();
+                    while let Some(c) = store.claim_delivery(10, 60_000).await.unwrap() {
+                        mine.push(c.delivery.id);
+                    }
+                    mine
+                });
+            }
+            let mut all = Vec::new();
+            while let Some(mine) = claimers.join_next().await {
+                all.extend(mine.unwrap());
+            }
+            let count = all.len();
+            all.sort();
+            all.dedup();
+            assert_eq!(count, 30, "{engine}: every delivery claimed");
+            assert_eq!(all.len(), 30, "{engine}: none claimed twice");
+            store.close().await;
+        }
+    }
+
     #[test]
     fn type_patterns() {
         assert!(type_matches("*", "anything"));

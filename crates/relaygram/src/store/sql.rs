@@ -108,9 +108,13 @@ impl SqliteStore {
             })?;
         }
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        // One connection: SQLite has one writer at a time, and several connections writing
+        // at once wait on each other in SQLite's busy handler (sleeping, then failing with
+        // "database is locked"). Queued on the pool instead, writes go one after another at
+        // full speed (see BENCHMARKS.md).
         let mut pool_options = SqlitePoolOptions::new()
-            .max_connections(8)
-            .acquire_timeout(Duration::from_secs(10));
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(30));
         if in_memory {
             // An in-memory database lives as long as a connection to it: keep one, forever.
             pool_options = pool_options

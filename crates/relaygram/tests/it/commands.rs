@@ -654,7 +654,6 @@ where
         );
     }
 }
-}
 
 #[tokio::test]
 async fn a_custom_reply_is_answered_and_excess_commands_are_limited_and_counted() {
@@ -749,4 +748,37 @@ async fn a_custom_reply_is_answered_and_excess_commands_are_limited_and_counted(
     })
     .await;
     app.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_changes_leave_the_menu_matching_the_store() {
+    for engine in engines() {
+        let app = TestApp::spawn(engine).await;
+        let s = setup(&app, "busy").await;
+        let url = app.url(&format!("/v1/bots/{}/commands", s.bot_id));
+        let tasks: Vec<_> = (0..12)
+            .map(|i| {
+                let http = app.http.clone();
+                let (url, key) = (url.clone(), s.key.clone());
+                tokio::spawn(async move {
+                    http.post(url)
+                        .bearer_auth(key)
+                        .json(&json!({"command": format!("c{i}"), "description": format!("command {i}"),
+                                      "action": {"type": "forward"}}))
+                        .send()
+                        .await
+                        .unwrap()
+                        .status()
+                })
+            })
+            .collect();
+        for task in tasks {
+            assert_eq!(task.await.unwrap(), StatusCode::CREATED, "{engine}");
+        }
+        let stored = custom_names(&app, &s).await;
+        assert_eq!(stored.len(), 12, "{engine}");
+        let stored: Vec<&str> = stored.iter().map(String::as_str).collect();
+        assert_eq!(menu_names(&app, &s.token).await, with_built_ins(&stored));
+        app.stop().await;
+    }
 }

@@ -553,6 +553,26 @@ async fn bad_event_input_answers_problems_and_changes_nothing() {
         .assert_problem(401, "unauthorized");
 
     assert_eq!(app.get("/v1/event-endpoints", &admin).await.body, before);
+
+    // The pull's query parameters are documented under their wire names.
+    let doc = app
+        .call(reqwest::Method::GET, "/v1/openapi.json", None, None)
+        .await
+        .body;
+    let mut params: Vec<&str> = doc["paths"]["/v1/events"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    params.sort();
+    assert_eq!(params, ["after", "limit", "tenant_id", "type", "wait"]);
+    for schema in ["CreatedEndpointView", "EventPage", "EventDetailView"] {
+        assert!(
+            doc["components"]["schemas"][schema]["example"].is_object(),
+            "{schema} has an example"
+        );
+    }
     app.stop().await;
 }
 
@@ -745,4 +765,61 @@ async fn deliveries_retry_on_a_schedule_then_succeed_or_fail() {
         assert_eq!(flaky.attempts, 2, "the lost attempt counts");
         services.store.close().await;
     }
+}
+
+#[tokio::test]
+async fn a_message_to_the_bot_reaches_the_app_as_a_signed_event() {
+    let app = TestApp::spawn("sqlite").await;
+    let mut rx = Receiver::start().await;
+    let tenant = app.tenant("Shop").await;
+    let (_, key) = app.tenant_key(&tenant).await;
+    let (_, token) = app.sandbox_bot("events_e2e_bot").await;
+    let added = app.post("/v1/bots", &key, json!({"token": token})).await;
+    assert_eq!(added.status, 201, "{}", added.text);
+    assert_eq!(added.body["mode"], "polling");
+    let created = app
+        .post(
+            "/v1/event-endpoints",
+            &key,
+            json!({"url": rx.url("/app"), "event_types": ["message.*"]}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let secret = created.body["secret"].as_str().unwrap().to_string();
+
+    let user: Value = app
+        .http
+        .post(format!("{}/sandbox/users", app.sandbox.url()))
+        .json(&json!({"first_name": "Alice"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let user = user["id"].as_i64().unwrap();
+    let said = app
+        .http
+        .post(format!(
+            "{}/sandbox/users/{user}/messages",
+            app.sandbox.url()
+        ))
+        .json(&json!({"bot": "events_e2e_bot", "text": "where is my order?"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(said.status().is_success(), "{}", said.status());
+
+    let c = rx.next().await;
+    let payload = verify_in_rust(&c, &secret);
+    assert_eq!(payload["type"], "message.received", "{payload}");
+    assert_eq!(payload["tenant_id"], tenant.as_str());
+    assert_eq!(payload["data"]["message"]["text"], "where is my order?");
+    let pulled = app.get("/v1/events?type=message.*", &key).await;
+    assert_eq!(
+        pulled.body["data"][0]["id"], payload["id"],
+        "{}",
+        pulled.text
+    );
+    app.stop().await;
 }

@@ -16,6 +16,7 @@ enum Mode {
 
 /// A bot added to relaygram and a sandbox user who talks to it.
 struct Chat {
+    tenant: String,
     bot_id: String,
     telegram_id: i64,
     username: String,
@@ -48,6 +49,7 @@ async fn setup(app: &TestApp, username: &str, mode: Mode) -> Chat {
     }
     let user = sandbox_user(app, "Alice").await;
     Chat {
+        tenant,
         bot_id,
         telegram_id,
         username: username.to_string(),
@@ -574,4 +576,110 @@ async fn the_update_log_is_tenant_scoped_and_paginated() {
         .await
         .assert_problem(422, "validation-failed");
     app.stop().await;
+}
+
+#[tokio::test]
+async fn commands_work_in_groups() {
+    let app = TestApp::spawn("sqlite").await;
+    let chat = setup(&app, "club_bot", Mode::Webhook).await;
+    let member = sandbox_user(&app, "Bob").await;
+    let group = sandbox_post(
+        &app,
+        "/sandbox/groups",
+        json!({"title": "Club", "type": "supergroup", "owner": chat.user, "members": [member]}),
+    )
+    .await;
+    let gid = group["id"].as_i64().unwrap();
+    sandbox_post(
+        &app,
+        &format!("/sandbox/groups/{gid}/bots"),
+        json!({"bot": chat.username}),
+    )
+    .await;
+    sandbox_post(
+        &app,
+        &format!("/sandbox/users/{member}/messages"),
+        json!({"chat_id": gid, "text": "/help@club_bot"}),
+    )
+    .await;
+    let reply = until("the reply in the group", || async {
+        let v: Value = app
+            .http
+            .get(format!(
+                "{}/sandbox/chats/{gid}/messages",
+                app.sandbox.url()
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["direction"] == "out")
+            .cloned()
+    })
+    .await;
+    assert!(
+        reply["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Here is what I can do")
+    );
+    assert_eq!(reply["chat"]["id"], json!(gid));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_app_hears_forwarded_commands_and_messages_as_events() {
+    for engine in engines() {
+        let app = TestApp::spawn(engine).await;
+        let chat = setup(&app, "events_bot", Mode::Polling).await;
+        let a = app
+            .post(
+                &format!("/v1/bots/{}/commands", chat.bot_id),
+                &app.admin_key,
+                json!({"command": "order", "description": "Track an order", "action": {"type": "forward"}}),
+            )
+            .await;
+        assert_eq!(a.status.as_u16(), 201, "{}", a.text);
+        let a = app
+            .post(
+                &format!("/v1/bots/{}/commands", chat.bot_id),
+                &app.admin_key,
+                json!({"command": "hours", "description": "Opening hours", "action": {"type": "reply", "text": "9 to 5"}}),
+            )
+            .await;
+        assert_eq!(a.status.as_u16(), 201, "{}", a.text);
+        say(&app, &chat, "/hours").await;
+        assert_eq!(reply_after(&app, &chat, 1).await["text"], "9 to 5");
+        say(&app, &chat, "/order 42").await;
+        say(&app, &chat, "where is my parcel?").await;
+        let list = settled(&app, &chat, 3).await;
+        assert_eq!(list[0]["outcome"], "replied to custom /hours");
+        assert_eq!(list[1]["outcome"], "forwarded /order as command.received");
+
+        let events = until("the events", || async {
+            let a = app
+                .get(
+                    &format!("/v1/events?tenant_id={}&limit=50", chat.tenant),
+                    &app.admin_key,
+                )
+                .await;
+            let data = a.body["data"].as_array()?.clone();
+            (data.len() >= 2).then_some(data)
+        })
+        .await;
+        let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+        assert_eq!(types, ["command.received", "message.received"]);
+        assert_eq!(events[0]["data"]["command"], "order");
+        assert_eq!(events[0]["data"]["args"], "42");
+        assert_eq!(events[0]["data"]["from"]["id"], json!(chat.user));
+        assert_eq!(events[0]["data"]["bot_id"], json!(chat.bot_id));
+        assert_eq!(events[1]["data"]["message"]["text"], "where is my parcel?");
+        app.stop().await;
+    }
 }
