@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use relaygram::config::Config;
 use relaygram::server;
-use relaygram::store::{UpdateFilter, UpdateStatus};
 use relaygram_sandbox::{Sandbox, SandboxConfig};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
@@ -205,30 +204,11 @@ async fn main() -> anyhow::Result<()> {
     latencies.sort_unstable();
     let store = running.services.store.clone();
     let open = |store: Arc<dyn relaygram::store::Store>| async move {
-        let mut n = 0;
-        for status in [UpdateStatus::Pending, UpdateStatus::Processing] {
-            let filter = UpdateFilter {
-                status: Some(status),
-                ..UpdateFilter::default()
-            };
-            let mut after = None;
-            loop {
-                let (items, next) = store
-                    .list_updates(&filter, after.as_ref(), 200)
-                    .await
-                    .expect("list");
-                n += items.len();
-                match next {
-                    Some(c) => after = Some(c),
-                    None => break,
-                }
-            }
-        }
-        n
+        store.count_open_updates().await.expect("count") as usize
     };
     let open_at_end = open(store.clone()).await;
     let drain_started = Instant::now();
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
     loop {
         tick.tick().await;
         if open(store.clone()).await == 0 {

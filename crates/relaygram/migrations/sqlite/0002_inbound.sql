@@ -15,8 +15,9 @@ CREATE TABLE updates (
     handling_ms   INTEGER,
     PRIMARY KEY (bot_id, update_id)
 );
-CREATE INDEX updates_open ON updates (status, received_at) WHERE status IN ('pending', 'processing');
-CREATE INDEX updates_chat ON updates (bot_id, chat_id, status);
+-- The processors' claim: the oldest pending update, and per-chat checks for an update in hand.
+CREATE INDEX updates_status ON updates (status, received_at, update_id);
+CREATE INDEX updates_chat ON updates (bot_id, chat_id, status, received_at, update_id);
 CREATE INDEX updates_received ON updates (received_at);
 
 CREATE TABLE chats (

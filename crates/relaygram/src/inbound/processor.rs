@@ -3,6 +3,7 @@
 //! whose processor crashed is taken again when its lease ends.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -18,6 +19,8 @@ use crate::workers::Shutdown;
 
 /// How often idle processors look at the store (other instances store updates too).
 const IDLE_POLL: Duration = Duration::from_millis(500);
+/// How often abandoned updates (lease over) are put back to pending.
+const RECLAIM_EVERY_MS: i64 = 1000;
 /// Callback data of relaygram's own buttons starts with this.
 const OWN_BUTTON: &str = "rg:";
 
@@ -28,6 +31,8 @@ pub struct Processor {
     limiter: Arc<CommandLimiter>,
     /// How long a claimed update stays with this processor before another may take it.
     lease: Duration,
+    /// When abandoned updates were last looked for (UTC ms), shared by the clones.
+    last_reclaim: Arc<AtomicI64>,
 }
 
 /// What handling an update did.
@@ -87,14 +92,30 @@ impl Processor {
             services,
             limiter: Arc::new(CommandLimiter::new(commands_per_minute)),
             lease,
+            last_reclaim: Arc::new(AtomicI64::new(0)),
         }
     }
 
     /// Processes one update if one is ready; `Ok(false)` when there is none.
     pub async fn step(&self) -> Result<bool, crate::store::StoreError> {
         let now = now_millis();
+        let last = self.last_reclaim.load(Ordering::Relaxed);
+        if now - last >= RECLAIM_EVERY_MS
+            && self
+                .last_reclaim
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let reclaimed = self.services.store.reclaim_updates(now).await?;
+            if reclaimed > 0 {
+                tracing::warn!(
+                    reclaimed,
+                    "took back updates whose processor stopped mid-way"
+                );
+            }
+        }
         let lease_until = now + self.lease.as_millis() as i64;
-        let Some(update) = self.services.store.claim_update(now, lease_until).await? else {
+        let Some(update) = self.services.store.claim_update(lease_until).await? else {
             return Ok(false);
         };
         let started = Instant::now();

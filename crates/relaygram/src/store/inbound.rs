@@ -206,10 +206,12 @@ pub struct ChatRecord {
 pub trait InboundStore: Send + Sync {
     /// Stores a pending update; `false` when `(bot_id, update_id)` is already stored (a replay).
     async fn insert_update(&self, update: &UpdateRecord) -> StoreResult<bool>;
-    /// Takes the oldest update that may be processed now: pending (or abandoned by a crashed
-    /// processor), and the oldest open one of its chat, with no other of that chat in hand.
-    /// Marks it `processing` until `lease_until`.
-    async fn claim_update(&self, now: i64, lease_until: i64) -> StoreResult<Option<UpdateRecord>>;
+    /// Takes the oldest pending update that may be processed now (the oldest open one of its
+    /// chat, with no other of that chat in hand) and marks it `processing` until `lease_until`.
+    async fn claim_update(&self, lease_until: i64) -> StoreResult<Option<UpdateRecord>>;
+    /// Puts updates whose processor's lease ended before `now` (it crashed) back to pending;
+    /// returns how many.
+    async fn reclaim_updates(&self, now: i64) -> StoreResult<u64>;
     /// Records how processing ended.
     async fn finish_update(
         &self,
@@ -226,6 +228,8 @@ pub trait InboundStore: Send + Sync {
         after: Option<&UpdateCursor>,
         limit: u32,
     ) -> StoreResult<(Vec<UpdateRecord>, Option<UpdateCursor>)>;
+    /// How many updates are pending or in hand.
+    async fn count_open_updates(&self) -> StoreResult<i64>;
     /// Forgets processed updates received before `before` (UTC ms); returns how many.
     async fn prune_updates(&self, before: i64) -> StoreResult<u64>;
     /// Stores or replaces what is known of a chat.
@@ -238,15 +242,16 @@ const UPDATE_COLS: &str = "u.bot_id, u.update_id, u.kind, u.chat_id, u.user_id, 
      u.status, u.outcome, u.error, u.received_at, u.processed_at, u.handling_ms";
 const CHAT_COLS: &str = "bot_id, chat_id, type, title, username, state, migrated_to, updated_at";
 
-/// The next open update of each chat, oldest first. Shared by both engines; PostgreSQL adds
-/// `FOR UPDATE SKIP LOCKED` so concurrent instances never take the same row, and the "older
-/// open update" test keeps a chat's second update waiting while its first is claimed.
+/// The oldest pending update whose chat has no update in hand and no older pending one.
+/// Shared by both engines; PostgreSQL adds `FOR UPDATE SKIP LOCKED` so concurrent instances
+/// never take the same row, and the "older pending" test keeps a chat's second update
+/// waiting while another instance is claiming its first. Both indexes on `updates` serve it.
 const CLAIMABLE: &str = "SELECT u.bot_id, u.update_id FROM updates u \
-     WHERE (u.status = 'pending' OR (u.status = 'processing' AND u.claimed_until < $1)) \
+     WHERE u.status = 'pending' \
      AND NOT EXISTS (SELECT 1 FROM updates p WHERE p.bot_id = u.bot_id AND p.chat_id = u.chat_id \
-         AND p.status = 'processing' AND p.claimed_until >= $1) \
+         AND p.status = 'processing') \
      AND NOT EXISTS (SELECT 1 FROM updates o WHERE o.bot_id = u.bot_id AND o.chat_id = u.chat_id \
-         AND o.status IN ('pending', 'processing') \
+         AND o.status = 'pending' \
          AND (o.received_at < u.received_at OR (o.received_at = u.received_at AND o.update_id < u.update_id))) \
      ORDER BY u.received_at, u.update_id LIMIT 1";
 
@@ -304,24 +309,30 @@ macro_rules! inbound_store {
                 Ok(done.rows_affected() == 1)
             }
 
-            async fn claim_update(
-                &self,
-                now: i64,
-                lease_until: i64,
-            ) -> StoreResult<Option<UpdateRecord>> {
+            async fn claim_update(&self, lease_until: i64) -> StoreResult<Option<UpdateRecord>> {
                 let sql = format!(
-                    "UPDATE updates AS u SET status = 'processing', claimed_until = $2 \
+                    "UPDATE updates AS u SET status = 'processing', claimed_until = $1 \
                      WHERE (u.bot_id, u.update_id) = ({CLAIMABLE}{}) \
                      RETURNING {}",
                     $lock,
                     UPDATE_COLS.replace("u.", "")
                 );
                 let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(now)
                     .bind(lease_until)
                     .fetch_optional(&self.pool)
                     .await?;
                 row.as_ref().map(Self::update_row).transpose()
+            }
+
+            async fn reclaim_updates(&self, now: i64) -> StoreResult<u64> {
+                let done = sqlx::query(
+                    "UPDATE updates SET status = 'pending', claimed_until = NULL \
+                     WHERE status = 'processing' AND claimed_until < $1",
+                )
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected())
             }
 
             async fn finish_update(
@@ -402,6 +413,15 @@ macro_rules! inbound_store {
                     Listed::from_overfetch(items, &page, |u| u.body.as_str());
                 let next = next_cursor.and(items.last().map(UpdateCursor::of));
                 Ok((items, next))
+            }
+
+            async fn count_open_updates(&self) -> StoreResult<i64> {
+                let row = sqlx::query(
+                    "SELECT COUNT(*) AS n FROM updates WHERE status IN ('pending', 'processing')",
+                )
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(row.try_get("n")?)
             }
 
             async fn prune_updates(&self, before: i64) -> StoreResult<u64> {
