@@ -4,7 +4,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, engines};
+use crate::helpers::{TestApp, engines, until};
 
 const BUILT_IN: [&str; 5] = ["start", "help", "settings", "link", "stop"];
 
@@ -634,25 +634,6 @@ async fn commands_are_documented_in_openapi() {
     }
     assert_eq!(post["tags"][0], "commands");
     app.stop().await;
-}
-
-/// Polls `check` every 25 ms until it yields, failing after a deadline.
-async fn until<T, Fut>(what: &str, mut check: impl FnMut() -> Fut) -> T
-where
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    let mut tick = tokio::time::interval(std::time::Duration::from_millis(25));
-    loop {
-        tick.tick().await;
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-    }
 }
 
 #[tokio::test]

@@ -2,11 +2,12 @@
 //! repeats nothing visible: after a restart the update is processed once.
 
 use std::process::Stdio;
-use std::time::Duration;
 
 use relaygram::store::testing;
 use relaygram_sandbox::{Sandbox, SandboxConfig};
 use serde_json::{Value, json};
+
+use crate::helpers::until;
 
 const ADMIN_KEY: &str = "rg_crash_test_admin_key_0123456789";
 
@@ -51,25 +52,6 @@ async fn start(
     })
     .await;
     child
-}
-
-async fn until<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let mut tick = tokio::time::interval(Duration::from_millis(50));
-    loop {
-        tick.tick().await;
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-    }
 }
 
 #[tokio::test]

@@ -273,3 +273,23 @@ impl TestApp {
         );
     }
 }
+
+/// Polls `check` until it returns `Some`, failing after a deadline (tests never sleep for
+/// work to happen; they wait for a condition).
+pub async fn until<T, Fut>(what: &str, mut check: impl FnMut() -> Fut) -> T
+where
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(25));
+    loop {
+        tick.tick().await;
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+    }
+}

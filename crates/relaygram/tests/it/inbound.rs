@@ -1,12 +1,10 @@
 //! Inbound end to end: sandbox users talk to a bot added to relaygram, in webhook mode and in
 //! polling mode; every update is stored once, processed in order and given an outcome.
 
-use std::time::Duration;
-
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, engines};
+use crate::helpers::{TestApp, engines, until};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Mode {
@@ -109,26 +107,6 @@ async fn transcript(app: &TestApp, chat: &Chat) -> Vec<Value> {
         .await
         .unwrap();
     v["messages"].as_array().unwrap().clone()
-}
-
-/// Polls until `check` holds, or fails after a deadline (no fixed sleeps).
-async fn until<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let mut tick = tokio::time::interval(Duration::from_millis(25));
-    loop {
-        tick.tick().await;
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-    }
 }
 
 /// The bot's next reply after `after` messages in the transcript.
