@@ -80,7 +80,9 @@ async fn a_group_takes_twenty_messages_a_minute() {
 
 #[tokio::test]
 async fn a_bot_sends_about_thirty_a_second_across_chats() {
-    let h = Harness::with_limits(1.0).await;
+    // A tenth of Telegram's speed: the burst of 30 is the same, but it refills at 3/s, so the
+    // outcome does not depend on how fast this machine sends.
+    let h = Harness::with_limits(0.1).await;
     let (token, _) = h.bot("wide_bot").await;
     let mut users = Vec::new();
     for i in 0..40 {
