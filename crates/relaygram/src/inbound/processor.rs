@@ -268,10 +268,19 @@ impl Ctx<'_> {
             username: text("username")
                 .or_else(|| existing.as_ref().and_then(|c| c.username.clone())),
             state,
-            migrated_to: existing.and_then(|c| c.migrated_to),
+            migrated_to: existing.as_ref().and_then(|c| c.migrated_to),
             updated_at: now_millis(),
         };
-        self.services().store.upsert_chat(&record).await?;
+        // Most messages come from chats already known as they are: skip the write.
+        let unchanged = existing.is_some_and(|c| {
+            c.kind == record.kind
+                && c.title == record.title
+                && c.username == record.username
+                && c.state == record.state
+        });
+        if !unchanged {
+            self.services().store.upsert_chat(&record).await?;
+        }
         Ok(())
     }
 
