@@ -87,10 +87,13 @@ const SCRIPT: &str = r#"
 (function(){
   var t = document.getElementById('transcript');
   if (!t || !t.dataset.src) return;
-  var last = t.innerHTML;
+  // Replace the conversation only when it changed, so buttons stay put while unchanged.
+  var probe = document.createElement('div');
   setInterval(function(){
     fetch(t.dataset.src).then(function(r){ return r.ok ? r.text() : null; }).then(function(html){
-      if (html !== null && html !== last) { last = html; t.innerHTML = html; t.scrollTop = t.scrollHeight; }
+      if (html === null) return;
+      probe.innerHTML = html;
+      if (probe.innerHTML !== t.innerHTML) { t.innerHTML = html; t.scrollTop = t.scrollHeight; }
     }).catch(function(){});
   }, 700);
   var input = document.getElementById('text');

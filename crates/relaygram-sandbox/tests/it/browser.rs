@@ -84,12 +84,37 @@ impl Driver {
     }
 }
 
+/// The page refreshes the conversation as the bot answers, which can replace an element
+/// between finding and using it: try again then.
+async fn retry_stale<T, F, Fut>(mut action: F) -> WebDriverResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = WebDriverResult<T>>,
+{
+    let mut tries = 0;
+    loop {
+        match action().await {
+            Err(e)
+                if tries < 20
+                    && matches!(
+                        e.as_inner(),
+                        thirtyfour::error::WebDriverErrorInner::StaleElementReference(_)
+                    ) =>
+            {
+                tries += 1
+            }
+            other => return other,
+        }
+    }
+}
+
 async fn wait_text(driver: &WebDriver, text: &str) -> WebDriverResult<()> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     let mut poll = tokio::time::interval(Duration::from_millis(100));
     loop {
         poll.tick().await;
-        let body = driver.find(By::Id("transcript")).await?.text().await?;
+        let body =
+            retry_stale(|| async { driver.find(By::Id("transcript")).await?.text().await }).await?;
         if body.contains(text) {
             return Ok(());
         }
