@@ -3,7 +3,6 @@
 //! millisecond schedule, replay, the long-poll pull API, and tenant isolation.
 
 use std::collections::{HashMap, VecDeque};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -133,16 +132,7 @@ impl Drop for Receiver {
     }
 }
 
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn python() -> PathBuf {
-    match std::env::var_os("RELAYGRAM_TEST_PYTHON") {
-        Some(p) => PathBuf::from(p),
-        None => repo_root().join(".venv/bin/python"),
-    }
-}
+use crate::helpers::{python, repo_root};
 
 /// Checks a captured delivery with the Rust verifier and returns its payload.
 fn verify_in_rust(c: &Captured, secret: &str) -> Value {

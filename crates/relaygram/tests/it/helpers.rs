@@ -293,3 +293,17 @@ where
         );
     }
 }
+
+/// The repository's root folder.
+pub fn repo_root() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The Python with the third-party checkers: `.venv` made by scripts/test, or
+/// `RELAYGRAM_TEST_PYTHON`.
+pub fn python() -> std::path::PathBuf {
+    match std::env::var_os("RELAYGRAM_TEST_PYTHON") {
+        Some(p) => std::path::PathBuf::from(p),
+        None => repo_root().join(".venv/bin/python"),
+    }
+}

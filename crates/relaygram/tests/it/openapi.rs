@@ -177,3 +177,37 @@ async fn openapi_document_is_valid_and_lists_every_route() {
     }
     app.stop().await;
 }
+
+/// An independent validator (openapi-spec-validator, installed by scripts/test) accepts the
+/// document as OpenAPI 3.1.
+#[tokio::test]
+async fn openapi_document_passes_an_independent_validator() {
+    let doc = serde_json::to_string(&relaygram::api::openapi()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("openapi.json");
+    std::fs::write(&path, doc).unwrap();
+    let python = crate::helpers::python();
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/test, which creates the venv",
+        python.display()
+    );
+    let out = tokio::process::Command::new(&python)
+        .args([
+            "-c",
+            "import json, sys\n\
+             from openapi_spec_validator import validate, OpenAPIV31SpecValidator\n\
+             validate(json.load(open(sys.argv[1])), cls=OpenAPIV31SpecValidator)\n\
+             print('valid')",
+        ])
+        .arg(&path)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the OpenAPI document is invalid:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
