@@ -109,11 +109,12 @@ impl ServeProcess {
             .unwrap();
         assert!(exit.success(), "graceful shutdown exits 0, got {exit}");
         // Give the reader tasks the last bytes: they end at EOF, which exit guarantees.
+        let mut tick = tokio::time::interval(Duration::from_millis(10));
         for _ in 0..100 {
+            tick.tick().await;
             if self.stderr.lock().unwrap().contains("shutting down") {
                 break;
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let out = self.stdout.lock().unwrap().clone();
         let err = self.stderr.lock().unwrap().clone();
