@@ -7,5 +7,6 @@ pub mod intake;
 pub mod poller;
 pub mod processor;
 pub mod retention;
+pub mod router;
 pub mod service;
 pub mod update;

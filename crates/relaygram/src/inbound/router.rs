@@ -1,0 +1,462 @@
+//! Routing one stored update to its handler: built-in commands, custom commands, buttons
+//! and chat-state changes. Called by the [`Processor`](super::processor::Processor), which
+//! owns claiming and recording; this module owns what an update means.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::{Value, json};
+
+use super::command::{self, Parsed};
+use crate::commands::{BUILT_IN, CommandAction, CommandLimiter, LimitDecision};
+use crate::ids::now_millis;
+use crate::services::Services;
+use crate::store::{BotRecord, ChatRecord, ChatState, UpdateRecord, UpdateStatus};
+use crate::telegram::{BotToken, TelegramError};
+
+/// Callback data of relaygram's own buttons starts with this.
+const OWN_BUTTON: &str = "rg:";
+
+/// Decides what each update means and acts on it.
+#[derive(Clone)]
+pub struct Router {
+    services: Services,
+    limiter: Arc<CommandLimiter>,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router").finish_non_exhaustive()
+    }
+}
+
+/// What handling an update did.
+pub struct Handled {
+    /// How the update ended.
+    pub status: UpdateStatus,
+    /// A short description for the audit log.
+    pub outcome: String,
+}
+
+impl Handled {
+    fn done(outcome: impl Into<String>) -> Handled {
+        Handled {
+            status: UpdateStatus::Handled,
+            outcome: outcome.into(),
+        }
+    }
+
+    fn ignored(outcome: impl Into<String>) -> Handled {
+        Handled {
+            status: UpdateStatus::Ignored,
+            outcome: outcome.into(),
+        }
+    }
+}
+
+/// Why handling failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HandleError {
+    /// Telegram refused a call.
+    #[error("Telegram: {0}")]
+    Telegram(#[from] TelegramError),
+    /// Anything else (store, stored data).
+    #[error("{0}")]
+    Other(String),
+}
+
+impl From<crate::store::StoreError> for HandleError {
+    fn from(e: crate::store::StoreError) -> Self {
+        HandleError::Other(e.to_string())
+    }
+}
+
+impl From<crate::services::ServiceError> for HandleError {
+    fn from(e: crate::services::ServiceError) -> Self {
+        HandleError::Other(e.to_string())
+    }
+}
+
+impl Router {
+    /// A router limiting each Telegram user to `commands_per_minute` per bot.
+    pub fn new(services: Services, commands_per_minute: u32) -> Router {
+        Router {
+            services,
+            limiter: Arc::new(CommandLimiter::new(commands_per_minute)),
+        }
+    }
+
+    /// Handles one update.
+    pub async fn handle(&self, update: &UpdateRecord) -> Result<Handled, HandleError> {
+        let Some(bot) = self.services.store.get_bot(&update.bot_id).await? else {
+            return Ok(Handled::ignored("the bot was removed"));
+        };
+        if !bot.enabled {
+            return Ok(Handled::ignored("the bot is disabled"));
+        }
+        let body: Value = serde_json::from_str(&update.body)
+            .map_err(|e| HandleError::Other(format!("stored update is not JSON: {e}")))?;
+        let payload = &body[update.kind.as_str()];
+        let ctx = Ctx {
+            router: self,
+            token: self.services.token_of(&bot)?,
+            bot,
+        };
+        match update.kind.as_str() {
+            "message" => ctx.message(payload, update).await,
+            "callback_query" => ctx.callback_query(payload).await,
+            "my_chat_member" => ctx.my_chat_member(payload).await,
+            other => Ok(Handled::ignored(format!("no handler for {other} updates"))),
+        }
+    }
+}
+
+/// One update's bot and token.
+struct Ctx<'a> {
+    router: &'a Router,
+    bot: BotRecord,
+    token: BotToken,
+}
+
+impl Ctx<'_> {
+    fn services(&self) -> &Services {
+        &self.router.services
+    }
+
+    async fn send(
+        &self,
+        chat_id: i64,
+        text: &str,
+        markup: Option<Value>,
+    ) -> Result<(), HandleError> {
+        let mut params = json!({"chat_id": chat_id, "text": text});
+        if let Some(m) = markup {
+            params["reply_markup"] = m;
+        }
+        match self
+            .services()
+            .telegram
+            .call::<_, Value>(&self.token, "sendMessage", &params)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e @ TelegramError::ChatGone(_)) => {
+                self.set_chat_state(chat_id, None, ChatState::Blocked)
+                    .await?;
+                Err(e.into())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn emit(&self, kind: &str, data: Value) -> Result<(), HandleError> {
+        crate::events::emit(&*self.services().store, &self.bot.tenant_id, kind, data).await?;
+        Ok(())
+    }
+
+    async fn set_chat_state(
+        &self,
+        chat_id: i64,
+        chat: Option<&Value>,
+        state: ChatState,
+    ) -> Result<(), HandleError> {
+        let existing = self
+            .services()
+            .store
+            .get_chat(&self.bot.id, chat_id)
+            .await?;
+        let text = |k: &str| chat.and_then(|c| c[k].as_str()).map(str::to_string);
+        let record = ChatRecord {
+            bot_id: self.bot.id.clone(),
+            chat_id,
+            kind: text("type")
+                .or_else(|| existing.as_ref().map(|c| c.kind.clone()))
+                .unwrap_or_else(|| if chat_id > 0 { "private" } else { "group" }.into()),
+            title: text("title").or_else(|| existing.as_ref().and_then(|c| c.title.clone())),
+            username: text("username")
+                .or_else(|| existing.as_ref().and_then(|c| c.username.clone())),
+            state,
+            migrated_to: existing.as_ref().and_then(|c| c.migrated_to),
+            updated_at: now_millis(),
+        };
+        // Most messages come from chats already known as they are: skip the write.
+        let unchanged = existing.is_some_and(|c| {
+            c.kind == record.kind
+                && c.title == record.title
+                && c.username == record.username
+                && c.state == record.state
+        });
+        if !unchanged {
+            self.services().store.upsert_chat(&record).await?;
+        }
+        Ok(())
+    }
+
+    async fn message(&self, m: &Value, update: &UpdateRecord) -> Result<Handled, HandleError> {
+        let chat = &m["chat"];
+        let Some(chat_id) = chat["id"].as_i64() else {
+            return Ok(Handled::ignored("a message without a chat"));
+        };
+        if let Some(to) = m["migrate_to_chat_id"].as_i64() {
+            return self.migrated(chat_id, to, chat).await;
+        }
+        if m.get("migrate_from_chat_id").is_some() {
+            self.set_chat_state(chat_id, Some(chat), ChatState::Active)
+                .await?;
+            return Ok(Handled::ignored("the new supergroup's first message"));
+        }
+        self.set_chat_state(chat_id, Some(chat), ChatState::Active)
+            .await?;
+        let text = m["text"].as_str().unwrap_or_default();
+        let parsed = command::parse(text, &self.bot.username);
+        let cmd = match parsed {
+            Parsed::OtherBot => return Ok(Handled::ignored("a command for another bot")),
+            Parsed::Text => {
+                self.emit(
+                    "message.received",
+                    json!({"bot_id": self.bot.id, "chat": chat, "from": m["from"], "message": m}),
+                )
+                .await?;
+                return Ok(Handled::done("forwarded as message.received"));
+            }
+            Parsed::Command(cmd) => cmd,
+        };
+        let user = update.user_id.unwrap_or(chat_id);
+        match self
+            .router
+            .limiter
+            .check(&self.bot.id, user, Instant::now())
+        {
+            LimitDecision::Allow => {}
+            LimitDecision::Warn => {
+                self.send(
+                    chat_id,
+                    "You are sending commands a little fast. Please wait a minute and try again.",
+                    None,
+                )
+                .await?;
+                return Ok(Handled {
+                    status: UpdateStatus::RateLimited,
+                    outcome: format!("/{} over the command limit: asked to slow down", cmd.name),
+                });
+            }
+            LimitDecision::Drop => {
+                return Ok(Handled {
+                    status: UpdateStatus::RateLimited,
+                    outcome: format!("/{} over the command limit: dropped", cmd.name),
+                });
+            }
+        }
+        let custom = self
+            .services()
+            .store
+            .list_bot_commands(&self.bot.id)
+            .await?;
+        match cmd.name.as_str() {
+            "start" if cmd.args.is_empty() => {
+                let text = format!(
+                    "Welcome to {}! Send /help to see what I can do.",
+                    self.bot.first_name
+                );
+                self.send(chat_id, &text, None).await?;
+                Ok(Handled::done("replied to /start"))
+            }
+            "start" | "link" if !cmd.args.is_empty() => {
+                // Link tokens and connect codes arrive with the linking work; until then the
+                // app hears about the code and the user gets an honest answer.
+                self.emit(
+                    "command.received",
+                    json!({"bot_id": self.bot.id, "command": cmd.name, "args": cmd.args, "chat": chat, "from": m["from"], "message": m}),
+                )
+                .await?;
+                self.send(
+                    chat_id,
+                    "This link is not valid or has expired. Please ask the app for a new one.",
+                    None,
+                )
+                .await?;
+                Ok(Handled::done(format!(
+                    "/{} with a code the gateway does not know",
+                    cmd.name
+                )))
+            }
+            "link" => {
+                self.send(
+                    chat_id,
+                    "Send /link followed by the code the app gave you.",
+                    None,
+                )
+                .await?;
+                Ok(Handled::done("explained /link"))
+            }
+            "help" => {
+                self.send(chat_id, &help_text(&custom), None).await?;
+                Ok(Handled::done("replied to /help"))
+            }
+            "settings" => {
+                self.send(
+                    chat_id,
+                    "There are no notification settings for this chat yet.",
+                    None,
+                )
+                .await?;
+                Ok(Handled::done("replied to /settings"))
+            }
+            "stop" => {
+                let keyboard = json!({"inline_keyboard": [[
+                    {"text": "Yes, stop", "callback_data": "rg:stop:yes"},
+                    {"text": "Cancel", "callback_data": "rg:stop:no"}
+                ]]});
+                self.send(
+                    chat_id,
+                    "Stop notifications in this chat? The app will no longer reach you here.",
+                    Some(keyboard),
+                )
+                .await?;
+                Ok(Handled::done("asked to confirm /stop"))
+            }
+            name => match custom.iter().find(|c| c.command == name) {
+                Some(c) => match &c.action {
+                    CommandAction::Reply { text } => {
+                        self.send(chat_id, text, None).await?;
+                        Ok(Handled::done(format!("replied to custom /{name}")))
+                    }
+                    CommandAction::Forward => {
+                        self.emit(
+                            "command.received",
+                            json!({"bot_id": self.bot.id, "command": name, "args": cmd.args, "chat": chat, "from": m["from"], "message": m}),
+                        )
+                        .await?;
+                        Ok(Handled::done(format!(
+                            "forwarded /{name} as command.received"
+                        )))
+                    }
+                },
+                None => {
+                    let text = format!("Sorry, I don't know /{name}.\n\n{}", help_text(&custom));
+                    self.send(chat_id, &text, None).await?;
+                    Ok(Handled::done(format!(
+                        "unknown command /{name}: replied with help"
+                    )))
+                }
+            },
+        }
+    }
+
+    async fn migrated(&self, chat_id: i64, to: i64, chat: &Value) -> Result<Handled, HandleError> {
+        let store = &self.services().store;
+        let existing = store.get_chat(&self.bot.id, chat_id).await?;
+        store
+            .upsert_chat(&ChatRecord {
+                bot_id: self.bot.id.clone(),
+                chat_id,
+                kind: chat["type"].as_str().unwrap_or("group").to_string(),
+                title: chat["title"].as_str().map(str::to_string),
+                username: existing.and_then(|c| c.username),
+                state: ChatState::Migrated,
+                migrated_to: Some(to),
+                updated_at: now_millis(),
+            })
+            .await?;
+        store
+            .upsert_chat(&ChatRecord {
+                bot_id: self.bot.id.clone(),
+                chat_id: to,
+                kind: "supergroup".into(),
+                title: chat["title"].as_str().map(str::to_string),
+                username: None,
+                state: ChatState::Active,
+                migrated_to: None,
+                updated_at: now_millis(),
+            })
+            .await?;
+        self.emit(
+            "chat.migrated",
+            json!({"bot_id": self.bot.id, "chat_id": chat_id, "migrate_to_chat_id": to}),
+        )
+        .await?;
+        Ok(Handled::done(format!("group {chat_id} migrated to {to}")))
+    }
+
+    async fn callback_query(&self, q: &Value) -> Result<Handled, HandleError> {
+        let id = q["id"].as_str().unwrap_or_default();
+        let data = q["data"].as_str().unwrap_or_default();
+        let chat_id = q["message"]["chat"]["id"].as_i64();
+        // Always answered at once, so the user's button stops spinning.
+        let answer = |text: Option<&str>| {
+            let mut p = json!({"callback_query_id": id});
+            if let Some(t) = text {
+                p["text"] = json!(t);
+            }
+            p
+        };
+        if let Some(own) = data.strip_prefix(OWN_BUTTON) {
+            let telegram = &self.services().telegram;
+            let reply = match own {
+                "stop:yes" => "Stopped. Send /start to come back.",
+                "stop:no" => "Nothing changed.",
+                _ => "This button is no longer valid.",
+            };
+            telegram
+                .call::<_, Value>(&self.token, "answerCallbackQuery", &answer(Some(reply)))
+                .await?;
+            if own == "stop:yes"
+                && let Some(chat_id) = chat_id
+            {
+                self.emit(
+                    "chat.stopped",
+                    json!({"bot_id": self.bot.id, "chat_id": chat_id, "from": q["from"]}),
+                )
+                .await?;
+            }
+            return Ok(Handled::done(format!("answered relaygram button {own}")));
+        }
+        self.services()
+            .telegram
+            .call::<_, Value>(&self.token, "answerCallbackQuery", &answer(None))
+            .await?;
+        self.emit(
+            "callback.received",
+            json!({"bot_id": self.bot.id, "data": data, "from": q["from"], "message": q["message"], "chat_id": chat_id}),
+        )
+        .await?;
+        Ok(Handled::done("answered and forwarded as callback.received"))
+    }
+
+    async fn my_chat_member(&self, m: &Value) -> Result<Handled, HandleError> {
+        let chat = &m["chat"];
+        let Some(chat_id) = chat["id"].as_i64() else {
+            return Ok(Handled::ignored("a member change without a chat"));
+        };
+        let status = m["new_chat_member"]["status"].as_str().unwrap_or_default();
+        let private = chat["type"] == "private";
+        let state = match status {
+            "kicked" if private => ChatState::Blocked,
+            "kicked" => ChatState::Kicked,
+            "left" => ChatState::Left,
+            _ => ChatState::Active,
+        };
+        self.set_chat_state(chat_id, Some(chat), state).await?;
+        self.emit(
+            "chat.member_updated",
+            json!({"bot_id": self.bot.id, "chat": chat, "from": m["from"], "status": status,
+                   "old_status": m["old_chat_member"]["status"], "state": state.as_str()}),
+        )
+        .await?;
+        Ok(Handled::done(format!(
+            "chat {chat_id} is now {}",
+            state.as_str()
+        )))
+    }
+}
+
+fn help_text(custom: &[crate::commands::CustomCommand]) -> String {
+    let mut text = String::from("Here is what I can do:\n");
+    for (name, description) in BUILT_IN {
+        text.push_str(&format!("/{name} — {description}\n"));
+    }
+    for c in custom {
+        text.push_str(&format!("/{} — {}\n", c.command, c.description));
+    }
+    text
+}
