@@ -77,6 +77,7 @@ async fn open(config: &Config) -> anyhow::Result<(Services, bool)> {
         secrets,
         telegram: TelegramClient::new(&config.telegram_api_url, TELEGRAM_TIMEOUT),
         public_url: config.public_url.clone(),
+        clock: crate::clock::Clock::system(),
     };
     services.verify_secret_key().await?;
     Ok((services, created))

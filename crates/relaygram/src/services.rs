@@ -131,6 +131,8 @@ pub struct Services {
     pub telegram: TelegramClient,
     /// Public base URL for webhooks.
     pub public_url: Option<String>,
+    /// "Now" for every rule that depends on time (a manual clock in tests).
+    pub clock: crate::clock::Clock,
 }
 
 fn validate_name(field: &'static str, name: &str) -> ServiceResult<String> {

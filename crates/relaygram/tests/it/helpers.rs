@@ -75,6 +75,8 @@ impl Answer {
 pub struct Options {
     pub public_url: Option<String>,
     pub max_body_bytes: Option<usize>,
+    /// Run the services on a manual clock (see [`TestApp::clock`]).
+    pub manual_clock: bool,
 }
 
 impl TestApp {
@@ -107,7 +109,11 @@ impl TestApp {
             .key
             .expose_secret()
             .to_string();
-        let server = server::spawn(&config, boot.services)
+        let mut services = boot.services;
+        if options.manual_clock {
+            services.clock = relaygram::clock::Clock::manual(relaygram::ids::now_millis());
+        }
+        let server = server::spawn(&config, services)
             .await
             .expect("server starts");
         TestApp {
@@ -305,5 +311,13 @@ pub fn python() -> std::path::PathBuf {
     match std::env::var_os("RELAYGRAM_TEST_PYTHON") {
         Some(p) => std::path::PathBuf::from(p),
         None => repo_root().join(".venv/bin/python"),
+    }
+}
+
+impl TestApp {
+    /// The services' clock (manual when spawned with `manual_clock`).
+    #[allow(dead_code)] // used by the suites that move time
+    pub fn clock(&self) -> &relaygram::clock::Clock {
+        &self.server.services.clock
     }
 }
