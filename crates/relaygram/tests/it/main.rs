@@ -7,6 +7,7 @@ mod bots;
 mod cli;
 mod commands;
 mod crash;
+mod delivery;
 mod events;
 mod helpers;
 mod inbound;
