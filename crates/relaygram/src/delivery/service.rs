@@ -89,7 +89,10 @@ fn invalid(field: &'static str, message: impl Into<String>) -> ServiceError {
     }
 }
 
-fn buttons_markup(req: &SendRequest) -> ServiceResult<(Option<Value>, Vec<(String, String)>)> {
+/// The inline keyboard and the server-side data of its callback buttons: (id, data).
+type Keyboard = (Option<Value>, Vec<(String, String)>);
+
+fn buttons_markup(req: &SendRequest) -> ServiceResult<Keyboard> {
     let Some(rows) = &req.buttons else {
         return Ok((None, vec![]));
     };
