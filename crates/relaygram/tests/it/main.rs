@@ -8,6 +8,7 @@ mod cli;
 mod commands;
 mod crash;
 mod delivery;
+mod delivery_crash;
 mod events;
 mod helpers;
 mod inbound;
