@@ -1,0 +1,1 @@
+//! HTTP handlers for linking (placeholder while the service is built).
