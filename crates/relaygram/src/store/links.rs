@@ -899,3 +899,244 @@ macro_rules! links_store {
 
 links_store!(SqliteStore, SqliteRow);
 links_store!(PgStore, PgRow);
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use secrecy::SecretString;
+
+    use super::*;
+    use crate::store::testing::{engines, fresh};
+    use crate::store::{BotMode, BotRecord, Store, Tenant, connect};
+
+    fn category(id: &str, key: &str, default_enabled: bool, mandatory: bool) -> CategoryRecord {
+        CategoryRecord {
+            id: id.into(),
+            tenant_id: "ten_l".into(),
+            key: key.into(),
+            name: key.into(),
+            description: None,
+            default_enabled,
+            mandatory,
+            created_at: 1,
+            updated_at: 1,
+        }
+    }
+
+    fn link(id: &str, chat_id: i64) -> LinkRecord {
+        LinkRecord {
+            id: id.into(),
+            tenant_id: "ten_l".into(),
+            bot_id: "bot_l".into(),
+            external_id: Some(format!("user-{id}")),
+            chat_id,
+            chat_type: "group".into(),
+            active: true,
+            source: "token".into(),
+            connect_code_id: None,
+            link_token_id: None,
+            telegram_user_id: None,
+            metadata: None,
+            timezone: None,
+            quiet_start: None,
+            quiet_end: None,
+            created_at: 1,
+            updated_at: 1,
+        }
+    }
+
+    async fn ids(store: &dyn Store, category: &str) -> Vec<String> {
+        let filter = LinkFilter {
+            category: Some(category.into()),
+            active: Some(true),
+            ..LinkFilter::default()
+        };
+        store
+            .list_links(&filter, &Page::first(50))
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|l| l.id)
+            .collect()
+    }
+
+    /// The opt-in rule, token consumption, activity and migration, on every engine.
+    async fn links_story(store: Arc<dyn Store>) {
+        store
+            .insert_tenant(&Tenant {
+                id: "ten_l".into(),
+                name: "L".into(),
+                created_at: 1,
+            })
+            .await
+            .unwrap();
+        store
+            .insert_bot(&BotRecord {
+                id: "bot_l".into(),
+                tenant_id: "ten_l".into(),
+                telegram_id: 77,
+                username: "l_bot".into(),
+                first_name: "L".into(),
+                token_sealed: "v1:x".into(),
+                webhook_secret_sealed: None,
+                webhook_url: None,
+                mode: BotMode::Polling,
+                enabled: true,
+                created_at: 1,
+                updated_at: 1,
+            })
+            .await
+            .unwrap();
+        for c in [
+            category("cat_1", "alerts", true, false),
+            category("cat_2", "reports", false, false),
+            category("cat_3", "critical", false, true),
+        ] {
+            store.insert_category(&c).await.unwrap();
+        }
+        assert!(matches!(
+            store
+                .insert_category(&category("cat_4", "alerts", true, false))
+                .await,
+            Err(StoreError::Conflict(_))
+        ));
+        let token = LinkTokenRecord {
+            id: "ltk_1".into(),
+            tenant_id: "ten_l".into(),
+            bot_id: "bot_l".into(),
+            token_hash: "h1".into(),
+            token_sealed: "v1:t".into(),
+            external_id: "user-a".into(),
+            categories: vec!["reports".into()],
+            metadata: None,
+            allow_shared_chat: false,
+            expires_at: 1000,
+            used_at: None,
+            link_id: None,
+            created_at: 1,
+        };
+        store.insert_link_token(&token).await.unwrap();
+        // Expired by `now`: nothing is written.
+        assert!(
+            !store
+                .write_link(
+                    &link("link_a", -1),
+                    LinkWrite::Insert,
+                    &[],
+                    Some("ltk_1"),
+                    1000
+                )
+                .await
+                .unwrap()
+        );
+        assert!(store.get_link("link_a").await.unwrap().is_none());
+        assert!(
+            store
+                .write_link(
+                    &link("link_a", -1),
+                    LinkWrite::Insert,
+                    &token.categories,
+                    Some("ltk_1"),
+                    999
+                )
+                .await
+                .unwrap()
+        );
+        // Used: a second chat cannot take it.
+        assert!(
+            !store
+                .write_link(
+                    &link("link_x", -9),
+                    LinkWrite::Insert,
+                    &[],
+                    Some("ltk_1"),
+                    999
+                )
+                .await
+                .unwrap()
+        );
+        let used = store.find_link_token("h1").await.unwrap().unwrap();
+        assert_eq!(used.used_at, Some(999));
+        assert_eq!(used.link_id.as_deref(), Some("link_a"));
+        store
+            .write_link(&link("link_b", -2), LinkWrite::Insert, &[], None, 5)
+            .await
+            .unwrap();
+        store
+            .set_link_preferences(
+                "link_b",
+                &[("alerts".into(), false), ("critical".into(), false)],
+                6,
+            )
+            .await
+            .unwrap();
+
+        // a: reports on (token), alerts by default; b: alerts off, critical regardless.
+        assert_eq!(ids(&*store, "alerts").await, ["link_a"]);
+        assert_eq!(ids(&*store, "reports").await, ["link_a"]);
+        assert_eq!(ids(&*store, "critical").await, ["link_a", "link_b"]);
+        assert!(ids(&*store, "nope").await.is_empty());
+
+        let changed = store
+            .set_chat_links_active("bot_l", -2, false, 7)
+            .await
+            .unwrap();
+        assert_eq!(changed.len(), 1);
+        assert!(!changed[0].active);
+        assert!(
+            store
+                .set_chat_links_active("bot_l", -2, false, 8)
+                .await
+                .unwrap()
+                .is_empty(),
+            "only changes are returned"
+        );
+        assert_eq!(
+            ids(&*store, "critical").await,
+            ["link_a"],
+            "inactive links receive nothing"
+        );
+
+        let moved = store
+            .migrate_chat_links("bot_l", -1, -100, 9)
+            .await
+            .unwrap();
+        assert_eq!(moved.len(), 1);
+        let a = store
+            .get_tenant_link("ten_l", "link_a")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((a.chat_id, a.chat_type.as_str()), (-100, "supergroup"));
+        assert!(
+            store
+                .get_tenant_link("ten_other", "link_a")
+                .await
+                .unwrap()
+                .is_none()
+        );
+
+        // Deleting a category deletes its preference rows.
+        assert!(store.delete_category("cat_1").await.unwrap());
+        assert_eq!(
+            store.link_preferences("link_b").await.unwrap(),
+            [("critical".to_string(), false)]
+        );
+        assert!(store.delete_link("link_b").await.unwrap());
+        assert!(store.link_preferences("link_b").await.unwrap().is_empty());
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn links_story_on_every_engine() {
+        for engine in engines() {
+            let dir = tempfile::tempdir().unwrap();
+            let db = fresh(engine, dir.path()).await.unwrap();
+            let store = connect(&SecretString::from(db.url.clone())).await.unwrap();
+            store.migrate().await.unwrap();
+            links_story(store).await;
+        }
+    }
+}
