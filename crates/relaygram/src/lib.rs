@@ -16,6 +16,7 @@ pub mod crypto;
 pub mod events;
 pub mod ids;
 pub mod inbound;
+pub mod linking;
 pub mod logging;
 pub mod server;
 pub mod services;

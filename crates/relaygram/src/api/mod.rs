@@ -75,6 +75,7 @@ impl Modify for BearerAuth {
         (name = "bots", description = "Telegram bots"),
         (name = "commands", description = "Custom bot commands and the Telegram menu"),
         (name = "events", description = "Signed event webhooks to the app, and the pull API"),
+        (name = "linking", description = "Link tokens, connect codes, links and notification categories"),
         (name = "operations", description = "Health, readiness, metrics, this document")
     )
 )]
@@ -111,6 +112,35 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(crate::events::http::pull_events))
         .routes(routes!(crate::events::http::get_event))
         .routes(routes!(crate::events::http::replay_event))
+        .routes(routes!(crate::linking::api::create_link_token))
+        .routes(routes!(crate::linking::api::get_link_token))
+        .routes(routes!(crate::linking::api::link_token_qr))
+        .routes(routes!(
+            crate::linking::api::create_connect_code,
+            crate::linking::api::list_connect_codes
+        ))
+        .routes(routes!(
+            crate::linking::api::get_connect_code,
+            crate::linking::api::revoke_connect_code
+        ))
+        .routes(routes!(crate::linking::api::rotate_connect_code))
+        .routes(routes!(crate::linking::api::connect_code_subscribers))
+        .routes(routes!(crate::linking::api::list_links))
+        .routes(routes!(
+            crate::linking::api::get_link,
+            crate::linking::api::update_link,
+            crate::linking::api::delete_link
+        ))
+        .routes(routes!(crate::linking::api::test_link))
+        .routes(routes!(
+            crate::linking::api::create_category,
+            crate::linking::api::list_categories
+        ))
+        .routes(routes!(
+            crate::linking::api::get_category,
+            crate::linking::api::update_category,
+            crate::linking::api::delete_category
+        ))
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(metrics))

@@ -10,6 +10,7 @@ mod crash;
 mod events;
 mod helpers;
 mod inbound;
+mod linking;
 mod openapi;
 mod operations;
 mod secrets;
