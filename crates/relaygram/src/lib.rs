@@ -21,4 +21,5 @@ pub mod server;
 pub mod services;
 pub mod store;
 pub mod telegram;
+pub mod templates;
 pub mod workers;

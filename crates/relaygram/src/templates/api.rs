@@ -1,0 +1,1 @@
+//! HTTP handlers for `/v1/templates`.
