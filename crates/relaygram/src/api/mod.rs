@@ -75,6 +75,7 @@ impl Modify for BearerAuth {
         (name = "bots", description = "Telegram bots"),
         (name = "commands", description = "Custom bot commands and the Telegram menu"),
         (name = "events", description = "Signed event webhooks to the app, and the pull API"),
+        (name = "templates", description = "Message templates, rendered and checked for Telegram"),
         (name = "operations", description = "Health, readiness, metrics, this document")
     )
 )]
@@ -111,6 +112,16 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(crate::events::http::pull_events))
         .routes(routes!(crate::events::http::get_event))
         .routes(routes!(crate::events::http::replay_event))
+        .routes(routes!(
+            crate::templates::api::create_template,
+            crate::templates::api::list_templates
+        ))
+        .routes(routes!(
+            crate::templates::api::get_template,
+            crate::templates::api::put_template,
+            crate::templates::api::delete_template
+        ))
+        .routes(routes!(crate::templates::api::preview_template))
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(metrics))

@@ -6,6 +6,7 @@ mod commands;
 mod events;
 mod inbound;
 mod sql;
+mod templates;
 pub mod testing;
 
 pub use commands::CommandStore;
@@ -17,6 +18,7 @@ pub use inbound::{
     ChatRecord, ChatState, InboundStore, UpdateCursor, UpdateFilter, UpdateOutcome, UpdateRecord,
     UpdateStatus,
 };
+pub use templates::TemplateStore;
 
 use std::fmt;
 use std::str::FromStr;
@@ -271,7 +273,9 @@ pub enum KeyOwner<'a> {
 
 /// The storage interface, shaped like the domain.
 #[async_trait]
-pub trait Store: InboundStore + EventStore + CommandStore + Send + Sync + fmt::Debug {
+pub trait Store:
+    InboundStore + EventStore + CommandStore + TemplateStore + Send + Sync + fmt::Debug
+{
     /// `"sqlite"` or `"postgres"`.
     fn engine(&self) -> &'static str;
     /// Applies the embedded migrations.

@@ -43,6 +43,11 @@ const SQLITE_MIGRATIONS: &[Embedded] = &[
         "commands",
         include_str!("../../migrations/sqlite/0004_commands.sql"),
     ),
+    (
+        6,
+        "templates",
+        include_str!("../../migrations/sqlite/0006_templates.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[Embedded] = &[
     (
@@ -64,6 +69,11 @@ const POSTGRES_MIGRATIONS: &[Embedded] = &[
         4,
         "commands",
         include_str!("../../migrations/postgres/0004_commands.sql"),
+    ),
+    (
+        6,
+        "templates",
+        include_str!("../../migrations/postgres/0006_templates.sql"),
     ),
 ];
 
