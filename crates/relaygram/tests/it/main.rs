@@ -14,4 +14,5 @@ mod openapi;
 mod operations;
 mod secrets;
 mod telegram;
+mod templates;
 mod tenants;
