@@ -105,7 +105,8 @@ pub enum RenderedButton {
     },
 }
 
-/// A rendered message: its text parts, in order, and the keyboard (for the first part).
+/// A rendered message: its text parts, in order, and the keyboard (which belongs under the
+/// whole text: with several parts, send it with the last one).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rendered {
     /// One part, or several numbered `[i/n]` when the text was over the limit. Each one
