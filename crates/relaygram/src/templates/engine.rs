@@ -97,6 +97,8 @@ fn formatter(out: &mut Output, state: &State, value: &Value) -> Result<(), Error
 static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
+    // Keeps spans, so an error can quote the expression that failed.
+    env.set_debug(true);
     env.set_keep_trailing_newline(true);
     env.set_fuel(Some(FUEL));
     env.set_auto_escape_callback(|name| match name {
@@ -113,7 +115,8 @@ static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
 pub enum TemplateError {
     /// The source is not a valid template (message names the line).
     Syntax(String),
-    /// Variables the template uses and the data does not have (dotted paths).
+    /// Variables the template uses and the data does not have (dotted paths, or the
+    /// failing expression when it goes through a loop variable), and the error.
     Missing(Vec<String>, String),
     /// Rendering failed otherwise (a filter on a wrong type, out of fuel...).
     Render(String),
@@ -159,10 +162,14 @@ pub fn render(
     let context = Value::from_serialize(data);
     template.render(context).map_err(|e| {
         if e.kind() == ErrorKind::UndefinedError {
-            let missing = missing_paths(&template.undeclared_variables(true), data);
-            if !missing.is_empty() {
-                return TemplateError::Missing(missing, describe(&e));
+            let mut missing = missing_paths(&template.undeclared_variables(true), data);
+            if missing.is_empty() {
+                // Through a loop variable or a local (`{{ o.missing }}` in a loop): name the
+                // failing expression as written.
+                let expression = e.range().and_then(|r| source.get(r)).map(str::trim);
+                missing.extend(expression.filter(|x| !x.is_empty()).map(str::to_string));
             }
+            return TemplateError::Missing(missing, describe(&e));
         }
         TemplateError::Render(describe(&e))
     })
@@ -293,6 +300,17 @@ mod tests {
             .unwrap(),
             "1:a 2:b of 2"
         );
+        // Through a loop variable: the expression is named.
+        match html(
+            "{% for o in orders %}\n{{ o.id }} {{ o.total }}{% endfor %}",
+            json!({"orders": [{"id": 1}]}),
+        ) {
+            Err(TemplateError::Missing(names, message)) => {
+                assert_eq!(names, ["o.total"]);
+                assert!(message.contains("line 2"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
         // `default` and `is defined` make a variable optional.
         assert_eq!(
             html(

@@ -188,6 +188,10 @@ fn template_error(e: TemplateError, field: &str) -> RenderError {
             field: "template",
             message: format!("is not a valid template: {m}"),
         },
+        TemplateError::Missing(names, m) if names.is_empty() => RenderError {
+            field: "data",
+            message: format!("a template variable is missing ({m}, in the {field})"),
+        },
         TemplateError::Missing(names, _) => RenderError {
             field: "data",
             message: format!(
