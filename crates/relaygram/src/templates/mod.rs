@@ -156,7 +156,10 @@ impl Limit {
 
 /// Most parts one message may be split into.
 pub const MAX_PARTS: usize = 50;
-/// Most buttons in a row, and in a keyboard (Telegram's limits).
+/// Longest text after rendering, in bytes (far more than [`MAX_PARTS`] messages hold; a
+/// cheap stop before parsing and splitting).
+pub const MAX_RENDERED_BYTES: usize = 1 << 20;
+/// Most buttons in a row (Telegram's limit).
 pub const MAX_BUTTONS_PER_ROW: usize = 8;
 /// Most buttons in a keyboard (Telegram's limit).
 pub const MAX_BUTTONS: usize = 100;
@@ -253,6 +256,12 @@ fn text_parts(
     field: &'static str,
 ) -> Result<Vec<String>, RenderError> {
     let invalid = |message: String| RenderError { field, message };
+    if text.len() > MAX_RENDERED_BYTES {
+        return Err(invalid(format!(
+            "is too long: {} bytes after rendering (at most {MAX_RENDERED_BYTES})",
+            text.len()
+        )));
+    }
     let parsed = match parse_mode {
         ParseMode::Html => parse_html(&text),
         ParseMode::MarkdownV2 => parse_markdown_v2(&text),
@@ -391,6 +400,19 @@ pub struct TemplateRecord {
     pub created_at: i64,
     /// Last change (UTC ms).
     pub updated_at: i64,
+}
+
+impl TemplateRecord {
+    /// What to [`render`] to send this template with `data`.
+    pub fn content<'a>(&'a self, data: Option<&'a serde_json::Value>) -> Content<'a> {
+        Content {
+            source: &self.text,
+            parse_mode: self.parse_mode,
+            buttons: &self.buttons,
+            data,
+            templated: true,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -266,16 +266,7 @@ impl Services {
         data: Option<&serde_json::Value>,
     ) -> ServiceResult<Rendered> {
         let record = self.get_template(principal, tenant_id, key).await?;
-        Ok(render(
-            &Content {
-                source: &record.text,
-                parse_mode: record.parse_mode,
-                buttons: &record.buttons,
-                data,
-                templated: true,
-            },
-            Limit::Text,
-        )?)
+        Ok(render(&record.content(data), Limit::Text)?)
     }
 }
 

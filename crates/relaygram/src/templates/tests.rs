@@ -412,6 +412,13 @@ fn many_parts_get_wider_markers() {
     let n = parts.len();
     assert!(parts[0].starts_with(&format!("[1/{n}] ")));
     assert!(parts.iter().all(|p| utf16_len(p) <= 100));
+    // Runaway output is refused before it is parsed.
+    let err = html_template("{{ 'x' * 2000000 }}", json!({})).unwrap_err();
+    assert!(
+        err.message.contains("bytes after rendering"),
+        "{}",
+        err.message
+    );
     // Too many parts for one message.
     let err = render(
         &content(&"word ".repeat(60_000), ParseMode::Plain, None, false),
