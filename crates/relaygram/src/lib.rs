@@ -22,4 +22,5 @@ pub mod server;
 pub mod services;
 pub mod store;
 pub mod telegram;
+pub mod templates;
 pub mod workers;

@@ -76,6 +76,7 @@ impl Modify for BearerAuth {
         (name = "commands", description = "Custom bot commands and the Telegram menu"),
         (name = "events", description = "Signed event webhooks to the app, and the pull API"),
         (name = "linking", description = "Link tokens, connect codes, links and notification categories"),
+        (name = "templates", description = "Message templates, rendered and checked for Telegram"),
         (name = "operations", description = "Health, readiness, metrics, this document")
     )
 )]
@@ -141,6 +142,16 @@ fn routes() -> OpenApiRouter<AppState> {
             crate::linking::api::update_category,
             crate::linking::api::delete_category
         ))
+        .routes(routes!(
+            crate::templates::api::create_template,
+            crate::templates::api::list_templates
+        ))
+        .routes(routes!(
+            crate::templates::api::get_template,
+            crate::templates::api::put_template,
+            crate::templates::api::delete_template
+        ))
+        .routes(routes!(crate::templates::api::preview_template))
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(metrics))

@@ -7,6 +7,7 @@ mod events;
 mod inbound;
 mod links;
 mod sql;
+mod templates;
 pub mod testing;
 
 pub use commands::CommandStore;
@@ -22,6 +23,7 @@ pub use links::{
     CategoryRecord, ConnectCodeRecord, LinkFilter, LinkRecord, LinkStore, LinkTokenRecord,
     LinkWrite,
 };
+pub use templates::TemplateStore;
 
 use std::fmt;
 use std::str::FromStr;
@@ -277,7 +279,7 @@ pub enum KeyOwner<'a> {
 /// The storage interface, shaped like the domain.
 #[async_trait]
 pub trait Store:
-    InboundStore + EventStore + CommandStore + LinkStore + Send + Sync + fmt::Debug
+    InboundStore + EventStore + CommandStore + LinkStore + TemplateStore + Send + Sync + fmt::Debug
 {
     /// `"sqlite"` or `"postgres"`.
     fn engine(&self) -> &'static str;

@@ -48,6 +48,11 @@ const SQLITE_MIGRATIONS: &[Embedded] = &[
         "linking",
         include_str!("../../migrations/sqlite/0005_linking.sql"),
     ),
+    (
+        6,
+        "templates",
+        include_str!("../../migrations/sqlite/0006_templates.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[Embedded] = &[
     (
@@ -74,6 +79,11 @@ const POSTGRES_MIGRATIONS: &[Embedded] = &[
         5,
         "linking",
         include_str!("../../migrations/postgres/0005_linking.sql"),
+    ),
+    (
+        6,
+        "templates",
+        include_str!("../../migrations/postgres/0006_templates.sql"),
     ),
 ];
 

@@ -15,4 +15,5 @@ mod openapi;
 mod operations;
 mod secrets;
 mod telegram;
+mod templates;
 mod tenants;
