@@ -76,6 +76,8 @@ impl Modify for BearerAuth {
         (name = "commands", description = "Custom bot commands and the Telegram menu"),
         (name = "events", description = "Signed event webhooks to the app, and the pull API"),
         (name = "messages", description = "The outbox: sending, status, re-drive, broadcasts, statistics"),
+        (name = "linking", description = "Link tokens, connect codes, links and notification categories"),
+        (name = "templates", description = "Message templates, rendered and checked for Telegram"),
         (name = "operations", description = "Health, readiness, metrics, this document")
     )
 )]
@@ -129,6 +131,45 @@ fn routes() -> OpenApiRouter<AppState> {
             crate::delivery::api::get_bot_limits,
             crate::delivery::api::put_bot_limits
         ))
+        .routes(routes!(crate::linking::api::create_link_token))
+        .routes(routes!(crate::linking::api::get_link_token))
+        .routes(routes!(crate::linking::api::link_token_qr))
+        .routes(routes!(
+            crate::linking::api::create_connect_code,
+            crate::linking::api::list_connect_codes
+        ))
+        .routes(routes!(
+            crate::linking::api::get_connect_code,
+            crate::linking::api::revoke_connect_code
+        ))
+        .routes(routes!(crate::linking::api::rotate_connect_code))
+        .routes(routes!(crate::linking::api::connect_code_subscribers))
+        .routes(routes!(crate::linking::api::list_links))
+        .routes(routes!(
+            crate::linking::api::get_link,
+            crate::linking::api::update_link,
+            crate::linking::api::delete_link
+        ))
+        .routes(routes!(crate::linking::api::test_link))
+        .routes(routes!(
+            crate::linking::api::create_category,
+            crate::linking::api::list_categories
+        ))
+        .routes(routes!(
+            crate::linking::api::get_category,
+            crate::linking::api::update_category,
+            crate::linking::api::delete_category
+        ))
+        .routes(routes!(
+            crate::templates::api::create_template,
+            crate::templates::api::list_templates
+        ))
+        .routes(routes!(
+            crate::templates::api::get_template,
+            crate::templates::api::put_template,
+            crate::templates::api::delete_template
+        ))
+        .routes(routes!(crate::templates::api::preview_template))
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(metrics))

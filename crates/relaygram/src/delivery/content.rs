@@ -85,8 +85,10 @@ pub fn split_literal(text: &str, limit: usize) -> Vec<String> {
         parts.push(rest[..at].trim_end().to_string());
         rest = rest[at..].trim_start();
     }
-    if !rest.is_empty() || parts.is_empty() {
+    if parts.is_empty() {
         parts.push(rest.to_string());
+    } else if !rest.trim().is_empty() {
+        parts.push(rest.trim_end().to_string());
     }
     parts
 }

@@ -6,7 +6,9 @@ mod commands;
 mod events;
 mod inbound;
 mod outbox;
+mod links;
 mod sql;
+mod templates;
 pub mod testing;
 
 pub use commands::CommandStore;
@@ -22,6 +24,11 @@ pub use outbox::{
     Acceptance, Accepted, BotLimitsRecord, BotStats, BroadcastRecord, Claimed, FINAL_STATES,
     Fanout, MessageFilter, MessageRecord, NewMessage, NewRequest, OutboxStore, Outcome,
 };
+pub use links::{
+    CategoryRecord, ConnectCodeRecord, LinkFilter, LinkRecord, LinkStore, LinkTokenRecord,
+    LinkWrite,
+};
+pub use templates::TemplateStore;
 
 use std::fmt;
 use std::str::FromStr;
@@ -277,7 +284,15 @@ pub enum KeyOwner<'a> {
 /// The storage interface, shaped like the domain.
 #[async_trait]
 pub trait Store:
-    InboundStore + EventStore + CommandStore + OutboxStore + Send + Sync + fmt::Debug
+    InboundStore
+    + EventStore
+    + CommandStore
+    + LinkStore
+    + TemplateStore
+    + OutboxStore
+    + Send
+    + Sync
+    + fmt::Debug
 {
     /// `"sqlite"` or `"postgres"`.
     fn engine(&self) -> &'static str;
