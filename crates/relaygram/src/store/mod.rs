@@ -5,8 +5,8 @@
 mod commands;
 mod events;
 mod inbound;
-mod outbox;
 mod links;
+mod outbox;
 mod sql;
 mod templates;
 pub mod testing;
@@ -20,13 +20,13 @@ pub use inbound::{
     ChatRecord, ChatState, InboundStore, UpdateCursor, UpdateFilter, UpdateOutcome, UpdateRecord,
     UpdateStatus,
 };
-pub use outbox::{
-    Acceptance, Accepted, BotLimitsRecord, BotStats, BroadcastRecord, Claimed, FINAL_STATES,
-    Fanout, MessageFilter, MessageRecord, NewMessage, NewRequest, OutboxStore, Outcome,
-};
 pub use links::{
     CategoryRecord, ConnectCodeRecord, LinkFilter, LinkRecord, LinkStore, LinkTokenRecord,
     LinkWrite,
+};
+pub use outbox::{
+    Acceptance, Accepted, BotLimitsRecord, BotStats, BroadcastRecord, Claimed, FINAL_STATES,
+    Fanout, MessageFilter, MessageRecord, NewMessage, NewRequest, OutboxStore, Outcome,
 };
 pub use templates::TemplateStore;
 

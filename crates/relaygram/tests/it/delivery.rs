@@ -547,3 +547,101 @@ async fn a_large_list_is_a_broadcast_that_pauses_resumes_and_finishes_once_each(
         app.stop().await;
     }
 }
+
+/// Links a new sandbox user to `external_id` through a link token; returns (user, link id).
+async fn linked(app: &TestApp, s: &Setup, name: &str, external_id: &str) -> (i64, String) {
+    let t = app
+        .post(
+            "/v1/link-tokens",
+            &s.key,
+            json!({"bot_id": s.bot_id, "external_id": external_id}),
+        )
+        .await;
+    assert_eq!(t.status, StatusCode::CREATED, "{}", t.text);
+    let token = t.body["token"].as_str().unwrap().to_string();
+    let id = sandbox(app, "/sandbox/users", json!({"first_name": name})).await["id"]
+        .as_i64()
+        .unwrap();
+    sandbox(
+        app,
+        &format!("/sandbox/users/{id}/messages"),
+        json!({"bot": s.username, "text": format!("/start {token}")}),
+    )
+    .await;
+    let link = until("the link", || async {
+        let l = app
+            .get(&format!("/v1/links?external_id={external_id}"), &s.key)
+            .await;
+        l.body["data"]
+            .as_array()?
+            .iter()
+            .find(|l| l["chat_id"] == id)
+            .and_then(|l| l["id"].as_str().map(str::to_string))
+    })
+    .await;
+    (id, link)
+}
+
+#[tokio::test]
+async fn links_app_users_and_categories_are_targets() {
+    for engine in engines() {
+        let app = TestApp::spawn(engine).await;
+        let s = setup(&app, "targets").await;
+        let c = app
+            .post(
+                "/v1/categories",
+                &s.key,
+                json!({"key": "alerts", "name": "Alerts", "default_enabled": true}),
+            )
+            .await;
+        assert_eq!(c.status, StatusCode::CREATED, "{}", c.text);
+        let (alice, alice_link) = linked(&app, &s, "Alice", "user-1").await;
+        let (bob, _) = linked(&app, &s, "Bob", "user-2").await;
+        let a = send(
+            &app,
+            &s.key,
+            json!({"to": {"link_id": alice_link}, "text": "by link"}),
+        )
+        .await;
+        assert_eq!(a["messages"][0]["chat_id"], alice);
+        let b = send(
+            &app,
+            &s.key,
+            json!({"to": {"external_id": "user-2"}, "text": "by user"}),
+        )
+        .await;
+        assert_eq!(b["count"], 1);
+        let c = send(
+            &app,
+            &s.key,
+            json!({"to": {"category": "alerts"}, "text": "to all"}),
+        )
+        .await;
+        assert_eq!(c["count"], 2, "{c}");
+        assert!(
+            c["broadcast_id"].is_null(),
+            "two recipients are not a broadcast"
+        );
+        until("every target to receive its messages", || async {
+            let (a, b) = (
+                texts(&app, alice, &s.username).await,
+                texts(&app, bob, &s.username).await,
+            );
+            (a.contains(&"by link".to_string())
+                && a.contains(&"to all".to_string())
+                && b.contains(&"by user".to_string())
+                && b.contains(&"to all".to_string()))
+            .then_some(())
+        })
+        .await;
+        app.stop().await;
+    }
+}
+
+async fn texts(app: &TestApp, user: i64, bot: &str) -> Vec<String> {
+    transcript(app, user, bot)
+        .await
+        .into_iter()
+        .filter_map(|m| m["text"].as_str().map(str::to_string))
+        .collect()
+}
