@@ -13,6 +13,7 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod crypto;
+pub mod delivery;
 pub mod events;
 pub mod ids;
 pub mod inbound;

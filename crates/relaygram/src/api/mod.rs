@@ -75,6 +75,7 @@ impl Modify for BearerAuth {
         (name = "bots", description = "Telegram bots"),
         (name = "commands", description = "Custom bot commands and the Telegram menu"),
         (name = "events", description = "Signed event webhooks to the app, and the pull API"),
+        (name = "messages", description = "The outbox: sending, status, re-drive, broadcasts, statistics"),
         (name = "linking", description = "Link tokens, connect codes, links and notification categories"),
         (name = "templates", description = "Message templates, rendered and checked for Telegram"),
         (name = "operations", description = "Health, readiness, metrics, this document")
@@ -113,6 +114,23 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(crate::events::http::pull_events))
         .routes(routes!(crate::events::http::get_event))
         .routes(routes!(crate::events::http::replay_event))
+        .routes(routes!(
+            crate::delivery::api::send_message,
+            crate::delivery::api::list_messages
+        ))
+        .routes(routes!(crate::delivery::api::get_message))
+        .routes(routes!(crate::delivery::api::retry_message))
+        .routes(routes!(crate::delivery::api::retry_messages))
+        .routes(routes!(crate::delivery::api::list_broadcasts))
+        .routes(routes!(crate::delivery::api::get_broadcast))
+        .routes(routes!(crate::delivery::api::pause_broadcast))
+        .routes(routes!(crate::delivery::api::resume_broadcast))
+        .routes(routes!(crate::delivery::api::cancel_broadcast))
+        .routes(routes!(crate::delivery::api::stats))
+        .routes(routes!(
+            crate::delivery::api::get_bot_limits,
+            crate::delivery::api::put_bot_limits
+        ))
         .routes(routes!(crate::linking::api::create_link_token))
         .routes(routes!(crate::linking::api::get_link_token))
         .routes(routes!(crate::linking::api::link_token_qr))

@@ -411,6 +411,18 @@ impl Ctx<'_> {
             }
             p
         };
+        // A button sent through the outbox: its data is stored server-side (delivery).
+        let stored = match data.strip_prefix(crate::delivery::content::CALLBACK_PREFIX) {
+            Some(id) => self
+                .services()
+                .store
+                .get_callback(id)
+                .await?
+                .filter(|(tenant, _)| *tenant == self.bot.tenant_id)
+                .map(|(_, data)| data),
+            None => None,
+        };
+        let data = stored.as_deref().unwrap_or(data);
         if let Some(category_id) = data.strip_prefix(SETTINGS_BUTTON)
             && let Some(chat_id) = chat_id
         {

@@ -6,6 +6,7 @@ mod commands;
 mod events;
 mod inbound;
 mod links;
+mod outbox;
 mod sql;
 mod templates;
 pub mod testing;
@@ -22,6 +23,10 @@ pub use inbound::{
 pub use links::{
     CategoryRecord, ConnectCodeRecord, LinkFilter, LinkRecord, LinkStore, LinkTokenRecord,
     LinkWrite,
+};
+pub use outbox::{
+    Acceptance, Accepted, BotLimitsRecord, BotStats, BroadcastRecord, Claimed, FINAL_STATES,
+    Fanout, MessageFilter, MessageRecord, NewMessage, NewRequest, OutboxStore, Outcome,
 };
 pub use templates::TemplateStore;
 
@@ -279,7 +284,15 @@ pub enum KeyOwner<'a> {
 /// The storage interface, shaped like the domain.
 #[async_trait]
 pub trait Store:
-    InboundStore + EventStore + CommandStore + LinkStore + TemplateStore + Send + Sync + fmt::Debug
+    InboundStore
+    + EventStore
+    + CommandStore
+    + LinkStore
+    + TemplateStore
+    + OutboxStore
+    + Send
+    + Sync
+    + fmt::Debug
 {
     /// `"sqlite"` or `"postgres"`.
     fn engine(&self) -> &'static str;

@@ -53,6 +53,11 @@ const SQLITE_MIGRATIONS: &[Embedded] = &[
         "templates",
         include_str!("../../migrations/sqlite/0006_templates.sql"),
     ),
+    (
+        7,
+        "outbox",
+        include_str!("../../migrations/sqlite/0007_outbox.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[Embedded] = &[
     (
@@ -84,6 +89,11 @@ const POSTGRES_MIGRATIONS: &[Embedded] = &[
         6,
         "templates",
         include_str!("../../migrations/postgres/0006_templates.sql"),
+    ),
+    (
+        7,
+        "outbox",
+        include_str!("../../migrations/postgres/0007_outbox.sql"),
     ),
 ];
 

@@ -7,6 +7,8 @@ mod bots;
 mod cli;
 mod commands;
 mod crash;
+mod delivery;
+mod delivery_crash;
 mod events;
 mod helpers;
 mod inbound;
