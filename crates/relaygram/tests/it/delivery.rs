@@ -422,6 +422,54 @@ async fn send_at_429_retries_dead_redrive_and_the_lost_response() {
         let stats = app.get("/v1/stats", &s.key).await;
         assert_eq!(stats.body["bots"][0]["rate_limited"], 1, "{}", stats.text);
         assert_eq!(stats.body["bots"][0]["retries"], 4, "{}", stats.text);
+
+        // /metrics carries the same per-bot counters, labelled by bot_id.
+        let metrics = app
+            .http
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let bot = &stats.body["bots"][0];
+        let bot_id = bot["bot_id"].as_str().unwrap();
+        let value = |series: String| -> i64 {
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{series} ")))
+                .unwrap_or_else(|| panic!("no {series} in {metrics}"))
+                .trim()
+                .parse()
+                .unwrap()
+        };
+        for status in ["queued", "sent", "throttled", "failed", "dead", "unknown"] {
+            assert_eq!(
+                value(format!(
+                    "relaygram_bot_messages{{bot_id=\"{bot_id}\",status=\"{status}\"}}"
+                )),
+                bot[status].as_i64().unwrap(),
+                "{status}"
+            );
+        }
+        assert!(
+            value(format!(
+                "relaygram_bot_messages{{bot_id=\"{bot_id}\",status=\"sent\"}}"
+            )) > 0
+        );
+        assert_eq!(
+            value(format!(
+                "relaygram_bot_rate_limited_total{{bot_id=\"{bot_id}\"}}"
+            )),
+            1
+        );
+        assert_eq!(
+            value(format!(
+                "relaygram_bot_retries_total{{bot_id=\"{bot_id}\"}}"
+            )),
+            4
+        );
         app.stop().await;
     }
 }
