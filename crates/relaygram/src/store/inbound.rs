@@ -11,6 +11,7 @@ use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 use utoipa::ToSchema;
 
+use super::batch::GroupCommit;
 use super::sql::{PgStore, SqliteStore};
 use super::{Listed, Page, StoreError, StoreResult};
 
@@ -205,14 +206,21 @@ pub struct ChatRecord {
 #[async_trait]
 pub trait InboundStore: Send + Sync {
     /// Stores a pending update; `false` when `(bot_id, update_id)` is already stored (a replay).
+    /// Concurrent calls are written together in one statement (group commit); each returns
+    /// once its update is committed, so a caller may acknowledge it.
     async fn insert_update(&self, update: &UpdateRecord) -> StoreResult<bool>;
     /// Takes the oldest pending update that may be processed now (the oldest open one of its
     /// chat, with no other of that chat in hand) and marks it `processing` until `lease_until`.
     async fn claim_update(&self, lease_until: i64) -> StoreResult<Option<UpdateRecord>>;
+    /// Takes up to `limit` updates the way [`InboundStore::claim_update`] takes one, in one
+    /// statement: each is the oldest open update of its chat, so they are of distinct chats
+    /// (updates without a chat are independent). Oldest first.
+    async fn claim_updates(&self, lease_until: i64, limit: u32) -> StoreResult<Vec<UpdateRecord>>;
     /// Puts updates whose processor's lease ended before `now` (it crashed) back to pending;
     /// returns how many.
     async fn reclaim_updates(&self, now: i64) -> StoreResult<u64>;
-    /// Records how processing ended.
+    /// Records how processing ended. Concurrent calls are written together (group commit);
+    /// each returns once its outcome is committed.
     async fn finish_update(
         &self,
         bot_id: &str,
@@ -253,11 +261,122 @@ const CLAIMABLE: &str = "SELECT u.bot_id, u.update_id FROM updates u \
      AND NOT EXISTS (SELECT 1 FROM updates o WHERE o.bot_id = u.bot_id AND o.chat_id = u.chat_id \
          AND o.status = 'pending' \
          AND (o.received_at < u.received_at OR (o.received_at = u.received_at AND o.update_id < u.update_id))) \
-     ORDER BY u.received_at, u.update_id LIMIT 1";
+     ORDER BY u.received_at, u.update_id LIMIT $2";
+
+/// Rows per group-commit statement (7 parameters each: far below both engines' limits).
+const MAX_BATCH: usize = 256;
+
+/// One outcome waiting to be written with others.
+#[derive(Debug, Clone)]
+pub(super) struct Finished {
+    bot_id: String,
+    update_id: i64,
+    outcome: UpdateOutcome,
+}
+
+/// `($1, $2, …), ($8, …)`: `rows` groups of `width` numbered placeholders.
+fn placeholders(rows: usize, width: usize) -> String {
+    let mut out = String::with_capacity(rows * width * 5);
+    for r in 0..rows {
+        if r > 0 {
+            out.push_str(", ");
+        }
+        out.push('(');
+        for c in 0..width {
+            if c > 0 {
+                out.push_str(", ");
+            }
+            out.push('$');
+            out.push_str(&(r * width + c + 1).to_string());
+        }
+        out.push(')');
+    }
+    out
+}
 
 macro_rules! inbound_store {
-    ($store:ty, $row:ty, $lock:literal) => {
+    ($store:ty, $row:ty, $pool:ty, $lock:literal, $writers:literal) => {
         impl $store {
+            /// Inserts many updates in one statement; for each, whether it was new.
+            async fn insert_batch(pool: $pool, batch: Vec<UpdateRecord>) -> StoreResult<Vec<bool>> {
+                // A replay inside the batch is a replay: only the first copy is inserted.
+                let mut seen = std::collections::HashSet::new();
+                let firsts: Vec<bool> = batch
+                    .iter()
+                    .map(|u| seen.insert((u.bot_id.as_str(), u.update_id)))
+                    .collect();
+                let rows: Vec<&UpdateRecord> = batch
+                    .iter()
+                    .zip(&firsts)
+                    .filter(|(_, first)| **first)
+                    .map(|(u, _)| u)
+                    .collect();
+                let sql = format!(
+                    "INSERT INTO updates (bot_id, update_id, kind, chat_id, user_id, body, status, \
+                     received_at) VALUES {} ON CONFLICT (bot_id, update_id) DO NOTHING \
+                     RETURNING bot_id, update_id",
+                    placeholders(rows.len(), 8)
+                );
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for u in &rows {
+                    query = query
+                        .bind(&u.bot_id)
+                        .bind(u.update_id)
+                        .bind(&u.kind)
+                        .bind(u.chat_id)
+                        .bind(u.user_id)
+                        .bind(&u.body)
+                        .bind(UpdateStatus::Pending.as_str())
+                        .bind(u.received_at);
+                }
+                let inserted = query
+                    .fetch_all(&pool)
+                    .await?
+                    .iter()
+                    .map(|r| Ok((r.try_get::<String, _>("bot_id")?, r.try_get::<i64, _>("update_id")?)))
+                    .collect::<StoreResult<std::collections::HashSet<_>>>()?;
+                Ok(batch
+                    .iter()
+                    .zip(firsts)
+                    .map(|(u, first)| first && inserted.contains(&(u.bot_id.clone(), u.update_id)))
+                    .collect())
+            }
+
+            /// Inserts one update; whether it was new.
+            async fn insert_one(pool: $pool, u: UpdateRecord) -> StoreResult<bool> {
+                Ok(Self::insert_batch(pool, vec![u]).await?[0])
+            }
+
+            /// Records many outcomes in one statement.
+            async fn finish_batch(pool: $pool, batch: Vec<Finished>) -> StoreResult<Vec<()>> {
+                let sql = format!(
+                    "WITH v (bot_id, update_id, status, outcome, error, processed_at, handling_ms) \
+                     AS (VALUES {}) \
+                     UPDATE updates SET status = v.status, outcome = v.outcome, error = v.error, \
+                     processed_at = v.processed_at, handling_ms = v.handling_ms, claimed_until = NULL \
+                     FROM v WHERE updates.bot_id = v.bot_id AND updates.update_id = v.update_id",
+                    placeholders(batch.len(), 7)
+                );
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for f in &batch {
+                    query = query
+                        .bind(&f.bot_id)
+                        .bind(f.update_id)
+                        .bind(f.outcome.status.as_str())
+                        .bind(f.outcome.outcome.as_deref())
+                        .bind(f.outcome.error.as_deref())
+                        .bind(f.outcome.processed_at)
+                        .bind(f.outcome.handling_ms);
+                }
+                query.execute(&pool).await?;
+                Ok(vec![(); batch.len()])
+            }
+
+            async fn finish_one(pool: $pool, f: Finished) -> StoreResult<()> {
+                Self::finish_batch(pool, vec![f]).await?;
+                Ok(())
+            }
+
             fn update_row(row: &$row) -> StoreResult<UpdateRecord> {
                 Ok(UpdateRecord {
                     bot_id: row.try_get("bot_id")?,
@@ -292,36 +411,45 @@ macro_rules! inbound_store {
         #[async_trait]
         impl InboundStore for $store {
             async fn insert_update(&self, u: &UpdateRecord) -> StoreResult<bool> {
-                let done = sqlx::query(
-                    "INSERT INTO updates (bot_id, update_id, kind, chat_id, user_id, body, status, \
-                     received_at) VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7) \
-                     ON CONFLICT (bot_id, update_id) DO NOTHING",
-                )
-                .bind(&u.bot_id)
-                .bind(u.update_id)
-                .bind(&u.kind)
-                .bind(u.chat_id)
-                .bind(u.user_id)
-                .bind(&u.body)
-                .bind(u.received_at)
-                .execute(&self.pool)
-                .await?;
-                Ok(done.rows_affected() == 1)
+                let queue = self.hot.inserts.get_or_init(|| {
+                    let (a, b) = (self.pool.clone(), self.pool.clone());
+                    GroupCommit::new(
+                        MAX_BATCH,
+                        $writers,
+                        move |batch| Self::insert_batch(a.clone(), batch),
+                        move |one| Self::insert_one(b.clone(), one),
+                    )
+                });
+                queue.submit(u.clone()).await
             }
 
             async fn claim_update(&self, lease_until: i64) -> StoreResult<Option<UpdateRecord>> {
+                Ok(self.claim_updates(lease_until, 1).await?.into_iter().next())
+            }
+
+            async fn claim_updates(
+                &self,
+                lease_until: i64,
+                limit: u32,
+            ) -> StoreResult<Vec<UpdateRecord>> {
                 let sql = format!(
                     "UPDATE updates AS u SET status = 'processing', claimed_until = $1 \
-                     WHERE (u.bot_id, u.update_id) = ({CLAIMABLE}{}) \
+                     WHERE (u.bot_id, u.update_id) IN ({CLAIMABLE}{}) \
                      RETURNING {}",
                     $lock,
                     UPDATE_COLS.replace("u.", "")
                 );
-                let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(lease_until)
-                    .fetch_optional(&self.pool)
+                    .bind(i64::from(limit.max(1)))
+                    .fetch_all(&self.pool)
                     .await?;
-                row.as_ref().map(Self::update_row).transpose()
+                let mut claimed = rows
+                    .iter()
+                    .map(Self::update_row)
+                    .collect::<StoreResult<Vec<_>>>()?;
+                claimed.sort_by_key(|u| (u.received_at, u.update_id));
+                Ok(claimed)
             }
 
             async fn reclaim_updates(&self, now: i64) -> StoreResult<u64> {
@@ -341,20 +469,22 @@ macro_rules! inbound_store {
                 update_id: i64,
                 o: &UpdateOutcome,
             ) -> StoreResult<()> {
-                sqlx::query(
-                    "UPDATE updates SET status = $3, outcome = $4, error = $5, processed_at = $6, \
-                     handling_ms = $7, claimed_until = NULL WHERE bot_id = $1 AND update_id = $2",
-                )
-                .bind(bot_id)
-                .bind(update_id)
-                .bind(o.status.as_str())
-                .bind(o.outcome.as_deref())
-                .bind(o.error.as_deref())
-                .bind(o.processed_at)
-                .bind(o.handling_ms)
-                .execute(&self.pool)
-                .await?;
-                Ok(())
+                let queue = self.hot.finishes.get_or_init(|| {
+                    let (a, b) = (self.pool.clone(), self.pool.clone());
+                    GroupCommit::new(
+                        MAX_BATCH,
+                        $writers,
+                        move |batch| Self::finish_batch(a.clone(), batch),
+                        move |one| Self::finish_one(b.clone(), one),
+                    )
+                });
+                queue
+                    .submit(Finished {
+                        bot_id: bot_id.to_string(),
+                        update_id,
+                        outcome: o.clone(),
+                    })
+                    .await
             }
 
             async fn get_update(
@@ -512,5 +642,7 @@ impl FromStr for UpdateCursor {
     }
 }
 
-inbound_store!(SqliteStore, SqliteRow, "");
-inbound_store!(PgStore, PgRow, " FOR UPDATE SKIP LOCKED");
+// SQLite has one writer (and this store one connection): one batch at a time. PostgreSQL
+// writes batches side by side.
+inbound_store!(SqliteStore, SqliteRow, sqlx::SqlitePool, "", 1);
+inbound_store!(PgStore, PgRow, sqlx::PgPool, " FOR UPDATE SKIP LOCKED", 2);
