@@ -244,6 +244,17 @@ pub trait InboundStore: Send + Sync {
     async fn upsert_chat(&self, chat: &ChatRecord) -> StoreResult<()>;
     /// One chat of a bot.
     async fn get_chat(&self, bot_id: &str, chat_id: i64) -> StoreResult<Option<ChatRecord>>;
+    /// Takes or renews the right to poll `bot_id` until `until` (UTC ms) for `holder`;
+    /// `false` when another holder's lease is still running at `now`.
+    async fn lease_polling(
+        &self,
+        bot_id: &str,
+        holder: &str,
+        now: i64,
+        until: i64,
+    ) -> StoreResult<bool>;
+    /// Gives up `holder`'s polling lease on `bot_id` (another instance may take it at once).
+    async fn release_polling(&self, bot_id: &str, holder: &str) -> StoreResult<()>;
 }
 
 const UPDATE_COLS: &str = "u.bot_id, u.update_id, u.kind, u.chat_id, u.user_id, u.body, \
@@ -595,6 +606,38 @@ macro_rules! inbound_store {
                     .fetch_optional(&self.pool)
                     .await?;
                 row.as_ref().map(Self::chat_row).transpose()
+            }
+
+            async fn lease_polling(
+                &self,
+                bot_id: &str,
+                holder: &str,
+                now: i64,
+                until: i64,
+            ) -> StoreResult<bool> {
+                // One statement, so two instances racing for a free lease cannot both win.
+                let done = sqlx::query(
+                    "INSERT INTO poll_leases (bot_id, holder, lease_until) VALUES ($1, $2, $4) \
+                     ON CONFLICT (bot_id) DO UPDATE SET holder = excluded.holder, \
+                     lease_until = excluded.lease_until \
+                     WHERE poll_leases.holder = excluded.holder OR poll_leases.lease_until < $3",
+                )
+                .bind(bot_id)
+                .bind(holder)
+                .bind(now)
+                .bind(until)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn release_polling(&self, bot_id: &str, holder: &str) -> StoreResult<()> {
+                sqlx::query("DELETE FROM poll_leases WHERE bot_id = $1 AND holder = $2")
+                    .bind(bot_id)
+                    .bind(holder)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
             }
         }
     };

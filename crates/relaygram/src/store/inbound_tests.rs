@@ -233,6 +233,48 @@ async fn caches_follow_writes(store: Arc<dyn Store>) {
     store.close().await;
 }
 
+/// Polling leases: one holder at a time, renewed by its holder, taken over once lapsed,
+/// free at once when given up.
+async fn poll_leases(store: Arc<dyn Store>) {
+    let engine = store.engine();
+    setup(&store).await;
+    assert!(store.lease_polling("bot_i", "a", 100, 200).await.unwrap());
+    assert!(
+        !store.lease_polling("bot_i", "b", 150, 250).await.unwrap(),
+        "{engine}: another holder waits while the lease runs"
+    );
+    assert!(
+        store.lease_polling("bot_i", "a", 190, 290).await.unwrap(),
+        "{engine}: the holder renews"
+    );
+    assert!(!store.lease_polling("bot_i", "b", 280, 380).await.unwrap());
+    assert!(
+        store.lease_polling("bot_i", "b", 291, 391).await.unwrap(),
+        "{engine}: a lapsed lease is taken over"
+    );
+    assert!(!store.lease_polling("bot_i", "a", 300, 400).await.unwrap());
+    store.release_polling("bot_i", "a").await.unwrap();
+    assert!(
+        !store.lease_polling("bot_i", "a", 300, 400).await.unwrap(),
+        "{engine}: only the holder can give a lease up"
+    );
+    store.release_polling("bot_i", "b").await.unwrap();
+    assert!(
+        store.lease_polling("bot_i", "a", 300, 400).await.unwrap(),
+        "{engine}: a released lease is free at once"
+    );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn poll_leases_on_every_engine() {
+    for engine in engines() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _db) = open(engine, dir.path()).await;
+        poll_leases(store).await;
+    }
+}
+
 #[tokio::test]
 async fn concurrent_inserts_on_every_engine() {
     for engine in engines() {

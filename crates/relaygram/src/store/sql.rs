@@ -48,6 +48,11 @@ const SQLITE_MIGRATIONS: &[Embedded] = &[
         "commands",
         include_str!("../../migrations/sqlite/0004_commands.sql"),
     ),
+    (
+        9,
+        "poll_leases",
+        include_str!("../../migrations/sqlite/0009_poll_leases.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[Embedded] = &[
     (
@@ -69,6 +74,11 @@ const POSTGRES_MIGRATIONS: &[Embedded] = &[
         4,
         "commands",
         include_str!("../../migrations/postgres/0004_commands.sql"),
+    ),
+    (
+        9,
+        "poll_leases",
+        include_str!("../../migrations/postgres/0009_poll_leases.sql"),
     ),
 ];
 
