@@ -286,7 +286,7 @@ pub(super) struct Finished {
 }
 
 /// `($1, $2, …), ($8, …)`: `rows` groups of `width` numbered placeholders.
-fn placeholders(rows: usize, width: usize) -> String {
+pub(super) fn placeholders(rows: usize, width: usize) -> String {
     let mut out = String::with_capacity(rows * width * 5);
     for r in 0..rows {
         if r > 0 {
@@ -381,6 +381,29 @@ macro_rules! inbound_store {
                 }
                 query.execute(&pool).await?;
                 Ok(vec![(); batch.len()])
+            }
+
+            /// Reads many chats in one statement; for each key, its chat if known.
+            async fn read_chats(
+                pool: $pool,
+                keys: Vec<(String, i64)>,
+            ) -> StoreResult<Vec<Option<ChatRecord>>> {
+                let sql = format!(
+                    "SELECT {CHAT_COLS} FROM chats WHERE (bot_id, chat_id) IN (VALUES {})",
+                    placeholders(keys.len(), 2)
+                );
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for (bot_id, chat_id) in &keys {
+                    query = query.bind(bot_id).bind(*chat_id);
+                }
+                let found: std::collections::HashMap<(String, i64), ChatRecord> = query
+                    .fetch_all(&pool)
+                    .await?
+                    .iter()
+                    .map(|row| Self::chat_row(row).map(|c| ((c.bot_id.clone(), c.chat_id), c)))
+                    .collect::<StoreResult<_>>()?;
+                // The same chat may be asked for twice in one batch.
+                Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
             }
 
             async fn finish_one(pool: $pool, f: Finished) -> StoreResult<()> {
@@ -598,14 +621,21 @@ macro_rules! inbound_store {
             }
 
             async fn get_chat(&self, bot_id: &str, chat_id: i64) -> StoreResult<Option<ChatRecord>> {
-                let sql =
-                    format!("SELECT {CHAT_COLS} FROM chats WHERE bot_id = $1 AND chat_id = $2");
-                let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(bot_id)
-                    .bind(chat_id)
-                    .fetch_optional(&self.pool)
-                    .await?;
-                row.as_ref().map(Self::chat_row).transpose()
+                // Read for nearly every update: the reads of concurrent processors go to the
+                // database together (one statement), like the writes.
+                let queue = self.hot.chat_reads.get_or_init(|| {
+                    let (a, b) = (self.pool.clone(), self.pool.clone());
+                    GroupCommit::new(
+                        MAX_BATCH,
+                        $writers,
+                        move |batch| Self::read_chats(a.clone(), batch),
+                        move |one| {
+                            let pool = b.clone();
+                            async move { Ok(Self::read_chats(pool, vec![one]).await?.remove(0)) }
+                        },
+                    )
+                });
+                queue.submit((bot_id.to_string(), chat_id)).await
             }
 
             async fn lease_polling(

@@ -266,6 +266,102 @@ async fn poll_leases(store: Arc<dyn Store>) {
     store.close().await;
 }
 
+/// Concurrent chat reads (batched into one statement) each get their own chat; concurrent
+/// events (stored together) each get their own record and deliveries.
+async fn batched_reads_and_events(store: Arc<dyn Store>) {
+    let engine = store.engine();
+    setup(&store).await;
+    for chat_id in [1, 2, 3] {
+        store
+            .upsert_chat(&ChatRecord {
+                bot_id: "bot_i".into(),
+                chat_id,
+                kind: "private".into(),
+                title: Some(format!("chat {chat_id}")),
+                username: None,
+                state: ChatState::Active,
+                migrated_to: None,
+                updated_at: 1,
+            })
+            .await
+            .unwrap();
+    }
+    let mut reads = tokio::task::JoinSet::new();
+    for chat_id in [1, 2, 3, 4, 1, 3, 5] {
+        let store = store.clone();
+        reads.spawn(async move { (chat_id, store.get_chat("bot_i", chat_id).await.unwrap()) });
+    }
+    while let Some(done) = reads.join_next().await {
+        let (chat_id, chat) = done.unwrap();
+        match chat {
+            Some(c) => {
+                assert!(chat_id <= 3, "{engine}: chat {chat_id} is unknown");
+                assert_eq!(c.chat_id, chat_id, "{engine}");
+                assert_eq!(c.title, Some(format!("chat {chat_id}")), "{engine}");
+            }
+            None => assert!(chat_id > 3, "{engine}: chat {chat_id} is known"),
+        }
+    }
+
+    store
+        .insert_event_endpoint(&EndpointRecord {
+            id: "ep_msgs".into(),
+            tenant_id: "ten_i".into(),
+            url: "http://127.0.0.1:9/hook".into(),
+            secret_sealed: "v1:sealed".into(),
+            description: String::new(),
+            enabled: true,
+            event_types: Some(vec!["message.*".into()]),
+            created_at: 1,
+        })
+        .await
+        .unwrap();
+    let mut emits = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        let store = store.clone();
+        emits.spawn(async move {
+            let ev = NewEvent {
+                id: format!("evt_{i:02}"),
+                tenant_id: "ten_i".into(),
+                event_type: if i % 2 == 0 {
+                    "message.received"
+                } else {
+                    "chat.stopped"
+                }
+                .into(),
+                data: format!(r#"{{"i":{i}}}"#),
+                created_at: 10 + i,
+            };
+            (ev.clone(), store.insert_event(&ev).await.unwrap())
+        });
+    }
+    let mut seqs = std::collections::HashSet::new();
+    while let Some(done) = emits.join_next().await {
+        let (asked, stored) = done.unwrap();
+        assert_eq!(stored.id, asked.id, "{engine}");
+        assert_eq!(stored.data, asked.data, "{engine}");
+        assert!(seqs.insert(stored.seq), "{engine}: seq is unique");
+        let deliveries = store.list_event_deliveries(&asked.id).await.unwrap();
+        let wanted = asked.event_type.starts_with("message.");
+        assert_eq!(
+            deliveries.len(),
+            usize::from(wanted),
+            "{engine}: {}",
+            asked.id
+        );
+    }
+    store.close().await;
+}
+
+#[tokio::test]
+async fn batched_reads_and_events_on_every_engine() {
+    for engine in engines() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _db) = open(engine, dir.path()).await;
+        batched_reads_and_events(store).await;
+    }
+}
+
 #[tokio::test]
 async fn poll_leases_on_every_engine() {
     for engine in engines() {

@@ -18,8 +18,8 @@ use super::batch::GroupCommit;
 use super::cache::BotCache;
 use super::inbound::Finished;
 use super::{
-    ApiKeyRecord, BotFilter, BotMode, BotRecord, KeyOwner, KeyScope, Listed, Page, Store,
-    StoreError, StoreResult, Tenant, UpdateRecord,
+    ApiKeyRecord, BotFilter, BotMode, BotRecord, ChatRecord, EventRecord, KeyOwner, KeyScope,
+    Listed, NewEvent, Page, Store, StoreError, StoreResult, Tenant, UpdateRecord,
 };
 use crate::commands::CustomCommand;
 
@@ -111,6 +111,10 @@ pub(super) struct Hot {
     pub(super) inserts: OnceLock<GroupCommit<UpdateRecord, bool>>,
     /// `finish_update`.
     pub(super) finishes: OnceLock<GroupCommit<Finished, ()>>,
+    /// `insert_event`.
+    pub(super) events: OnceLock<GroupCommit<NewEvent, EventRecord>>,
+    /// `get_chat` (reads batch as well as writes).
+    pub(super) chat_reads: OnceLock<GroupCommit<(String, i64), Option<ChatRecord>>>,
 }
 
 /// SQLite store (WAL mode, foreign keys on).
