@@ -340,6 +340,26 @@ async fn bench(
         args.updates as f64 / drained.as_secs_f64(),
         drain_started.elapsed().as_secs_f64()
     );
+    // Every update should have been handled: say so if some failed (with the first error).
+    let (failed, _) = store
+        .list_updates(
+            &relaygram::store::UpdateFilter {
+                status: Some(relaygram::store::UpdateStatus::Failed),
+                ..Default::default()
+            },
+            None,
+            200,
+        )
+        .await?;
+    match failed.first() {
+        None => println!("  outcomes:      none failed"),
+        Some(f) => println!(
+            "  outcomes:      {}{} FAILED, e.g. {:?}",
+            failed.len(),
+            if failed.len() == 200 { "+" } else { "" },
+            f.error
+        ),
+    }
     println!(
         "  CPU, load:     {}",
         cpu_line(&cpu_at_start, &cpu_at_load_end, elapsed)

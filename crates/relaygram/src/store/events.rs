@@ -370,7 +370,7 @@ macro_rules! events_store {
                 let sql = format!(
                     "INSERT INTO events (id, tenant_id, type, data, created_at) \
                      VALUES {} RETURNING {EVENT_COLS}",
-                    super::inbound::placeholders(evs.len(), 5)
+                    super::inbound::placeholders(evs.len(), 5, $engine == "postgres")
                 );
                 let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
                 for ev in &evs {
@@ -418,16 +418,7 @@ macro_rules! events_store {
                     let sql = format!(
                         "INSERT INTO event_deliveries (id, event_id, endpoint_id, tenant_id, \
                          status, attempts, next_attempt_at, created_at, updated_at) VALUES {}",
-                        (0..chunk.len())
-                            .map(|i| {
-                                let p = i * 5;
-                                format!(
-                                    "(${}, ${}, ${}, ${}, 'pending', 0, ${}, ${}, ${})",
-                                    p + 1, p + 2, p + 3, p + 4, p + 5, p + 5, p + 5
-                                )
-                            })
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        super::inbound::placeholders(chunk.len(), 9, $engine == "postgres")
                     );
                     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
                     for (ev, endpoint) in chunk {
@@ -436,6 +427,10 @@ macro_rules! events_store {
                             .bind(&ev.id)
                             .bind(&endpoint.id)
                             .bind(&ev.tenant_id)
+                            .bind(DeliveryStatus::Pending.as_str())
+                            .bind(0i64)
+                            .bind(ev.created_at)
+                            .bind(ev.created_at)
                             .bind(ev.created_at);
                     }
                     query.execute(&mut *tx).await?;

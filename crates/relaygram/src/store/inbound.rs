@@ -285,8 +285,10 @@ pub(super) struct Finished {
     outcome: UpdateOutcome,
 }
 
-/// `($1, $2, …), ($8, …)`: `rows` groups of `width` numbered placeholders.
-pub(super) fn placeholders(rows: usize, width: usize) -> String {
+/// `($1, $2, …), ($8, …)`: `rows` groups of `width` placeholders, numbered (`$n`, for
+/// PostgreSQL) or anonymous (`?`, for SQLite: sqlx looks each named parameter up by a
+/// linear search in SQLite, quadratic over a batch of thousands; anonymous ones skip it).
+pub(super) fn placeholders(rows: usize, width: usize, numbered: bool) -> String {
     let mut out = String::with_capacity(rows * width * 5);
     for r in 0..rows {
         if r > 0 {
@@ -297,8 +299,12 @@ pub(super) fn placeholders(rows: usize, width: usize) -> String {
             if c > 0 {
                 out.push_str(", ");
             }
-            out.push('$');
-            out.push_str(&(r * width + c + 1).to_string());
+            if numbered {
+                out.push('$');
+                out.push_str(&(r * width + c + 1).to_string());
+            } else {
+                out.push('?');
+            }
         }
         out.push(')');
     }
@@ -306,7 +312,7 @@ pub(super) fn placeholders(rows: usize, width: usize) -> String {
 }
 
 macro_rules! inbound_store {
-    ($store:ty, $row:ty, $pool:ty, $lock:literal, $writers:literal) => {
+    ($store:ty, $row:ty, $pool:ty, $lock:literal, $writers:literal, $numbered:literal) => {
         impl $store {
             /// Inserts many updates in one statement; for each, whether it was new.
             async fn insert_batch(pool: $pool, batch: Vec<UpdateRecord>) -> StoreResult<Vec<bool>> {
@@ -326,7 +332,7 @@ macro_rules! inbound_store {
                     "INSERT INTO updates (bot_id, update_id, kind, chat_id, user_id, body, status, \
                      received_at) VALUES {} ON CONFLICT (bot_id, update_id) DO NOTHING \
                      RETURNING bot_id, update_id",
-                    placeholders(rows.len(), 8)
+                    placeholders(rows.len(), 8, $numbered)
                 );
                 let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
                 for u in &rows {
@@ -366,7 +372,7 @@ macro_rules! inbound_store {
                      UPDATE updates SET status = v.status, outcome = v.outcome, error = v.error, \
                      processed_at = v.processed_at, handling_ms = v.handling_ms, claimed_until = NULL \
                      FROM v WHERE updates.bot_id = v.bot_id AND updates.update_id = v.update_id",
-                    placeholders(batch.len(), 7)
+                    placeholders(batch.len(), 7, $numbered)
                 );
                 let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
                 for f in &batch {
@@ -390,7 +396,7 @@ macro_rules! inbound_store {
             ) -> StoreResult<Vec<Option<ChatRecord>>> {
                 let sql = format!(
                     "SELECT {CHAT_COLS} FROM chats WHERE (bot_id, chat_id) IN (VALUES {})",
-                    placeholders(keys.len(), 2)
+                    placeholders(keys.len(), 2, $numbered)
                 );
                 let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
                 for (bot_id, chat_id) in &keys {
@@ -717,5 +723,12 @@ impl FromStr for UpdateCursor {
 
 // SQLite has one writer (and this store one connection): one batch at a time. PostgreSQL
 // writes batches side by side.
-inbound_store!(SqliteStore, SqliteRow, sqlx::SqlitePool, "", 1);
-inbound_store!(PgStore, PgRow, sqlx::PgPool, " FOR UPDATE SKIP LOCKED", 2);
+inbound_store!(SqliteStore, SqliteRow, sqlx::SqlitePool, "", 1, false);
+inbound_store!(
+    PgStore,
+    PgRow,
+    sqlx::PgPool,
+    " FOR UPDATE SKIP LOCKED",
+    2,
+    true
+);
