@@ -22,7 +22,7 @@ const IDLE_POLL: Duration = Duration::from_millis(500);
 const RECLAIM_EVERY_MS: i64 = 1000;
 /// Updates one processor handles at once, each of a different chat. Claimed in batches,
 /// so a busy store costs one claim statement per several updates, not one per update.
-const IN_FLIGHT: usize = 16;
+const IN_FLIGHT: usize = 32;
 
 /// Takes stored updates and handles them.
 #[derive(Clone)]
