@@ -25,8 +25,9 @@ const LONG_POLL_SECONDS: u64 = 10;
 const RESCAN: Duration = Duration::from_secs(2);
 /// Longest pause after failures.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// How long a polling lease lasts: well over one long poll, so the holder renews it in time.
-const LEASE_MS: i64 = 30_000;
+/// How long a polling lease lasts: twice a long poll, so the holder renews it in time, and
+/// short, so a restarted instance (a new holder) resumes polling soon after a crash.
+const LEASE_MS: i64 = 20_000;
 /// How often an instance without the lease looks whether it lapsed.
 const LEASE_RETRY: Duration = Duration::from_secs(5);
 
