@@ -148,6 +148,7 @@ impl Processor {
                 match self.claim(room).await {
                     Ok(batch) => {
                         more = batch.len() == room;
+                        let took_some = !batch.is_empty();
                         for update in batch {
                             let processor = self.clone();
                             in_flight.spawn(async move {
@@ -158,7 +159,11 @@ impl Processor {
                                 }
                             });
                         }
-                        continue;
+                        if took_some {
+                            continue;
+                        }
+                        // Nothing ready: wait below, on the notification armed before the
+                        // claim, so an update stored during the claim is not missed.
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "cannot take updates from the store");
