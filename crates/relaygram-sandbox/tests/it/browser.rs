@@ -113,8 +113,21 @@ async fn wait_text(driver: &WebDriver, text: &str) -> WebDriverResult<()> {
     let mut poll = tokio::time::interval(Duration::from_millis(100));
     loop {
         poll.tick().await;
+        // Sending submits a form: while the page reloads the transcript is not there yet.
         let body =
-            retry_stale(|| async { driver.find(By::Id("transcript")).await?.text().await }).await?;
+            match retry_stale(|| async { driver.find(By::Id("transcript")).await?.text().await })
+                .await
+            {
+                Err(e)
+                    if matches!(
+                        e.as_inner(),
+                        thirtyfour::error::WebDriverErrorInner::NoSuchElement(_)
+                    ) && tokio::time::Instant::now() < deadline =>
+                {
+                    continue;
+                }
+                other => other?,
+            };
         if body.contains(text) {
             return Ok(());
         }
