@@ -42,6 +42,7 @@ impl Workers {
         }
         handles.push(tokio::spawn(poller::run(
             services.clone(),
+            poller::holder_name(&config.data_dir),
             shutdown.clone(),
         )));
         handles.push(tokio::spawn(retention::run(

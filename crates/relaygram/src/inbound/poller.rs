@@ -26,15 +26,27 @@ const RESCAN: Duration = Duration::from_secs(2);
 /// Longest pause after failures.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How long a polling lease lasts: twice a long poll, so the holder renews it in time, and
-/// short, so a restarted instance (a new holder) resumes polling soon after a crash.
+/// short, so another instance takes over soon after the holder crashed.
 const LEASE_MS: i64 = 20_000;
 /// How often an instance without the lease looks whether it lapsed.
 const LEASE_RETRY: Duration = Duration::from_secs(5);
 
-/// Keeps one poll loop per enabled polling bot until shutdown.
-pub async fn run(services: Services, mut shutdown: Shutdown) {
-    // This instance's name on the leases it holds.
-    let holder = crate::ids::new_id("poller");
+/// This instance's name on the leases it holds: the host and the data folder, so the same
+/// instance restarted after a crash (`kill -9`) takes its own lease back at once instead of
+/// waiting for it to lapse. Two processes sharing one data folder on one host share the
+/// name (and then both poll; Telegram's 409 makes one of them back off).
+pub fn holder_name(data_dir: &std::path::Path) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into());
+    let dir = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+    format!("{}:{}", host.trim(), dir.display())
+}
+
+/// Keeps one poll loop per enabled polling bot until shutdown; `holder` names this instance
+/// on its leases.
+pub async fn run(services: Services, holder: String, mut shutdown: Shutdown) {
     let mut running: HashMap<String, (i64, JoinHandle<()>)> = HashMap::new();
     loop {
         match polling_bots(&services).await {
@@ -161,5 +173,18 @@ async fn poll_bot(services: Services, bot: BotRecord, holder: String) {
                 tokio::time::sleep(wait).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::holder_name;
+
+    #[test]
+    fn a_restarted_instance_keeps_its_lease_name_and_other_folders_get_their_own() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        assert_eq!(holder_name(a.path()), holder_name(a.path()));
+        assert_ne!(holder_name(a.path()), holder_name(b.path()));
     }
 }
