@@ -17,6 +17,7 @@ pub mod events;
 pub mod ids;
 pub mod inbound;
 pub mod logging;
+pub mod schedules;
 pub mod server;
 pub mod services;
 pub mod store;
