@@ -58,6 +58,14 @@ impl Workers {
             )
             .spawn(shutdown.clone()),
         );
+        // Schedules: claims due occurrences and hands their messages to delivery.
+        handles.push(tokio::spawn(
+            crate::schedules::Scheduler::new(
+                services.clone(),
+                crate::schedules::handoff::default_handoff(),
+            )
+            .run(shutdown.clone()),
+        ));
         Workers { stop, handles }
     }
 

@@ -75,6 +75,7 @@ impl Modify for BearerAuth {
         (name = "bots", description = "Telegram bots"),
         (name = "commands", description = "Custom bot commands and the Telegram menu"),
         (name = "events", description = "Signed event webhooks to the app, and the pull API"),
+        (name = "schedules", description = "Recurring messages: cron or interval, in a time zone, once per occurrence"),
         (name = "operations", description = "Health, readiness, metrics, this document")
     )
 )]
@@ -111,6 +112,17 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(crate::events::http::pull_events))
         .routes(routes!(crate::events::http::get_event))
         .routes(routes!(crate::events::http::replay_event))
+        .routes(routes!(
+            crate::schedules::api::create_schedule,
+            crate::schedules::api::list_schedules
+        ))
+        .routes(routes!(
+            crate::schedules::api::get_schedule,
+            crate::schedules::api::update_schedule,
+            crate::schedules::api::delete_schedule
+        ))
+        .routes(routes!(crate::schedules::api::run_schedule))
+        .routes(routes!(crate::schedules::api::list_schedule_runs))
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(metrics))

@@ -201,7 +201,7 @@ impl CronExpr {
         let text = text.trim();
         let fields = text.split_whitespace().count();
         let nickname = text.starts_with('@') && fields == 1;
-        if !nickname && !(fields == 5 || fields == 6) {
+        if !(nickname || fields == 5 || fields == 6) {
             return Err(err(
                 "cron",
                 format!(
@@ -236,7 +236,7 @@ impl CronExpr {
 #[derive(Debug, Clone)]
 pub enum Recurrence {
     /// By a cron expression in the schedule's time zone.
-    Cron(CronExpr),
+    Cron(Box<CronExpr>),
     /// By a fixed interval from the anchor.
     Every(Interval),
 }
@@ -358,7 +358,7 @@ mod tests {
 
     fn cron(expr: &str, zone: &str) -> Timing {
         Timing {
-            recurrence: Recurrence::Cron(CronExpr::parse(expr).unwrap()),
+            recurrence: Recurrence::Cron(Box::new(CronExpr::parse(expr).unwrap())),
             zone: Zone::parse(zone).unwrap(),
             start_at: None,
             end_at: None,

@@ -5,6 +5,7 @@
 mod commands;
 mod events;
 mod inbound;
+mod schedules;
 mod sql;
 pub mod testing;
 
@@ -16,6 +17,10 @@ pub use events::{
 pub use inbound::{
     ChatRecord, ChatState, InboundStore, UpdateCursor, UpdateFilter, UpdateOutcome, UpdateRecord,
     UpdateStatus,
+};
+pub use schedules::{
+    Advance, CatchUp, Decide, RunKind, RunOutcome, RunRecord, RunState, ScheduleRecord,
+    ScheduleStore,
 };
 
 use std::fmt;
@@ -271,7 +276,9 @@ pub enum KeyOwner<'a> {
 
 /// The storage interface, shaped like the domain.
 #[async_trait]
-pub trait Store: InboundStore + EventStore + CommandStore + Send + Sync + fmt::Debug {
+pub trait Store:
+    InboundStore + EventStore + CommandStore + ScheduleStore + Send + Sync + fmt::Debug
+{
     /// `"sqlite"` or `"postgres"`.
     fn engine(&self) -> &'static str;
     /// Applies the embedded migrations.

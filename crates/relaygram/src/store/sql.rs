@@ -43,6 +43,11 @@ const SQLITE_MIGRATIONS: &[Embedded] = &[
         "commands",
         include_str!("../../migrations/sqlite/0004_commands.sql"),
     ),
+    (
+        8,
+        "schedules",
+        include_str!("../../migrations/sqlite/0008_schedules.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[Embedded] = &[
     (
@@ -64,6 +69,11 @@ const POSTGRES_MIGRATIONS: &[Embedded] = &[
         4,
         "commands",
         include_str!("../../migrations/postgres/0004_commands.sql"),
+    ),
+    (
+        8,
+        "schedules",
+        include_str!("../../migrations/postgres/0008_schedules.sql"),
     ),
 ];
 

@@ -12,6 +12,7 @@ mod helpers;
 mod inbound;
 mod openapi;
 mod operations;
+mod schedules;
 mod secrets;
 mod telegram;
 mod tenants;

@@ -1,0 +1,712 @@
+//! Schedules against the sandbox, on a manual clock: the API, bad input, firing once per
+//! occurrence across DST changes in two zones, catch-up after downtime, running now, a
+//! second scheduler racing the server's, and tenant isolation.
+
+use std::sync::Arc;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{Options, TestApp, engines, until};
+
+fn ms(text: &str) -> i64 {
+    text.parse::<jiff::Timestamp>().unwrap().as_millisecond()
+}
+
+/// A tenant with a key, a bot added through the API and a sandbox user who started it.
+struct Setup {
+    key: String,
+    bot_id: String,
+    bot_username: String,
+    user: i64,
+}
+
+async fn setup(app: &TestApp, name: &str) -> Setup {
+    let tenant = app.tenant(name).await;
+    let (_, key) = app.tenant_key(&tenant).await;
+    let bot_username = format!("{name}_bot");
+    let (_, token) = app.sandbox_bot(&bot_username).await;
+    let added = app.post("/v1/bots", &key, json!({"token": token})).await;
+    assert_eq!(added.status, StatusCode::CREATED, "{}", added.text);
+    let user: Value = app
+        .http
+        .post(format!("{}/sandbox/users", app.sandbox.url()))
+        .json(&json!({"first_name": "Alice"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let user = user["id"].as_i64().unwrap();
+    let r = app
+        .http
+        .post(format!(
+            "{}/sandbox/users/{user}/messages",
+            app.sandbox.url()
+        ))
+        .json(&json!({"bot": bot_username, "text": "hello"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    Setup {
+        key,
+        bot_id: added.body["id"].as_str().unwrap().to_string(),
+        bot_username,
+        user,
+    }
+}
+
+fn message(s: &Setup, text: &str) -> Value {
+    json!({"bot_id": s.bot_id, "to": {"chat_id": s.user}, "text": text})
+}
+
+/// Texts the bot sent the user.
+async fn received(app: &TestApp, s: &Setup) -> Vec<String> {
+    let v: Value = app
+        .http
+        .get(format!(
+            "{}/sandbox/chats/{}/messages?bot={}",
+            app.sandbox.url(),
+            s.user,
+            s.bot_username
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["messages"]
+        .as_array()
+        .map(|m| {
+            m.iter()
+                .filter(|m| m["direction"] == "out")
+                .filter_map(|m| m["text"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn count_received(app: &TestApp, s: &Setup, text: &str) -> usize {
+    received(app, s).await.iter().filter(|t| *t == text).count()
+}
+
+async fn runs(app: &TestApp, key: &str, id: &str) -> Vec<Value> {
+    let a = app
+        .get(&format!("/v1/schedules/{id}/runs?limit=200"), key)
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    a.body["data"].as_array().unwrap().clone()
+}
+
+/// Waits until the schedule has `n` runs, all finished; returns them.
+async fn finished_runs(app: &TestApp, key: &str, id: &str, n: usize) -> Vec<Value> {
+    until(&format!("{n} finished runs of {id}"), || async {
+        let r = runs(app, key, id).await;
+        (r.len() >= n && r.iter().all(|r| r["state"] != "claimed")).then_some(r)
+    })
+    .await
+}
+
+fn occurrences(runs: &[Value]) -> Vec<String> {
+    runs.iter()
+        .map(|r| r["occurrence_at"].as_str().unwrap().to_string())
+        .collect()
+}
+
+async fn manual(engine: &'static str) -> TestApp {
+    TestApp::spawn_with(
+        engine,
+        Options {
+            manual_clock: true,
+            ..Options::default()
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn crud_with_next_fire_times_pause_resume_and_cursor_pages() {
+    for engine in engines() {
+        let app = manual(engine).await;
+        app.clock().set_millis(ms("2026-03-27T12:00:00Z"));
+        let s = setup(&app, "crud").await;
+        let created = app
+            .post(
+                "/v1/schedules",
+                &s.key,
+                json!({"name": "Nightly", "cron": "30 2 * * *", "timezone": "Europe/Berlin",
+                       "message": message(&s, "nightly"), "catch_up": "once"}),
+            )
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+        let id = created.body["id"].as_str().unwrap().to_string();
+        // The skipped 02:30 of 29 March fires at 03:00 CEST.
+        assert_eq!(
+            created.body["next_fire_times"],
+            json!([
+                "2026-03-28T01:30:00Z",
+                "2026-03-29T01:00:00Z",
+                "2026-03-30T00:30:00Z",
+                "2026-03-31T00:30:00Z",
+                "2026-04-01T00:30:00Z"
+            ]),
+            "{engine}"
+        );
+        assert_eq!(created.body["catch_up"], "once");
+        assert_eq!(created.body["enabled"], true);
+        assert_eq!(created.body["message"]["text"], "nightly");
+        assert_eq!(created.body["every"], Value::Null);
+
+        let got = app.get(&format!("/v1/schedules/{id}"), &s.key).await;
+        assert_eq!(got.status, StatusCode::OK);
+        assert_eq!(got.body["next_fire_times"], created.body["next_fire_times"]);
+
+        // Pause: no fire times; resume: counted from now.
+        let paused = app
+            .patch(
+                &format!("/v1/schedules/{id}"),
+                &s.key,
+                json!({"enabled": false}),
+            )
+            .await;
+        assert_eq!(paused.status, StatusCode::OK, "{}", paused.text);
+        assert_eq!(paused.body["next_fire_times"], json!([]));
+        let resumed = app
+            .patch(
+                &format!("/v1/schedules/{id}"),
+                &s.key,
+                json!({"enabled": true}),
+            )
+            .await;
+        assert_eq!(resumed.body["next_fire_times"][0], "2026-03-28T01:30:00Z");
+
+        // Switch to an interval with a start: cron is cleared.
+        let every = app
+            .patch(
+                &format!("/v1/schedules/{id}"),
+                &s.key,
+                json!({"every": "15m", "timezone": "UTC", "start_at": "2026-04-01T00:00:00Z",
+                       "end_at": "2026-04-01T00:30:00Z"}),
+            )
+            .await;
+        assert_eq!(every.status, StatusCode::OK, "{}", every.text);
+        assert_eq!(every.body["cron"], Value::Null);
+        assert_eq!(every.body["every"], "15m");
+        assert_eq!(
+            every.body["next_fire_times"],
+            json!([
+                "2026-04-01T00:00:00Z",
+                "2026-04-01T00:15:00Z",
+                "2026-04-01T00:30:00Z"
+            ])
+        );
+        let cleared = app
+            .patch(
+                &format!("/v1/schedules/{id}"),
+                &s.key,
+                json!({"end_at": null}),
+            )
+            .await;
+        assert_eq!(cleared.body["end_at"], Value::Null);
+        assert_eq!(cleared.body["next_fire_times"].as_array().unwrap().len(), 5);
+
+        // Cursor pages.
+        let second = app
+            .post(
+                "/v1/schedules",
+                &s.key,
+                json!({"name": "Hourly", "every": "1h", "message": message(&s, "hourly")}),
+            )
+            .await;
+        assert_eq!(second.status, StatusCode::CREATED, "{}", second.text);
+        let page1 = app.get("/v1/schedules?limit=1", &s.key).await;
+        assert_eq!(page1.body["data"].as_array().unwrap().len(), 1);
+        assert_eq!(page1.body["data"][0]["id"], id.as_str());
+        let cursor = page1.body["next_cursor"].as_str().unwrap().to_string();
+        let page2 = app
+            .get(&format!("/v1/schedules?limit=1&after={cursor}"), &s.key)
+            .await;
+        assert_eq!(page2.body["data"][0]["id"], second.body["id"]);
+        assert_eq!(page2.body["next_cursor"], Value::Null);
+
+        // An admin key must name the tenant to create; it sees every tenant's list.
+        let admin = app
+            .post(
+                "/v1/schedules",
+                &app.admin_key,
+                json!({"name": "x", "every": "1h", "message": message(&s, "x")}),
+            )
+            .await;
+        admin.assert_problem(422, "validation-failed");
+        assert_eq!(admin.body["field"], "tenant_id");
+        let all = app.get("/v1/schedules", &app.admin_key).await;
+        assert_eq!(all.body["data"].as_array().unwrap().len(), 2);
+
+        let deleted = app.delete(&format!("/v1/schedules/{id}"), &s.key).await;
+        assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+        app.get(&format!("/v1/schedules/{id}"), &s.key)
+            .await
+            .assert_problem(404, "not-found");
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn bad_definitions_are_422_naming_the_field_and_store_nothing() {
+    for engine in engines() {
+        let app = manual(engine).await;
+        let s = setup(&app, "bad").await;
+        let base = json!({"name": "n", "cron": "0 9 * * *", "message": message(&s, "t")});
+        let cases: Vec<(Value, &str)> = vec![
+            (json!({"cron": "0 25 * * *"}), "cron"),
+            (json!({"cron": "* * * *"}), "cron"),
+            (json!({"cron": "0 0 30 2 *"}), "cron"),
+            (json!({"timezone": "Mars/Olympus_Mons"}), "timezone"),
+            (json!({"cron": null, "every": "5x"}), "every"),
+            (json!({"cron": null, "every": "0m"}), "every"),
+            (json!({"every": "1h"}), "every"),
+            (json!({"cron": null}), "cron"),
+            (json!({"start_at": "tomorrow"}), "start_at"),
+            (
+                json!({"start_at": "2030-01-02T00:00:00Z", "end_at": "2030-01-01T00:00:00Z"}),
+                "end_at",
+            ),
+            (json!({"end_at": "2001-01-01T00:00:00Z"}), "end_at"),
+            (json!({"name": ""}), "name"),
+            (
+                json!({"message": {"bot_id": s.bot_id, "to": {"chat_id": s.user}}}),
+                "message.text",
+            ),
+            (
+                json!({"message": {"bot_id": "bot_nope", "to": {"chat_id": 1}, "text": "x"}}),
+                "message.bot_id",
+            ),
+            (json!({"message": "hello"}), "message"),
+        ];
+        for (change, field) in cases {
+            let mut body = base.clone();
+            for (k, v) in change.as_object().unwrap() {
+                if v.is_null() {
+                    body.as_object_mut().unwrap().remove(k);
+                } else {
+                    body[k] = v.clone();
+                }
+            }
+            let a = app.post("/v1/schedules", &s.key, body.clone()).await;
+            a.assert_problem(422, "validation-failed");
+            assert_eq!(a.body["field"], field, "{engine} {body}: {}", a.text);
+        }
+        let a = app
+            .post(
+                "/v1/schedules",
+                &s.key,
+                json!({"name": "n", "cron": "0 9 * * *", "message": {}, "bogus": 1}),
+            )
+            .await;
+        assert!(a.status.is_client_error(), "{}", a.text);
+        let list = app.get("/v1/schedules", &s.key).await;
+        assert_eq!(list.body["data"], json!([]), "{engine}");
+
+        // PATCH validates the same way and changes nothing.
+        let ok = app.post("/v1/schedules", &s.key, base.clone()).await;
+        let id = ok.body["id"].as_str().unwrap();
+        let a = app
+            .patch(
+                &format!("/v1/schedules/{id}"),
+                &s.key,
+                json!({"timezone": "Nowhere/Land"}),
+            )
+            .await;
+        a.assert_problem(422, "validation-failed");
+        assert_eq!(a.body["field"], "timezone");
+        let a = app
+            .patch(
+                &format!("/v1/schedules/{id}"),
+                &s.key,
+                json!({"cron": "0 9 * * *", "every": "1h"}),
+            )
+            .await;
+        assert_eq!(a.body["field"], "every");
+        let after = app.get(&format!("/v1/schedules/{id}"), &s.key).await;
+        assert_eq!(after.body["timezone"], "UTC");
+        assert_eq!(after.body["cron"], "0 9 * * *");
+        app.stop().await;
+    }
+}
+
+/// Moves the clock to each expected occurrence in turn and checks that exactly one run
+/// (and one message) comes of each.
+async fn walk(app: &TestApp, s: &Setup, id: &str, text: &str, expected: &[&str]) {
+    walk_from(app, s, id, text, expected, 0).await;
+}
+
+/// [`walk`] from the `from`-th occurrence (the earlier ones already fired).
+async fn walk_from(app: &TestApp, s: &Setup, id: &str, text: &str, expected: &[&str], from: usize) {
+    for (i, at) in expected.iter().enumerate().skip(from) {
+        app.clock().set_millis(ms(at));
+        let r = finished_runs(app, &s.key, id, i + 1).await;
+        assert_eq!(r.len(), i + 1, "{r:?}");
+        assert_eq!(occurrences(&r), expected[..=i], "{r:?}");
+        assert!(
+            r.iter()
+                .all(|r| r["state"] == "submitted" && r["kind"] == "scheduled"),
+            "{r:?}"
+        );
+        until("the message", || async {
+            (count_received(app, s, text).await == i + 1).then_some(())
+        })
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn fires_once_per_occurrence_across_dst_in_two_zones() {
+    for engine in engines() {
+        let app = manual(engine).await;
+        let s = setup(&app, "dst").await;
+
+        // Europe/Berlin, spring forward (29 March 2026): 02:30 does not exist → 03:00.
+        app.clock().set_millis(ms("2026-03-27T12:00:00Z"));
+        let berlin = app
+            .post(
+                "/v1/schedules",
+                &s.key,
+                json!({"name": "b", "cron": "30 2 * * *", "timezone": "Europe/Berlin",
+                       "message": message(&s, "berlin")}),
+            )
+            .await;
+        let berlin_id = berlin.body["id"].as_str().unwrap().to_string();
+        walk(
+            &app,
+            &s,
+            &berlin_id,
+            "berlin",
+            &[
+                "2026-03-28T01:30:00Z",
+                "2026-03-29T01:00:00Z",
+                "2026-03-30T00:30:00Z",
+            ],
+        )
+        .await;
+        app.delete(&format!("/v1/schedules/{berlin_id}"), &s.key)
+            .await;
+
+        // Europe/Berlin, fall back (25 October 2026): 02:30 happens twice → once.
+        app.clock().set_millis(ms("2026-10-23T12:00:00Z"));
+        let fall = app
+            .post(
+                "/v1/schedules",
+                &s.key,
+                json!({"name": "bf", "cron": "30 2 * * *", "timezone": "Europe/Berlin",
+                       "message": message(&s, "berlin fall")}),
+            )
+            .await;
+        let fall_id = fall.body["id"].as_str().unwrap().to_string();
+        walk(
+            &app,
+            &s,
+            &fall_id,
+            "berlin fall",
+            &["2026-10-24T00:30:00Z", "2026-10-25T00:30:00Z"],
+        )
+        .await;
+        // The second 02:30 (CET, 01:30Z) is not an occurrence: the next one is a day later.
+        app.clock().set_millis(ms("2026-10-25T01:30:00Z"));
+        let got = app.get(&format!("/v1/schedules/{fall_id}"), &s.key).await;
+        assert_eq!(got.body["next_fire_times"][0], "2026-10-26T01:30:00Z");
+        walk_from(
+            &app,
+            &s,
+            &fall_id,
+            "berlin fall",
+            &[
+                "2026-10-24T00:30:00Z",
+                "2026-10-25T00:30:00Z",
+                "2026-10-26T01:30:00Z",
+            ],
+            2,
+        )
+        .await;
+        app.delete(&format!("/v1/schedules/{fall_id}"), &s.key)
+            .await;
+
+        // America/New_York, fall back (1 November 2026): 01:30 happens twice → once; and
+        // an interval of one day keeps 09:00 local through it.
+        app.clock().set_millis(ms("2026-10-30T12:00:00Z"));
+        let ny = app
+            .post(
+                "/v1/schedules",
+                &s.key,
+                json!({"name": "ny", "cron": "30 1 * * *", "timezone": "America/New_York",
+                       "message": message(&s, "new york")}),
+            )
+            .await;
+        let ny_id = ny.body["id"].as_str().unwrap().to_string();
+        walk(
+            &app,
+            &s,
+            &ny_id,
+            "new york",
+            &[
+                "2026-10-31T05:30:00Z",
+                "2026-11-01T05:30:00Z",
+                "2026-11-02T06:30:00Z",
+            ],
+        )
+        .await;
+        app.delete(&format!("/v1/schedules/{ny_id}"), &s.key).await;
+
+        // America/New_York, spring forward (8 March 2026): 02:30 → 03:00 EDT.
+        app.clock().set_millis(ms("2026-03-06T12:00:00Z"));
+        let spring = app
+            .post(
+                "/v1/schedules",
+                &s.key,
+                json!({"name": "nys", "every": "1d", "timezone": "America/New_York",
+                       "start_at": "2026-03-07T07:30:00Z", "message": message(&s, "ny spring")}),
+            )
+            .await;
+        assert_eq!(spring.status, StatusCode::CREATED, "{}", spring.text);
+        let spring_id = spring.body["id"].as_str().unwrap().to_string();
+        walk(
+            &app,
+            &s,
+            &spring_id,
+            "ny spring",
+            &[
+                "2026-03-07T07:30:00Z",
+                "2026-03-08T07:00:00Z",
+                "2026-03-09T06:30:00Z",
+            ],
+        )
+        .await;
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn catch_up_after_downtime_skips_or_fires_once() {
+    for engine in engines() {
+        let app = manual(engine).await;
+        let s = setup(&app, "catchup").await;
+        app.clock().set_millis(ms("2026-05-01T09:30:00Z"));
+        let mut ids = Vec::new();
+        for (name, catch_up) in [("skip", "skip"), ("once", "once")] {
+            let a = app
+                .post(
+                    "/v1/schedules",
+                    &s.key,
+                    json!({"name": name, "cron": "0 * * * *", "catch_up": catch_up,
+                           "message": message(&s, name)}),
+                )
+                .await;
+            assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
+            ids.push(a.body["id"].as_str().unwrap().to_string());
+        }
+        // Three and a half hours pass at once (10:00, 11:00, 12:00 and 13:00 are missed).
+        app.clock().set_millis(ms("2026-05-01T13:30:00Z"));
+        let once = finished_runs(&app, &s.key, &ids[1], 1).await;
+        assert_eq!(once.len(), 1, "{once:?}");
+        assert_eq!(once[0]["kind"], "catch_up");
+        assert_eq!(once[0]["occurrence_at"], "2026-05-01T10:00:00Z");
+        for id in &ids {
+            let got = until("the schedule moved past the downtime", || async {
+                let got = app.get(&format!("/v1/schedules/{id}"), &s.key).await;
+                (got.body["next_fire_times"][0] == "2026-05-01T14:00:00Z").then_some(got)
+            })
+            .await;
+            assert_eq!(got.body["next_fire_times"][0], "2026-05-01T14:00:00Z");
+        }
+        assert!(runs(&app, &s.key, &ids[0]).await.is_empty());
+
+        // Back on time: both fire at 14:00.
+        app.clock().set_millis(ms("2026-05-01T14:00:00Z"));
+        let skip = finished_runs(&app, &s.key, &ids[0], 1).await;
+        assert_eq!(occurrences(&skip), ["2026-05-01T14:00:00Z"]);
+        let once = finished_runs(&app, &s.key, &ids[1], 2).await;
+        assert_eq!(
+            occurrences(&once),
+            ["2026-05-01T10:00:00Z", "2026-05-01T14:00:00Z"]
+        );
+        until("the messages", || async {
+            (count_received(&app, &s, "once").await == 2
+                && count_received(&app, &s, "skip").await == 1)
+                .then_some(())
+        })
+        .await;
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn run_now_records_the_run_with_its_message_or_its_error() {
+    for engine in engines() {
+        let app = manual(engine).await;
+        let s = setup(&app, "runnow").await;
+        let created = app
+            .post(
+                "/v1/schedules",
+                &s.key,
+                json!({"name": "r", "cron": "0 9 * * *", "enabled": false,
+                       "message": message(&s, "right now")}),
+            )
+            .await;
+        let id = created.body["id"].as_str().unwrap().to_string();
+        let run = app
+            .post(&format!("/v1/schedules/{id}/run"), &s.key, json!({}))
+            .await;
+        assert_eq!(run.status, StatusCode::CREATED, "{}", run.text);
+        assert_eq!(run.body["kind"], "manual");
+        assert_eq!(run.body["state"], "submitted", "{}", run.text);
+        assert_eq!(run.body["message_ids"].as_array().unwrap().len(), 1);
+        assert_eq!(count_received(&app, &s, "right now").await, 1);
+
+        // The bot goes away: the next run fails and says why.
+        let gone = app.delete(&format!("/v1/bots/{}", s.bot_id), &s.key).await;
+        assert!(gone.status.is_success(), "{}", gone.text);
+        let failed = app
+            .post(&format!("/v1/schedules/{id}/run"), &s.key, json!({}))
+            .await;
+        assert_eq!(failed.body["state"], "failed", "{}", failed.text);
+        assert!(
+            failed.body["error"].as_str().unwrap().contains("bot"),
+            "{}",
+            failed.text
+        );
+
+        let listed = runs(&app, &s.key, &id).await;
+        assert_eq!(listed.len(), 2);
+        assert_eq!(listed[0]["id"], run.body["id"]);
+        assert_eq!(listed[1]["state"], "failed");
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn other_tenants_see_404_everywhere() {
+    for engine in engines() {
+        let app = manual(engine).await;
+        let s = setup(&app, "owner").await;
+        let other_tenant = app.tenant("other").await;
+        let (_, other) = app.tenant_key(&other_tenant).await;
+        let created = app
+            .post(
+                "/v1/schedules",
+                &s.key,
+                json!({"name": "mine", "every": "1h", "message": message(&s, "mine")}),
+            )
+            .await;
+        let id = created.body["id"].as_str().unwrap().to_string();
+        let path = format!("/v1/schedules/{id}");
+        app.get(&path, &other)
+            .await
+            .assert_problem(404, "not-found");
+        app.patch(&path, &other, json!({"enabled": false}))
+            .await
+            .assert_problem(404, "not-found");
+        app.delete(&path, &other)
+            .await
+            .assert_problem(404, "not-found");
+        app.post(&format!("{path}/run"), &other, json!({}))
+            .await
+            .assert_problem(404, "not-found");
+        app.get(&format!("{path}/runs"), &other)
+            .await
+            .assert_problem(404, "not-found");
+        assert_eq!(
+            app.get("/v1/schedules", &other).await.body["data"],
+            json!([])
+        );
+        // Another tenant's bot cannot be named in a message either.
+        let foreign = app
+            .post(
+                "/v1/schedules",
+                &other,
+                json!({"name": "x", "every": "1h", "message": message(&s, "x")}),
+            )
+            .await;
+        foreign.assert_problem(422, "validation-failed");
+        assert_eq!(foreign.body["field"], "message.bot_id");
+        assert!(runs(&app, &s.key, &id).await.is_empty());
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn racing_schedulers_fire_each_occurrence_once() {
+    for engine in engines() {
+        let app = manual(engine).await;
+        let s = setup(&app, "race").await;
+        app.clock().set_millis(ms("2026-06-01T08:59:00Z"));
+        let mut ids = Vec::new();
+        for i in 0..12 {
+            let a = app
+                .post(
+                    "/v1/schedules",
+                    &s.key,
+                    json!({"name": format!("s{i}"), "cron": "0 9 * * *",
+                           "message": message(&s, &format!("race {i}"))}),
+                )
+                .await;
+            assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
+            ids.push(a.body["id"].as_str().unwrap().to_string());
+        }
+        // Three more schedulers step alongside the server's own as time reaches 09:00.
+        let extra: Vec<_> = (0..3)
+            .map(|_| {
+                relaygram::schedules::Scheduler::new(
+                    app.server.services.clone(),
+                    Arc::new(relaygram::schedules::handoff::DirectSend),
+                )
+            })
+            .collect();
+        app.clock().set_millis(ms("2026-06-01T09:00:00Z"));
+        let steps = extra.iter().map(|sch| async move {
+            for _ in 0..5 {
+                sch.step().await.expect("step");
+            }
+        });
+        futures_join_all(steps).await;
+        for (i, id) in ids.iter().enumerate() {
+            let r = finished_runs(&app, &s.key, id, 1).await;
+            assert_eq!(r.len(), 1, "{engine} {r:?}");
+            assert_eq!(r[0]["state"], "submitted");
+            until("the message", || async {
+                (count_received(&app, &s, &format!("race {i}")).await == 1).then_some(())
+            })
+            .await;
+        }
+        // Nothing more is due: further steps fire nothing.
+        for sch in &extra {
+            assert_eq!(sch.step().await.expect("step"), 0);
+        }
+        let texts = received(&app, &s).await;
+        assert_eq!(
+            texts.iter().filter(|t| t.starts_with("race ")).count(),
+            12,
+            "{texts:?}"
+        );
+        app.stop().await;
+    }
+}
+
+async fn futures_join_all<F: std::future::Future<Output = ()>>(futures: impl Iterator<Item = F>) {
+    let mut set = Vec::new();
+    for f in futures {
+        set.push(f);
+    }
+    // Poll them together on this task.
+    let mut pinned: Vec<_> = set.into_iter().map(Box::pin).collect();
+    std::future::poll_fn(|cx| {
+        pinned.retain_mut(|f| f.as_mut().poll(cx).is_pending());
+        if pinned.is_empty() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+}
