@@ -49,6 +49,9 @@ pub enum Command {
     /// Manage bot webhooks.
     #[command(subcommand)]
     Webhook(WebhookCommand),
+    /// Manage schedules (recurring messages).
+    #[command(subcommand)]
+    Schedules(crate::schedules::cli::SchedulesCommand),
 }
 
 /// `relaygram sandbox` options.
@@ -77,7 +80,7 @@ pub struct PageArgs {
 }
 
 impl PageArgs {
-    fn page(&self) -> Page {
+    pub(crate) fn page(&self) -> Page {
         Page {
             after: self.after.clone(),
             limit: self.limit,
@@ -325,6 +328,7 @@ pub async fn run_admin_command(config: &Config, command: Command) -> anyhow::Res
             print_bot(&b);
             Ok(())
         }
+        Command::Schedules(command) => crate::schedules::cli::run(&services, command).await,
         Command::Serve | Command::Config | Command::Sandbox(_) => {
             Err(anyhow::anyhow!("not an operator command"))
         }

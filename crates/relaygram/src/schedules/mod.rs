@@ -3,6 +3,7 @@
 //! claiming loop, [`handoff`] the seam to delivery and [`api`] the HTTP edge.
 
 pub mod api;
+pub mod cli;
 pub mod handoff;
 pub mod occurrence;
 pub mod service;

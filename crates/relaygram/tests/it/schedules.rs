@@ -710,3 +710,192 @@ async fn futures_join_all<F: std::future::Future<Output = ()>>(futures: impl Ite
     })
     .await;
 }
+
+/// Runs the real binary with `envs`; returns (success, stdout, stderr).
+async fn relaygram_cli(envs: &[(&str, String)], args: &[&str]) -> (bool, String, String) {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_relaygram"));
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().await.expect("relaygram runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn cli_lists_adds_runs_pauses_resumes_and_removes() {
+    use relaygram_sandbox::{Sandbox, SandboxConfig};
+    for engine in engines() {
+        let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let db = relaygram::store::testing::fresh(engine, dir.path())
+            .await
+            .unwrap();
+        let envs = [
+            ("RELAYGRAM_DATABASE_URL", db.url.clone()),
+            ("RELAYGRAM_TELEGRAM_API_URL", sandbox.url()),
+            (
+                "RELAYGRAM_DATA_DIR",
+                dir.path().join("data").display().to_string(),
+            ),
+        ];
+        let ok = |args: Vec<String>| {
+            let envs = envs.clone();
+            async move {
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                let (success, out, err) = relaygram_cli(&envs, &args).await;
+                assert!(success, "relaygram {args:?} failed: {err}");
+                out
+            }
+        };
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let tenant = ok(args(&["tenants", "create", "--name", "Acme"])).await;
+        let tenant = tenant.split('\t').next().unwrap().trim().to_string();
+        let http = reqwest::Client::new();
+        let made: Value = http
+            .post(format!("{}/sandbox/bots", sandbox.url()))
+            .json(&json!({"username": "sched_cli_bot"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let token = made["token"].as_str().unwrap().to_string();
+        let mut with_token = envs.to_vec();
+        with_token.push(("RELAYGRAM_BOT_TOKEN", token));
+        let (success, added, err) =
+            relaygram_cli(&with_token, &["bots", "add", "--tenant", &tenant]).await;
+        assert!(success, "{err}");
+        let bot_id = added.split('\t').next().unwrap().to_string();
+        let user: Value = http
+            .post(format!("{}/sandbox/users", sandbox.url()))
+            .json(&json!({"first_name": "Op"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let user = user["id"].as_i64().unwrap();
+        http.post(format!("{}/sandbox/users/{user}/messages", sandbox.url()))
+            .json(&json!({"bot": "sched_cli_bot", "text": "hi"}))
+            .send()
+            .await
+            .unwrap();
+        let message =
+            json!({"bot_id": bot_id, "to": {"chat_id": user}, "text": "from the cli"}).to_string();
+
+        let out = ok(args(&[
+            "schedules",
+            "add",
+            "--tenant",
+            &tenant,
+            "--name",
+            "Morning",
+            "--cron",
+            "0 9 * * MON-FRI",
+            "--timezone",
+            "Europe/Berlin",
+            "--message",
+            &message,
+        ]))
+        .await;
+        let id = out.split('\t').next().unwrap().to_string();
+        assert!(id.starts_with("sch_"), "{out}");
+        assert!(out.contains("enabled"), "{out}");
+        let next = out.split("next: ").nth(1).unwrap();
+        assert_eq!(next.trim().split(", ").count(), 5, "{out}");
+        assert!(ok(args(&["schedules", "list"])).await.contains(&id));
+
+        // Bad input: a plain message naming the field, non-zero exit, nothing stored.
+        for (flag, value, field) in [
+            ("--cron", "99 * * * *", "cron"),
+            ("--every", "soon", "every"),
+        ] {
+            let (success, _, err) = relaygram_cli(
+                &envs,
+                &[
+                    "schedules",
+                    "add",
+                    "--tenant",
+                    &tenant,
+                    "--name",
+                    "bad",
+                    flag,
+                    value,
+                    "--message",
+                    &message,
+                ],
+            )
+            .await;
+            assert!(!success);
+            assert!(err.contains(field), "{err}");
+        }
+        let (success, _, err) = relaygram_cli(
+            &envs,
+            &[
+                "schedules",
+                "add",
+                "--tenant",
+                &tenant,
+                "--name",
+                "bad",
+                "--every",
+                "1h",
+                "--timezone",
+                "Atlantis/Capital",
+                "--message",
+                &message,
+            ],
+        )
+        .await;
+        assert!(!success && err.contains("timezone"), "{err}");
+        assert_eq!(ok(args(&["schedules", "list"])).await.lines().count(), 1);
+
+        let paused = ok(args(&["schedules", "pause", &id])).await;
+        assert!(
+            paused.contains("paused") && paused.contains("next: -"),
+            "{paused}"
+        );
+        let resumed = ok(args(&["schedules", "resume", &id])).await;
+        assert!(resumed.contains("enabled"), "{resumed}");
+
+        let ran = ok(args(&["schedules", "run", &id])).await;
+        assert!(ran.contains("manual") && ran.contains("submitted"), "{ran}");
+        let transcript: Value = http
+            .get(format!(
+                "{}/sandbox/chats/{user}/messages?bot=sched_cli_bot",
+                sandbox.url()
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let sent = transcript["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["text"] == "from the cli")
+            .count();
+        assert_eq!(sent, 1);
+
+        assert!(
+            ok(args(&["schedules", "remove", &id]))
+                .await
+                .contains("removed")
+        );
+        assert_eq!(ok(args(&["schedules", "list"])).await.trim(), "");
+        let (success, _, err) = relaygram_cli(&envs, &["schedules", "run", &id]).await;
+        assert!(!success && err.contains("not found"), "{err}");
+        sandbox.shutdown().await;
+    }
+}
