@@ -264,9 +264,9 @@ impl Timing {
     /// Checks the bounds (`end_at` after `start_at`).
     pub fn check(&self) -> Result<(), TimingError> {
         if let (Some(start), Some(end)) = (self.start_at, self.end_at)
-            && end <= start
+            && end < start
         {
-            return Err(err("end_at", "must be after start_at"));
+            return Err(err("end_at", "must not be before start_at"));
         }
         Ok(())
     }

@@ -899,3 +899,222 @@ async fn cli_lists_adds_runs_pauses_resumes_and_removes() {
         sandbox.shutdown().await;
     }
 }
+
+const CRASH_ADMIN_KEY: &str = "rg_schedule_crash_admin_key_0123456789";
+
+async fn start_binary(
+    db_url: &str,
+    data_dir: &std::path::Path,
+    port: u16,
+    sandbox: &str,
+) -> tokio::process::Child {
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_relaygram"))
+        .arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RELAYGRAM_DATABASE_URL", db_url)
+        .env("RELAYGRAM_DATA_DIR", data_dir)
+        .env("RELAYGRAM_BIND", format!("127.0.0.1:{port}"))
+        .env("RELAYGRAM_TELEGRAM_API_URL", sandbox)
+        .env("RELAYGRAM_ADMIN_KEY", CRASH_ADMIN_KEY)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the relaygram binary starts");
+    let http = reqwest::Client::new();
+    until("the server to answer", || async {
+        http.get(format!("http://127.0.0.1:{port}/readyz"))
+            .send()
+            .await
+            .ok()
+            .filter(|r| r.status().is_success())
+            .map(|_| ())
+    })
+    .await;
+    child
+}
+
+#[tokio::test]
+async fn kill_9_mid_run_and_restart_never_fire_an_occurrence_twice() {
+    use relaygram_sandbox::{Sandbox, SandboxConfig};
+    for engine in engines() {
+        let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+        let sb = sandbox.url();
+        let dir = tempfile::tempdir().unwrap();
+        let db = relaygram::store::testing::fresh(engine, dir.path())
+            .await
+            .unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let base = format!("http://127.0.0.1:{port}");
+        let data = dir.path().join("data");
+        let http = reqwest::Client::new();
+        let mut child = start_binary(&db.url, &data, port, &sb).await;
+        let call = |method: reqwest::Method, path: String, body: Option<Value>| {
+            let http = http.clone();
+            let url = format!("{base}{path}");
+            async move {
+                let mut r = http.request(method, url).bearer_auth(CRASH_ADMIN_KEY);
+                if let Some(body) = body {
+                    r = r.json(&body);
+                }
+                let r = r.send().await.ok()?;
+                r.json::<Value>().await.ok()
+            }
+        };
+
+        let bot: Value = http
+            .post(format!("{sb}/sandbox/bots"))
+            .json(&json!({"username": "crash_sched_bot"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let tenant = call(
+            reqwest::Method::POST,
+            "/v1/tenants".into(),
+            Some(json!({"name": "t"})),
+        )
+        .await
+        .unwrap();
+        let added = call(
+            reqwest::Method::POST,
+            "/v1/bots".into(),
+            Some(json!({"token": bot["token"], "tenant_id": tenant["id"]})),
+        )
+        .await
+        .unwrap();
+        let bot_id = added["id"].as_str().unwrap().to_string();
+        let user: Value = http
+            .post(format!("{sb}/sandbox/users"))
+            .json(&json!({"first_name": "Alice"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let user = user["id"].as_i64().unwrap();
+        http.post(format!("{sb}/sandbox/users/{user}/messages"))
+            .json(&json!({"bot": "crash_sched_bot", "text": "/start"}))
+            .send()
+            .await
+            .unwrap();
+        let texts = |http: reqwest::Client| {
+            let sb = sb.clone();
+            async move {
+                let t: Value = http
+                    .get(format!(
+                        "{sb}/sandbox/chats/{user}/messages?bot=crash_sched_bot"
+                    ))
+                    .send()
+                    .await
+                    .ok()?
+                    .json()
+                    .await
+                    .ok()?;
+                Some(
+                    t["messages"]
+                        .as_array()?
+                        .iter()
+                        .filter(|m| m["direction"] == "out")
+                        .filter_map(|m| m["text"].as_str().map(str::to_string))
+                        .collect::<Vec<_>>(),
+                )
+            }
+        };
+        until("the welcome reply", || async {
+            texts(http.clone()).await.filter(|t| !t.is_empty())
+        })
+        .await;
+
+        // The first scheduled send hangs in "Telegram", so the run is mid hand-off (claimed)
+        // when the process is killed.
+        http.post(format!("{sb}/sandbox/faults"))
+            .json(&json!({"kind": "timeout", "method": "sendMessage", "delay_ms": 120_000, "count": 1}))
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap();
+        // One occurrence, two seconds from now.
+        let at = (relaygram::ids::now_millis() / 1000 + 2) * 1000;
+        let at_text = relaygram::ids::rfc3339(at);
+        let created = call(
+            reqwest::Method::POST,
+            "/v1/schedules".into(),
+            Some(
+                json!({"name": "once", "cron": "* * * * * *", "tenant_id": tenant["id"],
+                        "start_at": at_text, "end_at": at_text,
+                        "message": {"bot_id": bot_id, "to": {"chat_id": user}, "text": "tick"}}),
+            ),
+        )
+        .await
+        .unwrap();
+        let id = created["id"].as_str().expect("created").to_string();
+        let runs_of = |id: String| {
+            let call = &call;
+            async move {
+                let v = call(
+                    reqwest::Method::GET,
+                    format!("/v1/schedules/{id}/runs"),
+                    None,
+                )
+                .await?;
+                v["data"].as_array().cloned()
+            }
+        };
+        until("the run claimed and hanging", || async {
+            let r = runs_of(id.clone()).await?;
+            (r.len() == 1 && r[0]["state"] == "claimed").then_some(())
+        })
+        .await;
+
+        let pid = child.id().unwrap().to_string();
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-KILL", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        child.wait().await.unwrap();
+        http.delete(format!("{sb}/sandbox/faults"))
+            .send()
+            .await
+            .unwrap();
+
+        let mut child = start_binary(&db.url, &data, port, &sb).await;
+        // The interrupted run is completed (after its lease) without a second send: a
+        // direct send may have reached Telegram, so it ends `unknown`, not repeated.
+        let done = until("the interrupted run completed", || async {
+            let r = runs_of(id.clone()).await?;
+            (r.len() == 1 && r[0]["state"] != "claimed").then_some(r)
+        })
+        .await;
+        assert_eq!(done[0]["occurrence_at"], at_text.as_str());
+        assert_eq!(done[0]["state"], "unknown", "{done:?}");
+        let got = call(reqwest::Method::GET, format!("/v1/schedules/{id}"), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            got["next_fire_times"],
+            json!([]),
+            "its only occurrence is spent"
+        );
+        let sent = texts(http.clone()).await.unwrap();
+        assert!(
+            sent.iter().filter(|t| *t == "tick").count() <= 1,
+            "never twice: {sent:?}"
+        );
+        assert_eq!(runs_of(id.clone()).await.unwrap().len(), 1);
+        child.kill().await.unwrap();
+        sandbox.shutdown().await;
+    }
+}
