@@ -418,7 +418,7 @@ pub async fn run_now(
         finished_at: None,
     };
     services.store.insert_run(&run).await?;
-    execute(services, handoff, &run).await?;
+    execute(services, handoff, &run, Some(s.message.clone())).await?;
     services
         .store
         .get_run(&run.id)
@@ -440,12 +440,14 @@ pub async fn list_runs(
     Ok(services.store.list_runs(id, page).await?)
 }
 
-/// Hands a claimed run's message to delivery and records the outcome. A run that was
-/// already attempted by a hand-off that cannot be repeated ends `unknown`.
+/// Hands a claimed run's message to delivery and records the outcome. `message` is the
+/// schedule's message when the caller has it (read again otherwise). A run that was already
+/// attempted by a hand-off that cannot be repeated ends `unknown`.
 pub async fn execute(
     services: &Services,
     handoff: &dyn Handoff,
     run: &RunRecord,
+    message: Option<String>,
 ) -> ServiceResult<()> {
     let store = &services.store;
     let finish = |outcome: RunOutcome| async move {
@@ -462,11 +464,15 @@ pub async fn execute(
         .await?;
         return Ok(());
     }
-    let Some(schedule) = store.get_schedule(&run.schedule_id).await? else {
-        // Deleted meanwhile: its runs went with it.
-        return Ok(());
+    let message = match message {
+        Some(m) => m,
+        None => match store.get_schedule(&run.schedule_id).await? {
+            Some(schedule) => schedule.message,
+            // Deleted meanwhile: its runs went with it.
+            None => return Ok(()),
+        },
     };
-    let message: Value = match serde_json::from_str(&schedule.message) {
+    let message: Value = match serde_json::from_str(&message) {
         Ok(m) => m,
         Err(e) => {
             finish(RunOutcome::Failed(format!(
@@ -476,7 +482,8 @@ pub async fn execute(
             return Ok(());
         }
     };
-    if !store.start_run_attempt(&run.id).await? {
+    // Only a hand-off that cannot be repeated needs to know it was started.
+    if !handoff.idempotent() && !store.start_run_attempt(&run.id).await? {
         return Ok(());
     }
     let origin = Origin {
@@ -485,7 +492,7 @@ pub async fn execute(
         run_id: run.id.clone(),
     };
     match handoff
-        .submit(services, &schedule.tenant_id, &message, &origin)
+        .submit(services, &run.tenant_id, &message, &origin)
         .await
     {
         Ok(handed) => {

@@ -70,26 +70,32 @@ impl Scheduler {
                 advance_for(s, now)
             })
             .await?;
-        for run in &due {
+        for (run, _) in &due {
             metrics::histogram!("relaygram_schedule_lateness_seconds")
                 .record((now - run.occurrence_at).max(0) as f64 / 1000.0);
         }
-        let runs: Vec<RunRecord> = stale.into_iter().chain(due).collect();
+        let runs: Vec<(RunRecord, Option<String>)> = stale
+            .into_iter()
+            .map(|run| (run, None))
+            .chain(due.into_iter().map(|(run, message)| (run, Some(message))))
+            .collect();
         let handled = runs.len();
         self.hand_over(runs).await;
         Ok(handled)
     }
 
-    async fn hand_over(&self, runs: Vec<RunRecord>) {
+    async fn hand_over(&self, runs: Vec<(RunRecord, Option<String>)>) {
         let mut pending = runs.into_iter();
         let mut tasks = tokio::task::JoinSet::new();
         loop {
             while tasks.len() < CONCURRENCY {
-                let Some(run) = pending.next() else { break };
+                let Some((run, message)) = pending.next() else {
+                    break;
+                };
                 let services = self.services.clone();
                 let handoff = self.handoff.clone();
                 tasks.spawn(async move {
-                    if let Err(e) = execute(&services, handoff.as_ref(), &run).await {
+                    if let Err(e) = execute(&services, handoff.as_ref(), &run, message).await {
                         tracing::warn!(run_id = %run.id, error = %e, "schedule run not completed");
                     }
                 });

@@ -244,14 +244,14 @@ pub trait ScheduleStore: Send + Sync {
     /// Claims up to `limit` due schedules (enabled, `next_fire_at <= now`): for each,
     /// `decide` says the new `next_fire_at` and which run to claim; both are written in
     /// one transaction. Returns the claimed runs (state `claimed`, lease until
-    /// `lease_until`).
+    /// `lease_until`), each with its schedule's message.
     async fn claim_due_schedules(
         &self,
         now: i64,
         limit: u32,
         lease_until: i64,
         decide: Decide<'_>,
-    ) -> StoreResult<Vec<RunRecord>>;
+    ) -> StoreResult<Vec<(RunRecord, String)>>;
     /// Stores a claimed manual run.
     async fn insert_run(&self, run: &RunRecord) -> StoreResult<()>;
     /// Takes over up to `limit` runs still `claimed` whose lease ran out, leasing them
@@ -434,7 +434,7 @@ macro_rules! schedules_store {
                 limit: u32,
                 lease_until: i64,
                 decide: Decide<'_>,
-            ) -> StoreResult<Vec<RunRecord>> {
+            ) -> StoreResult<Vec<(RunRecord, String)>> {
                 let mut tx = self.pool.begin().await?;
                 let sql = format!(
                     "SELECT {SCHEDULE_COLS} FROM schedules \
@@ -507,7 +507,7 @@ macro_rules! schedules_store {
                         .await?;
                     // Already claimed (the unique occurrence): it fired, or is firing.
                     if inserted.rows_affected() == 1 {
-                        runs.push(run);
+                        runs.push((run, schedule.message));
                     }
                 }
                 tx.commit().await?;
