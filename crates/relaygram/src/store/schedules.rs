@@ -681,3 +681,170 @@ macro_rules! schedules_store {
 
 schedules_store!(SqliteStore, SqliteRow, "");
 schedules_store!(PgStore, PgRow, "FOR UPDATE SKIP LOCKED");
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use secrecy::SecretString;
+
+    use super::*;
+    use crate::store::testing::{engines, fresh};
+    use crate::store::{Store, Tenant, connect};
+
+    fn schedule(id: &str, next: Option<i64>) -> ScheduleRecord {
+        ScheduleRecord {
+            id: id.into(),
+            tenant_id: "ten_1".into(),
+            name: id.into(),
+            cron: Some("0 * * * *".into()),
+            every: None,
+            timezone: "UTC".into(),
+            message: "{}".into(),
+            enabled: true,
+            catch_up: CatchUp::Skip,
+            start_at: None,
+            end_at: None,
+            anchor_at: 0,
+            next_fire_at: next,
+            last_fire_at: None,
+            created_at: 1,
+            updated_at: 1,
+        }
+    }
+
+    /// Fires the due occurrence and moves an hour on.
+    fn hourly(s: &ScheduleRecord) -> Advance {
+        let due = s.next_fire_at.unwrap();
+        Advance {
+            next_fire_at: Some(due + 3_600_000),
+            run: Some((due, RunKind::Scheduled)),
+        }
+    }
+
+    #[tokio::test]
+    async fn each_occurrence_is_claimed_once_even_by_racing_claimers() {
+        for engine in engines() {
+            let dir = tempfile::tempdir().unwrap();
+            let db = fresh(engine, dir.path()).await.unwrap();
+            let store: Arc<dyn Store> = connect(&SecretString::from(db.url.clone())).await.unwrap();
+            store.migrate().await.unwrap();
+            store
+                .insert_tenant(&Tenant {
+                    id: "ten_1".into(),
+                    name: "t".into(),
+                    created_at: 1,
+                })
+                .await
+                .unwrap();
+            for i in 0..50 {
+                store
+                    .insert_schedule(&schedule(&format!("sch_{i:03}"), Some(1_000)))
+                    .await
+                    .unwrap();
+            }
+            store
+                .insert_schedule(&schedule("sch_later", Some(9_000_000)))
+                .await
+                .unwrap();
+            assert_eq!(store.next_schedule_work_at().await.unwrap(), Some(1_000));
+
+            // Four claimers at once, in batches of 7: every due schedule once.
+            let claimers = (0..4).map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let mut mine = Vec::new();
+                    loop {
+                        let got = store
+                            .claim_due_schedules(2_000, 7, 20_000, &hourly)
+                            .await
+                            .unwrap();
+                        if got.is_empty() {
+                            break mine;
+                        }
+                        mine.extend(got.into_iter().map(|(r, _)| r.schedule_id));
+                    }
+                })
+            });
+            let mut all = Vec::new();
+            for c in claimers {
+                all.extend(c.await.unwrap());
+            }
+            all.sort();
+            assert_eq!(all.len(), 50, "{engine}");
+            all.dedup();
+            assert_eq!(all.len(), 50, "{engine}: a schedule was claimed twice");
+            let s = store.get_schedule("sch_007").await.unwrap().unwrap();
+            assert_eq!(s.next_fire_at, Some(3_601_000));
+            assert_eq!(s.last_fire_at, Some(1_000));
+
+            // The run exists once; a manual run at the same instant is separate.
+            let runs = store.list_runs("sch_007", &Page::first(10)).await.unwrap();
+            assert_eq!(runs.items.len(), 1);
+            let run = runs.items[0].clone();
+            assert_eq!(run.state, RunState::Claimed);
+            let manual = RunRecord {
+                id: crate::ids::new_id("run"),
+                kind: RunKind::Manual,
+                lease_until: Some(100_000),
+                ..run.clone()
+            };
+            store.insert_run(&manual).await.unwrap();
+            let dup = RunRecord {
+                id: crate::ids::new_id("run"),
+                ..run.clone()
+            };
+            assert!(matches!(
+                store.insert_run(&dup).await,
+                Err(StoreError::Conflict(_))
+            ));
+
+            // Runs whose lease ran out are taken over once; finishing is once.
+            assert!(
+                store
+                    .claim_stale_runs(19_999, 100, 40_000)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+            let stale = store.claim_stale_runs(20_000, 100, 40_000).await.unwrap();
+            assert_eq!(stale.len(), 50, "{engine}");
+            assert!(stale.iter().all(|r| r.lease_until == Some(40_000)));
+            assert!(
+                store
+                    .claim_stale_runs(20_000, 100, 60_000)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+            assert!(store.start_run_attempt(&run.id).await.unwrap());
+            let submitted = RunOutcome::Submitted {
+                message_ids: vec!["msg_1".into()],
+                broadcast_id: None,
+            };
+            assert!(store.finish_run(&run.id, &submitted, 5).await.unwrap());
+            assert!(!store.finish_run(&run.id, &submitted, 6).await.unwrap());
+            let done = store.get_run(&run.id).await.unwrap().unwrap();
+            assert_eq!(done.state, RunState::Submitted);
+            assert_eq!(done.attempts, 1);
+            assert_eq!(done.message_ids, ["msg_1"]);
+            assert_eq!(done.lease_until, None);
+
+            // Paused schedules are not due; deleting takes the runs along.
+            let mut paused = store.get_schedule("sch_later").await.unwrap().unwrap();
+            paused.enabled = false;
+            paused.next_fire_at = Some(1);
+            assert!(store.update_schedule(&paused).await.unwrap());
+            assert!(
+                store
+                    .claim_due_schedules(10_000, 100, 20_000, &hourly)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+            assert!(store.delete_schedule("sch_007").await.unwrap());
+            assert_eq!(store.get_run(&run.id).await.unwrap(), None);
+            store.close().await;
+        }
+    }
+}
