@@ -66,6 +66,30 @@ pub struct Config {
     /// Seconds a processor holds an update before another may take it (≥ 1); after a crash,
     /// its update is processed again once this passes.
     pub update_lease_seconds: u32,
+    /// Telegram's flood limits the senders keep to (`[limits]` in the file,
+    /// `RELAYGRAM_LIMITS_*` in the environment); each bot may override them.
+    pub limits: SendLimits,
+}
+
+/// Sending limits (0 = no limit).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SendLimits {
+    /// Messages per second per bot (Telegram: about 30; up to 1000 with paid broadcasts).
+    pub per_bot_per_second: f64,
+    /// Messages per second to one private chat (Telegram: 1).
+    pub per_chat_per_second: f64,
+    /// Messages per minute to one group, supergroup or channel (Telegram: 20).
+    pub per_group_per_minute: f64,
+}
+
+impl Default for SendLimits {
+    fn default() -> Self {
+        SendLimits {
+            per_bot_per_second: 30.0,
+            per_chat_per_second: 1.0,
+            per_group_per_minute: 20.0,
+        }
+    }
 }
 
 impl Default for Config {
@@ -84,6 +108,7 @@ impl Default for Config {
             command_rate_per_minute: crate::commands::DEFAULT_COMMANDS_PER_MINUTE,
             update_retention_days: 7,
             update_lease_seconds: 60,
+            limits: SendLimits::default(),
         }
     }
 }
@@ -122,6 +147,9 @@ struct RawConfig {
     command_rate_per_minute: Option<String>,
     update_retention_days: Option<String>,
     update_lease_seconds: Option<String>,
+    limits_per_bot_per_second: Option<String>,
+    limits_per_chat_per_second: Option<String>,
+    limits_per_group_per_minute: Option<String>,
 }
 
 /// Names of every setting, in display order.
@@ -139,6 +167,9 @@ pub const SETTINGS: &[&str] = &[
     "command_rate_per_minute",
     "update_retention_days",
     "update_lease_seconds",
+    "limits_per_bot_per_second",
+    "limits_per_chat_per_second",
+    "limits_per_group_per_minute",
 ];
 
 impl Config {
@@ -203,9 +234,20 @@ impl Config {
         })?;
         let mut raw = RawConfig::default();
         for name in SETTINGS {
+            // `[limits] per_bot_per_second` in the file is `limits_per_bot_per_second` in
+            // the environment (RELAYGRAM_LIMITS_PER_BOT_PER_SECOND); the env one wins.
+            let nested = name
+                .strip_prefix("limits_")
+                .map(|rest| format!("limits.{rest}"));
             let value = match built.get::<config::Value>(name) {
                 Ok(v) => v,
-                Err(config::ConfigError::NotFound(_)) => continue,
+                Err(config::ConfigError::NotFound(_)) => {
+                    match nested.as_deref().map(|n| built.get::<config::Value>(n)) {
+                        Some(Ok(v)) => v,
+                        None | Some(Err(config::ConfigError::NotFound(_))) => continue,
+                        Some(Err(e)) => return Err(ConfigError::new(name, e.to_string())),
+                    }
+                }
                 Err(e) => return Err(ConfigError::new(name, e.to_string())),
             };
             let text = value
@@ -224,6 +266,9 @@ impl Config {
                 "command_rate_per_minute" => &mut raw.command_rate_per_minute,
                 "update_retention_days" => &mut raw.update_retention_days,
                 "update_lease_seconds" => &mut raw.update_lease_seconds,
+                "limits_per_bot_per_second" => &mut raw.limits_per_bot_per_second,
+                "limits_per_chat_per_second" => &mut raw.limits_per_chat_per_second,
+                "limits_per_group_per_minute" => &mut raw.limits_per_group_per_minute,
                 _ => &mut raw.max_body_bytes,
             };
             *slot = Some(text);
@@ -330,6 +375,36 @@ impl Config {
         if let Some(secs) = non_empty(raw.update_lease_seconds) {
             cfg.update_lease_seconds = whole_number("update_lease_seconds", &secs, 1)?;
         }
+        for (name, value, slot) in [
+            (
+                "limits.per_bot_per_second",
+                raw.limits_per_bot_per_second,
+                &mut cfg.limits.per_bot_per_second,
+            ),
+            (
+                "limits.per_chat_per_second",
+                raw.limits_per_chat_per_second,
+                &mut cfg.limits.per_chat_per_second,
+            ),
+            (
+                "limits.per_group_per_minute",
+                raw.limits_per_group_per_minute,
+                &mut cfg.limits.per_group_per_minute,
+            ),
+        ] {
+            if let Some(text) = non_empty(value) {
+                *slot = text
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|n| n.is_finite() && *n >= 0.0)
+                    .ok_or_else(|| {
+                        ConfigError::new(
+                            name,
+                            format!("must be a number ≥ 0 (0 = no limit), got {text:?}"),
+                        )
+                    })?;
+            }
+        }
         Ok(cfg)
     }
 
@@ -385,6 +460,12 @@ impl Config {
             "update_lease_seconds",
             self.update_lease_seconds.to_string(),
         );
+        out.push_str(&format!(
+            "\n[limits]\nper_bot_per_second = {}\nper_chat_per_second = {}\nper_group_per_minute = {}\n",
+            self.limits.per_bot_per_second,
+            self.limits.per_chat_per_second,
+            self.limits.per_group_per_minute
+        ));
         out
     }
 }
@@ -482,6 +563,27 @@ mod tests {
         assert_eq!(cfg.bind.to_string(), "0.0.0.0:7000");
         assert_eq!(cfg.public_url.as_deref(), Some("https://file.example"));
         assert_eq!(cfg.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn send_limits_come_from_the_file_table_and_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("relaygram.toml");
+        std::fs::write(
+            &file,
+            "[limits]\nper_bot_per_second = 100\nper_group_per_minute = 10\n",
+        )
+        .unwrap();
+        let cfg = Config::load_from(
+            Some(&file),
+            env(&[("RELAYGRAM_LIMITS_PER_GROUP_PER_MINUTE", "15")]),
+        )
+        .unwrap();
+        assert_eq!(cfg.limits.per_bot_per_second, 100.0);
+        assert_eq!(cfg.limits.per_chat_per_second, 1.0);
+        assert_eq!(cfg.limits.per_group_per_minute, 15.0);
+        let bad = Config::load_from(None, env(&[("RELAYGRAM_LIMITS_PER_BOT_PER_SECOND", "-1")]));
+        assert!(bad.is_err());
     }
 
     #[test]

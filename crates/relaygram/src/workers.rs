@@ -58,6 +58,16 @@ impl Workers {
             )
             .spawn(shutdown.clone()),
         );
+        // Delivery: one sender per bot with queued messages, paced at the bot's limits.
+        crate::delivery::set_default_limits(config.limits);
+        handles.push(tokio::spawn(crate::delivery::sender::supervise(
+            services.clone(),
+            crate::delivery::SenderConfig {
+                defaults: config.limits,
+                ..crate::delivery::SenderConfig::default()
+            },
+            shutdown.clone(),
+        )));
         // Schedules: claims due occurrences and hands their messages to delivery.
         handles.push(tokio::spawn(
             crate::schedules::Scheduler::new(

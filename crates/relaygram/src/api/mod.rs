@@ -75,6 +75,9 @@ impl Modify for BearerAuth {
         (name = "bots", description = "Telegram bots"),
         (name = "commands", description = "Custom bot commands and the Telegram menu"),
         (name = "events", description = "Signed event webhooks to the app, and the pull API"),
+        (name = "messages", description = "The outbox: sending, status, re-drive, broadcasts, statistics"),
+        (name = "linking", description = "Link tokens, connect codes, links and notification categories"),
+        (name = "templates", description = "Message templates, rendered and checked for Telegram"),
         (name = "schedules", description = "Recurring messages: cron or interval, in a time zone, once per occurrence"),
         (name = "operations", description = "Health, readiness, metrics, this document")
     )
@@ -112,6 +115,62 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(crate::events::http::pull_events))
         .routes(routes!(crate::events::http::get_event))
         .routes(routes!(crate::events::http::replay_event))
+        .routes(routes!(
+            crate::delivery::api::send_message,
+            crate::delivery::api::list_messages
+        ))
+        .routes(routes!(crate::delivery::api::get_message))
+        .routes(routes!(crate::delivery::api::retry_message))
+        .routes(routes!(crate::delivery::api::retry_messages))
+        .routes(routes!(crate::delivery::api::list_broadcasts))
+        .routes(routes!(crate::delivery::api::get_broadcast))
+        .routes(routes!(crate::delivery::api::pause_broadcast))
+        .routes(routes!(crate::delivery::api::resume_broadcast))
+        .routes(routes!(crate::delivery::api::cancel_broadcast))
+        .routes(routes!(crate::delivery::api::stats))
+        .routes(routes!(
+            crate::delivery::api::get_bot_limits,
+            crate::delivery::api::put_bot_limits
+        ))
+        .routes(routes!(crate::linking::api::create_link_token))
+        .routes(routes!(crate::linking::api::get_link_token))
+        .routes(routes!(crate::linking::api::link_token_qr))
+        .routes(routes!(
+            crate::linking::api::create_connect_code,
+            crate::linking::api::list_connect_codes
+        ))
+        .routes(routes!(
+            crate::linking::api::get_connect_code,
+            crate::linking::api::revoke_connect_code
+        ))
+        .routes(routes!(crate::linking::api::rotate_connect_code))
+        .routes(routes!(crate::linking::api::connect_code_subscribers))
+        .routes(routes!(crate::linking::api::list_links))
+        .routes(routes!(
+            crate::linking::api::get_link,
+            crate::linking::api::update_link,
+            crate::linking::api::delete_link
+        ))
+        .routes(routes!(crate::linking::api::test_link))
+        .routes(routes!(
+            crate::linking::api::create_category,
+            crate::linking::api::list_categories
+        ))
+        .routes(routes!(
+            crate::linking::api::get_category,
+            crate::linking::api::update_category,
+            crate::linking::api::delete_category
+        ))
+        .routes(routes!(
+            crate::templates::api::create_template,
+            crate::templates::api::list_templates
+        ))
+        .routes(routes!(
+            crate::templates::api::get_template,
+            crate::templates::api::put_template,
+            crate::templates::api::delete_template
+        ))
+        .routes(routes!(crate::templates::api::preview_template))
         .routes(routes!(
             crate::schedules::api::create_schedule,
             crate::schedules::api::list_schedules

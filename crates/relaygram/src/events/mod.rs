@@ -194,7 +194,7 @@ fn parse_cursor(after: Option<&str>) -> ServiceResult<i64> {
 }
 
 /// The tenant a call acts on: a tenant key's own, or the one an admin key names.
-async fn acting_tenant(
+pub(crate) async fn acting_tenant(
     services: &Services,
     principal: &Principal,
     asked: Option<&str>,

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use super::command::{self, Parsed};
 use crate::commands::{BUILT_IN, CommandAction, CommandLimiter, LimitDecision};
 use crate::ids::now_millis;
+use crate::linking::service::{ChatRef, Redeemed, SETTINGS_BUTTON, SettingsView};
 use crate::services::Services;
 use crate::store::{BotRecord, ChatRecord, ChatState, UpdateRecord, UpdateStatus};
 use crate::telegram::{BotToken, TelegramError};
@@ -143,6 +144,9 @@ impl Ctx<'_> {
             Err(e @ TelegramError::ChatGone(_)) => {
                 self.set_chat_state(chat_id, None, ChatState::Blocked)
                     .await?;
+                self.services()
+                    .set_chat_active(&self.bot, chat_id, false, "unreachable")
+                    .await?;
                 Err(e.into())
             }
             Err(e) => Err(e.into()),
@@ -254,6 +258,10 @@ impl Ctx<'_> {
             .await?;
         match cmd.name.as_str() {
             "start" if cmd.args.is_empty() => {
+                // A user coming back (after blocking the bot) makes their links active again.
+                self.services()
+                    .set_chat_active(&self.bot, chat_id, true, "restarted")
+                    .await?;
                 let text = format!(
                     "Welcome to {}! Send /help to see what I can do.",
                     self.bot.first_name
@@ -262,23 +270,31 @@ impl Ctx<'_> {
                 Ok(Handled::done("replied to /start"))
             }
             "start" | "link" if !cmd.args.is_empty() => {
-                // Link tokens and connect codes arrive with the linking work; until then the
-                // app hears about the code and the user gets an honest answer.
-                self.emit(
-                    "command.received",
-                    json!({"bot_id": self.bot.id, "command": cmd.name, "args": cmd.args, "chat": chat, "from": m["from"], "message": m}),
-                )
-                .await?;
-                self.send(
-                    chat_id,
-                    "This link is not valid or has expired. Please ask the app for a new one.",
-                    None,
-                )
-                .await?;
-                Ok(Handled::done(format!(
-                    "/{} with a code the gateway does not know",
-                    cmd.name
-                )))
+                let from = ChatRef {
+                    id: chat_id,
+                    kind: chat["type"].as_str().unwrap_or("private"),
+                    user_id: m["from"]["id"].as_i64(),
+                };
+                match self.services().redeem(&self.bot, from, &cmd.args).await? {
+                    Redeemed::Known { reply, outcome } => {
+                        self.send(chat_id, &reply, None).await?;
+                        Ok(Handled::done(format!("/{}: {outcome}", cmd.name)))
+                    }
+                    Redeemed::Unknown { reply } => {
+                        // Not a token or code relaygram made: the app may have its own
+                        // payloads (referrals, campaigns), so it hears about it.
+                        self.emit(
+                            "command.received",
+                            json!({"bot_id": self.bot.id, "command": cmd.name, "args": cmd.args, "chat": chat, "from": m["from"], "message": m}),
+                        )
+                        .await?;
+                        self.send(chat_id, &reply, None).await?;
+                        Ok(Handled::done(format!(
+                            "/{} with a code the gateway does not know",
+                            cmd.name
+                        )))
+                    }
+                }
             }
             "link" => {
                 self.send(
@@ -294,12 +310,14 @@ impl Ctx<'_> {
                 Ok(Handled::done("replied to /help"))
             }
             "settings" => {
-                self.send(
-                    chat_id,
-                    "There are no notification settings for this chat yet.",
-                    None,
-                )
-                .await?;
+                match self.services().chat_settings(&self.bot, chat_id).await? {
+                    SettingsView::NotLinked(text) | SettingsView::NoCategories(text) => {
+                        self.send(chat_id, &text, None).await?;
+                    }
+                    SettingsView::Menu { text, keyboard } => {
+                        self.send(chat_id, &text, Some(keyboard)).await?;
+                    }
+                }
                 Ok(Handled::done("replied to /settings"))
             }
             "stop" => {
@@ -358,6 +376,9 @@ impl Ctx<'_> {
                 updated_at: now_millis(),
             })
             .await?;
+        self.services()
+            .follow_migration(&self.bot, chat_id, to)
+            .await?;
         store
             .upsert_chat(&ChatRecord {
                 bot_id: self.bot.id.clone(),
@@ -390,8 +411,44 @@ impl Ctx<'_> {
             }
             p
         };
+        // A button sent through the outbox: its data is stored server-side (delivery).
+        let stored = match data.strip_prefix(crate::delivery::content::CALLBACK_PREFIX) {
+            Some(id) => self
+                .services()
+                .store
+                .get_callback(id)
+                .await?
+                .filter(|(tenant, _)| *tenant == self.bot.tenant_id)
+                .map(|(_, data)| data),
+            None => None,
+        };
+        let data = stored.as_deref().unwrap_or(data);
+        if let Some(category_id) = data.strip_prefix(SETTINGS_BUTTON)
+            && let Some(chat_id) = chat_id
+        {
+            return self.settings_button(q, id, chat_id, category_id).await;
+        }
         if let Some(own) = data.strip_prefix(OWN_BUTTON) {
             let telegram = &self.services().telegram;
+            let in_group = q["message"]["chat"]["type"] != "private";
+            if own == "stop:yes"
+                && in_group
+                && let Some(chat_id) = chat_id
+                && !self
+                    .is_chat_admin(chat_id, q["from"]["id"].as_i64())
+                    .await?
+            {
+                telegram
+                    .call::<_, Value>(
+                        &self.token,
+                        "answerCallbackQuery",
+                        &answer(Some(ADMINS_ONLY)),
+                    )
+                    .await?;
+                return Ok(Handled::done(
+                    "refused stop:yes from a group member who is not an administrator",
+                ));
+            }
             let reply = match own {
                 "stop:yes" => "Stopped. Send /start to come back.",
                 "stop:no" => "Nothing changed.",
@@ -403,6 +460,7 @@ impl Ctx<'_> {
             if own == "stop:yes"
                 && let Some(chat_id) = chat_id
             {
+                self.services().stop_chat(&self.bot, chat_id).await?;
                 self.emit(
                     "chat.stopped",
                     json!({"bot_id": self.bot.id, "chat_id": chat_id, "from": q["from"]}),
@@ -437,6 +495,15 @@ impl Ctx<'_> {
             _ => ChatState::Active,
         };
         self.set_chat_state(chat_id, Some(chat), state).await?;
+        let reason = match state {
+            ChatState::Blocked => "blocked",
+            ChatState::Kicked | ChatState::Left => "removed",
+            _ if private => "unblocked",
+            _ => "added",
+        };
+        self.services()
+            .set_chat_active(&self.bot, chat_id, state == ChatState::Active, reason)
+            .await?;
         self.emit(
             "chat.member_updated",
             json!({"bot_id": self.bot.id, "chat": chat, "from": m["from"], "status": status,
@@ -449,6 +516,75 @@ impl Ctx<'_> {
         )))
     }
 }
+
+impl Ctx<'_> {
+    /// Whether a user is an administrator (or the creator) of a group.
+    async fn is_chat_admin(&self, chat_id: i64, user_id: Option<i64>) -> Result<bool, HandleError> {
+        let Some(user_id) = user_id else {
+            return Ok(false);
+        };
+        let member: Value = self
+            .services()
+            .telegram
+            .call(
+                &self.token,
+                "getChatMember",
+                &json!({"chat_id": chat_id, "user_id": user_id}),
+            )
+            .await?;
+        Ok(matches!(
+            member["status"].as_str(),
+            Some("administrator" | "creator")
+        ))
+    }
+
+    /// A `/settings` button: toggles the category for the chat's links and redraws the
+    /// keyboard. In groups only administrators may change settings.
+    async fn settings_button(
+        &self,
+        q: &Value,
+        query_id: &str,
+        chat_id: i64,
+        category_id: &str,
+    ) -> Result<Handled, HandleError> {
+        let telegram = &self.services().telegram;
+        let answer = |text: &str| json!({"callback_query_id": query_id, "text": text});
+        if q["message"]["chat"]["type"] != "private"
+            && !self
+                .is_chat_admin(chat_id, q["from"]["id"].as_i64())
+                .await?
+        {
+            telegram
+                .call::<_, Value>(&self.token, "answerCallbackQuery", &answer(ADMINS_ONLY))
+                .await?;
+            return Ok(Handled::done(
+                "refused a settings change from a group member who is not an administrator",
+            ));
+        }
+        let toggled = self
+            .services()
+            .toggle_category(&self.bot, chat_id, category_id)
+            .await?;
+        telegram
+            .call::<_, Value>(&self.token, "answerCallbackQuery", &answer(&toggled.answer))
+            .await?;
+        if let (Some(keyboard), Some(message_id)) =
+            (toggled.keyboard, q["message"]["message_id"].as_i64())
+        {
+            telegram
+                .call::<_, Value>(
+                    &self.token,
+                    "editMessageReplyMarkup",
+                    &json!({"chat_id": chat_id, "message_id": message_id, "reply_markup": keyboard}),
+                )
+                .await?;
+        }
+        Ok(Handled::done(toggled.outcome))
+    }
+}
+
+/// What a group member who is not an administrator is told when pressing a settings button.
+const ADMINS_ONLY: &str = "Only the group's administrators can change this.";
 
 fn help_text(custom: &[crate::commands::CustomCommand]) -> String {
     let mut text = String::from("Here is what I can do:\n");

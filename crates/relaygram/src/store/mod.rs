@@ -5,8 +5,11 @@
 mod commands;
 mod events;
 mod inbound;
+mod links;
+mod outbox;
 mod schedules;
 mod sql;
+mod templates;
 pub mod testing;
 
 pub use commands::CommandStore;
@@ -18,10 +21,19 @@ pub use inbound::{
     ChatRecord, ChatState, InboundStore, UpdateCursor, UpdateFilter, UpdateOutcome, UpdateRecord,
     UpdateStatus,
 };
+pub use links::{
+    CategoryRecord, ConnectCodeRecord, LinkFilter, LinkRecord, LinkStore, LinkTokenRecord,
+    LinkWrite,
+};
+pub use outbox::{
+    Acceptance, Accepted, BotLimitsRecord, BotStats, BroadcastRecord, Claimed, FINAL_STATES,
+    Fanout, MessageFilter, MessageRecord, NewMessage, NewRequest, OutboxStore, Outcome,
+};
 pub use schedules::{
     Advance, CatchUp, Decide, RunKind, RunOutcome, RunRecord, RunState, ScheduleRecord,
     ScheduleStore,
 };
+pub use templates::TemplateStore;
 
 use std::fmt;
 use std::str::FromStr;
@@ -277,7 +289,16 @@ pub enum KeyOwner<'a> {
 /// The storage interface, shaped like the domain.
 #[async_trait]
 pub trait Store:
-    InboundStore + EventStore + CommandStore + ScheduleStore + Send + Sync + fmt::Debug
+    InboundStore
+    + EventStore
+    + CommandStore
+    + LinkStore
+    + TemplateStore
+    + OutboxStore
+    + ScheduleStore
+    + Send
+    + Sync
+    + fmt::Debug
 {
     /// `"sqlite"` or `"postgres"`.
     fn engine(&self) -> &'static str;

@@ -44,6 +44,21 @@ const SQLITE_MIGRATIONS: &[Embedded] = &[
         include_str!("../../migrations/sqlite/0004_commands.sql"),
     ),
     (
+        5,
+        "linking",
+        include_str!("../../migrations/sqlite/0005_linking.sql"),
+    ),
+    (
+        6,
+        "templates",
+        include_str!("../../migrations/sqlite/0006_templates.sql"),
+    ),
+    (
+        7,
+        "outbox",
+        include_str!("../../migrations/sqlite/0007_outbox.sql"),
+    ),
+    (
         8,
         "schedules",
         include_str!("../../migrations/sqlite/0008_schedules.sql"),
@@ -69,6 +84,21 @@ const POSTGRES_MIGRATIONS: &[Embedded] = &[
         4,
         "commands",
         include_str!("../../migrations/postgres/0004_commands.sql"),
+    ),
+    (
+        5,
+        "linking",
+        include_str!("../../migrations/postgres/0005_linking.sql"),
+    ),
+    (
+        6,
+        "templates",
+        include_str!("../../migrations/postgres/0006_templates.sql"),
+    ),
+    (
+        7,
+        "outbox",
+        include_str!("../../migrations/postgres/0007_outbox.sql"),
     ),
     (
         8,

@@ -9,9 +9,9 @@ use serde_json::{Value, json};
 
 use crate::helpers::until;
 
-const ADMIN_KEY: &str = "rg_crash_test_admin_key_0123456789";
+pub(crate) const ADMIN_KEY: &str = "rg_crash_test_admin_key_0123456789";
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -19,7 +19,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-async fn start(
+pub(crate) async fn start(
     db_url: &str,
     data_dir: &std::path::Path,
     port: u16,

@@ -1,0 +1,373 @@
+//! Delivery benchmark: the real server (HTTP API, SQLite outbox, senders) against the
+//! in-process sandbox. Prints messages/s, CPU seconds per 1,000 messages (the whole process:
+//! server, sandbox and client), peak memory, 429s received, and messages lost or doubled.
+//!
+//! ```sh
+//! cargo run --release -p relaygram --example send_bench            # all scenarios
+//! cargo run --release -p relaygram --example send_bench -- limits  # one: limits | off | fanout
+//! ```
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use relaygram::config::{Config, SendLimits};
+use relaygram::server;
+use relaygram_sandbox::{Limits, Sandbox, SandboxConfig};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn peak_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+struct Env {
+    sandbox: Sandbox,
+    server: server::RunningServer,
+    http: reqwest::Client,
+    key: String,
+    tenant: String,
+    bot: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn env(sandbox_limits: Limits, time_scale: f64, limits: SendLimits) -> Env {
+    let sandbox = Sandbox::start(SandboxConfig {
+        limits: sandbox_limits,
+        time_scale,
+        ..SandboxConfig::default()
+    })
+    .await
+    .expect("sandbox");
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        database_url: SecretString::from(format!("sqlite:{}", dir.path().join("b.db").display())),
+        bind: "127.0.0.1:0".parse().unwrap(),
+        telegram_api_url: sandbox.url(),
+        data_dir: dir.path().join("data"),
+        log_level: "warn".into(),
+        limits,
+        ..Config::default()
+    };
+    let boot = server::boot(&config).await.expect("boot");
+    let key = boot.new_admin_key.unwrap().key.expose_secret().to_string();
+    let server = server::spawn(&config, boot.services).await.expect("spawn");
+    let http = reqwest::Client::new();
+    let base = server.url();
+    let tenant: Value = http
+        .post(format!("{base}/v1/tenants"))
+        .bearer_auth(&key)
+        .json(&json!({"name": "bench"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let tenant = tenant["id"].as_str().unwrap().to_string();
+    let bot: Value = http
+        .post(format!("{}/sandbox/bots", sandbox.url()))
+        .json(&json!({"username": "bench_bot", "first_name": "Bench"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let added: Value = http
+        .post(format!("{base}/v1/bots"))
+        .bearer_auth(&key)
+        .json(&json!({"token": bot["token"], "tenant_id": tenant}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    Env {
+        sandbox,
+        server,
+        http,
+        key,
+        tenant,
+        bot: added["id"].as_str().unwrap().to_string(),
+        _dir: dir,
+    }
+}
+
+async fn users(e: &Env, n: usize) -> Vec<i64> {
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let u: Value = e
+            .http
+            .post(format!("{}/sandbox/users", e.sandbox.url()))
+            .json(&json!({"first_name": format!("U{i}")}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = u["id"].as_i64().unwrap();
+        e.http
+            .post(format!("{}/sandbox/users/{id}/messages", e.sandbox.url()))
+            .json(&json!({"bot": "bench_bot", "text": "hi"}))
+            .send()
+            .await
+            .unwrap();
+        out.push(id);
+    }
+    out
+}
+
+async fn stats(e: &Env) -> Value {
+    e.http
+        .get(format!(
+            "{}/v1/stats?tenant_id={}",
+            e.server.url(),
+            e.tenant
+        ))
+        .bearer_auth(&e.key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Sends `per_chat` messages to every chat (lists of up to 500 chats per call), waits
+/// until none is left, and prints the figures.
+async fn run(e: &Env, label: &str, chats: &[i64], per_chat: usize, allowed: Option<f64>) {
+    let total = chats.len() * per_chat;
+    let cpu0 = cpu_seconds();
+    let t0 = Instant::now();
+    for round in 0..per_chat {
+        for group in chats.chunks(500) {
+            let to: Vec<Value> = group.iter().map(|c| json!({"chat_id": c})).collect();
+            let r = e
+                .http
+                .post(format!(
+                    "{}/v1/messages?tenant_id={}",
+                    e.server.url(),
+                    e.tenant
+                ))
+                .bearer_auth(&e.key)
+                .json(&json!({"bot_id": e.bot, "to": to, "text": format!("m{round}")}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status().as_u16(), 202, "{}", r.text().await.unwrap());
+        }
+    }
+    let accepted_in = t0.elapsed();
+    loop {
+        let s = stats(e).await;
+        let b = &s["bots"][0];
+        let left = ["queued", "sending", "paused"]
+            .iter()
+            .map(|k| b[k].as_i64().unwrap_or(0))
+            .sum::<i64>();
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let elapsed = t0.elapsed();
+    let cpu = cpu_seconds() - cpu0;
+    let s = stats(e).await;
+    let b = &s["bots"][0];
+    // Lost and doubled, from the sandbox's transcripts.
+    let mut lost = 0;
+    let mut doubled = 0;
+    for c in chats {
+        let t: Value = e
+            .http
+            .get(format!(
+                "{}/sandbox/chats/{c}/messages?bot=bench_bot",
+                e.sandbox.url()
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        for m in t["messages"].as_array().unwrap() {
+            if m["direction"] == "out" {
+                *seen
+                    .entry(m["text"].as_str().unwrap_or("").to_string())
+                    .or_default() += 1;
+            }
+        }
+        for round in 0..per_chat {
+            match seen.get(&format!("m{round}")).copied().unwrap_or(0) {
+                0 => lost += 1,
+                1 => {}
+                n => doubled += n - 1,
+            }
+        }
+    }
+    let sb: Value = e
+        .http
+        .get(format!("{}/sandbox/stats", e.sandbox.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let too_many = sb["bots"][0]["too_many_requests"].as_i64().unwrap_or(-1);
+    let rate = total as f64 / elapsed.as_secs_f64();
+    println!("== {label}");
+    println!("messages            {total} to {} chats", chats.len());
+    println!("accepted in         {:.3} s", accepted_in.as_secs_f64());
+    println!("delivered in        {:.3} s", elapsed.as_secs_f64());
+    println!("messages/s          {rate:.0}");
+    if let Some(allowed) = allowed {
+        println!(
+            "of the allowed rate {:.1} % (allowed {allowed:.0}/s)",
+            100.0 * rate / allowed
+        );
+    }
+    println!(
+        "CPU s / 1000 msgs   {:.3} ({:.0} µs/message, whole process)",
+        1000.0 * cpu / total as f64,
+        1e6 * cpu / total as f64
+    );
+    println!("peak memory         {:.0} MB", peak_mb());
+    println!(
+        "429s received       {too_many} (outbox counted {})",
+        b["rate_limited"]
+    );
+    println!(
+        "sent {} failed {} dead {} unknown {}",
+        b["sent"], b["failed"], b["dead"], b["unknown"]
+    );
+    println!("lost {lost} doubled {doubled}");
+}
+
+async fn fanout(n: usize) {
+    let e = env(Limits::Off, 1.0, SendLimits::default()).await;
+    // The links tables per the linking schema contract (created here until that migration
+    // is in this build), filled directly: the benchmark measures the fan-out, not linking.
+    let url = format!("sqlite:{}", e._dir.path().join("b.db").display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    for ddl in [
+        "CREATE TABLE IF NOT EXISTS links (id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, bot_id TEXT NOT NULL, external_id TEXT, chat_id INTEGER NOT NULL, chat_type TEXT, active BOOLEAN NOT NULL, source TEXT, connect_code_id TEXT, metadata TEXT, timezone TEXT, quiet_start TEXT, quiet_end TEXT, created_at INTEGER, updated_at INTEGER)",
+        "CREATE TABLE IF NOT EXISTS categories (id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, key TEXT NOT NULL, name TEXT, description TEXT, default_enabled BOOLEAN NOT NULL, mandatory BOOLEAN NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS link_preferences (link_id TEXT NOT NULL, category_key TEXT NOT NULL, enabled BOOLEAN NOT NULL, updated_at INTEGER, PRIMARY KEY (link_id, category_key))",
+    ] {
+        sqlx::query(ddl).execute(&pool).await.unwrap();
+    }
+    sqlx::query("INSERT INTO categories VALUES ('cat1', $1, 'alerts', 'Alerts', '', 1, 0)")
+        .bind(&e.tenant)
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $3) \
+         INSERT INTO links (id, tenant_id, bot_id, chat_id, active, created_at, updated_at) \
+         SELECT printf('lnk_%07d', i), $1, $2, 1000000 + i, 1, 0, 0 FROM n",
+    )
+    .bind(&e.tenant)
+    .bind(&e.bot)
+    .bind(n as i64)
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    let cpu0 = cpu_seconds();
+    let t0 = Instant::now();
+    let r = e
+        .http
+        .post(format!("{}/v1/messages?tenant_id={}", e.server.url(), e.tenant))
+        .bearer_auth(&e.key)
+        .json(&json!({"to": {"category": "alerts"}, "text": "alert", "send_at": "2100-01-01T00:00:00Z"}))
+        .send()
+        .await
+        .unwrap();
+    let took = t0.elapsed();
+    let body: Value = r.json().await.unwrap();
+    println!("== category fan-out");
+    println!("links               {n}");
+    println!(
+        "queued              {} (broadcast {})",
+        body["count"], body["broadcast_id"]
+    );
+    println!(
+        "accepted in         {:.3} s (one call, one INSERT … SELECT)",
+        took.as_secs_f64()
+    );
+    println!("CPU s               {:.3}", cpu_seconds() - cpu0);
+    println!("peak memory         {:.0} MB", peak_mb());
+    e.server.shutdown().await.unwrap();
+    e.sandbox.shutdown().await;
+}
+
+#[tokio::main]
+async fn main() {
+    let which = std::env::args().nth(1).unwrap_or_else(|| "all".into());
+    if which == "all" || which == "limits" {
+        // Telegram's limits, time-scaled ×10: 300/s per bot, 10/s per private chat.
+        let e = env(
+            Limits::Telegram,
+            10.0,
+            SendLimits {
+                per_bot_per_second: 300.0,
+                per_chat_per_second: 10.0,
+                per_group_per_minute: 200.0,
+            },
+        )
+        .await;
+        let chats = users(&e, 300).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        run(
+            &e,
+            "limits on (×10): 3,000 messages to 300 chats",
+            &chats,
+            10,
+            Some(300.0),
+        )
+        .await;
+        e.server.shutdown().await.unwrap();
+        e.sandbox.shutdown().await;
+    }
+    if which == "all" || which == "off" {
+        let off = SendLimits {
+            per_bot_per_second: 0.0,
+            per_chat_per_second: 0.0,
+            per_group_per_minute: 0.0,
+        };
+        let e = env(Limits::Off, 1.0, off).await;
+        let chats = users(&e, 1000).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        run(
+            &e,
+            "limits off: 20,000 messages to 1,000 chats",
+            &chats,
+            20,
+            None,
+        )
+        .await;
+        e.server.shutdown().await.unwrap();
+        e.sandbox.shutdown().await;
+    }
+    if which == "all" || which == "fanout" {
+        fanout(100_000).await;
+    }
+}

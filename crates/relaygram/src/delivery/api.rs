@@ -1,0 +1,592 @@
+//! HTTP handlers for `/v1/messages`, `/v1/broadcasts`, `/v1/stats` and
+//! `/v1/bots/{id}/limits`. Registered (with their OpenAPI documentation) in [`crate::api`].
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+
+use super::jobs::{BotLimitsBody, BotLimitsView, BroadcastList, BroadcastView, StatsView};
+use super::{Accepted, Origin, SendRequest, default_limits};
+use crate::api::problem::Problem;
+use crate::api::views::page;
+use crate::api::{ApiJson, ApiQuery, AppError, AppState, Auth};
+use crate::ids::rfc3339;
+use crate::store::{MessageFilter, MessageRecord};
+
+const PROBLEM: &str = "application/problem+json";
+
+type ApiResult<T> = Result<T, AppError>;
+
+/// Which tenant (admin keys only).
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TenantParam {
+    /// The tenant (required with an admin key; a tenant key acts on its own).
+    pub tenant_id: Option<String>,
+}
+
+/// One message with its delivery record.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"id": "msg_01jd8y3k7q9x4m2n5p6r7s8t9w", "request_id": "req_01jd8y3k7q9x4m2n5p6r7s8t9v",
+    "bot_id": "bot_01jd8y3k7q9x4m2n5p6r7s8t9x", "chat_id": 100000001, "status": "sent", "priority": 0,
+    "attempts": 1, "retries": 0, "rate_limited": 0, "parts_sent": 1, "telegram_message_ids": [42],
+    "errors": [], "send_at": "2026-11-21T05:00:00Z", "created_at": "2026-11-21T05:00:00Z",
+    "updated_at": "2026-11-21T05:00:00.120Z", "finished_at": "2026-11-21T05:00:00.120Z"}))]
+pub struct MessageView {
+    /// Message id.
+    pub id: String,
+    /// The request it came from.
+    pub request_id: String,
+    /// Sending bot.
+    pub bot_id: String,
+    /// Telegram chat (the new id after a group migration).
+    pub chat_id: i64,
+    /// Link it was addressed through.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link_id: Option<String>,
+    /// Broadcast it belongs to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broadcast_id: Option<String>,
+    /// `queued`, `paused`, `sending`, `sent`, `throttled`, `failed`, `dead`, `unknown` or
+    /// `cancelled`.
+    pub status: String,
+    /// Priority.
+    pub priority: i64,
+    /// Attempts made.
+    pub attempts: i64,
+    /// Retries after transient failures.
+    pub retries: i64,
+    /// 429s received.
+    pub rate_limited: i64,
+    /// Parts delivered (long texts are several Telegram messages).
+    pub parts_sent: i64,
+    /// Telegram `message_id` of each delivered part.
+    pub telegram_message_ids: Vec<i64>,
+    /// Class of the last error: `retry_after`, `transient`, `chat_gone`, `migrated`,
+    /// `bad_request`, `unauthorized`, `ambiguous`, `interrupted`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_class: Option<String>,
+    /// The last error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Every error (the last 20): `{at, attempt, class, error}`.
+    #[schema(value_type = Vec<Object>)]
+    pub errors: Vec<Value>,
+    /// Not before.
+    pub send_at: String,
+    /// Next attempt (while queued after a failure or a 429).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<String>,
+    /// Accepted at.
+    pub created_at: String,
+    /// Last change.
+    pub updated_at: String,
+    /// Reached its final state at.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+}
+
+impl From<MessageRecord> for MessageView {
+    fn from(m: MessageRecord) -> Self {
+        MessageView {
+            next_attempt_at: (m.status == "queued" && m.next_attempt_at > m.send_at)
+                .then(|| rfc3339(m.next_attempt_at)),
+            id: m.id,
+            request_id: m.request_id,
+            bot_id: m.bot_id,
+            chat_id: m.chat_id,
+            link_id: m.link_id,
+            broadcast_id: m.broadcast_id,
+            status: m.status,
+            priority: m.priority,
+            attempts: m.attempts,
+            retries: m.retries,
+            rate_limited: m.rate_limited,
+            parts_sent: m.parts_sent,
+            telegram_message_ids: serde_json::from_str(&m.telegram_message_ids).unwrap_or_default(),
+            error_class: m.error_class,
+            last_error: m.last_error,
+            errors: serde_json::from_str(&m.errors).unwrap_or_default(),
+            send_at: rfc3339(m.send_at),
+            created_at: rfc3339(m.created_at),
+            updated_at: rfc3339(m.updated_at),
+            finished_at: m.finished_at.map(rfc3339),
+        }
+    }
+}
+
+/// A page of messages.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct MessageList {
+    /// Messages in acceptance order.
+    pub data: Vec<MessageView>,
+    /// Cursor for the next page.
+    pub next_cursor: Option<String>,
+}
+
+/// Filters of `GET /v1/messages` (and of a retry by filter).
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct MessageListParams {
+    /// The tenant (admin keys).
+    pub tenant_id: Option<String>,
+    /// Only this state.
+    pub status: Option<String>,
+    /// Only this bot.
+    pub bot_id: Option<String>,
+    /// Only this chat.
+    pub chat_id: Option<i64>,
+    /// Only this broadcast.
+    pub broadcast_id: Option<String>,
+    /// Only accepted at or after this time (RFC 3339).
+    pub since: Option<String>,
+    /// Page size, 1 to 200 (default 50).
+    pub limit: Option<u32>,
+    /// Cursor: `next_cursor` of the previous page.
+    pub after: Option<String>,
+}
+
+fn since(value: Option<&str>) -> ApiResult<Option<i64>> {
+    value
+        .map(|v| {
+            v.parse::<jiff::Timestamp>()
+                .map(|t| t.as_millisecond())
+                .map_err(|e| {
+                    AppError::validation("since", format!("since: must be an RFC 3339 time: {e}"))
+                })
+        })
+        .transpose()
+}
+
+/// `POST /v1/messages/{id}/retry`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetryOne {
+    /// Send an `unknown` message again although it may have been delivered.
+    #[serde(default)]
+    pub anyway: bool,
+}
+
+/// `POST /v1/messages/retry`: re-drive every message matching the filter.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetryMany {
+    /// `dead` (default), `failed`, or `unknown` (with `anyway`).
+    #[serde(default)]
+    pub status: Option<String>,
+    /// Only this bot.
+    #[serde(default)]
+    pub bot_id: Option<String>,
+    /// Only this chat.
+    #[serde(default)]
+    pub chat_id: Option<i64>,
+    /// Only this broadcast.
+    #[serde(default)]
+    pub broadcast_id: Option<String>,
+    /// Only accepted at or after (RFC 3339).
+    #[serde(default)]
+    pub since: Option<String>,
+    /// Needed to re-send `unknown` messages.
+    #[serde(default)]
+    pub anyway: bool,
+}
+
+/// How many messages were queued again.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Requeued {
+    /// Messages queued again.
+    pub requeued: u64,
+}
+
+/// Queue a message (or a fan-out) for delivery. The messages are stored before the answer;
+/// the senders deliver them within Telegram's limits.
+#[utoipa::path(
+    post, path = "/v1/messages", tag = "messages",
+    params(TenantParam, ("Idempotency-Key" = Option<String>, Header, description = "Same key and body within 24 h → the same answer; another body → 409")),
+    request_body = SendRequest,
+    responses(
+        (status = 202, description = "Stored and queued (or throttled)", body = Accepted),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = PROBLEM),
+        (status = 401, description = "Missing, unknown or revoked key", body = Problem, content_type = PROBLEM),
+        (status = 404, description = "tenant_id names another tenant", body = Problem, content_type = PROBLEM),
+        (status = 409, description = "The Idempotency-Key was used with another body", body = Problem, content_type = PROBLEM),
+        (status = 422, description = "Invalid request, unknown link or category, no bot; nothing stored", body = Problem, content_type = PROBLEM),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn send_message(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    ApiQuery(q): ApiQuery<TenantParam>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<SendRequest>,
+) -> ApiResult<(StatusCode, Json<Accepted>)> {
+    let tenant = state
+        .services
+        .acting_tenant(&principal, q.tenant_id.as_deref())
+        .await?;
+    let idempotency_key = match headers.get("idempotency-key") {
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| {
+                    AppError::validation(
+                        "Idempotency-Key",
+                        "Idempotency-Key: must be visible ASCII",
+                    )
+                })?
+                .to_string(),
+        ),
+        None => None,
+    };
+    let accepted = state
+        .services
+        .accept_message(&tenant, body, Origin::Api { idempotency_key })
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(accepted)))
+}
+
+/// One message with its attempts, errors and Telegram message ids.
+#[utoipa::path(
+    get, path = "/v1/messages/{id}", tag = "messages",
+    params(("id" = String, Path, description = "Message id"), TenantParam),
+    responses(
+        (status = 200, description = "The message", body = MessageView),
+        (status = 401, description = "Missing, unknown or revoked key", body = Problem, content_type = PROBLEM),
+        (status = 404, description = "No such message (or another tenant's)", body = Problem, content_type = PROBLEM),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get_message(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<TenantParam>,
+) -> ApiResult<Json<MessageView>> {
+    let tenant = state
+        .services
+        .acting_tenant(&principal, q.tenant_id.as_deref())
+        .await?;
+    Ok(Json(state.services.get_message(&tenant, &id).await?.into()))
+}
+
+/// Messages, filtered, in acceptance order (cursor pages).
+#[utoipa::path(
+    get, path = "/v1/messages", tag = "messages",
+    params(MessageListParams),
+    responses(
+        (status = 200, description = "A page of messages", body = MessageList),
+        (status = 400, description = "Unparsable query", body = Problem, content_type = PROBLEM),
+        (status = 401, description = "Missing, unknown or revoked key", body = Problem, content_type = PROBLEM),
+        (status = 422, description = "Invalid filter", body = Problem, content_type = PROBLEM),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list_messages(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    ApiQuery(q): ApiQuery<MessageListParams>,
+) -> ApiResult<Json<MessageList>> {
+    let tenant = state
+        .services
+        .acting_tenant(&principal, q.tenant_id.as_deref())
+        .await?;
+    let page = page(q.limit, q.after)?;
+    let filter = MessageFilter {
+        tenant_id: tenant,
+        status: q.status,
+        bot_id: q.bot_id,
+        chat_id: q.chat_id,
+        since: since(q.since.as_deref())?,
+        broadcast_id: q.broadcast_id,
+    };
+    let listed = state.services.list_messages(&filter, &page).await?;
+    Ok(Json(MessageList {
+        data: listed.items.into_iter().map(Into::into).collect(),
+        next_cursor: listed.next_cursor,
+    }))
+}
+
+/// Re-drive one message: `dead` or `failed`, or `unknown` with `{"anyway": true}`.
+#[utoipa::path(
+    post, path = "/v1/messages/{id}/retry", tag = "messages",
+    params(("id" = String, Path, description = "Message id"), TenantParam),
+    request_body = RetryOne,
+    responses(
+        (status = 200, description = "Queued again", body = MessageView),
+        (status = 401, description = "Missing, unknown or revoked key", body = Problem, content_type = PROBLEM),
+        (status = 404, description = "No such message (or another tenant's)", body = Problem, content_type = PROBLEM),
+        (status = 409, description = "Not in a state that is retried", body = Problem, content_type = PROBLEM),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn retry_message(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<TenantParam>,
+    ApiJson(body): ApiJson<RetryOne>,
+) -> ApiResult<Json<MessageView>> {
+    let tenant = state
+        .services
+        .acting_tenant(&principal, q.tenant_id.as_deref())
+        .await?;
+    Ok(Json(
+        state
+            .services
+            .retry_message(&tenant, &id, body.anyway)
+            .await?
+            .into(),
+    ))
+}
+
+/// Re-drive every message matching a filter (`dead` ones by default).
+#[utoipa::path(
+    post, path = "/v1/messages/retry", tag = "messages",
+    params(TenantParam),
+    request_body = RetryMany,
+    responses(
+        (status = 200, description = "How many were queued again", body = Requeued),
+        (status = 401, description = "Missing, unknown or revoked key", body = Problem, content_type = PROBLEM),
+        (status = 409, description = "unknown without anyway", body = Problem, content_type = PROBLEM),
+        (status = 422, description = "Invalid filter", body = Problem, content_type = PROBLEM),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn retry_messages(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    ApiQuery(q): ApiQuery<TenantParam>,
+    ApiJson(body): ApiJson<RetryMany>,
+) -> ApiResult<Json<Requeued>> {
+    let tenant = state
+        .services
+        .acting_tenant(&principal, q.tenant_id.as_deref())
+        .await?;
+    let filter = MessageFilter {
+        tenant_id: tenant,
+        status: body.status,
+        bot_id: body.bot_id,
+        chat_id: body.chat_id,
+        since: since(body.since.as_deref())?,
+        broadcast_id: body.broadcast_id,
+    };
+    let requeued = state.services.retry_messages(&filter, body.anyway).await?;
+    Ok(Json(Requeued { requeued }))
+}
+
+/// Pages of broadcasts.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct BroadcastListParams {
+    /// The tenant (admin keys).
+    pub tenant_id: Option<String>,
+    /// Page size, 1 to 200 (default 50).
+    pub limit: Option<u32>,
+    /// Cursor.
+    pub after: Option<String>,
+}
+
+/// The tenant's broadcasts.
+#[utoipa::path(
+    get, path = "/v1/broadcasts", tag = "messages",
+    params(BroadcastListParams),
+    responses(
+        (status = 200, description = "A page of broadcasts", body = BroadcastList),
+        (status = 401, description = "Missing, unknown or revoked key", body = Problem, content_type = PROBLEM),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list_broadcasts(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    ApiQuery(q): ApiQuery<BroadcastListParams>,
+) -> ApiResult<Json<BroadcastList>> {
+    let tenant = state
+        .services
+        .acting_tenant(&principal, q.tenant_id.as_deref())
+        .await?;
+    let page = page(q.limit, q.after)?;
+    Ok(Json(state.services.list_broadcasts(&tenant, &page).await?))
+}
+
+/// A broadcast's progress (sent / failed / remaining) and ETA.
+#[utoipa::path(
+    get, path = "/v1/broadcasts/{id}", tag = "messages",
+    params(("id" = String, Path, description = "Broadcast id"), TenantParam),
+    responses(
+        (status = 200, description = "The broadcast", body = BroadcastView),
+        (status = 401, description = "Missing, unknown or revoked key", body = Problem, content_type = PROBLEM),
+        (status = 404, description = "No such broadcast (or another tenant's)", body = Problem, content_type = PROBLEM),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get_broadcast(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<TenantParam>,
+) -> ApiResult<Json<BroadcastView>> {
+    let tenant = state
+        .services
+        .acting_tenant(&principal, q.tenant_id.as_deref())
+        .await?;
+    Ok(Json(
+        state
+            .services
+            .get_broadcast(&tenant, &id, &default_limits())
+            .await?,
+    ))
+}
+
+async fn control(
+    state: &AppState,
+    principal: &crate::services::Principal,
+    id: &str,
+    tenant: Option<&str>,
+    to: &str,
+) -> ApiResult<Json<BroadcastView>> {
+    let tenant = state.services.acting_tenant(principal, tenant).await?;
+    Ok(Json(
+        state
+            .services
+            .control_broadcast(&tenant, id, to, &default_limits())
+            .await?,
+    ))
+}
+
+/// Pause a running broadcast (its queued messages wait).
+#[utoipa::path(
+    post, path = "/v1/broadcasts/{id}/pause", tag = "messages",
+    params(("id" = String, Path, description = "Broadcast id"), TenantParam),
+    responses(
+        (status = 200, description = "Paused", body = BroadcastView),
+        (status = 404, description = "No such broadcast", body = Problem, content_type = PROBLEM),
+        (status = 409, description = "Not running", body = Problem, content_type = PROBLEM),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn pause_broadcast(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<TenantParam>,
+) -> ApiResult<Json<BroadcastView>> {
+    control(&state, &principal, &id, q.tenant_id.as_deref(), "paused").await
+}
+
+/// Resume a paused broadcast.
+#[utoipa::path(
+    post, path = "/v1/broadcasts/{id}/resume", tag = "messages",
+    params(("id" = String, Path, description = "Broadcast id"), TenantParam),
+    responses(
+        (status = 200, description = "Running again", body = BroadcastView),
+        (status = 404, description = "No such broadcast", body = Problem, content_type = PROBLEM),
+        (status = 409, description = "Not paused", body = Problem, content_type = PROBLEM),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn resume_broadcast(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<TenantParam>,
+) -> ApiResult<Json<BroadcastView>> {
+    control(&state, &principal, &id, q.tenant_id.as_deref(), "running").await
+}
+
+/// Cancel a broadcast: what is not sent yet is `cancelled`.
+#[utoipa::path(
+    post, path = "/v1/broadcasts/{id}/cancel", tag = "messages",
+    params(("id" = String, Path, description = "Broadcast id"), TenantParam),
+    responses(
+        (status = 200, description = "Cancelled", body = BroadcastView),
+        (status = 404, description = "No such broadcast", body = Problem, content_type = PROBLEM),
+        (status = 409, description = "Already cancelled", body = Problem, content_type = PROBLEM),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn cancel_broadcast(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<TenantParam>,
+) -> ApiResult<Json<BroadcastView>> {
+    control(&state, &principal, &id, q.tenant_id.as_deref(), "cancelled").await
+}
+
+/// Per-bot delivery counters (a tenant key sees its own bots; an admin key every bot, or
+/// `tenant_id`'s).
+#[utoipa::path(
+    get, path = "/v1/stats", tag = "messages",
+    params(TenantParam),
+    responses(
+        (status = 200, description = "Counters per bot", body = StatsView),
+        (status = 401, description = "Missing, unknown or revoked key", body = Problem, content_type = PROBLEM),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn stats(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    ApiQuery(q): ApiQuery<TenantParam>,
+) -> ApiResult<Json<StatsView>> {
+    let tenant = match (principal.tenant(), q.tenant_id.as_deref()) {
+        (None, None) => None,
+        (_, asked) => Some(state.services.acting_tenant(&principal, asked).await?),
+    };
+    Ok(Json(
+        state.services.delivery_stats(tenant.as_deref()).await?,
+    ))
+}
+
+/// A bot's sending limits (its own and the effective ones).
+#[utoipa::path(
+    get, path = "/v1/bots/{id}/limits", tag = "bots",
+    params(("id" = String, Path, description = "Bot id")),
+    responses(
+        (status = 200, description = "The limits", body = BotLimitsView),
+        (status = 404, description = "No such bot (or another tenant's)", body = Problem, content_type = PROBLEM),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get_bot_limits(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<BotLimitsView>> {
+    Ok(Json(
+        state
+            .services
+            .bot_limits(&principal, &id, &default_limits())
+            .await?,
+    ))
+}
+
+/// Set a bot's own sending limits (null = the deployment's default).
+#[utoipa::path(
+    put, path = "/v1/bots/{id}/limits", tag = "bots",
+    params(("id" = String, Path, description = "Bot id")),
+    request_body = BotLimitsBody,
+    responses(
+        (status = 200, description = "The limits", body = BotLimitsView),
+        (status = 404, description = "No such bot (or another tenant's)", body = Problem, content_type = PROBLEM),
+        (status = 422, description = "A limit out of range", body = Problem, content_type = PROBLEM),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn put_bot_limits(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<BotLimitsBody>,
+) -> ApiResult<Json<BotLimitsView>> {
+    Ok(Json(
+        state
+            .services
+            .set_bot_limits(&principal, &id, &body, &default_limits())
+            .await?,
+    ))
+}

@@ -1,0 +1,62 @@
+//! Delivery: the durable outbox and its senders.
+//!
+//! - [`request`]: what `POST /v1/messages` takes, and its parsing;
+//! - [`content`]: rendered content (stored once per request) and the Bot API calls it makes;
+//! - [`service`]: acceptance ([`crate::services::Services::accept_message`]), status, re-drive;
+//! - [`jobs`]: broadcasts (progress, ETA, pause/resume/cancel), statistics, bot limits;
+//! - [`pacing`]: the limiter that keeps every bot under Telegram's limits;
+//! - [`sender`]: one sender per bot, claiming lanes from the store;
+//! - [`api`]: the HTTP handlers.
+
+pub mod api;
+pub mod content;
+pub mod jobs;
+pub mod pacing;
+pub mod request;
+pub mod sender;
+pub mod service;
+
+pub use request::{ButtonSpec, SendRequest, Target};
+pub use sender::{BotSender, SenderConfig, Step};
+pub use service::{Accepted, AcceptedMessage, Origin};
+
+use crate::services::{Principal, ServiceError, ServiceResult, Services};
+
+impl Services {
+    /// The tenant a call acts on: a tenant key's own, or `asked` for an admin key (required).
+    pub async fn acting_tenant(
+        &self,
+        principal: &Principal,
+        asked: Option<&str>,
+    ) -> ServiceResult<String> {
+        match (principal.tenant(), asked) {
+            (Some(own), None) => Ok(own.to_string()),
+            (_, Some(asked)) => Ok(self.visible_tenant(principal, asked).await?.id),
+            (None, None) => Err(ServiceError::Invalid {
+                field: "tenant_id",
+                message: "is required with an admin key".into(),
+            }),
+        }
+    }
+}
+
+static DEFAULT_LIMITS: std::sync::RwLock<crate::config::SendLimits> =
+    std::sync::RwLock::new(crate::config::SendLimits {
+        per_bot_per_second: 30.0,
+        per_chat_per_second: 1.0,
+        per_group_per_minute: 20.0,
+    });
+
+/// Records the deployment's limits (set once when the workers start) for the API's views.
+pub fn set_default_limits(limits: crate::config::SendLimits) {
+    *DEFAULT_LIMITS
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = limits;
+}
+
+/// The deployment's limits.
+pub fn default_limits() -> crate::config::SendLimits {
+    *DEFAULT_LIMITS
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

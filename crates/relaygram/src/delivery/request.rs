@@ -1,0 +1,230 @@
+//! What `POST /v1/messages` takes, and its validation into content and targets.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use crate::services::{ServiceError, ServiceResult};
+
+/// A send request: the same JSON `POST /v1/messages` takes (schedules store it too).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"to": {"chat_id": 100000001}, "text": "Your order <b>#42</b> shipped",
+    "parse_mode": "HTML", "buttons": [[{"text": "Track", "url": "https://example.com/42"}]]}))]
+pub struct SendRequest {
+    /// The sending bot; optional when the tenant has one bot or the target implies it.
+    #[serde(default)]
+    pub bot_id: Option<String>,
+    /// `{"chat_id": 123}`, `{"link_id": "lnk_…"}`, `{"external_id": "user-7"}` (every active
+    /// link of that app user), `{"category": "alerts"}` (every opted-in link), or a list.
+    #[schema(value_type = Object)]
+    pub to: Value,
+    /// Text (a caption with `photo` or `document`).
+    #[serde(default)]
+    pub text: Option<String>,
+    /// `HTML`, `MarkdownV2` or `Markdown`; plain text when omitted.
+    #[serde(default)]
+    pub parse_mode: Option<String>,
+    /// A template key (instead of `text`).
+    #[serde(default)]
+    pub template: Option<String>,
+    /// Template variables.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub data: Option<Value>,
+    /// Inline keyboard rows: `{"text", "url"}` or `{"text", "callback_data"}` (any length:
+    /// stored here, Telegram gets a short token, the app gets `callback.received`).
+    #[serde(default)]
+    pub buttons: Option<Vec<Vec<ButtonSpec>>>,
+    /// A photo: URL or Telegram `file_id`.
+    #[serde(default)]
+    pub photo: Option<String>,
+    /// A document: URL or Telegram `file_id`.
+    #[serde(default)]
+    pub document: Option<String>,
+    /// Forum topic.
+    #[serde(default)]
+    pub message_thread_id: Option<i64>,
+    /// Send without sound.
+    #[serde(default)]
+    pub silent: bool,
+    /// A second message with this key within `throttle_seconds` is stored as `throttled`.
+    #[serde(default)]
+    pub throttle_key: Option<String>,
+    /// The throttle window (default 60 s).
+    #[serde(default)]
+    pub throttle_seconds: Option<u32>,
+    /// Not before this time (RFC 3339).
+    #[serde(default)]
+    pub send_at: Option<String>,
+    /// Higher goes first (-100..=100, default 0); order per chat holds within a priority.
+    #[serde(default)]
+    pub priority: Option<i64>,
+}
+
+/// One inline button.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ButtonSpec {
+    /// Label.
+    pub text: String,
+    /// Opens this URL.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Sent back to the app as `callback.received` when pressed.
+    #[serde(default)]
+    pub callback_data: Option<String>,
+}
+
+/// One target of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A Telegram chat id (needs a bot).
+    Chat(i64),
+    /// One link.
+    Link(String),
+    /// Every active link of an app user.
+    ExternalId(String),
+    /// Every opted-in link of a category.
+    Category(String),
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> ServiceError {
+    ServiceError::Invalid {
+        field,
+        message: message.into(),
+    }
+}
+
+/// Most targets one request may list.
+pub const MAX_TARGETS: usize = 10_000;
+
+/// Parses `to`.
+pub fn parse_targets(to: &Value) -> ServiceResult<Vec<Target>> {
+    let items: Vec<&Value> = match to {
+        Value::Array(items) => items.iter().collect(),
+        other => vec![other],
+    };
+    if items.is_empty() {
+        return Err(invalid("to", "names no recipient"));
+    }
+    if items.len() > MAX_TARGETS {
+        return Err(invalid(
+            "to",
+            format!("lists more than {MAX_TARGETS} targets; use a category"),
+        ));
+    }
+    items.into_iter().map(parse_target).collect()
+}
+
+fn parse_target(v: &Value) -> ServiceResult<Target> {
+    const SHAPE: &str = "each target is {\"chat_id\": 123}, {\"link_id\": \"…\"}, \
+                         {\"external_id\": \"…\"} or {\"category\": \"…\"}";
+    let obj = v
+        .as_object()
+        .filter(|o| o.len() == 1)
+        .ok_or_else(|| invalid("to", SHAPE))?;
+    let (key, value) = obj.iter().next().ok_or_else(|| invalid("to", SHAPE))?;
+    let text = |v: &Value| -> ServiceResult<String> {
+        v.as_str()
+            .map(str::trim)
+            .filter(|s| !s.is_empty() && s.len() <= 200)
+            .map(str::to_string)
+            .ok_or_else(|| {
+                invalid(
+                    "to",
+                    format!("{key} must be a string of 1 to 200 characters"),
+                )
+            })
+    };
+    match key.as_str() {
+        "chat_id" => value
+            .as_i64()
+            .or_else(|| value.as_str().and_then(|s| s.trim().parse().ok()))
+            .filter(|id| *id != 0)
+            .map(Target::Chat)
+            .ok_or_else(|| invalid("to", "chat_id must be a Telegram chat id (an integer)")),
+        "link_id" => text(value).map(Target::Link),
+        "external_id" => text(value).map(Target::ExternalId),
+        "category" => text(value).map(Target::Category),
+        _ => Err(invalid("to", SHAPE)),
+    }
+}
+
+/// Telegram's text limit (characters).
+pub const TEXT_LIMIT: usize = 4096;
+/// Telegram's caption limit (characters).
+pub const CAPTION_LIMIT: usize = 1024;
+
+/// Parse mode names Telegram knows.
+pub fn parse_mode(mode: Option<&str>) -> ServiceResult<Option<String>> {
+    match mode.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(m) if m.eq_ignore_ascii_case("html") => Ok(Some("HTML".into())),
+        Some(m) if m.eq_ignore_ascii_case("markdownv2") => Ok(Some("MarkdownV2".into())),
+        Some(m) if m.eq_ignore_ascii_case("markdown") => Ok(Some("Markdown".into())),
+        Some(other) => Err(invalid(
+            "parse_mode",
+            format!("must be HTML, MarkdownV2 or Markdown, got {other:?}"),
+        )),
+    }
+}
+
+/// A media reference: an http(s) URL or a Telegram `file_id`.
+pub fn media_ref(field: &'static str, value: &str) -> ServiceResult<String> {
+    let v = value.trim();
+    let url_ok =
+        (v.starts_with("https://") || v.starts_with("http://")) && reqwest::Url::parse(v).is_ok();
+    let file_id_ok = !v.is_empty()
+        && v.len() <= 256
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if url_ok || file_id_ok {
+        Ok(v.to_string())
+    } else {
+        Err(invalid(
+            field,
+            "must be an http(s) URL or a Telegram file_id",
+        ))
+    }
+}
+
+/// Parses `send_at` (RFC 3339) into UTC ms.
+pub fn send_at(value: Option<&str>) -> ServiceResult<Option<i64>> {
+    value
+        .map(|v| {
+            v.trim()
+                .parse::<jiff::Timestamp>()
+                .map(|t| t.as_millisecond())
+                .map_err(|e| invalid("send_at", format!("must be an RFC 3339 time: {e}")))
+        })
+        .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn targets_parse_one_or_a_list() {
+        assert_eq!(
+            parse_targets(&json!({"chat_id": 5})).unwrap(),
+            vec![Target::Chat(5)]
+        );
+        assert_eq!(
+            parse_targets(&json!([{"link_id": "l1"}, {"category": "alerts"}])).unwrap(),
+            vec![Target::Link("l1".into()), Target::Category("alerts".into())]
+        );
+        assert!(parse_targets(&json!({"chat_id": 5, "link_id": "x"})).is_err());
+        assert!(parse_targets(&json!([])).is_err());
+        assert!(parse_targets(&json!({"phone": "1"})).is_err());
+    }
+
+    #[test]
+    fn media_is_a_url_or_a_file_id() {
+        assert!(media_ref("photo", "https://example.com/a.png").is_ok());
+        assert!(media_ref("photo", "AgACAgIAAxkBAAIB").is_ok());
+        assert!(media_ref("photo", "not a file id").is_err());
+    }
+}

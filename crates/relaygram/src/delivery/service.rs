@@ -1,0 +1,552 @@
+//! The outbox service: acceptance (validation, planning, one stored transaction), status,
+//! re-drive, broadcasts and statistics.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+
+use super::content::{CALLBACK_PREFIX, StoredContent, render_parts};
+use super::request::{SendRequest, Target, media_ref, parse_mode, parse_targets, send_at};
+use crate::ids::new_id;
+use crate::services::{ServiceError, ServiceResult, Services};
+use crate::store::{
+    Acceptance, Accepted as StoredAccepted, BotFilter, Fanout, MessageFilter, NewMessage,
+    NewRequest, Page,
+};
+
+/// Above this many recipients a request is a broadcast (a job with progress and controls).
+pub const BROADCAST_THRESHOLD: i64 = 200;
+/// Default throttle window.
+pub const DEFAULT_THROTTLE_SECONDS: u32 = 60;
+
+/// Where a send request comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// The API, with the caller's `Idempotency-Key` if any.
+    Api {
+        /// The header's value.
+        idempotency_key: Option<String>,
+    },
+    /// A schedule's occurrence: accepted at most once per occurrence.
+    Schedule {
+        /// The schedule.
+        schedule_id: String,
+        /// The occurrence's time (UTC ms).
+        occurrence_ms: i64,
+    },
+}
+
+/// One message of an accepted request.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct AcceptedMessage {
+    /// Message id.
+    pub id: String,
+    /// Sending bot.
+    pub bot_id: String,
+    /// Telegram chat.
+    pub chat_id: i64,
+    /// Link it was addressed through.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link_id: Option<String>,
+}
+
+/// The answer to an accepted request.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+#[schema(example = json!({"request_id": "req_01jd8y3k7q9x4m2n5p6r7s8t9v", "status": "queued", "count": 1,
+    "messages": [{"id": "msg_01jd8y3k7q9x4m2n5p6r7s8t9w", "bot_id": "bot_01jd8y3k7q9x4m2n5p6r7s8t9x", "chat_id": 100000001}]}))]
+pub struct Accepted {
+    /// The request (all its messages share its content).
+    pub request_id: String,
+    /// `queued`, or `throttled` when the throttle key's window was open.
+    pub status: String,
+    /// Messages stored.
+    pub count: i64,
+    /// The messages (left empty for broadcasts: list them with `broadcast_id`).
+    pub messages: Vec<AcceptedMessage>,
+    /// The broadcast, when the request had more than 200 recipients or fanned out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broadcast_id: Option<String>,
+}
+
+/// A validated request, ready to store.
+#[derive(Debug)]
+pub struct Planned {
+    content: StoredContent,
+    callbacks: Vec<(String, String)>,
+    rows: Vec<NewMessage>,
+    fanouts: Vec<(String, Fanout)>,
+    bot_id: Option<String>,
+    priority: i64,
+    send_at: Option<i64>,
+    throttle: Option<(String, u32)>,
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> ServiceError {
+    ServiceError::Invalid {
+        field,
+        message: message.into(),
+    }
+}
+
+/// The inline keyboard and the server-side data of its callback buttons: (id, data).
+type Keyboard = (Option<Value>, Vec<(String, String)>);
+
+fn buttons_markup(req: &SendRequest) -> ServiceResult<Keyboard> {
+    let Some(rows) = &req.buttons else {
+        return Ok((None, vec![]));
+    };
+    let mut callbacks = Vec::new();
+    let mut keyboard = Vec::new();
+    if rows.iter().map(Vec::len).sum::<usize>() > 100 {
+        return Err(invalid("buttons", "at most 100 buttons"));
+    }
+    for row in rows {
+        let mut out = Vec::new();
+        for b in row {
+            let label = b.text.trim();
+            if label.is_empty() || label.chars().count() > 64 {
+                return Err(invalid("buttons", "each button text is 1 to 64 characters"));
+            }
+            match (&b.url, &b.callback_data) {
+                (Some(url), None) => {
+                    let ok = reqwest::Url::parse(url)
+                        .is_ok_and(|u| matches!(u.scheme(), "http" | "https" | "tg"));
+                    if !ok {
+                        return Err(invalid(
+                            "buttons",
+                            format!("{url:?} is not an http(s) or tg:// URL"),
+                        ));
+                    }
+                    out.push(json!({"text": label, "url": url}));
+                }
+                (None, Some(data)) => {
+                    if data.is_empty() || data.len() > 4096 {
+                        return Err(invalid("buttons", "callback_data is 1 to 4096 bytes"));
+                    }
+                    let id = new_id("cb");
+                    out.push(
+                        json!({"text": label, "callback_data": format!("{CALLBACK_PREFIX}{id}")}),
+                    );
+                    callbacks.push((id, data.clone()));
+                }
+                _ => {
+                    return Err(invalid(
+                        "buttons",
+                        "each button has exactly one of url or callback_data",
+                    ));
+                }
+            }
+        }
+        if !out.is_empty() {
+            keyboard.push(Value::Array(out));
+        }
+    }
+    Ok((Some(json!({"inline_keyboard": keyboard})), callbacks))
+}
+
+impl Services {
+    /// Checks a send request as acceptance would, without storing anything.
+    pub async fn validate_message(&self, tenant_id: &str, req: &SendRequest) -> ServiceResult<()> {
+        self.plan_message(tenant_id, req).await.map(|_| ())
+    }
+
+    async fn plan_message(&self, tenant_id: &str, req: &SendRequest) -> ServiceResult<Planned> {
+        // Content first: it does not depend on the recipients.
+        let parse_mode = parse_mode(req.parse_mode.as_deref())?;
+        let media = match (&req.photo, &req.document) {
+            (Some(_), Some(_)) => return Err(invalid("photo", "give photo or document, not both")),
+            (Some(p), None) => Some(("photo".to_string(), media_ref("photo", p)?)),
+            (None, Some(d)) => Some(("document".to_string(), media_ref("document", d)?)),
+            (None, None) => None,
+        };
+        let text = match (&req.text, &req.template) {
+            (Some(_), Some(_)) => {
+                return Err(invalid("template", "give text or template, not both"));
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "template",
+                    "templates are not available in this build yet; send `text`",
+                ));
+            }
+            (text, None) => text.as_deref(),
+        };
+        if text.is_none() && media.is_none() {
+            return Err(invalid(
+                "text",
+                "is required (or template, photo or document)",
+            ));
+        }
+        let parts = render_parts(text, media.is_some())?;
+        let (reply_markup, callbacks) = buttons_markup(req)?;
+        let content = StoredContent {
+            parts,
+            parse_mode,
+            media,
+            reply_markup,
+            message_thread_id: req.message_thread_id,
+            silent: req.silent,
+        };
+        let priority = req.priority.unwrap_or(0);
+        if !(-100..=100).contains(&priority) {
+            return Err(invalid("priority", "must be between -100 and 100"));
+        }
+        let send_at = send_at(req.send_at.as_deref())?;
+        let throttle = match (&req.throttle_key, req.throttle_seconds) {
+            (Some(k), secs) => {
+                let k = k.trim();
+                if k.is_empty() || k.len() > 200 {
+                    return Err(invalid("throttle_key", "must be 1 to 200 characters"));
+                }
+                let secs = secs.unwrap_or(DEFAULT_THROTTLE_SECONDS);
+                if secs == 0 || secs > 31 * 86_400 {
+                    return Err(invalid("throttle_seconds", "must be 1 to 2678400"));
+                }
+                Some((k.to_string(), secs))
+            }
+            (None, Some(_)) => {
+                return Err(invalid("throttle_key", "is required with throttle_seconds"));
+            }
+            (None, None) => None,
+        };
+
+        // Recipients.
+        let targets = parse_targets(&req.to)?;
+        let bot_id = match &req.bot_id {
+            Some(id) => {
+                let bot = self
+                    .store
+                    .get_bot(id)
+                    .await?
+                    .filter(|b| b.tenant_id == tenant_id)
+                    .ok_or_else(|| invalid("bot_id", format!("no bot {id} in this tenant")))?;
+                Some(bot.id)
+            }
+            None => None,
+        };
+        let mut sole_bot: Option<Option<String>> = None;
+        let mut rows: Vec<NewMessage> = Vec::new();
+        let mut fanouts = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for target in targets {
+            match target {
+                Target::Chat(chat_id) => {
+                    let bot = match &bot_id {
+                        Some(b) => b.clone(),
+                        None => {
+                            if sole_bot.is_none() {
+                                let bots = self
+                                    .store
+                                    .list_bots(
+                                        &BotFilter {
+                                            tenant_id: Some(tenant_id.to_string()),
+                                            ..BotFilter::default()
+                                        },
+                                        &Page::first(2),
+                                    )
+                                    .await?;
+                                sole_bot = Some(match bots.items.as_slice() {
+                                    [one] => Some(one.id.clone()),
+                                    _ => None,
+                                });
+                            }
+                            sole_bot.clone().flatten().ok_or_else(|| {
+                                invalid(
+                                    "bot_id",
+                                    "is required to send to a chat_id unless the tenant has exactly one bot",
+                                )
+                            })?
+                        }
+                    };
+                    if seen.insert((bot.clone(), chat_id)) {
+                        rows.push(NewMessage {
+                            id: new_id("msg"),
+                            bot_id: bot,
+                            chat_id,
+                            link_id: None,
+                        });
+                    }
+                }
+                Target::Link(link_id) => {
+                    let (bot, chat_id, active) =
+                        self.store
+                            .find_link(tenant_id, &link_id)
+                            .await?
+                            .ok_or_else(|| invalid("to", format!("no link {link_id}")))?;
+                    if !active {
+                        return Err(invalid("to", format!("link {link_id} is inactive")));
+                    }
+                    if bot_id.as_ref().is_some_and(|b| *b != bot) {
+                        return Err(invalid(
+                            "bot_id",
+                            format!("link {link_id} belongs to another bot"),
+                        ));
+                    }
+                    if seen.insert((bot.clone(), chat_id)) {
+                        rows.push(NewMessage {
+                            id: new_id("msg"),
+                            bot_id: bot,
+                            chat_id,
+                            link_id: Some(link_id),
+                        });
+                    }
+                }
+                Target::ExternalId(external_id) => {
+                    fanouts.push((
+                        format!("{}-", new_id("msg")),
+                        Fanout::ExternalId { external_id },
+                    ));
+                }
+                Target::Category(key) => {
+                    if !self.store.category_exists(tenant_id, &key).await? {
+                        return Err(invalid("to", format!("no category {key:?}")));
+                    }
+                    fanouts.push((format!("{}-", new_id("msg")), Fanout::Category { key }));
+                }
+            }
+        }
+        Ok(Planned {
+            content,
+            callbacks,
+            rows,
+            fanouts,
+            bot_id,
+            priority,
+            send_at,
+            throttle,
+        })
+    }
+
+    /// Accepts a send request: validates it, stores the request and every message in one
+    /// transaction, and wakes the senders. Nothing is stored when it is invalid.
+    pub async fn accept_message(
+        &self,
+        tenant_id: &str,
+        req: SendRequest,
+        origin: Origin,
+    ) -> ServiceResult<Accepted> {
+        let body_hash = hex(&Sha256::digest(
+            serde_json::to_vec(&req).unwrap_or_default(),
+        ));
+        let (origin_text, idempotency) = match &origin {
+            Origin::Api { idempotency_key } => {
+                let key = idempotency_key
+                    .as_deref()
+                    .map(str::trim)
+                    .map(|k| {
+                        if k.is_empty() || k.len() > 255 {
+                            Err(invalid("Idempotency-Key", "must be 1 to 255 characters"))
+                        } else {
+                            Ok(format!("api:{k}"))
+                        }
+                    })
+                    .transpose()?;
+                ("api".to_string(), key)
+            }
+            Origin::Schedule {
+                schedule_id,
+                occurrence_ms,
+            } => {
+                let key = format!("schedule:{schedule_id}:{occurrence_ms}");
+                (key.clone(), Some(key))
+            }
+        };
+        let plan = self.plan_message(tenant_id, &req).await?;
+        let now = self.clock.now_millis();
+        let request_id = new_id("req");
+        let is_fanout = !plan.fanouts.is_empty() || plan.rows.len() as i64 > BROADCAST_THRESHOLD;
+        let acceptance = Acceptance {
+            request: NewRequest {
+                id: request_id.clone(),
+                tenant_id: tenant_id.to_string(),
+                origin: origin_text,
+                content: serde_json::to_string(&plan.content).unwrap_or_default(),
+                created_at: now,
+            },
+            rows: plan.rows,
+            fanouts: plan.fanouts,
+            bot_id: plan.bot_id.clone(),
+            priority: plan.priority,
+            send_at: plan.send_at.unwrap_or(now),
+            throttle: plan
+                .throttle
+                .map(|(k, secs)| (k, now + i64::from(secs) * 1000)),
+            broadcast: is_fanout.then(|| (new_id("bc"), BROADCAST_THRESHOLD)),
+            callbacks: plan.callbacks,
+            idempotency: idempotency.clone().map(|k| (k, body_hash.clone())),
+        };
+        let stored = self.store.accept(&acceptance).await?;
+        let accepted = match stored {
+            StoredAccepted::Replay {
+                response,
+                body_hash: first,
+            } => {
+                if first == body_hash && response.is_empty() {
+                    return Err(ServiceError::Conflict(
+                        "a request with this Idempotency-Key is being accepted; retry in a moment"
+                            .into(),
+                    ));
+                }
+                if first != body_hash {
+                    return Err(ServiceError::Conflict(
+                        "this Idempotency-Key was used in the last 24 hours with another body"
+                            .into(),
+                    ));
+                }
+                return serde_json::from_str(&response).map_err(|e| {
+                    ServiceError::Store(crate::store::StoreError::Corrupt(e.to_string()))
+                });
+            }
+            StoredAccepted::Stored {
+                count,
+                status,
+                broadcast_id,
+            } => {
+                let messages = if broadcast_id.is_some() {
+                    vec![]
+                } else {
+                    self.store
+                        .request_messages(&request_id)
+                        .await?
+                        .into_iter()
+                        .map(|m| AcceptedMessage {
+                            id: m.id,
+                            bot_id: m.bot_id,
+                            chat_id: m.chat_id,
+                            link_id: m.link_id,
+                        })
+                        .collect()
+                };
+                metrics::counter!(
+                    "relaygram_messages_accepted_total",
+                    "status" => status.clone()
+                )
+                .increment(count.max(0) as u64);
+                Accepted {
+                    request_id,
+                    status,
+                    count,
+                    messages,
+                    broadcast_id,
+                }
+            }
+        };
+        if let Some((key, hash)) = acceptance.idempotency {
+            // The answer is kept for replays (it cannot be known inside the transaction
+            // before the fan-outs ran, so it is stored right after).
+            self.store
+                .put_idempotent_answer(
+                    tenant_id,
+                    &key,
+                    &hash,
+                    &serde_json::to_string(&accepted).unwrap_or_default(),
+                    now,
+                )
+                .await?;
+        }
+        super::sender::wake();
+        Ok(accepted)
+    }
+
+    /// One message of the tenant.
+    pub async fn get_message(
+        &self,
+        tenant_id: &str,
+        id: &str,
+    ) -> ServiceResult<crate::store::MessageRecord> {
+        self.store
+            .get_message(tenant_id, id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound {
+                kind: "message",
+                id: id.to_string(),
+            })
+    }
+
+    /// Messages of the tenant.
+    pub async fn list_messages(
+        &self,
+        filter: &MessageFilter,
+        page: &Page,
+    ) -> ServiceResult<crate::store::Listed<crate::store::MessageRecord>> {
+        if let Some(s) = &filter.status
+            && !is_status(s)
+        {
+            return Err(invalid("status", format!("unknown status {s:?}")));
+        }
+        Ok(self.store.list_messages(filter, page).await?)
+    }
+
+    /// Queues one message again: `dead` and `failed` ones, and `unknown` ones only with
+    /// `anyway` (they may have been delivered already).
+    pub async fn retry_message(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        anyway: bool,
+    ) -> ServiceResult<crate::store::MessageRecord> {
+        let message = self.get_message(tenant_id, id).await?;
+        let from: &[&str] = if anyway {
+            &["dead", "failed", "unknown"]
+        } else {
+            &["dead", "failed"]
+        };
+        if !from.contains(&message.status.as_str()) {
+            let hint = if message.status == "unknown" {
+                "; it may have been delivered: pass {\"anyway\": true} to send it again"
+            } else {
+                ""
+            };
+            return Err(ServiceError::Conflict(format!(
+                "message {id} is {}; only dead or failed messages are retried{hint}",
+                message.status
+            )));
+        }
+        let filter = MessageFilter {
+            tenant_id: tenant_id.to_string(),
+            ..MessageFilter::default()
+        };
+        self.store
+            .requeue(&filter, Some(id), from, self.clock.now_millis())
+            .await?;
+        super::sender::wake();
+        self.get_message(tenant_id, id).await
+    }
+
+    /// Queues again every message matching `filter` whose status is `dead` (or the
+    /// filter's status: `dead`, `failed`, or `unknown` with `anyway`).
+    pub async fn retry_messages(&self, filter: &MessageFilter, anyway: bool) -> ServiceResult<u64> {
+        let status = filter.status.as_deref().unwrap_or("dead");
+        match status {
+            "dead" | "failed" => {}
+            "unknown" if anyway => {}
+            "unknown" => {
+                return Err(ServiceError::Conflict(
+                    "unknown messages may have been delivered: pass \"anyway\": true to send them again".into(),
+                ));
+            }
+            other => {
+                return Err(invalid(
+                    "status",
+                    format!("only dead, failed or unknown messages are retried, not {other:?}"),
+                ));
+            }
+        }
+        let n = self
+            .store
+            .requeue(filter, None, &[status], self.clock.now_millis())
+            .await?;
+        super::sender::wake();
+        Ok(n)
+    }
+}
+
+/// Whether `s` is a message status.
+pub fn is_status(s: &str) -> bool {
+    matches!(s, "queued" | "paused" | "sending") || crate::store::FINAL_STATES.contains(&s)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

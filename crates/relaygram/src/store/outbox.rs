@@ -1,0 +1,1282 @@
+//! Storage for the outbox: accepted requests, their messages (one row per chat, per-chat
+//! order by id), idempotency keys, throttle windows, broadcasts, server-side button data,
+//! per-bot limits and per-bot sender leases.
+//!
+//! Acceptance is one transaction: the request, every message row (fan-outs to links are
+//! one `INSERT … SELECT` each, never a loop in memory), the broadcast, button data and the
+//! idempotency key. The sender claims lane heads (`FOR UPDATE SKIP LOCKED` on PostgreSQL),
+//! calls Telegram outside any transaction and records every outcome of a batch in one.
+
+use async_trait::async_trait;
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+use sqlx::sqlite::SqliteRow;
+
+use super::sql::{PgStore, SqliteStore};
+use super::{Listed, Page, StoreError, StoreResult};
+
+/// Message states. `queued`, `paused` and `sending` are on the way; the others are final
+/// (`dead` and `unknown` can be re-driven by hand).
+pub const FINAL_STATES: &[&str] = &[
+    "sent",
+    "throttled",
+    "failed",
+    "dead",
+    "unknown",
+    "cancelled",
+];
+
+/// The request an accepted call stored (its content, once for all its messages).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRequest {
+    /// Opaque id (`req_…`).
+    pub id: String,
+    /// Owning tenant.
+    pub tenant_id: String,
+    /// `api` or `schedule:<id>:<occurrence>`.
+    pub origin: String,
+    /// The rendered content, JSON.
+    pub content: String,
+    /// Acceptance time (UTC ms).
+    pub created_at: i64,
+}
+
+/// One message row to insert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMessage {
+    /// Opaque id (`msg_…`).
+    pub id: String,
+    /// The bot that sends it.
+    pub bot_id: String,
+    /// Telegram chat id.
+    pub chat_id: i64,
+    /// The link it was addressed through, if any.
+    pub link_id: Option<String>,
+}
+
+/// A fan-out done inside the store: every link that should receive it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fanout {
+    /// Every active link of an app user.
+    ExternalId {
+        /// The app's user id.
+        external_id: String,
+    },
+    /// Every active link opted in to a category.
+    Category {
+        /// The category key.
+        key: String,
+    },
+}
+
+/// Everything one accepted call stores, in one transaction.
+#[derive(Debug, Clone)]
+pub struct Acceptance {
+    /// The request and its content.
+    pub request: NewRequest,
+    /// Messages to chats named directly or through one link.
+    pub rows: Vec<NewMessage>,
+    /// Fan-outs (each with the id prefix of its rows) done in SQL.
+    pub fanouts: Vec<(String, Fanout)>,
+    /// Restricts fan-outs to one bot.
+    pub bot_id: Option<String>,
+    /// Priority (higher first).
+    pub priority: i64,
+    /// Not before (UTC ms).
+    pub send_at: i64,
+    /// Throttle window: key and its end; when the key's window is open the messages are
+    /// stored as `throttled`.
+    pub throttle: Option<(String, i64)>,
+    /// Above this many messages the request is a broadcast with this id.
+    pub broadcast: Option<(String, i64)>,
+    /// Server-side button data: (id, data).
+    pub callbacks: Vec<(String, String)>,
+    /// Idempotency key and the hash of the body.
+    pub idempotency: Option<(String, String)>,
+}
+
+/// What acceptance stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Accepted {
+    /// Stored: how many messages, their status, and the broadcast id when it is one.
+    Stored {
+        /// Messages stored.
+        count: i64,
+        /// `queued` or `throttled`.
+        status: String,
+        /// The broadcast, when the request became one.
+        broadcast_id: Option<String>,
+    },
+    /// The idempotency key was used before: the stored answer and body hash.
+    Replay {
+        /// The first answer, JSON.
+        response: String,
+        /// The first body's hash.
+        body_hash: String,
+    },
+}
+
+/// A stored message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MessageRecord {
+    /// Opaque id.
+    pub id: String,
+    /// The request it came from.
+    pub request_id: String,
+    /// Owning tenant.
+    pub tenant_id: String,
+    /// Sending bot.
+    pub bot_id: String,
+    /// Telegram chat.
+    pub chat_id: i64,
+    /// Link it was addressed through.
+    pub link_id: Option<String>,
+    /// Broadcast it belongs to.
+    pub broadcast_id: Option<String>,
+    /// State.
+    pub status: String,
+    /// Priority.
+    pub priority: i64,
+    /// Not before (UTC ms).
+    pub send_at: i64,
+    /// Next attempt (UTC ms).
+    pub next_attempt_at: i64,
+    /// Attempts made.
+    pub attempts: i64,
+    /// Retries scheduled after transient failures.
+    pub retries: i64,
+    /// 429s received.
+    pub rate_limited: i64,
+    /// Parts already delivered (long texts are several Telegram messages).
+    pub parts_sent: i64,
+    /// Telegram message ids, JSON array.
+    pub telegram_message_ids: String,
+    /// Class of the last error.
+    pub error_class: Option<String>,
+    /// The last error.
+    pub last_error: Option<String>,
+    /// Every error, JSON array of `{at, class, error}`.
+    pub errors: String,
+    /// Acceptance time.
+    pub created_at: i64,
+    /// Last change.
+    pub updated_at: i64,
+    /// When it reached its final state.
+    pub finished_at: Option<i64>,
+}
+
+/// Which messages to list or re-drive.
+#[derive(Debug, Clone, Default)]
+pub struct MessageFilter {
+    /// Tenant (always set by services).
+    pub tenant_id: String,
+    /// Only this state.
+    pub status: Option<String>,
+    /// Only this bot.
+    pub bot_id: Option<String>,
+    /// Only this chat.
+    pub chat_id: Option<i64>,
+    /// Only accepted at or after (UTC ms).
+    pub since: Option<i64>,
+    /// Only this broadcast.
+    pub broadcast_id: Option<String>,
+}
+
+/// A message claimed by a sender.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    /// Message id.
+    pub id: String,
+    /// Owning tenant.
+    pub tenant_id: String,
+    /// Its request (content).
+    pub request_id: String,
+    /// Telegram chat.
+    pub chat_id: i64,
+    /// Link, if any.
+    pub link_id: Option<String>,
+    /// Broadcast, if any.
+    pub broadcast_id: Option<String>,
+    /// Attempts made, this one included.
+    pub attempts: i64,
+    /// Parts delivered before.
+    pub parts_sent: i64,
+    /// Message ids of the parts delivered before, JSON array.
+    pub telegram_message_ids: String,
+    /// Errors so far, JSON array.
+    pub errors: String,
+}
+
+/// What an attempt did to a message.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// Message id.
+    pub id: String,
+    /// New state.
+    pub status: &'static str,
+    /// Next attempt (for `queued`).
+    pub next_attempt_at: Option<i64>,
+    /// Parts delivered so far.
+    pub parts_sent: i64,
+    /// Telegram message ids so far, JSON array.
+    pub telegram_message_ids: String,
+    /// Error class of this attempt.
+    pub error_class: Option<String>,
+    /// Error of this attempt.
+    pub error: Option<String>,
+    /// Every error, JSON array.
+    pub errors: String,
+    /// 1 when this attempt scheduled a retry after a transient failure.
+    pub retried: i64,
+    /// 1 when this attempt got a 429.
+    pub rate_limited: i64,
+    /// A new chat id (followed migration).
+    pub chat_id: Option<i64>,
+}
+
+/// A broadcast and its progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BroadcastRecord {
+    /// Opaque id.
+    pub id: String,
+    /// Owning tenant.
+    pub tenant_id: String,
+    /// Sending bot (the first one of the fan-out).
+    pub bot_id: String,
+    /// The request.
+    pub request_id: String,
+    /// `running`, `paused`, `cancelled`.
+    pub status: String,
+    /// Messages in it.
+    pub total: i64,
+    /// Messages per state.
+    pub counts: Vec<(String, i64)>,
+    /// Creation time.
+    pub created_at: i64,
+    /// Last change.
+    pub updated_at: i64,
+}
+
+/// Per-bot counters.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BotStats {
+    /// The bot.
+    pub bot_id: String,
+    /// Messages per state.
+    pub counts: Vec<(String, i64)>,
+    /// 429s received.
+    pub rate_limited: i64,
+    /// Retries scheduled.
+    pub retries: i64,
+}
+
+/// A bot's own limits (each `None` = the deployment's default).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct BotLimitsRecord {
+    /// Messages per second for the bot.
+    pub per_bot_per_second: Option<f64>,
+    /// Messages per second to one private chat.
+    pub per_chat_per_second: Option<f64>,
+    /// Messages per minute to one group.
+    pub per_group_per_minute: Option<f64>,
+}
+
+/// Storage of the outbox.
+#[async_trait]
+pub trait OutboxStore: Send + Sync {
+    /// The bot and chat of an active link of the tenant: `(bot_id, chat_id, active)`.
+    async fn find_link(
+        &self,
+        tenant_id: &str,
+        link_id: &str,
+    ) -> StoreResult<Option<(String, i64, bool)>>;
+    /// Whether the tenant has this category.
+    async fn category_exists(&self, tenant_id: &str, key: &str) -> StoreResult<bool>;
+    /// Stores an accepted call in one transaction.
+    async fn accept(&self, a: &Acceptance) -> StoreResult<Accepted>;
+    /// Stores the answer of an idempotent acceptance.
+    async fn put_idempotent_answer(
+        &self,
+        tenant_id: &str,
+        key: &str,
+        body_hash: &str,
+        response: &str,
+        now: i64,
+    ) -> StoreResult<()>;
+    /// Ids and chats of a request's messages (small requests only).
+    async fn request_messages(&self, request_id: &str) -> StoreResult<Vec<MessageRecord>>;
+    /// A request's content.
+    async fn request_content(&self, request_id: &str) -> StoreResult<Option<String>>;
+    /// One message of a tenant.
+    async fn get_message(&self, tenant_id: &str, id: &str) -> StoreResult<Option<MessageRecord>>;
+    /// Messages matching `filter`, newest last, by id cursor.
+    async fn list_messages(
+        &self,
+        filter: &MessageFilter,
+        page: &Page,
+    ) -> StoreResult<Listed<MessageRecord>>;
+    /// Queues again the messages matching `filter` whose state is in `from`; with `id`,
+    /// only that one. Returns how many.
+    async fn requeue(
+        &self,
+        filter: &MessageFilter,
+        id: Option<&str>,
+        from: &[&str],
+        now: i64,
+    ) -> StoreResult<u64>;
+
+    /// Takes or renews the sender lease of a bot; `false` when another holder has it.
+    async fn acquire_sender_lease(
+        &self,
+        bot_id: &str,
+        holder: &str,
+        now: i64,
+        until: i64,
+    ) -> StoreResult<bool>;
+    /// Gives a lease up.
+    async fn release_sender_lease(&self, bot_id: &str, holder: &str) -> StoreResult<()>;
+    /// Messages left `sending` by a holder that stopped (crash): they become `unknown`,
+    /// since the call may have reached Telegram. Returns (id, tenant) of each.
+    async fn recover_interrupted(
+        &self,
+        bot_id: &str,
+        now: i64,
+    ) -> StoreResult<Vec<(String, String)>>;
+    /// Enabled bots with queued messages.
+    async fn bots_with_queued(&self) -> StoreResult<Vec<String>>;
+    /// Earliest time a queued message of the bot becomes due.
+    async fn next_due(&self, bot_id: &str) -> StoreResult<Option<i64>>;
+    /// Ready lane heads of a bot, at most `limit`, locked and marked `sending` when `pick`
+    /// accepts them (the filter sees candidates in order: priority, then acceptance).
+    async fn claim(
+        &self,
+        bot_id: &str,
+        now: i64,
+        limit: i64,
+        pick: &mut (dyn for<'c> FnMut(&'c Claimed) -> bool + Send),
+    ) -> StoreResult<Vec<Claimed>>;
+    /// Records the outcomes of a batch in one transaction.
+    async fn record(&self, outcomes: &[Outcome], now: i64) -> StoreResult<()>;
+    /// A chat cannot be written to: the chat gets `state`, the bot's links to it become
+    /// inactive.
+    async fn mark_chat_gone(
+        &self,
+        bot_id: &str,
+        chat_id: i64,
+        state: &str,
+        now: i64,
+    ) -> StoreResult<()>;
+    /// A group became a supergroup: the chat, links and unfinished messages follow.
+    async fn migrate_chat(&self, bot_id: &str, from: i64, to: i64, now: i64) -> StoreResult<()>;
+
+    /// A broadcast with its progress.
+    async fn get_broadcast(
+        &self,
+        tenant_id: &str,
+        id: &str,
+    ) -> StoreResult<Option<BroadcastRecord>>;
+    /// A tenant's broadcasts (progress not filled in).
+    async fn list_broadcasts(
+        &self,
+        tenant_id: &str,
+        page: &Page,
+    ) -> StoreResult<Listed<BroadcastRecord>>;
+    /// Pauses, resumes or cancels a broadcast; `false` when the change does not apply.
+    async fn set_broadcast_status(&self, id: &str, status: &str, now: i64) -> StoreResult<bool>;
+    /// Per-bot counters of a tenant (or every tenant).
+    async fn delivery_stats(&self, tenant_id: Option<&str>) -> StoreResult<Vec<BotStats>>;
+    /// The tenant and data of a server-side button.
+    async fn get_callback(&self, id: &str) -> StoreResult<Option<(String, String)>>;
+    /// A bot's own limits.
+    async fn get_bot_limits(&self, bot_id: &str) -> StoreResult<BotLimitsRecord>;
+    /// Sets a bot's own limits.
+    async fn set_bot_limits(
+        &self,
+        bot_id: &str,
+        limits: &BotLimitsRecord,
+        now: i64,
+    ) -> StoreResult<()>;
+}
+
+const MESSAGE_COLS: &str = "id, request_id, tenant_id, bot_id, chat_id, link_id, broadcast_id, \
+     status, priority, send_at, next_attempt_at, attempts, retries, rate_limited, parts_sent, \
+     telegram_message_ids, error_class, last_error, errors, created_at, updated_at, finished_at";
+
+/// The links tables come with the linking migration; until a store has them, targets
+/// through links find nothing instead of failing.
+fn is_missing_table(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db)
+        if db.message().contains("no such table") || db.code().as_deref() == Some("42P01"))
+}
+
+fn ids_json(ids: &[&str]) -> String {
+    serde_json::to_string(ids).unwrap_or_else(|_| "[]".into())
+}
+
+macro_rules! outbox_store {
+    ($store:ty, $row:ty, $in_json:literal, $lock:literal, $true:literal) => {
+        impl $store {
+            fn message(row: &$row) -> StoreResult<MessageRecord> {
+                Ok(MessageRecord {
+                    id: row.try_get("id")?,
+                    request_id: row.try_get("request_id")?,
+                    tenant_id: row.try_get("tenant_id")?,
+                    bot_id: row.try_get("bot_id")?,
+                    chat_id: row.try_get("chat_id")?,
+                    link_id: row.try_get("link_id")?,
+                    broadcast_id: row.try_get("broadcast_id")?,
+                    status: row.try_get("status")?,
+                    priority: row.try_get("priority")?,
+                    send_at: row.try_get("send_at")?,
+                    next_attempt_at: row.try_get("next_attempt_at")?,
+                    attempts: row.try_get("attempts")?,
+                    retries: row.try_get("retries")?,
+                    rate_limited: row.try_get("rate_limited")?,
+                    parts_sent: row.try_get("parts_sent")?,
+                    telegram_message_ids: row.try_get("telegram_message_ids")?,
+                    error_class: row.try_get("error_class")?,
+                    last_error: row.try_get("last_error")?,
+                    errors: row.try_get("errors")?,
+                    created_at: row.try_get("created_at")?,
+                    updated_at: row.try_get("updated_at")?,
+                    finished_at: row.try_get("finished_at")?,
+                })
+            }
+
+            async fn counts_of(&self, sql: &str, key: &str) -> StoreResult<Vec<(String, i64)>> {
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+                    .bind(key)
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter()
+                    .map(|r| Ok((r.try_get("status")?, r.try_get("n")?)))
+                    .collect()
+            }
+        }
+
+        #[async_trait]
+        impl OutboxStore for $store {
+            async fn find_link(
+                &self,
+                tenant_id: &str,
+                link_id: &str,
+            ) -> StoreResult<Option<(String, i64, bool)>> {
+                let row = sqlx::query(
+                    "SELECT bot_id, chat_id, active FROM links WHERE tenant_id = $1 AND id = $2",
+                )
+                .bind(tenant_id)
+                .bind(link_id)
+                .fetch_optional(&self.pool)
+                .await;
+                match row {
+                    Ok(Some(r)) => Ok(Some((
+                        r.try_get("bot_id")?,
+                        r.try_get("chat_id")?,
+                        r.try_get("active")?,
+                    ))),
+                    Ok(None) => Ok(None),
+                    Err(e) if is_missing_table(&e) => Ok(None),
+                    Err(e) => Err(e.into()),
+                }
+            }
+
+            async fn category_exists(&self, tenant_id: &str, key: &str) -> StoreResult<bool> {
+                let row =
+                    sqlx::query("SELECT 1 AS one FROM categories WHERE tenant_id = $1 AND key = $2")
+                        .bind(tenant_id)
+                        .bind(key)
+                        .fetch_optional(&self.pool)
+                        .await;
+                match row {
+                    Ok(r) => Ok(r.is_some()),
+                    Err(e) if is_missing_table(&e) => Ok(false),
+                    Err(e) => Err(e.into()),
+                }
+            }
+
+            async fn accept(&self, a: &Acceptance) -> StoreResult<Accepted> {
+                let now = a.request.created_at;
+                let tenant = &a.request.tenant_id;
+                let mut tx = self.pool.begin().await?;
+                if let Some((key, hash)) = &a.idempotency {
+                    // Purge this key when older than a day, then look for it.
+                    sqlx::query(
+                        "DELETE FROM idempotency_keys WHERE tenant_id = $1 AND key = $2 AND created_at < $3",
+                    )
+                    .bind(tenant)
+                    .bind(key)
+                    .bind(now - 86_400_000)
+                    .execute(&mut *tx)
+                    .await?;
+                    let found = sqlx::query(
+                        "SELECT body_hash, response FROM idempotency_keys WHERE tenant_id = $1 AND key = $2",
+                    )
+                    .bind(tenant)
+                    .bind(key)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if let Some(r) = found {
+                        return Ok(Accepted::Replay {
+                            response: r.try_get("response")?,
+                            body_hash: r.try_get("body_hash")?,
+                        });
+                    }
+                    // Taken inside the transaction, so two concurrent calls with one key
+                    // cannot both store messages; the answer is filled in after commit.
+                    sqlx::query(
+                        "INSERT INTO idempotency_keys (tenant_id, key, body_hash, response, created_at) \
+                         VALUES ($1, $2, $3, '', $4)",
+                    )
+                    .bind(tenant)
+                    .bind(key)
+                    .bind(hash)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                let status = match &a.throttle {
+                    Some((key, until)) => {
+                        let opened = sqlx::query(
+                            "INSERT INTO throttle_windows (tenant_id, key, until) VALUES ($1, $2, $3) \
+                             ON CONFLICT (tenant_id, key) DO UPDATE SET until = excluded.until \
+                             WHERE throttle_windows.until <= $4",
+                        )
+                        .bind(tenant)
+                        .bind(key)
+                        .bind(until)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                        if opened.rows_affected() == 1 { "queued" } else { "throttled" }
+                    }
+                    None => "queued",
+                };
+                sqlx::query(
+                    "INSERT INTO message_requests (id, tenant_id, origin, content, created_at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&a.request.id)
+                .bind(tenant)
+                .bind(&a.request.origin)
+                .bind(&a.request.content)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                let broadcast_id = a.broadcast.as_ref().map(|(id, _)| id.as_str());
+                let finished = (status == "throttled").then_some(now);
+                let mut count: i64 = 0;
+                for m in &a.rows {
+                    sqlx::query(
+                        "INSERT INTO messages (id, request_id, tenant_id, bot_id, chat_id, link_id, \
+                         broadcast_id, status, priority, send_at, next_attempt_at, created_at, \
+                         updated_at, finished_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $11, $12)",
+                    )
+                    .bind(&m.id)
+                    .bind(&a.request.id)
+                    .bind(tenant)
+                    .bind(&m.bot_id)
+                    .bind(m.chat_id)
+                    .bind(m.link_id.as_deref())
+                    .bind(broadcast_id)
+                    .bind(status)
+                    .bind(a.priority)
+                    .bind(a.send_at)
+                    .bind(now)
+                    .bind(finished)
+                    .execute(&mut *tx)
+                    .await?;
+                    count += 1;
+                }
+                for (prefix, fanout) in &a.fanouts {
+                    let (filter, arg) = match fanout {
+                        Fanout::ExternalId { external_id } => {
+                            ("l.external_id = $10", external_id.as_str())
+                        }
+                        Fanout::Category { key } => (
+                            concat!(
+                                "EXISTS (SELECT 1 FROM categories c LEFT JOIN link_preferences p \
+                                 ON p.link_id = l.id AND p.category_key = c.key \
+                                 WHERE c.tenant_id = l.tenant_id AND c.key = $10 AND (c.mandatory = ",
+                                $true,
+                                " OR p.enabled = ",
+                                $true,
+                                " OR (p.enabled IS NULL AND c.default_enabled = ",
+                                $true,
+                                ")))"
+                            ),
+                            key.as_str(),
+                        ),
+                    };
+                    // One statement per fan-out: the rows never travel through memory. A
+                    // chat already addressed by this request is skipped (no duplicates).
+                    let sql = format!(
+                        "INSERT INTO messages (id, request_id, tenant_id, bot_id, chat_id, link_id, \
+                         broadcast_id, status, priority, send_at, next_attempt_at, created_at, \
+                         updated_at, finished_at) \
+                         SELECT CAST($1 AS TEXT) || l.id, $2, l.tenant_id, l.bot_id, l.chat_id, l.id, \
+                         $4, $5, $6, $7, $7, $8, $8, $9 FROM links l \
+                         WHERE l.tenant_id = $3 AND l.active = {t} AND ({filter}) \
+                         AND ($11 IS NULL OR l.bot_id = $11) \
+                         AND NOT EXISTS (SELECT 1 FROM messages x WHERE x.bot_id = l.bot_id \
+                         AND x.chat_id = l.chat_id AND x.request_id = $2)",
+                        t = $true
+                    );
+                    let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .bind(prefix)
+                        .bind(&a.request.id)
+                        .bind(tenant)
+                        .bind(broadcast_id)
+                        .bind(status)
+                        .bind(a.priority)
+                        .bind(a.send_at)
+                        .bind(now)
+                        .bind(finished)
+                        .bind(arg)
+                        .bind(a.bot_id.as_deref())
+                        .execute(&mut *tx)
+                        .await;
+                    match done {
+                        Ok(done) => count += done.rows_affected() as i64,
+                        Err(e) if is_missing_table(&e) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                let mut broadcast = None;
+                if let Some((id, threshold)) = &a.broadcast {
+                    if count > *threshold {
+                        sqlx::query(
+                            "INSERT INTO broadcasts (id, tenant_id, bot_id, request_id, status, total, \
+                             created_at, updated_at) VALUES ($1, $2, \
+                             (SELECT bot_id FROM messages WHERE request_id = $3 ORDER BY id LIMIT 1), \
+                             $3, 'running', $4, $5, $5)",
+                        )
+                        .bind(id)
+                        .bind(tenant)
+                        .bind(&a.request.id)
+                        .bind(count)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                        broadcast = Some(id.clone());
+                    } else {
+                        sqlx::query("UPDATE messages SET broadcast_id = NULL WHERE request_id = $1")
+                            .bind(&a.request.id)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
+                for (id, data) in &a.callbacks {
+                    sqlx::query(
+                        "INSERT INTO callback_data (id, tenant_id, request_id, data, created_at) \
+                         VALUES ($1, $2, $3, $4, $5)",
+                    )
+                    .bind(id)
+                    .bind(tenant)
+                    .bind(&a.request.id)
+                    .bind(data)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(Accepted::Stored {
+                    count,
+                    status: status.to_string(),
+                    broadcast_id: broadcast,
+                })
+            }
+
+            async fn put_idempotent_answer(
+                &self,
+                tenant_id: &str,
+                key: &str,
+                body_hash: &str,
+                response: &str,
+                now: i64,
+            ) -> StoreResult<()> {
+                sqlx::query(
+                    "UPDATE idempotency_keys SET response = $4 WHERE tenant_id = $1 AND key = $2 \
+                     AND body_hash = $3 AND created_at <= $5",
+                )
+                .bind(tenant_id)
+                .bind(key)
+                .bind(body_hash)
+                .bind(response)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn request_messages(&self, request_id: &str) -> StoreResult<Vec<MessageRecord>> {
+                let sql = format!(
+                    "SELECT {MESSAGE_COLS} FROM messages WHERE request_id = $1 ORDER BY id LIMIT 1000"
+                );
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(request_id)
+                    .fetch_all(&self.pool)
+                    .await?
+                    .iter()
+                    .map(Self::message)
+                    .collect()
+            }
+
+            async fn request_content(&self, request_id: &str) -> StoreResult<Option<String>> {
+                let row = sqlx::query("SELECT content FROM message_requests WHERE id = $1")
+                    .bind(request_id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row.map(|r| r.try_get("content")).transpose()?)
+            }
+
+            async fn get_message(
+                &self,
+                tenant_id: &str,
+                id: &str,
+            ) -> StoreResult<Option<MessageRecord>> {
+                let sql =
+                    format!("SELECT {MESSAGE_COLS} FROM messages WHERE id = $1 AND tenant_id = $2");
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(id)
+                    .bind(tenant_id)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .as_ref()
+                    .map(Self::message)
+                    .transpose()
+            }
+
+            async fn list_messages(
+                &self,
+                f: &MessageFilter,
+                page: &Page,
+            ) -> StoreResult<Listed<MessageRecord>> {
+                let sql = format!(
+                    "SELECT {MESSAGE_COLS} FROM messages WHERE tenant_id = $1 \
+                     AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR bot_id = $3) \
+                     AND ($4 IS NULL OR chat_id = $4) AND ($5 IS NULL OR created_at >= $5) \
+                     AND ($6 IS NULL OR broadcast_id = $6) AND ($7 IS NULL OR id > $7) \
+                     ORDER BY id LIMIT $8"
+                );
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(&f.tenant_id)
+                    .bind(f.status.as_deref())
+                    .bind(f.bot_id.as_deref())
+                    .bind(f.chat_id)
+                    .bind(f.since)
+                    .bind(f.broadcast_id.as_deref())
+                    .bind(page.after.as_deref())
+                    .bind(i64::from(page.size()) + 1)
+                    .fetch_all(&self.pool)
+                    .await?;
+                let items = rows.iter().map(Self::message).collect::<StoreResult<Vec<_>>>()?;
+                Ok(Listed::from_overfetch(items, page, |m| &m.id))
+            }
+
+            async fn requeue(
+                &self,
+                f: &MessageFilter,
+                id: Option<&str>,
+                from: &[&str],
+                now: i64,
+            ) -> StoreResult<u64> {
+                let sql = format!(
+                    "UPDATE messages SET status = 'queued', next_attempt_at = $8, \
+                     claimed_until = NULL, finished_at = NULL, updated_at = $8 \
+                     WHERE tenant_id = $1 AND status {in_json} \
+                     AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR bot_id = $3) \
+                     AND ($4 IS NULL OR chat_id = $4) AND ($5 IS NULL OR created_at >= $5) \
+                     AND ($6 IS NULL OR broadcast_id = $6) AND ($7 IS NULL OR id = $7)",
+                    in_json = $in_json.replace("$X", "$9")
+                );
+                let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(&f.tenant_id)
+                    .bind(f.status.as_deref())
+                    .bind(f.bot_id.as_deref())
+                    .bind(f.chat_id)
+                    .bind(f.since)
+                    .bind(f.broadcast_id.as_deref())
+                    .bind(id)
+                    .bind(now)
+                    .bind(ids_json(from))
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected())
+            }
+
+            async fn acquire_sender_lease(
+                &self,
+                bot_id: &str,
+                holder: &str,
+                now: i64,
+                until: i64,
+            ) -> StoreResult<bool> {
+                let done = sqlx::query(
+                    "INSERT INTO sender_leases (bot_id, holder, expires_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (bot_id) DO UPDATE SET holder = excluded.holder, \
+                     expires_at = excluded.expires_at \
+                     WHERE sender_leases.holder = excluded.holder OR sender_leases.expires_at < $4",
+                )
+                .bind(bot_id)
+                .bind(holder)
+                .bind(until)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn release_sender_lease(&self, bot_id: &str, holder: &str) -> StoreResult<()> {
+                sqlx::query("DELETE FROM sender_leases WHERE bot_id = $1 AND holder = $2")
+                    .bind(bot_id)
+                    .bind(holder)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn recover_interrupted(
+                &self,
+                bot_id: &str,
+                now: i64,
+            ) -> StoreResult<Vec<(String, String)>> {
+                let rows = sqlx::query(
+                    "UPDATE messages SET status = 'unknown', error_class = 'interrupted', \
+                     last_error = 'the sender stopped during the attempt; Telegram may or may not have delivered it', \
+                     claimed_until = NULL, updated_at = $2, finished_at = $2 \
+                     WHERE bot_id = $1 AND status = 'sending' RETURNING id, tenant_id",
+                )
+                .bind(bot_id)
+                .bind(now)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| Ok((r.try_get("id")?, r.try_get("tenant_id")?)))
+                    .collect()
+            }
+
+            async fn bots_with_queued(&self) -> StoreResult<Vec<String>> {
+                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT b.id FROM bots b WHERE b.enabled = {t} AND EXISTS \
+                     (SELECT 1 FROM messages m WHERE m.bot_id = b.id AND m.status = 'queued')",
+                    t = $true
+                )))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
+            }
+
+            async fn next_due(&self, bot_id: &str) -> StoreResult<Option<i64>> {
+                let row = sqlx::query(
+                    "SELECT MIN(CASE WHEN send_at > next_attempt_at THEN send_at ELSE next_attempt_at END) AS due \
+                     FROM messages WHERE bot_id = $1 AND status = 'queued'",
+                )
+                .bind(bot_id)
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(row.try_get("due")?)
+            }
+
+            async fn claim(
+                &self,
+                bot_id: &str,
+                now: i64,
+                limit: i64,
+                pick: &mut (dyn for<'c> FnMut(&'c Claimed) -> bool + Send),
+            ) -> StoreResult<Vec<Claimed>> {
+                let mut tx = self.pool.begin().await?;
+                // Lane heads: no message of the same chat is in flight, and none accepted
+                // earlier with the same or a higher priority is still waiting.
+                let sql = format!(
+                    "SELECT m.id, m.tenant_id, m.request_id, m.chat_id, m.link_id, m.broadcast_id, \
+                     m.attempts, m.parts_sent, m.telegram_message_ids, m.errors FROM messages m \
+                     WHERE m.bot_id = $1 AND m.status = 'queued' AND m.send_at <= $2 \
+                     AND m.next_attempt_at <= $2 \
+                     AND NOT EXISTS (SELECT 1 FROM messages e WHERE e.bot_id = m.bot_id \
+                     AND e.chat_id = m.chat_id AND (e.status = 'sending' OR (e.status = 'queued' \
+                     AND e.id < m.id AND e.send_at <= $2 AND e.priority >= m.priority))) \
+                     ORDER BY m.priority DESC, m.id LIMIT $3 {lock}",
+                    lock = $lock
+                );
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(bot_id)
+                    .bind(now)
+                    .bind(limit)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let mut picked = Vec::new();
+                let mut chats = std::collections::HashSet::new();
+                for r in &rows {
+                    let c = Claimed {
+                        id: r.try_get("id")?,
+                        tenant_id: r.try_get("tenant_id")?,
+                        request_id: r.try_get("request_id")?,
+                        chat_id: r.try_get("chat_id")?,
+                        link_id: r.try_get("link_id")?,
+                        broadcast_id: r.try_get("broadcast_id")?,
+                        attempts: r.try_get::<i64, _>("attempts")? + 1,
+                        parts_sent: r.try_get("parts_sent")?,
+                        telegram_message_ids: r.try_get("telegram_message_ids")?,
+                        errors: r.try_get("errors")?,
+                    };
+                    // One message per chat per batch keeps the chat's order.
+                    if chats.contains(&c.chat_id) || !pick(&c) {
+                        continue;
+                    }
+                    chats.insert(c.chat_id);
+                    picked.push(c);
+                }
+                if !picked.is_empty() {
+                    let ids: Vec<&str> = picked.iter().map(|c| c.id.as_str()).collect();
+                    let sql = format!(
+                        "UPDATE messages SET status = 'sending', attempts = attempts + 1, \
+                         claimed_until = $2, updated_at = $2 WHERE status = 'queued' AND id {in_json}",
+                        in_json = $in_json.replace("$X", "$1")
+                    );
+                    sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .bind(ids_json(&ids))
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(picked)
+            }
+
+            async fn record(&self, outcomes: &[Outcome], now: i64) -> StoreResult<()> {
+                if outcomes.is_empty() {
+                    return Ok(());
+                }
+                let mut tx = self.pool.begin().await?;
+                for o in outcomes {
+                    let finished = (o.status != "queued").then_some(now);
+                    sqlx::query(
+                        "UPDATE messages SET status = $2, \
+                         next_attempt_at = COALESCE($3, next_attempt_at), parts_sent = $4, \
+                         telegram_message_ids = $5, error_class = COALESCE($6, error_class), \
+                         last_error = COALESCE($7, last_error), errors = $8, \
+                         retries = retries + $9, rate_limited = rate_limited + $10, \
+                         chat_id = COALESCE($11, chat_id), claimed_until = NULL, \
+                         updated_at = $12, finished_at = $13 WHERE id = $1 AND status = 'sending'",
+                    )
+                    .bind(&o.id)
+                    .bind(o.status)
+                    .bind(o.next_attempt_at)
+                    .bind(o.parts_sent)
+                    .bind(&o.telegram_message_ids)
+                    .bind(o.error_class.as_deref())
+                    .bind(o.error.as_deref())
+                    .bind(&o.errors)
+                    .bind(o.retried)
+                    .bind(o.rate_limited)
+                    .bind(o.chat_id)
+                    .bind(now)
+                    .bind(finished)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn mark_chat_gone(
+                &self,
+                bot_id: &str,
+                chat_id: i64,
+                state: &str,
+                now: i64,
+            ) -> StoreResult<()> {
+                sqlx::query(
+                    "UPDATE chats SET state = $3, updated_at = $4 WHERE bot_id = $1 AND chat_id = $2",
+                )
+                .bind(bot_id)
+                .bind(chat_id)
+                .bind(state)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                let links = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "UPDATE links SET active = {f}, updated_at = $3 WHERE bot_id = $1 AND chat_id = $2",
+                    f = if $true == "TRUE" { "FALSE" } else { "0" }
+                )))
+                .bind(bot_id)
+                .bind(chat_id)
+                .bind(now)
+                .execute(&self.pool)
+                .await;
+                match links {
+                    Ok(_) => Ok(()),
+                    Err(e) if is_missing_table(&e) => Ok(()),
+                    Err(e) => Err(e.into()),
+                }
+            }
+
+            async fn migrate_chat(
+                &self,
+                bot_id: &str,
+                from: i64,
+                to: i64,
+                now: i64,
+            ) -> StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(
+                    "INSERT INTO chats (bot_id, chat_id, type, title, username, state, updated_at) \
+                     SELECT bot_id, $3, 'supergroup', title, username, 'active', $4 FROM chats \
+                     WHERE bot_id = $1 AND chat_id = $2 ON CONFLICT (bot_id, chat_id) DO NOTHING",
+                )
+                .bind(bot_id)
+                .bind(from)
+                .bind(to)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "UPDATE chats SET state = 'migrated', migrated_to = $3, updated_at = $4 \
+                     WHERE bot_id = $1 AND chat_id = $2",
+                )
+                .bind(bot_id)
+                .bind(from)
+                .bind(to)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "UPDATE messages SET chat_id = $3, updated_at = $4 WHERE bot_id = $1 \
+                     AND chat_id = $2 AND status IN ('queued', 'paused', 'sending')",
+                )
+                .bind(bot_id)
+                .bind(from)
+                .bind(to)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                let links = sqlx::query(
+                    "UPDATE links SET chat_id = $3, updated_at = $4 WHERE bot_id = $1 AND chat_id = $2",
+                )
+                .bind(bot_id)
+                .bind(from)
+                .bind(to)
+                .bind(now)
+                .execute(&self.pool)
+                .await;
+                match links {
+                    Ok(_) => Ok(()),
+                    Err(e) if is_missing_table(&e) => Ok(()),
+                    Err(e) => Err(e.into()),
+                }
+            }
+
+            async fn get_broadcast(
+                &self,
+                tenant_id: &str,
+                id: &str,
+            ) -> StoreResult<Option<BroadcastRecord>> {
+                let row = sqlx::query(
+                    "SELECT id, tenant_id, bot_id, request_id, status, total, created_at, updated_at \
+                     FROM broadcasts WHERE id = $1 AND tenant_id = $2",
+                )
+                .bind(id)
+                .bind(tenant_id)
+                .fetch_optional(&self.pool)
+                .await?;
+                let Some(r) = row else { return Ok(None) };
+                let counts = self
+                    .counts_of(
+                        "SELECT status, COUNT(*) AS n FROM messages WHERE broadcast_id = $1 GROUP BY status",
+                        id,
+                    )
+                    .await?;
+                Ok(Some(BroadcastRecord {
+                    id: r.try_get("id")?,
+                    tenant_id: r.try_get("tenant_id")?,
+                    bot_id: r.try_get("bot_id")?,
+                    request_id: r.try_get("request_id")?,
+                    status: r.try_get("status")?,
+                    total: r.try_get("total")?,
+                    counts,
+                    created_at: r.try_get("created_at")?,
+                    updated_at: r.try_get("updated_at")?,
+                }))
+            }
+
+            async fn list_broadcasts(
+                &self,
+                tenant_id: &str,
+                page: &Page,
+            ) -> StoreResult<Listed<BroadcastRecord>> {
+                let rows = sqlx::query(
+                    "SELECT id, tenant_id, bot_id, request_id, status, total, created_at, updated_at \
+                     FROM broadcasts WHERE tenant_id = $1 AND ($2 IS NULL OR id > $2) ORDER BY id LIMIT $3",
+                )
+                .bind(tenant_id)
+                .bind(page.after.as_deref())
+                .bind(i64::from(page.size()) + 1)
+                .fetch_all(&self.pool)
+                .await?;
+                let items = rows
+                    .iter()
+                    .map(|r| {
+                        Ok(BroadcastRecord {
+                            id: r.try_get("id")?,
+                            tenant_id: r.try_get("tenant_id")?,
+                            bot_id: r.try_get("bot_id")?,
+                            request_id: r.try_get("request_id")?,
+                            status: r.try_get("status")?,
+                            total: r.try_get("total")?,
+                            counts: vec![],
+                            created_at: r.try_get("created_at")?,
+                            updated_at: r.try_get("updated_at")?,
+                        })
+                    })
+                    .collect::<StoreResult<Vec<_>>>()?;
+                Ok(Listed::from_overfetch(items, page, |b| &b.id))
+            }
+
+            async fn set_broadcast_status(
+                &self,
+                id: &str,
+                status: &str,
+                now: i64,
+            ) -> StoreResult<bool> {
+                let (from_b, from_m, to_m) = match status {
+                    "paused" => ("running", "queued", "paused"),
+                    "running" => ("paused", "paused", "queued"),
+                    "cancelled" => ("any", "any", "cancelled"),
+                    other => {
+                        return Err(StoreError::Corrupt(format!("broadcast status {other:?}")));
+                    }
+                };
+                let mut tx = self.pool.begin().await?;
+                let done = sqlx::query(
+                    "UPDATE broadcasts SET status = $2, updated_at = $3 WHERE id = $1 \
+                     AND status <> 'cancelled' AND ($4 = 'any' OR status = $4)",
+                )
+                .bind(id)
+                .bind(status)
+                .bind(now)
+                .bind(from_b)
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() != 1 {
+                    return Ok(false);
+                }
+                sqlx::query(
+                    "UPDATE messages SET status = $2, updated_at = $3, \
+                     finished_at = CASE WHEN $2 = 'cancelled' THEN $3 ELSE NULL END \
+                     WHERE broadcast_id = $1 AND (status = $4 OR ($4 = 'any' AND status IN ('queued', 'paused')))",
+                )
+                .bind(id)
+                .bind(to_m)
+                .bind(now)
+                .bind(from_m)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn delivery_stats(&self, tenant_id: Option<&str>) -> StoreResult<Vec<BotStats>> {
+                let rows = sqlx::query(
+                    "SELECT bot_id, status, COUNT(*) AS n, CAST(SUM(rate_limited) AS BIGINT) AS rl, CAST(SUM(retries) AS BIGINT) AS rt \
+                     FROM messages WHERE ($1 IS NULL OR tenant_id = $1) GROUP BY bot_id, status ORDER BY bot_id, status",
+                )
+                .bind(tenant_id)
+                .fetch_all(&self.pool)
+                .await?;
+                let mut out: Vec<BotStats> = Vec::new();
+                for r in &rows {
+                    let bot: String = r.try_get("bot_id")?;
+                    if out.last().is_none_or(|s| s.bot_id != bot) {
+                        out.push(BotStats {
+                            bot_id: bot,
+                            ..BotStats::default()
+                        });
+                    }
+                    let s = out.last_mut().expect("pushed above");
+                    s.counts.push((r.try_get("status")?, r.try_get("n")?));
+                    s.rate_limited += r.try_get::<Option<i64>, _>("rl")?.unwrap_or(0);
+                    s.retries += r.try_get::<Option<i64>, _>("rt")?.unwrap_or(0);
+                }
+                Ok(out)
+            }
+
+            async fn get_callback(&self, id: &str) -> StoreResult<Option<(String, String)>> {
+                let row = sqlx::query("SELECT tenant_id, data FROM callback_data WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.map(|r| Ok((r.try_get("tenant_id")?, r.try_get("data")?)))
+                    .transpose()
+            }
+
+            async fn get_bot_limits(&self, bot_id: &str) -> StoreResult<BotLimitsRecord> {
+                let row = sqlx::query(
+                    "SELECT per_bot_per_second, per_chat_per_second, per_group_per_minute \
+                     FROM bot_limits WHERE bot_id = $1",
+                )
+                .bind(bot_id)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(match row {
+                    Some(r) => BotLimitsRecord {
+                        per_bot_per_second: r.try_get("per_bot_per_second")?,
+                        per_chat_per_second: r.try_get("per_chat_per_second")?,
+                        per_group_per_minute: r.try_get("per_group_per_minute")?,
+                    },
+                    None => BotLimitsRecord::default(),
+                })
+            }
+
+            async fn set_bot_limits(
+                &self,
+                bot_id: &str,
+                l: &BotLimitsRecord,
+                now: i64,
+            ) -> StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO bot_limits (bot_id, per_bot_per_second, per_chat_per_second, \
+                     per_group_per_minute, updated_at) VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT (bot_id) DO UPDATE SET per_bot_per_second = excluded.per_bot_per_second, \
+                     per_chat_per_second = excluded.per_chat_per_second, \
+                     per_group_per_minute = excluded.per_group_per_minute, updated_at = excluded.updated_at",
+                )
+                .bind(bot_id)
+                .bind(l.per_bot_per_second)
+                .bind(l.per_chat_per_second)
+                .bind(l.per_group_per_minute)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+        }
+    };
+}
+
+// Membership in a JSON array of ids, `$X` being its parameter.
+outbox_store!(
+    SqliteStore,
+    SqliteRow,
+    "IN (SELECT value FROM json_each($X))",
+    "",
+    "1"
+);
+outbox_store!(
+    PgStore,
+    PgRow,
+    "IN (SELECT jsonb_array_elements_text(CAST($X AS TEXT)::jsonb))",
+    "FOR UPDATE OF m SKIP LOCKED",
+    "TRUE"
+);
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn final_states_do_not_include_the_unfinished_ones() {
+        for s in ["queued", "paused", "sending"] {
+            assert!(!super::FINAL_STATES.contains(&s));
+        }
+    }
+}
