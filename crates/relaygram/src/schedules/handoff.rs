@@ -1,17 +1,20 @@
 //! Handing a run's message to delivery.
 //!
 //! The scheduler decides *when*; delivery decides *how* a message reaches Telegram. The
-//! [`Handoff`] trait is the seam between them. [`DirectSend`] is a stand-in used until
-//! the delivery engine (the outbox) is in this build: it sends a plain text message with
-//! `sendMessage` at once. Because a direct send cannot be repeated safely (Telegram may
-//! have received it before a crash), it says so (`idempotent() == false`), and a run
-//! interrupted mid hand-off ends `unknown` instead of being sent again.
+//! [`Handoff`] trait is the seam between them. [`Outbox`] (the default) gives the message
+//! to the delivery engine's acceptance with the run's origin (schedule, occurrence), which
+//! is idempotent: handing the same occurrence over again returns the first answer and
+//! stores nothing new, so a run interrupted by a crash is simply handed over again.
+//!
+//! A hand-off that cannot be repeated safely (one that talks to Telegram itself) says so
+//! with `idempotent() == false`; a run interrupted in the middle of one ends `unknown`
+//! instead of being sent again.
 
 use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::services::{ServiceError, ServiceResult, Services};
 
@@ -61,100 +64,68 @@ pub trait Handoff: Send + Sync + fmt::Debug {
     ) -> ServiceResult<Handed>;
 }
 
-/// The hand-off this build uses.
+/// The hand-off this build uses: the delivery engine's outbox.
 pub fn default_handoff() -> Arc<dyn Handoff> {
-    Arc::new(DirectSend)
+    Arc::new(Outbox)
 }
 
-/// Stand-in until the delivery engine lands: `{"bot_id", "to": {"chat_id"}, "text",
-/// "parse_mode"?, "silent"?}` sent at once with `sendMessage`.
+/// Hands messages to the delivery engine ([`Services::accept_message`]) with
+/// [`crate::delivery::Origin::Schedule`]: accepted at most once per occurrence.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct DirectSend;
+pub struct Outbox;
 
-fn invalid(field: &'static str, message: impl Into<String>) -> ServiceError {
-    ServiceError::Invalid {
-        field,
-        message: message.into(),
+/// The request's fields, as `message.<field>` (problem `field`s are static strings).
+fn message_field(field: &str) -> &'static str {
+    match field {
+        "bot_id" => "message.bot_id",
+        "to" => "message.to",
+        "text" => "message.text",
+        "parse_mode" => "message.parse_mode",
+        "template" => "message.template",
+        "data" => "message.data",
+        "buttons" => "message.buttons",
+        "photo" => "message.photo",
+        "document" => "message.document",
+        "message_thread_id" => "message.message_thread_id",
+        "silent" => "message.silent",
+        "throttle_key" => "message.throttle_key",
+        "throttle_seconds" => "message.throttle_seconds",
+        "send_at" => "message.send_at",
+        "priority" => "message.priority",
+        _ => "message",
     }
 }
 
-struct Plain<'a> {
-    bot_id: &'a str,
-    chat_id: i64,
-    text: &'a str,
-    parse_mode: Option<&'a str>,
-    silent: bool,
+/// Names delivery's complaints about the message under `message.`.
+fn under_message(e: ServiceError) -> ServiceError {
+    match e {
+        ServiceError::Invalid { field, message } => ServiceError::Invalid {
+            field: message_field(field),
+            message,
+        },
+        other => other,
+    }
 }
 
-fn plain(message: &Value) -> ServiceResult<Plain<'_>> {
-    let object = message
-        .as_object()
-        .ok_or_else(|| invalid("message", "must be a JSON object"))?;
-    for key in object.keys() {
-        if !matches!(
-            key.as_str(),
-            "bot_id" | "to" | "text" | "parse_mode" | "silent"
-        ) {
-            return Err(invalid(
-                "message",
-                format!(
-                    "{key:?} is not supported by this build's scheduler (bot_id, to.chat_id, text, parse_mode, silent are)"
-                ),
-            ));
+fn send_request(message: &Value) -> ServiceResult<crate::delivery::SendRequest> {
+    serde_path_to_error::deserialize(message).map_err(|e| {
+        let path = e.path().to_string();
+        let first = path.split(['.', '[']).next().unwrap_or("");
+        ServiceError::Invalid {
+            field: message_field(first),
+            message: if path == "." {
+                e.inner().to_string()
+            } else {
+                format!("{path}: {}", e.inner())
+            },
         }
-    }
-    let bot_id = object
-        .get("bot_id")
-        .and_then(Value::as_str)
-        .ok_or_else(|| invalid("message.bot_id", "is required"))?;
-    let chat_id = object
-        .get("to")
-        .and_then(|to| to.get("chat_id"))
-        .and_then(Value::as_i64)
-        .ok_or_else(|| invalid("message.to", "must be {\"chat_id\": <integer>}"))?;
-    let text = object
-        .get("text")
-        .and_then(Value::as_str)
-        .filter(|t| !t.trim().is_empty() && t.chars().count() <= 4096)
-        .ok_or_else(|| invalid("message.text", "must be 1 to 4096 characters"))?;
-    let parse_mode = match object.get("parse_mode") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(mode)) if matches!(mode.as_str(), "HTML" | "MarkdownV2") => {
-            Some(mode.as_str())
-        }
-        Some(_) => return Err(invalid("message.parse_mode", "must be HTML or MarkdownV2")),
-    };
-    let silent = match object.get("silent") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(_) => return Err(invalid("message.silent", "must be true or false")),
-    };
-    Ok(Plain {
-        bot_id,
-        chat_id,
-        text,
-        parse_mode,
-        silent,
     })
 }
 
-async fn tenant_bot(
-    services: &Services,
-    tenant_id: &str,
-    bot_id: &str,
-) -> ServiceResult<crate::store::BotRecord> {
-    services
-        .store
-        .get_bot(bot_id)
-        .await?
-        .filter(|b| b.tenant_id == tenant_id)
-        .ok_or_else(|| invalid("message.bot_id", format!("no bot {bot_id} in this tenant")))
-}
-
 #[async_trait]
-impl Handoff for DirectSend {
+impl Handoff for Outbox {
     fn idempotent(&self) -> bool {
-        false
+        true
     }
 
     async fn validate(
@@ -163,9 +134,11 @@ impl Handoff for DirectSend {
         tenant_id: &str,
         message: &Value,
     ) -> ServiceResult<()> {
-        let p = plain(message)?;
-        tenant_bot(services, tenant_id, p.bot_id).await?;
-        Ok(())
+        let request = send_request(message)?;
+        services
+            .validate_message(tenant_id, &request)
+            .await
+            .map_err(under_message)
     }
 
     async fn submit(
@@ -173,32 +146,23 @@ impl Handoff for DirectSend {
         services: &Services,
         tenant_id: &str,
         message: &Value,
-        _origin: &Origin,
+        origin: &Origin,
     ) -> ServiceResult<Handed> {
-        let p = plain(message)?;
-        let bot = tenant_bot(services, tenant_id, p.bot_id).await?;
-        if !bot.enabled {
-            return Err(invalid(
-                "message.bot_id",
-                format!("bot {} is disabled", bot.id),
-            ));
-        }
-        let token = services.token_of(&bot)?;
-        let mut params = json!({"chat_id": p.chat_id, "text": p.text});
-        if let Some(mode) = p.parse_mode {
-            params["parse_mode"] = json!(mode);
-        }
-        if p.silent {
-            params["disable_notification"] = json!(true);
-        }
-        let sent: Value = services
-            .telegram
-            .call(&token, "sendMessage", &params)
-            .await?;
-        let message_id = sent.get("message_id").and_then(Value::as_i64).unwrap_or(0);
+        let request = send_request(message)?;
+        let accepted = services
+            .accept_message(
+                tenant_id,
+                request,
+                crate::delivery::Origin::Schedule {
+                    schedule_id: origin.schedule_id.clone(),
+                    occurrence_ms: origin.occurrence_ms,
+                },
+            )
+            .await
+            .map_err(under_message)?;
         Ok(Handed {
-            message_ids: vec![format!("tg:{}:{message_id}", p.chat_id)],
-            broadcast_id: None,
+            message_ids: accepted.messages.into_iter().map(|m| m.id).collect(),
+            broadcast_id: accepted.broadcast_id,
         })
     }
 }
