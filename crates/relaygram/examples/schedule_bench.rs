@@ -3,14 +3,16 @@
 //! reached it. Prints fire-time lateness (hand-off time minus occurrence time) p50/p99/max.
 //!
 //!     cargo run --release -p relaygram --example schedule_bench -- [--schedules 10000]
-//!         [--scenario spread|burst] [--database-url postgres://…]
+//!         [--scenario spread|burst] [--outbox] [--database-url postgres://…]
 //!
 //! `spread`: schedule i fires every minute at second i mod 60 (about 167 occurrences per
 //! second with 10,000 schedules); the first full round after setup is measured.
 //! `burst`: every schedule fires once, all at the same instant (everyone's "09:00").
 //!
-//! Sending is not measured here: the hand-off stands in for delivery's acceptance (a store
-//! insert), and delivery has its own benchmark.
+//! Sending is not measured here (delivery has its own benchmark). By default the hand-off
+//! only records its time; with `--outbox` each run is really accepted into the delivery
+//! outbox (validated and stored, keyed by its occurrence) before its time is recorded; no
+//! sender runs, so the messages stay queued.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,7 +20,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use relaygram::config::Config;
 use relaygram::schedules::Scheduler;
-use relaygram::schedules::handoff::{Handed, Handoff, Origin};
+use relaygram::schedules::handoff::{Handed, Handoff, Origin, Outbox};
 use relaygram::schedules::service::{self, NewSchedule};
 use relaygram::server;
 use relaygram::services::{Principal, ServiceResult, Services};
@@ -28,6 +30,7 @@ use serde_json::{Value, json};
 #[derive(Debug, Default)]
 struct Recording {
     lateness_ms: Mutex<Vec<(i64, i64)>>,
+    outbox: bool,
 }
 
 #[async_trait]
@@ -40,11 +43,20 @@ impl Handoff for Recording {
     }
     async fn submit(
         &self,
-        _: &Services,
-        _: &str,
-        _: &Value,
+        services: &Services,
+        tenant_id: &str,
+        message: &Value,
         origin: &Origin,
     ) -> ServiceResult<Handed> {
+        if self.outbox {
+            let handed = Outbox.submit(services, tenant_id, message, origin).await?;
+            let now = relaygram::ids::now_millis();
+            self.lateness_ms
+                .lock()
+                .unwrap()
+                .push((origin.occurrence_ms, now - origin.occurrence_ms));
+            return Ok(handed);
+        }
         let now = relaygram::ids::now_millis();
         self.lateness_ms
             .lock()
@@ -60,6 +72,7 @@ impl Handoff for Recording {
 struct Args {
     schedules: usize,
     burst: bool,
+    outbox: bool,
     database_url: Option<String>,
 }
 
@@ -67,6 +80,7 @@ fn args() -> Args {
     let mut a = Args {
         schedules: 10_000,
         burst: false,
+        outbox: false,
         database_url: None,
     };
     let mut it = std::env::args().skip(1);
@@ -75,6 +89,7 @@ fn args() -> Args {
         match flag.as_str() {
             "--schedules" => a.schedules = value().parse().expect("a number"),
             "--scenario" => a.burst = value() == "burst",
+            "--outbox" => a.outbox = true,
             "--database-url" => a.database_url = Some(value()),
             other => panic!("unknown flag {other}"),
         }
@@ -106,7 +121,29 @@ async fn main() -> anyhow::Result<()> {
     let tenant = services
         .create_tenant(&Principal::Operator, "bench")
         .await?;
-    let recording = Arc::new(Recording::default());
+    let recording = Arc::new(Recording {
+        outbox: args.outbox,
+        ..Recording::default()
+    });
+    // A bot for the outbox to accept messages for (never started: nothing is sent).
+    let now = relaygram::ids::now_millis();
+    let bot = relaygram::store::BotRecord {
+        id: relaygram::ids::new_id("bot"),
+        tenant_id: tenant.id.clone(),
+        telegram_id: 7_000_000_001,
+        username: "bench_bot".into(),
+        first_name: "Bench".into(),
+        token_sealed: services
+            .secrets
+            .seal("7000000001:AAbenchbenchbenchbenchbenchbenchbench"),
+        webhook_secret_sealed: None,
+        webhook_url: None,
+        mode: relaygram::store::BotMode::Polling,
+        enabled: true,
+        created_at: now,
+        updated_at: now,
+    };
+    services.store.insert_bot(&bot).await?;
     let me = Principal::Operator;
 
     // All burst schedules share one instant, far enough ahead to finish the setup.
@@ -133,7 +170,7 @@ async fn main() -> anyhow::Result<()> {
                 name: format!("s{i}"),
                 cron: Some(cron),
                 timezone: Some("Europe/Berlin".into()),
-                message: json!({"to": {"chat_id": i}, "text": "tick"}),
+                message: json!({"bot_id": bot.id, "to": {"chat_id": 100_000 + i}, "text": "tick"}),
                 start_at,
                 end_at,
                 ..NewSchedule::default()
@@ -172,10 +209,15 @@ async fn main() -> anyhow::Result<()> {
     let mut sorted = lateness.clone();
     sorted.sort_unstable();
     println!(
-        "scenario: {}, schedules: {}, engine: {}",
+        "scenario: {}, schedules: {}, engine: {}, hand-off: {}",
         if args.burst { "burst" } else { "spread" },
         args.schedules,
-        services.store.engine()
+        services.store.engine(),
+        if args.outbox {
+            "outbox acceptance"
+        } else {
+            "record only"
+        }
     );
     println!("runs measured: {}", sorted.len());
     if !sorted.is_empty() {
