@@ -1048,19 +1048,32 @@ async fn kill_9_mid_run_and_restart_never_fire_an_occurrence_twice() {
         })
         .await;
 
-        // A: six occurrences, one a second, from two seconds from now; the process is
+        // A: five occurrences, one a second, from three seconds from now; the process is
         // killed among them.
-        let first = (relaygram::ids::now_millis() / 1000 + 2) * 1000;
+        let first = (relaygram::ids::now_millis() / 1000 + 3) * 1000;
         let create = |body: Value| call(reqwest::Method::POST, "/v1/schedules".into(), Some(body));
         let message = |text: &str| json!({"bot_id": bot_id, "to": {"chat_id": user}, "text": text});
         let a = create(
             json!({"name": "ticks", "cron": "* * * * * *", "tenant_id": tenant["id"],
             "start_at": relaygram::ids::rfc3339(first),
-            "end_at": relaygram::ids::rfc3339(first + 5_000),
+            "end_at": relaygram::ids::rfc3339(first + 4_000),
             "message": message("tick")}),
         )
         .await
         .unwrap();
+        // On a loaded machine the first seconds may have passed by now: the answer says
+        // which occurrences are still ahead (at most five).
+        let expected: Vec<String> = a["next_fire_times"]
+            .as_array()
+            .expect("created")
+            .iter()
+            .map(|t| t.as_str().unwrap().to_string())
+            .collect();
+        assert!(
+            expected.len() >= 3,
+            "the machine is too slow for this test: {a}"
+        );
+        let n = expected.len();
         let a = a["id"].as_str().expect("created").to_string();
         // B: paused; run once by hand, so its hand-off was accepted before the crash.
         let b = create(json!({"name": "manual", "every": "1h", "enabled": false,
@@ -1117,9 +1130,9 @@ async fn kill_9_mid_run_and_restart_never_fire_an_occurrence_twice() {
         .await;
         // Delivery answered as the first time: same message, nothing new stored.
         assert_eq!(done[0]["message_ids"], accepted, "{done:?}");
-        let ticks = until("all six occurrences fired", || async {
+        let ticks = until("every occurrence fired", || async {
             let r = runs_of(a.clone()).await?;
-            (r.len() == 6 && r.iter().all(|r| r["state"] == "submitted")).then_some(r)
+            (r.len() == n && r.iter().all(|r| r["state"] == "submitted")).then_some(r)
         })
         .await;
         let mut at: Vec<&str> = ticks
@@ -1128,7 +1141,7 @@ async fn kill_9_mid_run_and_restart_never_fire_an_occurrence_twice() {
             .collect();
         at.sort();
         at.dedup();
-        assert_eq!(at.len(), 6, "each occurrence once: {ticks:?}");
+        assert_eq!(at, expected, "each occurrence once: {ticks:?}");
         // Delivery takes it from here; its own crash rule applies to sends cut by the kill
         // (`unknown`: maybe sent, never repeated). Wait until every message is final.
         let messages_path = format!(
@@ -1147,8 +1160,8 @@ async fn kill_9_mid_run_and_restart_never_fire_an_occurrence_twice() {
         .await;
         assert_eq!(
             outbox.len(),
-            7,
-            "six ticks and one recovered, each stored once: {outbox:?}"
+            n + 1,
+            "each tick and the recovered run's message, each stored once: {outbox:?}"
         );
         // The messages each schedule's runs made, and their delivery states.
         let tick_ids: Vec<Value> = ticks
@@ -1168,7 +1181,7 @@ async fn kill_9_mid_run_and_restart_never_fire_an_occurrence_twice() {
                 .collect()
         };
         let sent = texts(http.clone()).await.unwrap();
-        for (text, stored) in [("tick", 6), ("recovered", 1)] {
+        for (text, stored) in [("tick", n), ("recovered", 1)] {
             let statuses = status_of(text);
             assert_eq!(statuses.len(), stored, "{text}: {outbox:?}");
             let received = sent.iter().filter(|t| *t == text).count();
