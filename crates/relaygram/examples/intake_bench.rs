@@ -7,6 +7,11 @@
 //!
 //! With `--commands` every update is `/help` (each gets a reply through the sandbox);
 //! otherwise plain text (forwarded to the app as an event).
+//!
+//! The load generator, the sandbox and relaygram share the machine, so each runs on its own
+//! tokio runtime with named threads, and the program prints the CPU time each used (from
+//! `/proc/self/task`), to show how much of the machine the server had. PostgreSQL's own
+//! processes are not counted.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -54,10 +59,88 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i]
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// CPU seconds used so far by this process's live threads, by thread-name prefix
+/// (`relaygram`, `sqlx-sqlite…`, `bench-client`, `sandbox`, …), and by the whole process.
+fn cpu_by_thread() -> (std::collections::BTreeMap<String, f64>, f64) {
+    // Linux reports times in clock ticks: 100 per second on every mainstream kernel.
+    const TICKS: f64 = 100.0;
+    let times = |stat: &str| -> f64 {
+        // Fields after the parenthesised name: state is field 3, utime 14, stime 15.
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let n = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        (n(11) + n(12)) / TICKS
+    };
+    let mut by = std::collections::BTreeMap::new();
+    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+        for task in tasks.flatten() {
+            let path = task.path();
+            let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+            let name = name.trim();
+            let group = if name.starts_with("sqlx-sqlite") {
+                "relaygram (sqlite thread)"
+            } else if name.starts_with("relaygram") {
+                "relaygram"
+            } else if name.starts_with("bench-client") {
+                "load generator"
+            } else if name.starts_with("sandbox") {
+                "sandbox"
+            } else {
+                "other"
+            };
+            let stat = std::fs::read_to_string(path.join("stat")).unwrap_or_default();
+            *by.entry(group.to_string()).or_insert(0.0) += times(&stat);
+        }
+    }
+    let total = times(&std::fs::read_to_string("/proc/self/stat").unwrap_or_default());
+    (by, total)
+}
+
+fn cpu_line(
+    before: &(std::collections::BTreeMap<String, f64>, f64),
+    after: &(std::collections::BTreeMap<String, f64>, f64),
+    wall: Duration,
+) -> String {
+    let mut parts = Vec::new();
+    for (name, t) in &after.0 {
+        let used = t - before.0.get(name).copied().unwrap_or(0.0);
+        if used >= 0.01 {
+            parts.push(format!("{name} {used:.2} s"));
+        }
+    }
+    let total = after.1 - before.1;
+    format!(
+        "{total:.2} s in {:.2} s wall ({:.0}% of one core): {}",
+        wall.as_secs_f64(),
+        total / wall.as_secs_f64() * 100.0,
+        parts.join(", ")
+    )
+}
+
+fn runtime(name: &str, threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .thread_name(name)
+        .enable_all()
+        .build()
+}
+
+fn main() -> anyhow::Result<()> {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let server = runtime("relaygram", cores)?;
+    let client = runtime("bench-client", cores)?;
+    let sandbox = runtime("sandbox", 1)?;
+    server.block_on(bench(client.handle().clone(), sandbox.handle().clone()))
+}
+
+async fn bench(
+    client: tokio::runtime::Handle,
+    sandbox_rt: tokio::runtime::Handle,
+) -> anyhow::Result<()> {
     let args = args();
-    let sandbox = Sandbox::start(SandboxConfig::default()).await?;
+    let sandbox = sandbox_rt
+        .spawn(Sandbox::start(SandboxConfig::default()))
+        .await??;
     let dir = tempfile::tempdir()?;
     let database_url = args
         .database_url
@@ -166,12 +249,13 @@ async fn main() -> anyhow::Result<()> {
         .to_string();
     let url = Arc::new(format!("{}/telegram/webhook/{bot_id}", running.url()));
     let next = Arc::new(AtomicUsize::new(0));
+    let cpu_at_start = cpu_by_thread();
     let started = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..args.concurrency {
         let (http, url, next, secret) = (http.clone(), url.clone(), next.clone(), secret.clone());
         let (total, chats, commands) = (args.updates, args.chats, args.commands);
-        workers.push(tokio::spawn(async move {
+        workers.push(client.spawn(async move {
             let mut latencies = Vec::new();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
@@ -201,6 +285,7 @@ async fn main() -> anyhow::Result<()> {
         latencies.extend(w.await?);
     }
     let elapsed = started.elapsed();
+    let cpu_at_load_end = cpu_by_thread();
     latencies.sort_unstable();
     let store = running.services.store.clone();
     let open = |store: Arc<dyn relaygram::store::Store>| async move {
@@ -216,6 +301,7 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let drained = started.elapsed();
+    let cpu_at_drained = cpu_by_thread();
 
     println!(
         "intake benchmark ({}):",
@@ -253,6 +339,46 @@ async fn main() -> anyhow::Result<()> {
         drained.as_secs_f64(),
         args.updates as f64 / drained.as_secs_f64(),
         drain_started.elapsed().as_secs_f64()
+    );
+    // Every update should have been handled: say so if some failed (with the first error).
+    let (failed, _) = store
+        .list_updates(
+            &relaygram::store::UpdateFilter {
+                status: Some(relaygram::store::UpdateStatus::Failed),
+                ..Default::default()
+            },
+            None,
+            200,
+        )
+        .await?;
+    match failed.first() {
+        None => println!("  outcomes:      none failed"),
+        Some(f) => println!(
+            "  outcomes:      {}{} FAILED, e.g. {:?}",
+            failed.len(),
+            if failed.len() == 200 { "+" } else { "" },
+            f.error
+        ),
+    }
+    println!(
+        "  CPU, load:     {}",
+        cpu_line(&cpu_at_start, &cpu_at_load_end, elapsed)
+    );
+    println!(
+        "  CPU, to drain: {}",
+        cpu_line(&cpu_at_start, &cpu_at_drained, drained)
+    );
+    println!(
+        "  CPU per update (relaygram threads, start to drained): {:.0} µs",
+        ["relaygram", "relaygram (sqlite thread)"]
+            .iter()
+            .map(|k| {
+                cpu_at_drained.0.get(*k).copied().unwrap_or(0.0)
+                    - cpu_at_start.0.get(*k).copied().unwrap_or(0.0)
+            })
+            .sum::<f64>()
+            / args.updates as f64
+            * 1e6
     );
     running.shutdown().await?;
     sandbox.shutdown().await;

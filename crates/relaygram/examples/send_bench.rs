@@ -34,6 +34,16 @@ fn peak_mb() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+fn rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
 struct Env {
     sandbox: Sandbox,
     server: server::RunningServer,
@@ -263,26 +273,25 @@ async fn run(e: &Env, label: &str, chats: &[i64], per_chat: usize, allowed: Opti
 
 async fn fanout(n: usize) {
     let e = env(Limits::Off, 1.0, SendLimits::default()).await;
-    // The links tables per the linking schema contract (created here until that migration
-    // is in this build), filled directly: the benchmark measures the fan-out, not linking.
+    // The linking schema on main (migration 0005), filled directly with a few batched
+    // statements: the benchmark measures the fan-out, not linking through Telegram. A third
+    // of the links have a preference (half of those opted out), the rest follow the
+    // category's default (on).
     let url = format!("sqlite:{}", e._dir.path().join("b.db").display());
     let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-    for ddl in [
-        "CREATE TABLE IF NOT EXISTS links (id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, bot_id TEXT NOT NULL, external_id TEXT, chat_id INTEGER NOT NULL, chat_type TEXT, active BOOLEAN NOT NULL, source TEXT, connect_code_id TEXT, metadata TEXT, timezone TEXT, quiet_start TEXT, quiet_end TEXT, created_at INTEGER, updated_at INTEGER)",
-        "CREATE TABLE IF NOT EXISTS categories (id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, key TEXT NOT NULL, name TEXT, description TEXT, default_enabled BOOLEAN NOT NULL, mandatory BOOLEAN NOT NULL)",
-        "CREATE TABLE IF NOT EXISTS link_preferences (link_id TEXT NOT NULL, category_key TEXT NOT NULL, enabled BOOLEAN NOT NULL, updated_at INTEGER, PRIMARY KEY (link_id, category_key))",
-    ] {
-        sqlx::query(ddl).execute(&pool).await.unwrap();
-    }
-    sqlx::query("INSERT INTO categories VALUES ('cat1', $1, 'alerts', 'Alerts', '', 1, 0)")
-        .bind(&e.tenant)
-        .execute(&pool)
-        .await
-        .unwrap();
+    let fill = Instant::now();
+    sqlx::query(
+        "INSERT INTO categories (id, tenant_id, key, name, description, default_enabled, mandatory, created_at, updated_at) \
+         VALUES ('cat_bench', $1, 'alerts', 'Alerts', NULL, 1, 0, 0, 0)",
+    )
+    .bind(&e.tenant)
+    .execute(&pool)
+    .await
+    .unwrap();
     sqlx::query(
         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $3) \
-         INSERT INTO links (id, tenant_id, bot_id, chat_id, active, created_at, updated_at) \
-         SELECT printf('lnk_%07d', i), $1, $2, 1000000 + i, 1, 0, 0 FROM n",
+         INSERT INTO links (id, tenant_id, bot_id, external_id, chat_id, chat_type, active, source, created_at, updated_at) \
+         SELECT printf('lnk_%07d', i), $1, $2, printf('user-%d', i), 1000000 + i, 'private', 1, 'token', 0, 0 FROM n",
     )
     .bind(&e.tenant)
     .bind(&e.bot)
@@ -290,7 +299,27 @@ async fn fanout(n: usize) {
     .execute(&pool)
     .await
     .unwrap();
+    sqlx::query(
+        "INSERT INTO link_preferences (link_id, category_key, enabled, updated_at) \
+         SELECT id, 'alerts', (chat_id % 2), 0 FROM links WHERE chat_id % 3 = 0",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let expected: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM links l LEFT JOIN link_preferences p \
+         ON p.link_id = l.id AND p.category_key = 'alerts' WHERE l.active AND COALESCE(p.enabled, 1)",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    println!(
+        "(filled {n} links in {:.2} s; {expected} opted in)",
+        fill.elapsed().as_secs_f64()
+    );
     pool.close().await;
+    let rss0 = rss_mb();
+    let peak0 = peak_mb();
     let cpu0 = cpu_seconds();
     let t0 = Instant::now();
     let r = e
@@ -314,7 +343,16 @@ async fn fanout(n: usize) {
         took.as_secs_f64()
     );
     println!("CPU s               {:.3}", cpu_seconds() - cpu0);
-    println!("peak memory         {:.0} MB", peak_mb());
+    println!(
+        "memory              resident {rss0:.0} → {:.0} MB, peak {peak0:.0} → {:.0} MB",
+        rss_mb(),
+        peak_mb()
+    );
+    assert_eq!(
+        body["count"].as_i64(),
+        Some(expected),
+        "every opted-in link, once"
+    );
     e.server.shutdown().await.unwrap();
     e.sandbox.shutdown().await;
 }

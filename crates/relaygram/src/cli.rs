@@ -49,6 +49,10 @@ pub enum Command {
     /// Manage bot webhooks.
     #[command(subcommand)]
     Webhook(WebhookCommand),
+    /// Send a message (as `POST /v1/messages`) and follow its delivery.
+    Send(crate::delivery::command::SendArgs),
+    /// Send to many (a category, a list) and follow the broadcast with a progress bar.
+    Broadcast(crate::delivery::command::BroadcastArgs),
     /// Manage schedules (recurring messages).
     #[command(subcommand)]
     Schedules(crate::schedules::cli::SchedulesCommand),
@@ -327,6 +331,10 @@ pub async fn run_admin_command(config: &Config, command: Command) -> anyhow::Res
                 .map_err(explain)?;
             print_bot(&b);
             Ok(())
+        }
+        Command::Send(args) => crate::delivery::command::run(&services, &args, None).await,
+        Command::Broadcast(args) => {
+            crate::delivery::command::run(&services, &args.send, args.follow.as_deref()).await
         }
         Command::Schedules(command) => crate::schedules::cli::run(&services, command).await,
         Command::Serve | Command::Config | Command::Sandbox(_) => {

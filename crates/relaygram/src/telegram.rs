@@ -88,9 +88,13 @@ pub enum TelegramError {
         /// Seconds to wait.
         seconds: u64,
     },
-    /// 5xx, network failure or timeout: the call may be retried.
+    /// 5xx or no connection: Telegram did not act on the call, which may be retried.
     #[error("Telegram is unreachable or failing: {0}")]
     Transient(String),
+    /// The request left but no answer came (timeout, connection lost, unreadable answer):
+    /// Telegram may have acted on it, so repeating it may do it twice.
+    #[error("no answer from Telegram: {0}")]
+    Unanswered(String),
     /// The chat cannot be written to any more (blocked, deactivated, kicked, not found).
     #[error("chat is gone: {0}")]
     ChatGone(String),
@@ -119,6 +123,7 @@ impl TelegramError {
                 format!("Bad Request: group chat was upgraded to a supergroup chat ({new_chat_id})")
             }
             TelegramError::Transient(d)
+            | TelegramError::Unanswered(d)
             | TelegramError::ChatGone(d)
             | TelegramError::BadRequest(d)
             | TelegramError::Unauthorized(d) => d.clone(),
@@ -130,6 +135,7 @@ impl TelegramError {
         match self {
             TelegramError::RetryAfter { .. } => "retry_after",
             TelegramError::Transient(_) => "transient",
+            TelegramError::Unanswered(_) => "unanswered",
             TelegramError::ChatGone(_) => "chat_gone",
             TelegramError::Migrated { .. } => "migrated",
             TelegramError::BadRequest(_) => "bad_request",
@@ -291,17 +297,19 @@ impl TelegramClient {
             Err(e) => {
                 // Never keep reqwest's URL: it contains the token.
                 let e = e.without_url();
-                let kind = if e.is_timeout() {
-                    "timeout"
+                return Err(if e.is_connect() {
+                    // No connection: the request never reached Telegram.
+                    TelegramError::Transient(format!("cannot connect: {e}"))
+                } else if e.is_timeout() {
+                    TelegramError::Unanswered(format!("timeout: {e}"))
                 } else {
-                    "network error"
-                };
-                return Err(TelegramError::Transient(format!("{kind}: {e}")));
+                    TelegramError::Unanswered(format!("connection lost: {e}"))
+                });
             }
         };
         let status = response.status().as_u16();
         let body = response.bytes().await.map_err(|e| {
-            TelegramError::Transient(format!("reading the answer failed: {}", e.without_url()))
+            TelegramError::Unanswered(format!("reading the answer failed: {}", e.without_url()))
         })?;
         decode(status, &body)
     }

@@ -575,10 +575,9 @@ async fn readyz(State(state): State<AppState>) -> ApiResult<Json<HealthView>> {
     responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain"))
 )]
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
-    )
+    let mut text = state.metrics.render();
+    text.push_str(&state.services.delivery_metrics().await);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 
 /// This OpenAPI 3.1 document.

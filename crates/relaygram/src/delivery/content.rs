@@ -3,8 +3,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::request::{CAPTION_LIMIT, TEXT_LIMIT};
-use crate::services::{ServiceError, ServiceResult};
+use crate::ids::new_id;
+use crate::services::ServiceResult;
+use crate::templates::{self, Content, Limit, Rendered, RenderedButton};
 
 /// Prefix of the short token Telegram gets for a callback button; the router looks the
 /// full data up by the id after it.
@@ -66,75 +67,56 @@ impl StoredContent {
     }
 }
 
-/// Splits a literal text into parts Telegram accepts: at a paragraph, then a line, then a
-/// word boundary, never inside a character. (Template rendering with HTML-aware splitting
-/// replaces this when the templates module lands.)
-pub fn split_literal(text: &str, limit: usize) -> Vec<String> {
-    let mut parts = Vec::new();
-    let mut rest = text;
-    while rest.chars().count() > limit {
-        let cut_byte = rest
-            .char_indices()
-            .nth(limit)
-            .map_or(rest.len(), |(i, _)| i);
-        let window = &rest[..cut_byte];
-        let at = ["\n\n", "\n", " "]
-            .iter()
-            .find_map(|sep| window.rfind(sep).filter(|i| *i > 0).map(|i| i + sep.len()))
-            .unwrap_or(cut_byte);
-        parts.push(rest[..at].trim_end().to_string());
-        rest = rest[at..].trim_start();
-    }
-    if parts.is_empty() {
-        parts.push(rest.to_string());
-    } else if !rest.trim().is_empty() {
-        parts.push(rest.trim_end().to_string());
-    }
-    parts
-}
-
-/// Renders the request's text (literally for now) into parts: a media caption is the first
-/// part (up to 1024 characters), the rest follow as text messages.
-pub fn render_parts(text: Option<&str>, with_media: bool) -> ServiceResult<Vec<String>> {
-    let text = text.unwrap_or("");
-    if !with_media && text.trim().is_empty() {
-        return Err(ServiceError::Invalid {
-            field: "text",
-            message: "is empty".into(),
-        });
-    }
-    if with_media {
-        if text.chars().count() <= CAPTION_LIMIT {
-            return Ok(vec![text.to_string()]);
-        }
-        let mut caption = split_literal(text, CAPTION_LIMIT);
-        let first = caption.remove(0);
-        let rest = caption.join("\n");
-        let mut parts = vec![first];
-        parts.extend(split_literal(&rest, TEXT_LIMIT));
-        return Ok(parts);
-    }
-    Ok(split_literal(text, TEXT_LIMIT))
+/// The stored content of a request and the server-side data of its callback buttons
+/// (id, data), rendered once per request (all its recipients share the same data).
+pub fn render_content(
+    content: &Content<'_>,
+    media: Option<(String, String)>,
+    message_thread_id: Option<i64>,
+    silent: bool,
+) -> ServiceResult<(StoredContent, Vec<(String, String)>)> {
+    // A caption is the first part (an empty one: media without a caption); when it is
+    // over 1024 characters the renderer numbers its parts and the rest follow as texts.
+    let limit = if media.is_some() {
+        Limit::Caption
+    } else {
+        Limit::Text
+    };
+    let rendered: Rendered = templates::render(content, limit)?;
+    let mut callbacks = Vec::new();
+    let keyboard: Vec<Value> = rendered
+        .buttons
+        .into_iter()
+        .map(|row| {
+            Value::Array(
+                row.into_iter()
+                    .map(|b| match b {
+                        RenderedButton::Url { text, url } => json!({"text": text, "url": url}),
+                        RenderedButton::Callback { text, data } => {
+                            let id = new_id("cb");
+                            let token = format!("{CALLBACK_PREFIX}{id}");
+                            callbacks.push((id, data));
+                            json!({"text": text, "callback_data": token})
+                        }
+                    })
+                    .collect(),
+            )
+        })
+        .collect();
+    let stored = StoredContent {
+        parts: rendered.parts,
+        parse_mode: rendered.parse_mode.telegram().map(str::to_string),
+        media,
+        reply_markup: (!keyboard.is_empty()).then(|| json!({"inline_keyboard": keyboard})),
+        message_thread_id,
+        silent,
+    };
+    Ok((stored, callbacks))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn long_texts_split_at_paragraphs_then_words() {
-        let text = format!("{}\n\n{}", "a".repeat(3000), "b ".repeat(1000));
-        let parts = split_literal(&text, 4096);
-        assert_eq!(parts.len(), 2);
-        assert_eq!(parts[0], "a".repeat(3000));
-        let words = "word ".repeat(2000);
-        let parts = split_literal(&words, 4096);
-        assert!(
-            parts
-                .iter()
-                .all(|p| p.chars().count() <= 4096 && p.ends_with("word"))
-        );
-    }
 
     #[test]
     fn media_puts_the_caption_first_and_buttons_last() {

@@ -234,6 +234,63 @@ impl Services {
         })
     }
 
+    /// The per-bot counters of [`Self::delivery_stats`] (every tenant) in Prometheus text,
+    /// read from the store at scrape time so they match `GET /v1/stats` exactly and hold
+    /// across restarts and instances. Empty (logged) when the store cannot answer.
+    pub async fn delivery_metrics(&self) -> String {
+        use std::fmt::Write;
+        let stats = match self.delivery_stats(None).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "delivery metrics unavailable");
+                return String::new();
+            }
+        };
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# HELP relaygram_bot_messages Messages of a bot in each state (as GET /v1/stats).\n\
+             # TYPE relaygram_bot_messages gauge"
+        );
+        for b in &stats.bots {
+            for (status, n) in [
+                ("queued", b.queued),
+                ("sending", b.sending),
+                ("sent", b.sent),
+                ("throttled", b.throttled),
+                ("failed", b.failed),
+                ("dead", b.dead),
+                ("unknown", b.unknown),
+                ("paused", b.paused),
+                ("cancelled", b.cancelled),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "relaygram_bot_messages{{bot_id=\"{}\",status=\"{status}\"}} {n}",
+                    b.bot_id
+                );
+            }
+        }
+        for (name, help, get) in [
+            (
+                "relaygram_bot_rate_limited_total",
+                "429 answers Telegram gave a bot.",
+                (|b: &BotStatsView| b.rate_limited) as fn(&BotStatsView) -> i64,
+            ),
+            (
+                "relaygram_bot_retries_total",
+                "Retries scheduled after transient failures.",
+                |b: &BotStatsView| b.retries,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for b in &stats.bots {
+                let _ = writeln!(out, "{name}{{bot_id=\"{}\"}} {}", b.bot_id, get(b));
+            }
+        }
+        out
+    }
+
     /// A bot's limits (own and effective).
     pub async fn bot_limits(
         &self,

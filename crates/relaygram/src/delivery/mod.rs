@@ -6,9 +6,11 @@
 //! - [`jobs`]: broadcasts (progress, ETA, pause/resume/cancel), statistics, bot limits;
 //! - [`pacing`]: the limiter that keeps every bot under Telegram's limits;
 //! - [`sender`]: one sender per bot, claiming lanes from the store;
-//! - [`api`]: the HTTP handlers.
+//! - [`api`]: the HTTP handlers;
+//! - [`command`]: `relaygram send` and `relaygram broadcast`.
 
 pub mod api;
+pub mod command;
 pub mod content;
 pub mod jobs;
 pub mod pacing;

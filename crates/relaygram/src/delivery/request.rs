@@ -5,6 +5,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::services::{ServiceError, ServiceResult};
+use crate::templates::ParseMode;
 
 /// A send request: the same JSON `POST /v1/messages` takes (schedules store it too).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
@@ -62,19 +63,7 @@ pub struct SendRequest {
     pub priority: Option<i64>,
 }
 
-/// One inline button.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ButtonSpec {
-    /// Label.
-    pub text: String,
-    /// Opens this URL.
-    #[serde(default)]
-    pub url: Option<String>,
-    /// Sent back to the app as `callback.received` when pressed.
-    #[serde(default)]
-    pub callback_data: Option<String>,
-}
+pub use crate::templates::ButtonSpec;
 
 /// One target of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,21 +140,22 @@ fn parse_target(v: &Value) -> ServiceResult<Target> {
     }
 }
 
-/// Telegram's text limit (characters).
-pub const TEXT_LIMIT: usize = 4096;
-/// Telegram's caption limit (characters).
-pub const CAPTION_LIMIT: usize = 1024;
-
-/// Parse mode names Telegram knows.
-pub fn parse_mode(mode: Option<&str>) -> ServiceResult<Option<String>> {
+/// The request's `parse_mode` (Telegram's names, any case) for the renderer; plain text
+/// when omitted. Legacy `Markdown` is refused: its rules cannot be checked before sending
+/// (MarkdownV2 and HTML are, as Telegram parses them).
+pub fn parse_mode(mode: Option<&str>) -> ServiceResult<ParseMode> {
     match mode.map(str::trim) {
-        None | Some("") => Ok(None),
-        Some(m) if m.eq_ignore_ascii_case("html") => Ok(Some("HTML".into())),
-        Some(m) if m.eq_ignore_ascii_case("markdownv2") => Ok(Some("MarkdownV2".into())),
-        Some(m) if m.eq_ignore_ascii_case("markdown") => Ok(Some("Markdown".into())),
+        None | Some("") => Ok(ParseMode::Plain),
+        Some(m) if m.eq_ignore_ascii_case("html") => Ok(ParseMode::Html),
+        Some(m)
+            if m.eq_ignore_ascii_case("markdownv2") || m.eq_ignore_ascii_case("markdown_v2") =>
+        {
+            Ok(ParseMode::MarkdownV2)
+        }
+        Some(m) if m.eq_ignore_ascii_case("plain") => Ok(ParseMode::Plain),
         Some(other) => Err(invalid(
             "parse_mode",
-            format!("must be HTML, MarkdownV2 or Markdown, got {other:?}"),
+            format!("must be HTML or MarkdownV2 (or left out for plain text), got {other:?}"),
         )),
     }
 }

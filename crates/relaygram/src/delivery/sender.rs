@@ -85,8 +85,7 @@ struct Failed {
 /// Whether a transport failure may have happened after Telegram acted (the request left,
 /// the answer never came): such a send must not be repeated blindly.
 fn is_ambiguous(e: &TelegramError) -> bool {
-    matches!(e, TelegramError::Transient(d)
-        if d.starts_with("timeout") || d.starts_with("network error") || d.starts_with("reading the answer"))
+    matches!(e, TelegramError::Unanswered(_))
 }
 
 fn lock(p: &Mutex<Pacer>) -> std::sync::MutexGuard<'_, Pacer> {
@@ -401,7 +400,7 @@ impl BotSender {
                 o.status = "failed";
                 (o, event("message.failed", "failed"))
             }
-            TelegramError::Transient(_) if is_ambiguous(&f.error) => {
+            TelegramError::Unanswered(_) => {
                 o.status = "unknown";
                 (o, event("message.failed", "unknown"))
             }

@@ -2,11 +2,10 @@
 //! re-drive, broadcasts and statistics.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
-use super::content::{CALLBACK_PREFIX, StoredContent, render_parts};
+use super::content::{StoredContent, render_content};
 use super::request::{SendRequest, Target, media_ref, parse_mode, parse_targets, send_at};
 use crate::ids::new_id;
 use crate::services::{ServiceError, ServiceResult, Services};
@@ -14,6 +13,7 @@ use crate::store::{
     Acceptance, Accepted as StoredAccepted, BotFilter, Fanout, MessageFilter, NewMessage,
     NewRequest, Page,
 };
+use crate::templates::Content;
 
 /// Above this many recipients a request is a broadcast (a job with progress and controls).
 pub const BROADCAST_THRESHOLD: i64 = 200;
@@ -89,62 +89,6 @@ fn invalid(field: &'static str, message: impl Into<String>) -> ServiceError {
     }
 }
 
-/// The inline keyboard and the server-side data of its callback buttons: (id, data).
-type Keyboard = (Option<Value>, Vec<(String, String)>);
-
-fn buttons_markup(req: &SendRequest) -> ServiceResult<Keyboard> {
-    let Some(rows) = &req.buttons else {
-        return Ok((None, vec![]));
-    };
-    let mut callbacks = Vec::new();
-    let mut keyboard = Vec::new();
-    if rows.iter().map(Vec::len).sum::<usize>() > 100 {
-        return Err(invalid("buttons", "at most 100 buttons"));
-    }
-    for row in rows {
-        let mut out = Vec::new();
-        for b in row {
-            let label = b.text.trim();
-            if label.is_empty() || label.chars().count() > 64 {
-                return Err(invalid("buttons", "each button text is 1 to 64 characters"));
-            }
-            match (&b.url, &b.callback_data) {
-                (Some(url), None) => {
-                    let ok = reqwest::Url::parse(url)
-                        .is_ok_and(|u| matches!(u.scheme(), "http" | "https" | "tg"));
-                    if !ok {
-                        return Err(invalid(
-                            "buttons",
-                            format!("{url:?} is not an http(s) or tg:// URL"),
-                        ));
-                    }
-                    out.push(json!({"text": label, "url": url}));
-                }
-                (None, Some(data)) => {
-                    if data.is_empty() || data.len() > 4096 {
-                        return Err(invalid("buttons", "callback_data is 1 to 4096 bytes"));
-                    }
-                    let id = new_id("cb");
-                    out.push(
-                        json!({"text": label, "callback_data": format!("{CALLBACK_PREFIX}{id}")}),
-                    );
-                    callbacks.push((id, data.clone()));
-                }
-                _ => {
-                    return Err(invalid(
-                        "buttons",
-                        "each button has exactly one of url or callback_data",
-                    ));
-                }
-            }
-        }
-        if !out.is_empty() {
-            keyboard.push(Value::Array(out));
-        }
-    }
-    Ok((Some(json!({"inline_keyboard": keyboard})), callbacks))
-}
-
 impl Services {
     /// Checks a send request as acceptance would, without storing anything.
     pub async fn validate_message(&self, tenant_id: &str, req: &SendRequest) -> ServiceResult<()> {
@@ -152,41 +96,61 @@ impl Services {
     }
 
     async fn plan_message(&self, tenant_id: &str, req: &SendRequest) -> ServiceResult<Planned> {
-        // Content first: it does not depend on the recipients.
-        let parse_mode = parse_mode(req.parse_mode.as_deref())?;
+        // Content first: it does not depend on the recipients. It is rendered once per
+        // request (one `data` for every recipient) with the templates' renderer, which
+        // checks the markup as Telegram parses it and splits long texts.
         let media = match (&req.photo, &req.document) {
             (Some(_), Some(_)) => return Err(invalid("photo", "give photo or document, not both")),
             (Some(p), None) => Some(("photo".to_string(), media_ref("photo", p)?)),
             (None, Some(d)) => Some(("document".to_string(), media_ref("document", d)?)),
             (None, None) => None,
         };
-        let text = match (&req.text, &req.template) {
+        let request_buttons = req.buttons.clone().unwrap_or_default();
+        let (content, callbacks) = match (&req.text, &req.template) {
             (Some(_), Some(_)) => {
                 return Err(invalid("template", "give text or template, not both"));
             }
-            (None, Some(_)) => {
-                return Err(invalid(
-                    "template",
-                    "templates are not available in this build yet; send `text`",
-                ));
+            (None, Some(key)) => {
+                if req.parse_mode.is_some() {
+                    return Err(invalid(
+                        "parse_mode",
+                        "comes from the template; leave it out with `template`",
+                    ));
+                }
+                let template = self
+                    .template_for(tenant_id, key)
+                    .await
+                    .map_err(|e| match e {
+                        ServiceError::NotFound { .. } => {
+                            invalid("template", format!("no template {key:?} in this tenant"))
+                        }
+                        other => other,
+                    })?;
+                let mut content = template.content(req.data.as_ref());
+                if req.buttons.is_some() {
+                    content.buttons = &request_buttons;
+                }
+                render_content(&content, media, req.message_thread_id, req.silent)?
             }
-            (text, None) => text.as_deref(),
-        };
-        if text.is_none() && media.is_none() {
-            return Err(invalid(
-                "text",
-                "is required (or template, photo or document)",
-            ));
-        }
-        let parts = render_parts(text, media.is_some())?;
-        let (reply_markup, callbacks) = buttons_markup(req)?;
-        let content = StoredContent {
-            parts,
-            parse_mode,
-            media,
-            reply_markup,
-            message_thread_id: req.message_thread_id,
-            silent: req.silent,
+            (text, None) => {
+                if req.data.is_some() {
+                    return Err(invalid("data", "is only used with `template`"));
+                }
+                if text.is_none() && media.is_none() {
+                    return Err(invalid(
+                        "text",
+                        "is required (or template, photo or document)",
+                    ));
+                }
+                let content = Content {
+                    source: text.as_deref().unwrap_or(""),
+                    parse_mode: parse_mode(req.parse_mode.as_deref())?,
+                    buttons: &request_buttons,
+                    data: None,
+                    templated: false,
+                };
+                render_content(&content, media, req.message_thread_id, req.silent)?
+            }
         };
         let priority = req.priority.unwrap_or(0);
         if !(-100..=100).contains(&priority) {

@@ -2,8 +2,10 @@
 //! polling bot, started and stopped as bots come and go. Updates go through the same store
 //! and processing as webhook deliveries, so local development needs no tunnel.
 //!
-//! One instance should poll a bot at a time (Telegram answers 409 to a second poller); with
-//! several instances the later ones back off on that 409.
+//! One instance polls a bot at a time (Telegram answers 409 to a second poller): before each
+//! `getUpdates` the poller takes or renews the bot's lease in the store (`poll_leases`), and
+//! an instance that finds another's lease running waits, taking over once it has lapsed (the
+//! holder stopped or crashed). A stopping instance gives its leases up at once.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -23,9 +25,16 @@ const LONG_POLL_SECONDS: u64 = 10;
 const RESCAN: Duration = Duration::from_secs(2);
 /// Longest pause after failures.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How long a polling lease lasts: twice a long poll, so the holder renews it in time, and
+/// short, so a restarted instance (a new holder) resumes polling soon after a crash.
+const LEASE_MS: i64 = 20_000;
+/// How often an instance without the lease looks whether it lapsed.
+const LEASE_RETRY: Duration = Duration::from_secs(5);
 
 /// Keeps one poll loop per enabled polling bot until shutdown.
 pub async fn run(services: Services, mut shutdown: Shutdown) {
+    // This instance's name on the leases it holds.
+    let holder = crate::ids::new_id("poller");
     let mut running: HashMap<String, (i64, JoinHandle<()>)> = HashMap::new();
     loop {
         match polling_bots(&services).await {
@@ -43,7 +52,7 @@ pub async fn run(services: Services, mut shutdown: Shutdown) {
                 for (id, bot) in wanted {
                     if let std::collections::hash_map::Entry::Vacant(slot) = running.entry(id) {
                         let updated_at = bot.updated_at;
-                        let task = tokio::spawn(poll_bot(services.clone(), bot));
+                        let task = tokio::spawn(poll_bot(services.clone(), bot, holder.clone()));
                         slot.insert((updated_at, task));
                     }
                 }
@@ -55,8 +64,11 @@ pub async fn run(services: Services, mut shutdown: Shutdown) {
             _ = shutdown.wait_for(|s| *s) => break,
         }
     }
-    for (_, (_, task)) in running {
+    for (bot_id, (_, task)) in running {
         task.abort();
+        if let Err(e) = services.store.release_polling(&bot_id, &holder).await {
+            tracing::warn!(bot_id, error = %e, "cannot give up the polling lease; it lapses by itself");
+        }
     }
 }
 
@@ -78,7 +90,7 @@ async fn polling_bots(services: &Services) -> Result<Vec<BotRecord>, crate::stor
     }
 }
 
-async fn poll_bot(services: Services, bot: BotRecord) {
+async fn poll_bot(services: Services, bot: BotRecord, holder: String) {
     let token = match services.token_of(&bot) {
         Ok(t) => t,
         Err(e) => {
@@ -88,7 +100,34 @@ async fn poll_bot(services: Services, bot: BotRecord) {
     };
     let mut offset: Option<i64> = None;
     let mut failures = 0u32;
+    let mut waiting = false;
     loop {
+        let now = services.clock.now_millis();
+        match services
+            .store
+            .lease_polling(&bot.id, &holder, now, now + LEASE_MS)
+            .await
+        {
+            Ok(true) => {
+                if waiting {
+                    tracing::info!(bot_id = %bot.id, "took over polling this bot");
+                    waiting = false;
+                }
+            }
+            Ok(false) => {
+                if !waiting {
+                    tracing::info!(bot_id = %bot.id, "another instance polls this bot; waiting");
+                    waiting = true;
+                }
+                tokio::time::sleep(LEASE_RETRY).await;
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(bot_id = %bot.id, error = %e, "cannot renew the polling lease");
+                tokio::time::sleep(LEASE_RETRY).await;
+                continue;
+            }
+        }
         let mut params = json!({"timeout": LONG_POLL_SECONDS, "allowed_updates": HANDLED_UPDATES});
         if let Some(o) = offset {
             params["offset"] = json!(o);

@@ -1,22 +1,28 @@
 //! Processing stored updates: one at a time per chat (in order), in parallel across chats.
-//! A processor claims an update with a lease, handles it, and records the outcome; an update
-//! whose processor crashed is taken again when its lease ends.
+//! A processor claims a batch of updates of distinct chats with a lease, handles them side
+//! by side, and records each outcome; an update whose processor crashed is taken again when
+//! its lease ends.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
+use tokio::task::JoinSet;
+
 use super::intake::STORED;
 use super::router::Router;
 use crate::ids::now_millis;
 use crate::services::Services;
-use crate::store::{UpdateOutcome, UpdateStatus};
+use crate::store::{UpdateOutcome, UpdateRecord, UpdateStatus};
 use crate::workers::Shutdown;
 
 /// How often idle processors look at the store (other instances store updates too).
 const IDLE_POLL: Duration = Duration::from_millis(500);
 /// How often abandoned updates (lease over) are put back to pending.
 const RECLAIM_EVERY_MS: i64 = 1000;
+/// Updates one processor handles at once, each of a different chat. Claimed in batches,
+/// so a busy store costs one claim statement per several updates, not one per update.
+const IN_FLIGHT: usize = 32;
 
 /// Takes stored updates and handles them.
 #[derive(Clone)]
@@ -47,8 +53,8 @@ impl Processor {
         }
     }
 
-    /// Processes one update if one is ready; `Ok(false)` when there is none.
-    pub async fn step(&self) -> Result<bool, crate::store::StoreError> {
+    /// Puts back updates whose processor stopped mid-way, at most once a second per instance.
+    async fn reclaim_if_due(&self) -> Result<(), crate::store::StoreError> {
         let now = now_millis();
         let last = self.last_reclaim.load(Ordering::Relaxed);
         if now - last >= RECLAIM_EVERY_MS
@@ -65,10 +71,31 @@ impl Processor {
                 );
             }
         }
-        let lease_until = now + self.lease.as_millis() as i64;
-        let Some(update) = self.services.store.claim_update(lease_until).await? else {
+        Ok(())
+    }
+
+    /// Claims up to `limit` ready updates (of distinct chats), leased to this processor.
+    async fn claim(&self, limit: usize) -> Result<Vec<UpdateRecord>, crate::store::StoreError> {
+        self.reclaim_if_due().await?;
+        let lease_until = now_millis() + self.lease.as_millis() as i64;
+        self.services
+            .store
+            .claim_updates(lease_until, limit as u32)
+            .await
+    }
+
+    /// Processes one update if one is ready; `Ok(false)` when there is none.
+    pub async fn step(&self) -> Result<bool, crate::store::StoreError> {
+        let Some(update) = self.claim(1).await?.into_iter().next() else {
             return Ok(false);
         };
+        self.process(update).await?;
+        Ok(true)
+    }
+
+    /// Handles one claimed update and records its outcome. The outcome is written with
+    /// those of other updates finishing at the same time (one statement for all).
+    async fn process(&self, update: UpdateRecord) -> Result<(), crate::store::StoreError> {
         let started = Instant::now();
         let result = self.router.handle(&update).await;
         let handling_ms = started.elapsed().as_millis() as i64;
@@ -98,34 +125,58 @@ impl Processor {
         self.services
             .store
             .finish_update(&update.bot_id, update.update_id, &outcome)
-            .await?;
-        Ok(true)
+            .await
     }
 
-    /// Processes until told to stop.
+    /// Processes until told to stop: claims ready updates in batches, handles up to
+    /// [`IN_FLIGHT`] at once (each of a different chat, so each chat stays in order), and
+    /// claims more when half of them are done. On shutdown, finishes what it holds.
     pub async fn run(self, mut shutdown: Shutdown) {
+        let mut in_flight: JoinSet<()> = JoinSet::new();
+        // Whether the store may hold updates this processor could take now.
+        let mut more = true;
         loop {
             let notified = STORED.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            loop {
-                match self.step().await {
-                    Ok(true) => {
-                        if *shutdown.borrow() {
-                            return;
+            if *shutdown.borrow() {
+                while in_flight.join_next().await.is_some() {}
+                return;
+            }
+            if more && in_flight.len() <= IN_FLIGHT / 2 {
+                let room = IN_FLIGHT - in_flight.len();
+                match self.claim(room).await {
+                    Ok(batch) => {
+                        more = batch.len() == room;
+                        let took_some = !batch.is_empty();
+                        for update in batch {
+                            let processor = self.clone();
+                            in_flight.spawn(async move {
+                                let key = (update.bot_id.clone(), update.update_id);
+                                if let Err(e) = processor.process(update).await {
+                                    // Left in hand: taken again when its lease ends.
+                                    tracing::error!(bot_id = %key.0, update_id = key.1, error = %e, "cannot record an update's outcome");
+                                }
+                            });
                         }
+                        if took_some {
+                            continue;
+                        }
+                        // Nothing ready: wait below, on the notification armed before the
+                        // claim, so an update stored during the claim is not missed.
                     }
-                    Ok(false) => break,
                     Err(e) => {
                         tracing::error!(error = %e, "cannot take updates from the store");
-                        break;
+                        more = false;
                     }
                 }
             }
             tokio::select! {
-                _ = &mut notified => {}
-                _ = tokio::time::sleep(IDLE_POLL) => {}
-                _ = shutdown.wait_for(|s| *s) => return,
+                // A finished update may make its chat's next one ready.
+                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => more = true,
+                _ = &mut notified => more = true,
+                _ = tokio::time::sleep(IDLE_POLL) => more = true,
+                _ = shutdown.wait_for(|s| *s) => {}
             }
         }
     }

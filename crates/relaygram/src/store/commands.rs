@@ -81,12 +81,19 @@ macro_rules! commands_store {
         #[async_trait]
         impl CommandStore for $store {
             async fn list_bot_commands(&self, bot_id: &str) -> StoreResult<Vec<CustomCommand>> {
-                Ok(self
+                // Read for every command a user sends: cached briefly (see cache.rs).
+                if let Some(commands) = self.hot.commands.get(bot_id) {
+                    return Ok(commands);
+                }
+                let ticket = self.hot.commands.ticket();
+                let commands: Vec<CustomCommand> = self
                     .list_stored_commands(bot_id)
                     .await?
                     .into_iter()
                     .map(|c| c.command)
-                    .collect())
+                    .collect();
+                self.hot.commands.put(ticket, bot_id, commands.clone());
+                Ok(commands)
             }
 
             async fn list_stored_commands(&self, bot_id: &str) -> StoreResult<Vec<StoredCommand>> {
@@ -165,7 +172,9 @@ macro_rules! commands_store {
                         .await?;
                     }
                 }
-                tx.commit().await?;
+                let done = tx.commit().await;
+                self.hot.commands.forget(&c.bot_id);
+                done?;
                 Ok(())
             }
 
@@ -202,7 +211,9 @@ macro_rules! commands_store {
                         .await?;
                     }
                 }
-                tx.commit().await?;
+                let done = tx.commit().await;
+                self.hot.commands.forget(&c.bot_id);
+                done?;
                 Ok(true)
             }
 
@@ -212,8 +223,9 @@ macro_rules! commands_store {
                         .bind(bot_id)
                         .bind(command)
                         .execute(&self.pool)
-                        .await?;
-                Ok(done.rows_affected() == 1)
+                        .await;
+                self.hot.commands.forget(bot_id);
+                Ok(done?.rows_affected() == 1)
             }
         }
     };

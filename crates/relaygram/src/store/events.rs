@@ -12,6 +12,7 @@ use sqlx::Row;
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 
+use super::batch::GroupCommit;
 use super::sql::{PgStore, SqliteStore};
 use super::{Listed, Page, StoreError, StoreResult};
 use crate::ids::new_id;
@@ -344,6 +345,113 @@ macro_rules! events_store {
                 })
             }
 
+            /// Stores events and their deliveries in one transaction (group commit: the
+            /// events of every processor finishing at the same time go together).
+            async fn insert_events(
+                pool: sqlx::Pool<<$row as sqlx::Row>::Database>,
+                evs: Vec<NewEvent>,
+            ) -> StoreResult<Vec<EventRecord>> {
+                let mut tx = pool.begin().await?;
+                let mut tenants: Vec<&str> = evs.iter().map(|e| e.tenant_id.as_str()).collect();
+                tenants.sort_unstable();
+                tenants.dedup();
+                if $engine == "postgres" {
+                    // Events of one tenant commit in `seq` order, so a reader that has
+                    // seen `seq` n never misses a smaller one committed later. Locks are
+                    // taken in tenant order, so concurrent batches cannot deadlock.
+                    for tenant in &tenants {
+                        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                            .bind(*tenant)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
+                // The first statement writes, so SQLite takes its write lock up front.
+                let sql = format!(
+                    "INSERT INTO events (id, tenant_id, type, data, created_at) \
+                     VALUES {} RETURNING {EVENT_COLS}",
+                    super::inbound::placeholders(evs.len(), 5, $engine == "postgres")
+                );
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for ev in &evs {
+                    query = query
+                        .bind(&ev.id)
+                        .bind(&ev.tenant_id)
+                        .bind(&ev.event_type)
+                        .bind(&ev.data)
+                        .bind(ev.created_at);
+                }
+                let mut stored: std::collections::HashMap<String, EventRecord> = query
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .iter()
+                    .map(|row| Self::event(row).map(|e| (e.id.clone(), e)))
+                    .collect::<StoreResult<_>>()?;
+                let sql = format!(
+                    "SELECT {ENDPOINT_COLS} FROM event_endpoints \
+                     WHERE enabled = $1 AND tenant_id IN ({}) ORDER BY id",
+                    (0..tenants.len())
+                        .map(|i| format!("${}", i + 2))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(true);
+                for tenant in &tenants {
+                    query = query.bind(*tenant);
+                }
+                let endpoints = query
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .iter()
+                    .map(Self::endpoint)
+                    .collect::<StoreResult<Vec<_>>>()?;
+                let deliveries: Vec<(&NewEvent, &EndpointRecord)> = evs
+                    .iter()
+                    .flat_map(|ev| {
+                        endpoints
+                            .iter()
+                            .filter(move |e| e.tenant_id == ev.tenant_id && e.wants(&ev.event_type))
+                            .map(move |e| (ev, e))
+                    })
+                    .collect();
+                for chunk in deliveries.chunks(256) {
+                    let sql = format!(
+                        "INSERT INTO event_deliveries (id, event_id, endpoint_id, tenant_id, \
+                         status, attempts, next_attempt_at, created_at, updated_at) VALUES {}",
+                        super::inbound::placeholders(chunk.len(), 9, $engine == "postgres")
+                    );
+                    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+                    for (ev, endpoint) in chunk {
+                        query = query
+                            .bind(new_id("dlv"))
+                            .bind(&ev.id)
+                            .bind(&endpoint.id)
+                            .bind(&ev.tenant_id)
+                            .bind(DeliveryStatus::Pending.as_str())
+                            .bind(0i64)
+                            .bind(ev.created_at)
+                            .bind(ev.created_at)
+                            .bind(ev.created_at);
+                    }
+                    query.execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                evs.iter()
+                    .map(|ev| {
+                        stored.remove(&ev.id).ok_or_else(|| {
+                            StoreError::Corrupt(format!("event {} was not stored", ev.id))
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn insert_one_event(
+                pool: sqlx::Pool<<$row as sqlx::Row>::Database>,
+                ev: NewEvent,
+            ) -> StoreResult<EventRecord> {
+                Ok(Self::insert_events(pool, vec![ev]).await?.remove(0))
+            }
+
             fn attempt(row: &$row) -> StoreResult<AttemptRecord> {
                 Ok(AttemptRecord {
                     id: row.try_get("id")?,
@@ -421,57 +529,16 @@ macro_rules! events_store {
             }
 
             async fn insert_event(&self, ev: &NewEvent) -> StoreResult<EventRecord> {
-                let mut tx = self.pool.begin().await?;
-                if $engine == "postgres" {
-                    // Events of one tenant commit in `seq` order, so a reader that has
-                    // seen `seq` n never misses a smaller one committed later.
-                    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-                        .bind(&ev.tenant_id)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                // The first statement writes, so SQLite takes its write lock up front.
-                let sql = format!(
-                    "INSERT INTO events (id, tenant_id, type, data, created_at) \
-                     VALUES ($1, $2, $3, $4, $5) RETURNING {EVENT_COLS}"
-                );
-                let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(&ev.id)
-                    .bind(&ev.tenant_id)
-                    .bind(&ev.event_type)
-                    .bind(&ev.data)
-                    .bind(ev.created_at)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                let stored = Self::event(&row)?;
-                let sql = format!(
-                    "SELECT {ENDPOINT_COLS} FROM event_endpoints \
-                     WHERE tenant_id = $1 AND enabled = $2 ORDER BY id"
-                );
-                let endpoints = sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(&ev.tenant_id)
-                    .bind(true)
-                    .fetch_all(&mut *tx)
-                    .await?
-                    .iter()
-                    .map(Self::endpoint)
-                    .collect::<StoreResult<Vec<_>>>()?;
-                for endpoint in endpoints.iter().filter(|e| e.wants(&ev.event_type)) {
-                    sqlx::query(
-                        "INSERT INTO event_deliveries (id, event_id, endpoint_id, tenant_id, \
-                         status, attempts, next_attempt_at, created_at, updated_at) \
-                         VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5, $5)",
+                let queue = self.hot.events.get_or_init(|| {
+                    let (a, b) = (self.pool.clone(), self.pool.clone());
+                    GroupCommit::new(
+                        256,
+                        1,
+                        move |batch| Self::insert_events(a.clone(), batch),
+                        move |one| Self::insert_one_event(b.clone(), one),
                     )
-                    .bind(new_id("dlv"))
-                    .bind(&ev.id)
-                    .bind(&endpoint.id)
-                    .bind(&ev.tenant_id)
-                    .bind(ev.created_at)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                tx.commit().await?;
-                Ok(stored)
+                });
+                queue.submit(ev.clone()).await
             }
 
             async fn get_event(&self, id: &str) -> StoreResult<Option<EventRecord>> {

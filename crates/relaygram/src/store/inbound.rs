@@ -11,6 +11,7 @@ use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 use utoipa::ToSchema;
 
+use super::batch::GroupCommit;
 use super::sql::{PgStore, SqliteStore};
 use super::{Listed, Page, StoreError, StoreResult};
 
@@ -205,14 +206,21 @@ pub struct ChatRecord {
 #[async_trait]
 pub trait InboundStore: Send + Sync {
     /// Stores a pending update; `false` when `(bot_id, update_id)` is already stored (a replay).
+    /// Concurrent calls are written together in one statement (group commit); each returns
+    /// once its update is committed, so a caller may acknowledge it.
     async fn insert_update(&self, update: &UpdateRecord) -> StoreResult<bool>;
     /// Takes the oldest pending update that may be processed now (the oldest open one of its
     /// chat, with no other of that chat in hand) and marks it `processing` until `lease_until`.
     async fn claim_update(&self, lease_until: i64) -> StoreResult<Option<UpdateRecord>>;
+    /// Takes up to `limit` updates the way [`InboundStore::claim_update`] takes one, in one
+    /// statement: each is the oldest open update of its chat, so they are of distinct chats
+    /// (updates without a chat are independent). Oldest first.
+    async fn claim_updates(&self, lease_until: i64, limit: u32) -> StoreResult<Vec<UpdateRecord>>;
     /// Puts updates whose processor's lease ended before `now` (it crashed) back to pending;
     /// returns how many.
     async fn reclaim_updates(&self, now: i64) -> StoreResult<u64>;
-    /// Records how processing ended.
+    /// Records how processing ended. Concurrent calls are written together (group commit);
+    /// each returns once its outcome is committed.
     async fn finish_update(
         &self,
         bot_id: &str,
@@ -236,6 +244,17 @@ pub trait InboundStore: Send + Sync {
     async fn upsert_chat(&self, chat: &ChatRecord) -> StoreResult<()>;
     /// One chat of a bot.
     async fn get_chat(&self, bot_id: &str, chat_id: i64) -> StoreResult<Option<ChatRecord>>;
+    /// Takes or renews the right to poll `bot_id` until `until` (UTC ms) for `holder`;
+    /// `false` when another holder's lease is still running at `now`.
+    async fn lease_polling(
+        &self,
+        bot_id: &str,
+        holder: &str,
+        now: i64,
+        until: i64,
+    ) -> StoreResult<bool>;
+    /// Gives up `holder`'s polling lease on `bot_id` (another instance may take it at once).
+    async fn release_polling(&self, bot_id: &str, holder: &str) -> StoreResult<()>;
 }
 
 const UPDATE_COLS: &str = "u.bot_id, u.update_id, u.kind, u.chat_id, u.user_id, u.body, \
@@ -253,11 +272,151 @@ const CLAIMABLE: &str = "SELECT u.bot_id, u.update_id FROM updates u \
      AND NOT EXISTS (SELECT 1 FROM updates o WHERE o.bot_id = u.bot_id AND o.chat_id = u.chat_id \
          AND o.status = 'pending' \
          AND (o.received_at < u.received_at OR (o.received_at = u.received_at AND o.update_id < u.update_id))) \
-     ORDER BY u.received_at, u.update_id LIMIT 1";
+     ORDER BY u.received_at, u.update_id LIMIT $2";
+
+/// Rows per group-commit statement (7 parameters each: far below both engines' limits).
+const MAX_BATCH: usize = 256;
+
+/// One outcome waiting to be written with others.
+#[derive(Debug, Clone)]
+pub(super) struct Finished {
+    bot_id: String,
+    update_id: i64,
+    outcome: UpdateOutcome,
+}
+
+/// `($1, $2, …), ($8, …)`: `rows` groups of `width` placeholders, numbered (`$n`, for
+/// PostgreSQL) or anonymous (`?`, for SQLite: sqlx looks each named parameter up by a
+/// linear search in SQLite, quadratic over a batch of thousands; anonymous ones skip it).
+pub(super) fn placeholders(rows: usize, width: usize, numbered: bool) -> String {
+    let mut out = String::with_capacity(rows * width * 5);
+    for r in 0..rows {
+        if r > 0 {
+            out.push_str(", ");
+        }
+        out.push('(');
+        for c in 0..width {
+            if c > 0 {
+                out.push_str(", ");
+            }
+            if numbered {
+                out.push('$');
+                out.push_str(&(r * width + c + 1).to_string());
+            } else {
+                out.push('?');
+            }
+        }
+        out.push(')');
+    }
+    out
+}
 
 macro_rules! inbound_store {
-    ($store:ty, $row:ty, $lock:literal) => {
+    ($store:ty, $row:ty, $pool:ty, $lock:literal, $writers:literal, $numbered:literal) => {
         impl $store {
+            /// Inserts many updates in one statement; for each, whether it was new.
+            async fn insert_batch(pool: $pool, batch: Vec<UpdateRecord>) -> StoreResult<Vec<bool>> {
+                // A replay inside the batch is a replay: only the first copy is inserted.
+                let mut seen = std::collections::HashSet::new();
+                let firsts: Vec<bool> = batch
+                    .iter()
+                    .map(|u| seen.insert((u.bot_id.as_str(), u.update_id)))
+                    .collect();
+                let rows: Vec<&UpdateRecord> = batch
+                    .iter()
+                    .zip(&firsts)
+                    .filter(|(_, first)| **first)
+                    .map(|(u, _)| u)
+                    .collect();
+                let sql = format!(
+                    "INSERT INTO updates (bot_id, update_id, kind, chat_id, user_id, body, status, \
+                     received_at) VALUES {} ON CONFLICT (bot_id, update_id) DO NOTHING \
+                     RETURNING bot_id, update_id",
+                    placeholders(rows.len(), 8, $numbered)
+                );
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for u in &rows {
+                    query = query
+                        .bind(&u.bot_id)
+                        .bind(u.update_id)
+                        .bind(&u.kind)
+                        .bind(u.chat_id)
+                        .bind(u.user_id)
+                        .bind(&u.body)
+                        .bind(UpdateStatus::Pending.as_str())
+                        .bind(u.received_at);
+                }
+                let inserted = query
+                    .fetch_all(&pool)
+                    .await?
+                    .iter()
+                    .map(|r| Ok((r.try_get::<String, _>("bot_id")?, r.try_get::<i64, _>("update_id")?)))
+                    .collect::<StoreResult<std::collections::HashSet<_>>>()?;
+                Ok(batch
+                    .iter()
+                    .zip(firsts)
+                    .map(|(u, first)| first && inserted.contains(&(u.bot_id.clone(), u.update_id)))
+                    .collect())
+            }
+
+            /// Inserts one update; whether it was new.
+            async fn insert_one(pool: $pool, u: UpdateRecord) -> StoreResult<bool> {
+                Ok(Self::insert_batch(pool, vec![u]).await?[0])
+            }
+
+            /// Records many outcomes in one statement.
+            async fn finish_batch(pool: $pool, batch: Vec<Finished>) -> StoreResult<Vec<()>> {
+                let sql = format!(
+                    "WITH v (bot_id, update_id, status, outcome, error, processed_at, handling_ms) \
+                     AS (VALUES {}) \
+                     UPDATE updates SET status = v.status, outcome = v.outcome, error = v.error, \
+                     processed_at = v.processed_at, handling_ms = v.handling_ms, claimed_until = NULL \
+                     FROM v WHERE updates.bot_id = v.bot_id AND updates.update_id = v.update_id",
+                    placeholders(batch.len(), 7, $numbered)
+                );
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for f in &batch {
+                    query = query
+                        .bind(&f.bot_id)
+                        .bind(f.update_id)
+                        .bind(f.outcome.status.as_str())
+                        .bind(f.outcome.outcome.as_deref())
+                        .bind(f.outcome.error.as_deref())
+                        .bind(f.outcome.processed_at)
+                        .bind(f.outcome.handling_ms);
+                }
+                query.execute(&pool).await?;
+                Ok(vec![(); batch.len()])
+            }
+
+            /// Reads many chats in one statement; for each key, its chat if known.
+            async fn read_chats(
+                pool: $pool,
+                keys: Vec<(String, i64)>,
+            ) -> StoreResult<Vec<Option<ChatRecord>>> {
+                let sql = format!(
+                    "SELECT {CHAT_COLS} FROM chats WHERE (bot_id, chat_id) IN (VALUES {})",
+                    placeholders(keys.len(), 2, $numbered)
+                );
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for (bot_id, chat_id) in &keys {
+                    query = query.bind(bot_id).bind(*chat_id);
+                }
+                let found: std::collections::HashMap<(String, i64), ChatRecord> = query
+                    .fetch_all(&pool)
+                    .await?
+                    .iter()
+                    .map(|row| Self::chat_row(row).map(|c| ((c.bot_id.clone(), c.chat_id), c)))
+                    .collect::<StoreResult<_>>()?;
+                // The same chat may be asked for twice in one batch.
+                Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
+            }
+
+            async fn finish_one(pool: $pool, f: Finished) -> StoreResult<()> {
+                Self::finish_batch(pool, vec![f]).await?;
+                Ok(())
+            }
+
             fn update_row(row: &$row) -> StoreResult<UpdateRecord> {
                 Ok(UpdateRecord {
                     bot_id: row.try_get("bot_id")?,
@@ -292,36 +451,45 @@ macro_rules! inbound_store {
         #[async_trait]
         impl InboundStore for $store {
             async fn insert_update(&self, u: &UpdateRecord) -> StoreResult<bool> {
-                let done = sqlx::query(
-                    "INSERT INTO updates (bot_id, update_id, kind, chat_id, user_id, body, status, \
-                     received_at) VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7) \
-                     ON CONFLICT (bot_id, update_id) DO NOTHING",
-                )
-                .bind(&u.bot_id)
-                .bind(u.update_id)
-                .bind(&u.kind)
-                .bind(u.chat_id)
-                .bind(u.user_id)
-                .bind(&u.body)
-                .bind(u.received_at)
-                .execute(&self.pool)
-                .await?;
-                Ok(done.rows_affected() == 1)
+                let queue = self.hot.inserts.get_or_init(|| {
+                    let (a, b) = (self.pool.clone(), self.pool.clone());
+                    GroupCommit::new(
+                        MAX_BATCH,
+                        $writers,
+                        move |batch| Self::insert_batch(a.clone(), batch),
+                        move |one| Self::insert_one(b.clone(), one),
+                    )
+                });
+                queue.submit(u.clone()).await
             }
 
             async fn claim_update(&self, lease_until: i64) -> StoreResult<Option<UpdateRecord>> {
+                Ok(self.claim_updates(lease_until, 1).await?.into_iter().next())
+            }
+
+            async fn claim_updates(
+                &self,
+                lease_until: i64,
+                limit: u32,
+            ) -> StoreResult<Vec<UpdateRecord>> {
                 let sql = format!(
                     "UPDATE updates AS u SET status = 'processing', claimed_until = $1 \
-                     WHERE (u.bot_id, u.update_id) = ({CLAIMABLE}{}) \
+                     WHERE (u.bot_id, u.update_id) IN ({CLAIMABLE}{}) \
                      RETURNING {}",
                     $lock,
                     UPDATE_COLS.replace("u.", "")
                 );
-                let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(lease_until)
-                    .fetch_optional(&self.pool)
+                    .bind(i64::from(limit.max(1)))
+                    .fetch_all(&self.pool)
                     .await?;
-                row.as_ref().map(Self::update_row).transpose()
+                let mut claimed = rows
+                    .iter()
+                    .map(Self::update_row)
+                    .collect::<StoreResult<Vec<_>>>()?;
+                claimed.sort_by_key(|u| (u.received_at, u.update_id));
+                Ok(claimed)
             }
 
             async fn reclaim_updates(&self, now: i64) -> StoreResult<u64> {
@@ -341,20 +509,22 @@ macro_rules! inbound_store {
                 update_id: i64,
                 o: &UpdateOutcome,
             ) -> StoreResult<()> {
-                sqlx::query(
-                    "UPDATE updates SET status = $3, outcome = $4, error = $5, processed_at = $6, \
-                     handling_ms = $7, claimed_until = NULL WHERE bot_id = $1 AND update_id = $2",
-                )
-                .bind(bot_id)
-                .bind(update_id)
-                .bind(o.status.as_str())
-                .bind(o.outcome.as_deref())
-                .bind(o.error.as_deref())
-                .bind(o.processed_at)
-                .bind(o.handling_ms)
-                .execute(&self.pool)
-                .await?;
-                Ok(())
+                let queue = self.hot.finishes.get_or_init(|| {
+                    let (a, b) = (self.pool.clone(), self.pool.clone());
+                    GroupCommit::new(
+                        MAX_BATCH,
+                        $writers,
+                        move |batch| Self::finish_batch(a.clone(), batch),
+                        move |one| Self::finish_one(b.clone(), one),
+                    )
+                });
+                queue
+                    .submit(Finished {
+                        bot_id: bot_id.to_string(),
+                        update_id,
+                        outcome: o.clone(),
+                    })
+                    .await
             }
 
             async fn get_update(
@@ -457,14 +627,53 @@ macro_rules! inbound_store {
             }
 
             async fn get_chat(&self, bot_id: &str, chat_id: i64) -> StoreResult<Option<ChatRecord>> {
-                let sql =
-                    format!("SELECT {CHAT_COLS} FROM chats WHERE bot_id = $1 AND chat_id = $2");
-                let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+                // Read for nearly every update: the reads of concurrent processors go to the
+                // database together (one statement), like the writes.
+                let queue = self.hot.chat_reads.get_or_init(|| {
+                    let (a, b) = (self.pool.clone(), self.pool.clone());
+                    GroupCommit::new(
+                        MAX_BATCH,
+                        $writers,
+                        move |batch| Self::read_chats(a.clone(), batch),
+                        move |one| {
+                            let pool = b.clone();
+                            async move { Ok(Self::read_chats(pool, vec![one]).await?.remove(0)) }
+                        },
+                    )
+                });
+                queue.submit((bot_id.to_string(), chat_id)).await
+            }
+
+            async fn lease_polling(
+                &self,
+                bot_id: &str,
+                holder: &str,
+                now: i64,
+                until: i64,
+            ) -> StoreResult<bool> {
+                // One statement, so two instances racing for a free lease cannot both win.
+                let done = sqlx::query(
+                    "INSERT INTO poll_leases (bot_id, holder, lease_until) VALUES ($1, $2, $4) \
+                     ON CONFLICT (bot_id) DO UPDATE SET holder = excluded.holder, \
+                     lease_until = excluded.lease_until \
+                     WHERE poll_leases.holder = excluded.holder OR poll_leases.lease_until < $3",
+                )
+                .bind(bot_id)
+                .bind(holder)
+                .bind(now)
+                .bind(until)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn release_polling(&self, bot_id: &str, holder: &str) -> StoreResult<()> {
+                sqlx::query("DELETE FROM poll_leases WHERE bot_id = $1 AND holder = $2")
                     .bind(bot_id)
-                    .bind(chat_id)
-                    .fetch_optional(&self.pool)
+                    .bind(holder)
+                    .execute(&self.pool)
                     .await?;
-                row.as_ref().map(Self::chat_row).transpose()
+                Ok(())
             }
         }
     };
@@ -512,5 +721,14 @@ impl FromStr for UpdateCursor {
     }
 }
 
-inbound_store!(SqliteStore, SqliteRow, "");
-inbound_store!(PgStore, PgRow, " FOR UPDATE SKIP LOCKED");
+// SQLite has one writer (and this store one connection): one batch at a time. PostgreSQL
+// writes batches side by side.
+inbound_store!(SqliteStore, SqliteRow, sqlx::SqlitePool, "", 1, false);
+inbound_store!(
+    PgStore,
+    PgRow,
+    sqlx::PgPool,
+    " FOR UPDATE SKIP LOCKED",
+    2,
+    true
+);

@@ -2,6 +2,8 @@
 //! the same SQL text (both dialects accept `$1`, `RETURNING` and `ON CONFLICT`).
 //! Migrations are embedded in the binary, one set per engine, and run at start.
 
+mod batch;
+mod cache;
 mod commands;
 mod events;
 mod inbound;
@@ -375,5 +377,7 @@ pub async fn connect(database_url: &SecretString) -> StoreResult<Arc<dyn Store>>
     }
 }
 
+#[cfg(test)]
+mod inbound_tests;
 #[cfg(test)]
 mod tests;

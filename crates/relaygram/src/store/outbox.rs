@@ -565,28 +565,44 @@ macro_rules! outbox_store {
                 let broadcast_id = a.broadcast.as_ref().map(|(id, _)| id.as_str());
                 let finished = (status == "throttled").then_some(now);
                 let mut count: i64 = 0;
-                for m in &a.rows {
-                    sqlx::query(
+                // Multi-row INSERTs (a few statements per request, not one per message: each
+                // statement is a round trip to the store).
+                for chunk in a.rows.chunks(200) {
+                    let mut sql = String::from(
                         "INSERT INTO messages (id, request_id, tenant_id, bot_id, chat_id, link_id, \
                          broadcast_id, status, priority, send_at, next_attempt_at, created_at, \
-                         updated_at, finished_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $11, $12)",
-                    )
-                    .bind(&m.id)
-                    .bind(&a.request.id)
-                    .bind(tenant)
-                    .bind(&m.bot_id)
-                    .bind(m.chat_id)
-                    .bind(m.link_id.as_deref())
-                    .bind(broadcast_id)
-                    .bind(status)
-                    .bind(a.priority)
-                    .bind(a.send_at)
-                    .bind(now)
-                    .bind(finished)
-                    .execute(&mut *tx)
-                    .await?;
-                    count += 1;
+                         updated_at, finished_at) VALUES ",
+                    );
+                    for i in 0..chunk.len() {
+                        let k = 9 + i * 4;
+                        if i > 0 {
+                            sql.push_str(", ");
+                        }
+                        sql.push_str(&format!(
+                            "(${k}, $1, $2, ${}, ${}, ${}, $3, $4, $5, $6, $6, $7, $7, $8)",
+                            k + 1,
+                            k + 2,
+                            k + 3
+                        ));
+                    }
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .bind(&a.request.id)
+                        .bind(tenant)
+                        .bind(broadcast_id)
+                        .bind(status)
+                        .bind(a.priority)
+                        .bind(a.send_at)
+                        .bind(now)
+                        .bind(finished);
+                    for m in chunk {
+                        q = q
+                            .bind(&m.id)
+                            .bind(&m.bot_id)
+                            .bind(m.chat_id)
+                            .bind(m.link_id.as_deref());
+                    }
+                    q.execute(&mut *tx).await?;
+                    count += chunk.len() as i64;
                 }
                 for (prefix, fanout) in &a.fanouts {
                     let (filter, arg) = match fanout {

@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -13,10 +14,14 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, SqlSafeStr};
 
+use super::batch::GroupCommit;
+use super::cache::BotCache;
+use super::inbound::Finished;
 use super::{
-    ApiKeyRecord, BotFilter, BotMode, BotRecord, KeyOwner, KeyScope, Listed, Page, Store,
-    StoreError, StoreResult, Tenant,
+    ApiKeyRecord, BotFilter, BotMode, BotRecord, ChatRecord, EventRecord, KeyOwner, KeyScope,
+    Listed, NewEvent, Page, Store, StoreError, StoreResult, Tenant, UpdateRecord,
 };
+use crate::commands::CustomCommand;
 
 /// One embedded migration: version, name, SQL.
 type Embedded = (i64, &'static str, &'static str);
@@ -63,6 +68,11 @@ const SQLITE_MIGRATIONS: &[Embedded] = &[
         "schedules",
         include_str!("../../migrations/sqlite/0008_schedules.sql"),
     ),
+    (
+        9,
+        "poll_leases",
+        include_str!("../../migrations/sqlite/0009_poll_leases.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[Embedded] = &[
     (
@@ -105,6 +115,11 @@ const POSTGRES_MIGRATIONS: &[Embedded] = &[
         "schedules",
         include_str!("../../migrations/postgres/0008_schedules.sql"),
     ),
+    (
+        9,
+        "poll_leases",
+        include_str!("../../migrations/postgres/0009_poll_leases.sql"),
+    ),
 ];
 
 fn migrator(migrations: &'static [Embedded]) -> Migrator {
@@ -124,10 +139,29 @@ fn migrator(migrations: &'static [Embedded]) -> Migrator {
     )
 }
 
+/// What keeps the inbound path fast, per store: group-commit queues for the writes every
+/// update makes, and short-lived caches of what every update reads.
+#[derive(Debug, Default)]
+pub(super) struct Hot {
+    /// `get_bot`.
+    pub(super) bots: BotCache<BotRecord>,
+    /// `list_bot_commands`.
+    pub(super) commands: BotCache<Vec<CustomCommand>>,
+    /// `insert_update`.
+    pub(super) inserts: OnceLock<GroupCommit<UpdateRecord, bool>>,
+    /// `finish_update`.
+    pub(super) finishes: OnceLock<GroupCommit<Finished, ()>>,
+    /// `insert_event`.
+    pub(super) events: OnceLock<GroupCommit<NewEvent, EventRecord>>,
+    /// `get_chat` (reads batch as well as writes).
+    pub(super) chat_reads: OnceLock<GroupCommit<(String, i64), Option<ChatRecord>>>,
+}
+
 /// SQLite store (WAL mode, foreign keys on).
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pub(super) pool: SqlitePool,
+    pub(super) hot: Arc<Hot>,
 }
 
 impl SqliteStore {
@@ -164,7 +198,10 @@ impl SqliteStore {
                 .max_lifetime(None);
         }
         let pool = pool_options.connect_with(options).await?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore {
+            pool,
+            hot: Arc::default(),
+        })
     }
 }
 
@@ -172,6 +209,7 @@ impl SqliteStore {
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pub(super) pool: PgPool,
+    pub(super) hot: Arc<Hot>,
 }
 
 impl PgStore {
@@ -182,7 +220,10 @@ impl PgStore {
             .acquire_timeout(acquire_timeout)
             .connect(url)
             .await?;
-        Ok(PgStore { pool })
+        Ok(PgStore {
+            pool,
+            hot: Arc::default(),
+        })
     }
 }
 
@@ -456,14 +497,23 @@ macro_rules! sql_store {
             }
 
             async fn get_bot(&self, id: &str) -> StoreResult<Option<BotRecord>> {
+                // Read on every inbound update (webhook check, router): cached briefly.
+                if let Some(bot) = self.hot.bots.get(id) {
+                    return Ok(Some(bot));
+                }
+                let ticket = self.hot.bots.ticket();
                 let sql = format!("SELECT {BOT_COLS} FROM bots WHERE id = $1");
-                sqlx::query(sqlx::AssertSqlSafe(sql))
+                let bot = sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(id)
                     .fetch_optional(&self.pool)
                     .await?
                     .as_ref()
                     .map(Self::bot)
-                    .transpose()
+                    .transpose()?;
+                if let Some(b) = &bot {
+                    self.hot.bots.put(ticket, id, b.clone());
+                }
+                Ok(bot)
             }
 
             async fn get_bot_by_telegram_id(
@@ -510,8 +560,10 @@ macro_rules! sql_store {
                         .bind(enabled)
                         .bind(at)
                         .execute(&self.pool)
-                        .await?;
-                Ok(done.rows_affected() == 1)
+                        .await;
+                // After the write: a read racing it cannot cache the old row (see cache.rs).
+                self.hot.bots.forget(id);
+                Ok(done?.rows_affected() == 1)
             }
 
             async fn set_bot_webhook(
@@ -532,16 +584,19 @@ macro_rules! sql_store {
                 .bind(webhook_secret_sealed)
                 .bind(at)
                 .execute(&self.pool)
-                .await?;
-                Ok(done.rows_affected() == 1)
+                .await;
+                self.hot.bots.forget(id);
+                Ok(done?.rows_affected() == 1)
             }
 
             async fn delete_bot(&self, id: &str) -> StoreResult<bool> {
                 let done = sqlx::query("DELETE FROM bots WHERE id = $1")
                     .bind(id)
                     .execute(&self.pool)
-                    .await?;
-                Ok(done.rows_affected() == 1)
+                    .await;
+                self.hot.bots.forget(id);
+                self.hot.commands.forget(id);
+                Ok(done?.rows_affected() == 1)
             }
         }
     };

@@ -323,3 +323,233 @@ async fn sandbox_command_serves_the_bot_api_until_sigterm() {
         .unwrap();
     assert!(!bad.status.success());
 }
+
+#[tokio::test]
+async fn send_and_broadcast_follow_delivery_with_progress() {
+    for engine in engines() {
+        let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+        let s = sandbox.url();
+        let dir = tempfile::tempdir().unwrap();
+        let db = relaygram::store::testing::fresh(engine, dir.path())
+            .await
+            .unwrap();
+        let data = dir.path().join("data");
+        let port = crate::crash::free_port();
+        let mut server = crate::crash::start(&db.url, &data, port, &s).await;
+        let cli = Cli::new(&[
+            ("RELAYGRAM_DATABASE_URL", db.url.clone()),
+            ("RELAYGRAM_TELEGRAM_API_URL", s.clone()),
+            ("RELAYGRAM_DATA_DIR", data.display().to_string()),
+        ]);
+        let http = reqwest::Client::new();
+        let made: Value = http
+            .post(format!("{s}/sandbox/bots"))
+            .json(&json!({"username": "send_cli_bot"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let created = cli.ok(&["tenants", "create", "--name", "Acme"]).await;
+        let tenant = created.split('\t').next().unwrap().trim().to_string();
+        cli.ok_with(
+            &["bots", "add", "--tenant", &tenant],
+            &[("RELAYGRAM_BOT_TOKEN", made["token"].as_str().unwrap())],
+        )
+        .await;
+        let mut users = Vec::new();
+        for i in 0..201 {
+            let u: Value = http
+                .post(format!("{s}/sandbox/users"))
+                .json(&json!({"first_name": format!("U{i}")}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let id = u["id"].as_i64().unwrap();
+            http.post(format!("{s}/sandbox/users/{id}/messages"))
+                .json(&json!({"bot": "send_cli_bot", "text": "hi"}))
+                .send()
+                .await
+                .unwrap()
+                .error_for_status()
+                .unwrap();
+            users.push(id.to_string());
+        }
+        let outbound = |chat: String| {
+            let http = http.clone();
+            let s = s.clone();
+            async move {
+                let v: Value = http
+                    .get(format!(
+                        "{s}/sandbox/chats/{chat}/messages?bot=send_cli_bot"
+                    ))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                v["messages"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|m| m["direction"] == "out")
+                    .filter_map(|m| m["text"].as_str().map(str::to_string))
+                    .collect::<Vec<_>>()
+            }
+        };
+
+        // One message: queued, followed until sent; progress lines without a terminal.
+        let out = cli
+            .run(&[
+                "send",
+                "--tenant",
+                &tenant,
+                "--chat-id",
+                &users[0],
+                "--text",
+                "<b>hello</b> from the CLI",
+                "--parse-mode",
+                "HTML",
+                "--timeout",
+                "60",
+            ])
+            .await;
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        assert!(stdout.contains("queued\t1 messages"), "{stdout}");
+        assert!(
+            stdout.contains("done: sent 1 failed 0 remaining 0 of 1"),
+            "{stdout}"
+        );
+        assert!(stderr.contains("progress: sent 1"), "{stderr}");
+        assert!(!stderr.contains('\r'), "no bar is drawn without a terminal");
+        assert_eq!(
+            outbound(users[0].clone()).await,
+            vec!["hello from the CLI".to_string()]
+        );
+
+        // A broadcast to 201 chats: progress lines with what is left and an ETA, then done.
+        let mut args = vec![
+            "broadcast",
+            "--tenant",
+            &tenant,
+            "--text",
+            "news",
+            "--timeout",
+            "120",
+        ];
+        for u in &users {
+            args.push("--chat-id");
+            args.push(u);
+        }
+        let out = cli.run(&args).await;
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        let bc = stdout
+            .split_whitespace()
+            .find(|w| w.starts_with("bc_"))
+            .unwrap_or_else(|| panic!("a broadcast id: {stdout}"))
+            .to_string();
+        assert!(
+            stdout.contains("done: sent 201 failed 0 remaining 0 of 201"),
+            "{stdout}"
+        );
+        let lines: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.starts_with("progress:"))
+            .collect();
+        assert!(!lines.is_empty(), "{stderr}");
+        assert!(
+            lines.last().unwrap().contains("remaining 0 of 201"),
+            "{stderr}"
+        );
+        for u in &users {
+            assert_eq!(
+                outbound(u.clone())
+                    .await
+                    .iter()
+                    .filter(|t| *t == "news")
+                    .count(),
+                1
+            );
+        }
+        let followed = cli
+            .ok(&["broadcast", "--tenant", &tenant, "--follow", &bc])
+            .await;
+        assert!(followed.contains("sent 201"), "{followed}");
+
+        // Errors: a plain message and a non-zero exit, nothing queued.
+        for (args, says) in [
+            (
+                vec![
+                    "send",
+                    "--tenant",
+                    &tenant,
+                    "--chat-id",
+                    &users[0],
+                    "--template",
+                    "nope",
+                ],
+                "no template",
+            ),
+            (
+                vec!["send", "--tenant", &tenant, "--text", "x"],
+                "name a recipient",
+            ),
+            (
+                vec![
+                    "send",
+                    "--tenant",
+                    &tenant,
+                    "--chat-id",
+                    &users[0],
+                    "--text",
+                    "<b>x",
+                    "--parse-mode",
+                    "HTML",
+                ],
+                "can't parse entities",
+            ),
+            (
+                vec![
+                    "send",
+                    "--tenant",
+                    "ten_missing",
+                    "--chat-id",
+                    "1",
+                    "--text",
+                    "x",
+                ],
+                "not found",
+            ),
+            (
+                vec!["broadcast", "--tenant", &tenant, "--follow", "bc_missing"],
+                "not found",
+            ),
+        ] {
+            let out = cli.run(&args).await;
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{args:?}");
+            assert!(stderr.contains(says), "{args:?}: {stderr}");
+            assert!(!stderr.contains("panicked"), "{stderr}");
+        }
+        assert_eq!(
+            outbound(users[0].clone()).await.len(),
+            2,
+            "nothing more was sent"
+        );
+        server.kill().await.unwrap();
+        sandbox.shutdown().await;
+    }
+}

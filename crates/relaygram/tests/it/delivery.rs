@@ -422,6 +422,54 @@ async fn send_at_429_retries_dead_redrive_and_the_lost_response() {
         let stats = app.get("/v1/stats", &s.key).await;
         assert_eq!(stats.body["bots"][0]["rate_limited"], 1, "{}", stats.text);
         assert_eq!(stats.body["bots"][0]["retries"], 4, "{}", stats.text);
+
+        // /metrics carries the same per-bot counters, labelled by bot_id.
+        let metrics = app
+            .http
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let bot = &stats.body["bots"][0];
+        let bot_id = bot["bot_id"].as_str().unwrap();
+        let value = |series: String| -> i64 {
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{series} ")))
+                .unwrap_or_else(|| panic!("no {series} in {metrics}"))
+                .trim()
+                .parse()
+                .unwrap()
+        };
+        for status in ["queued", "sent", "throttled", "failed", "dead", "unknown"] {
+            assert_eq!(
+                value(format!(
+                    "relaygram_bot_messages{{bot_id=\"{bot_id}\",status=\"{status}\"}}"
+                )),
+                bot[status].as_i64().unwrap(),
+                "{status}"
+            );
+        }
+        assert!(
+            value(format!(
+                "relaygram_bot_messages{{bot_id=\"{bot_id}\",status=\"sent\"}}"
+            )) > 0
+        );
+        assert_eq!(
+            value(format!(
+                "relaygram_bot_rate_limited_total{{bot_id=\"{bot_id}\"}}"
+            )),
+            1
+        );
+        assert_eq!(
+            value(format!(
+                "relaygram_bot_retries_total{{bot_id=\"{bot_id}\"}}"
+            )),
+            4
+        );
         app.stop().await;
     }
 }
@@ -644,4 +692,154 @@ async fn texts(app: &TestApp, user: i64, bot: &str) -> Vec<String> {
         .into_iter()
         .filter_map(|m| m["text"].as_str().map(str::to_string))
         .collect()
+}
+
+#[tokio::test]
+async fn templates_render_escaped_split_in_order_with_templated_buttons() {
+    for engine in engines() {
+        let app = TestApp::spawn(engine).await;
+        let s = setup(&app, "tpl").await;
+        let alice = user(&app, "Alice", &s.username).await;
+        let t = app
+            .post(
+                "/v1/templates",
+                &s.key,
+                json!({"key": "order.paid", "text": "<b>Order {{ id }}</b> for {{ name }}",
+                    "buttons": [[{"text": "Open {{ id }}", "url": "https://shop.example.com/o/{{ id }}"},
+                                 {"text": "Refund", "callback_data": "refund:{{ id }}"}]]}),
+            )
+            .await;
+        assert_eq!(t.status, StatusCode::CREATED, "{}", t.text);
+
+        // A variable with markup arrives literally; the template's own markup is bold.
+        let a = send(
+            &app,
+            &s.key,
+            json!({"to": {"chat_id": alice}, "template": "order.paid",
+                "data": {"id": "A-17", "name": "Bob <b>&"}}),
+        )
+        .await;
+        let id = a["messages"][0]["id"].as_str().unwrap().to_string();
+        settled(&app, &s.key, &id, "sent").await;
+        let out = transcript(&app, alice, &s.username).await;
+        let last = out.last().unwrap();
+        assert_eq!(last["text"], "Order A-17 for Bob <b>&", "{last}");
+        assert_eq!(last["entities"][0]["type"], "bold", "{last}");
+        let row = &last["reply_markup"]["inline_keyboard"][0];
+        assert_eq!(row[0]["text"], "Open A-17");
+        assert_eq!(row[0]["url"], "https://shop.example.com/o/A-17");
+        let token = row[1]["callback_data"].as_str().unwrap().to_string();
+        assert!(token.starts_with("rg:cb:"), "{token}");
+        sandbox(
+            &app,
+            &format!("/sandbox/users/{alice}/callback"),
+            json!({"bot": s.username, "message_id": last["message_id"], "data": token}),
+        )
+        .await;
+        until("the templated callback data to come back", || async {
+            let events = app.get("/v1/events?limit=50", &s.key).await;
+            events.body["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["type"] == "callback.received" && e["data"]["data"] == "refund:A-17")
+                .cloned()
+        })
+        .await;
+
+        // A missing variable, an unknown template, markup Telegram would refuse: 422 and
+        // nothing queued.
+        let before = app.get("/v1/messages?limit=200", &s.key).await.body["data"]
+            .as_array()
+            .unwrap()
+            .len();
+        for (bad, field, says) in [
+            (
+                json!({"to": {"chat_id": alice}, "template": "order.paid", "data": {"id": "A-18"}}),
+                "data",
+                "name",
+            ),
+            (
+                json!({"to": {"chat_id": alice}, "template": "nope", "data": {}}),
+                "template",
+                "nope",
+            ),
+            (
+                json!({"to": {"chat_id": alice}, "text": "<b>open", "parse_mode": "HTML"}),
+                "text",
+                "can't parse entities",
+            ),
+            (
+                json!({"to": {"chat_id": alice}, "text": "a*b", "parse_mode": "MarkdownV2"}),
+                "text",
+                "can't parse entities",
+            ),
+        ] {
+            let a = app.post("/v1/messages", &s.key, bad.clone()).await;
+            a.assert_problem(422, "validation-failed");
+            assert_eq!(a.body["field"], field, "{bad}: {}", a.text);
+            assert!(a.text.contains(says), "{bad}: {}", a.text);
+        }
+        let after = app.get("/v1/messages?limit=200", &s.key).await.body["data"]
+            .as_array()
+            .unwrap()
+            .len();
+        assert_eq!(before, after, "refused requests store nothing");
+
+        // A long text arrives as numbered parts, in order, the keyboard on the last one.
+        let paragraphs: Vec<String> = (0..12)
+            .map(|i| format!("<b>Section {i}</b> {}", "word ".repeat(150).trim_end()))
+            .collect();
+        let long = paragraphs.join("\n\n");
+        let a = send(
+            &app,
+            &s.key,
+            json!({"to": {"chat_id": alice}, "text": long, "parse_mode": "HTML",
+                "buttons": [[{"text": "Done", "url": "https://example.com/done"}]]}),
+        )
+        .await;
+        let id = a["messages"][0]["id"].as_str().unwrap().to_string();
+        let sent = settled(&app, &s.key, &id, "sent").await;
+        let n = sent["telegram_message_ids"].as_array().unwrap().len();
+        assert!(n >= 3, "{sent}");
+        let out = transcript(&app, alice, &s.username).await;
+        let parts = &out[out.len() - n..];
+        for (i, part) in parts.iter().enumerate() {
+            let text = part["text"].as_str().unwrap();
+            assert!(
+                text.starts_with(&format!("[{}/{n}]", i + 1)),
+                "part {i}: {text}"
+            );
+            assert_eq!(
+                part["reply_markup"].is_object(),
+                i + 1 == n,
+                "the keyboard goes with the last part only"
+            );
+        }
+        let joined: String = parts.iter().map(|p| p["text"].as_str().unwrap()).collect();
+        let order: Vec<usize> = (0..12)
+            .map(|i| {
+                joined
+                    .find(&format!("Section {i} "))
+                    .expect("every section")
+            })
+            .collect();
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "in order");
+
+        // Media without a caption.
+        let a = send(
+            &app,
+            &s.key,
+            json!({"to": {"chat_id": alice}, "photo": "https://example.com/p.png"}),
+        )
+        .await;
+        settled(
+            &app,
+            &s.key,
+            a["messages"][0]["id"].as_str().unwrap(),
+            "sent",
+        )
+        .await;
+        app.stop().await;
+    }
 }

@@ -1,0 +1,399 @@
+//! Inbound storage under concurrency, on every engine: group-committed inserts answer each
+//! caller truthfully (new or replay), batch claims keep each chat in order, batched
+//! outcomes land on the right rows, and cached bots and commands follow writes.
+
+use super::testing::{engines, fresh};
+use super::*;
+
+async fn open(engine: &str, dir: &std::path::Path) -> (Arc<dyn Store>, testing::TestDatabase) {
+    let db = fresh(engine, dir).await.expect("fresh database");
+    let store = connect(&SecretString::from(db.url.clone()))
+        .await
+        .expect("connect");
+    store.migrate().await.expect("migrate");
+    (store, db)
+}
+
+fn update(bot_id: &str, update_id: i64, chat_id: Option<i64>, received_at: i64) -> UpdateRecord {
+    UpdateRecord {
+        bot_id: bot_id.into(),
+        update_id,
+        kind: "message".into(),
+        chat_id,
+        user_id: chat_id,
+        body: format!(r#"{{"update_id":{update_id}}}"#),
+        status: UpdateStatus::Pending,
+        outcome: None,
+        error: None,
+        received_at,
+        processed_at: None,
+        handling_ms: None,
+    }
+}
+
+async fn setup(store: &Arc<dyn Store>) {
+    store
+        .insert_tenant(&Tenant {
+            id: "ten_i".into(),
+            name: "i".into(),
+            created_at: 1,
+        })
+        .await
+        .unwrap();
+    store
+        .insert_bot(&BotRecord {
+            id: "bot_i".into(),
+            tenant_id: "ten_i".into(),
+            telegram_id: 77,
+            username: "inbound_bot".into(),
+            first_name: "Bot".into(),
+            token_sealed: "v1:sealed".into(),
+            webhook_secret_sealed: None,
+            webhook_url: None,
+            mode: BotMode::Webhook,
+            enabled: true,
+            created_at: 1,
+            updated_at: 1,
+        })
+        .await
+        .unwrap();
+}
+
+async fn concurrent_inserts(store: Arc<dyn Store>) {
+    let engine = store.engine();
+    setup(&store).await;
+    // 200 distinct updates, each delivered three times at once: exactly one delivery of
+    // each is new, whatever batches the writer makes of them.
+    let mut calls = tokio::task::JoinSet::new();
+    for copy in 0..3 {
+        for id in 1..=200i64 {
+            let store = store.clone();
+            calls.spawn(async move {
+                let new = store
+                    .insert_update(&update("bot_i", id, Some(id % 7), 1000 + id))
+                    .await
+                    .unwrap();
+                (id, copy, new)
+            });
+        }
+    }
+    let mut new_per_id = std::collections::HashMap::<i64, u32>::new();
+    while let Some(done) = calls.join_next().await {
+        let (id, _, new) = done.unwrap();
+        *new_per_id.entry(id).or_default() += u32::from(new);
+    }
+    assert_eq!(new_per_id.len(), 200, "{engine}");
+    assert!(
+        new_per_id.values().all(|n| *n == 1),
+        "{engine}: each update is new exactly once"
+    );
+    assert_eq!(store.count_open_updates().await.unwrap(), 200, "{engine}");
+
+    // An insert that cannot be stored fails alone (here: an unknown bot, a foreign key),
+    // even when it shares a batch with good ones.
+    let mut calls = tokio::task::JoinSet::new();
+    for id in 300..340i64 {
+        let store = store.clone();
+        let bot = if id == 320 { "bot_gone" } else { "bot_i" };
+        calls.spawn(async move { (id, store.insert_update(&update(bot, id, None, 5000)).await) });
+    }
+    while let Some(done) = calls.join_next().await {
+        let (id, result) = done.unwrap();
+        if id == 320 {
+            assert!(result.is_err(), "{engine}: the unknown bot's update fails");
+        } else {
+            assert!(result.unwrap(), "{engine}: update {id} is stored");
+        }
+    }
+    store.close().await;
+}
+
+async fn batch_claims(store: Arc<dyn Store>) {
+    let engine = store.engine();
+    setup(&store).await;
+    // Chat 1 has three updates, chat 2 two, chat 3 one, and two updates have no chat.
+    let rows = [
+        (1, Some(1), 10),
+        (2, Some(2), 11),
+        (3, Some(1), 12),
+        (4, None, 13),
+        (5, Some(3), 14),
+        (6, Some(2), 15),
+        (7, Some(1), 16),
+        (8, None, 17),
+    ];
+    for (id, chat, at) in rows {
+        assert!(
+            store
+                .insert_update(&update("bot_i", id, chat, at))
+                .await
+                .unwrap()
+        );
+    }
+    let ids = |v: &[UpdateRecord]| v.iter().map(|u| u.update_id).collect::<Vec<_>>();
+    let first = store.claim_updates(i64::MAX, 100).await.unwrap();
+    assert_eq!(
+        ids(&first),
+        vec![1, 2, 4, 5, 8],
+        "{engine}: the oldest of each chat, oldest first, and chatless ones"
+    );
+    assert!(first.iter().all(|u| u.status == UpdateStatus::Processing));
+    assert!(
+        store.claim_updates(i64::MAX, 100).await.unwrap().is_empty(),
+        "{engine}: nothing more while each chat has one in hand"
+    );
+    // Outcomes finishing together are written together, each to its own row.
+    let mut calls = tokio::task::JoinSet::new();
+    for u in first {
+        let store = store.clone();
+        calls.spawn(async move {
+            let outcome = UpdateOutcome {
+                status: if u.update_id == 2 {
+                    UpdateStatus::Failed
+                } else {
+                    UpdateStatus::Handled
+                },
+                outcome: Some(format!("done {}", u.update_id)),
+                error: (u.update_id == 2).then(|| "boom".to_string()),
+                processed_at: 99,
+                handling_ms: u.update_id,
+            };
+            store
+                .finish_update(&u.bot_id, u.update_id, &outcome)
+                .await
+                .unwrap();
+        });
+    }
+    while calls.join_next().await.is_some() {}
+    for id in [1, 2, 4, 5, 8] {
+        let u = store.get_update("bot_i", id).await.unwrap().unwrap();
+        assert_eq!(u.handling_ms, Some(id), "{engine}: update {id}");
+        assert_eq!(u.outcome.as_deref(), Some(format!("done {id}").as_str()));
+        assert_eq!(u.error.is_some(), id == 2, "{engine}: update {id}");
+    }
+    // Limits hold, and each chat moves on in order.
+    let second = store.claim_updates(i64::MAX, 1).await.unwrap();
+    assert_eq!(ids(&second), vec![3], "{engine}");
+    let rest = store.claim_updates(i64::MAX, 100).await.unwrap();
+    assert_eq!(ids(&rest), vec![6], "{engine}: chat 1 waits for update 3");
+    store.close().await;
+}
+
+async fn caches_follow_writes(store: Arc<dyn Store>) {
+    use crate::commands::{CommandAction, CustomCommand, StoredCommand};
+    let engine = store.engine();
+    setup(&store).await;
+    assert!(store.get_bot("bot_i").await.unwrap().unwrap().enabled);
+    store.set_bot_enabled("bot_i", false, 2).await.unwrap();
+    assert!(
+        !store.get_bot("bot_i").await.unwrap().unwrap().enabled,
+        "{engine}: a cached bot is forgotten when it changes"
+    );
+    store
+        .set_bot_webhook("bot_i", BotMode::Polling, None, None, 3)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_bot("bot_i").await.unwrap().unwrap().mode,
+        BotMode::Polling,
+        "{engine}"
+    );
+    assert!(store.list_bot_commands("bot_i").await.unwrap().is_empty());
+    let command = StoredCommand {
+        bot_id: "bot_i".into(),
+        command: CustomCommand {
+            command: "price".into(),
+            description: "Prices".into(),
+            action: CommandAction::Forward,
+        },
+        created_at: 1,
+        updated_at: 1,
+    };
+    store.insert_bot_command(&command, None).await.unwrap();
+    assert_eq!(
+        store.list_bot_commands("bot_i").await.unwrap().len(),
+        1,
+        "{engine}: cached commands are forgotten when one is added"
+    );
+    let mut changed = command.clone();
+    changed.command.description = "Today's prices".into();
+    store.update_bot_command(&changed, None).await.unwrap();
+    assert_eq!(
+        store.list_bot_commands("bot_i").await.unwrap()[0].description,
+        "Today's prices",
+        "{engine}"
+    );
+    store.delete_bot_command("bot_i", "price").await.unwrap();
+    assert!(store.list_bot_commands("bot_i").await.unwrap().is_empty());
+    store.delete_bot("bot_i").await.unwrap();
+    assert!(
+        store.get_bot("bot_i").await.unwrap().is_none(),
+        "{engine}: a deleted bot is gone at once"
+    );
+    store.close().await;
+}
+
+/// Polling leases: one holder at a time, renewed by its holder, taken over once lapsed,
+/// free at once when given up.
+async fn poll_leases(store: Arc<dyn Store>) {
+    let engine = store.engine();
+    setup(&store).await;
+    assert!(store.lease_polling("bot_i", "a", 100, 200).await.unwrap());
+    assert!(
+        !store.lease_polling("bot_i", "b", 150, 250).await.unwrap(),
+        "{engine}: another holder waits while the lease runs"
+    );
+    assert!(
+        store.lease_polling("bot_i", "a", 190, 290).await.unwrap(),
+        "{engine}: the holder renews"
+    );
+    assert!(!store.lease_polling("bot_i", "b", 280, 380).await.unwrap());
+    assert!(
+        store.lease_polling("bot_i", "b", 291, 391).await.unwrap(),
+        "{engine}: a lapsed lease is taken over"
+    );
+    assert!(!store.lease_polling("bot_i", "a", 300, 400).await.unwrap());
+    store.release_polling("bot_i", "a").await.unwrap();
+    assert!(
+        !store.lease_polling("bot_i", "a", 300, 400).await.unwrap(),
+        "{engine}: only the holder can give a lease up"
+    );
+    store.release_polling("bot_i", "b").await.unwrap();
+    assert!(
+        store.lease_polling("bot_i", "a", 300, 400).await.unwrap(),
+        "{engine}: a released lease is free at once"
+    );
+    store.close().await;
+}
+
+/// Concurrent chat reads (batched into one statement) each get their own chat; concurrent
+/// events (stored together) each get their own record and deliveries.
+async fn batched_reads_and_events(store: Arc<dyn Store>) {
+    let engine = store.engine();
+    setup(&store).await;
+    for chat_id in [1, 2, 3] {
+        store
+            .upsert_chat(&ChatRecord {
+                bot_id: "bot_i".into(),
+                chat_id,
+                kind: "private".into(),
+                title: Some(format!("chat {chat_id}")),
+                username: None,
+                state: ChatState::Active,
+                migrated_to: None,
+                updated_at: 1,
+            })
+            .await
+            .unwrap();
+    }
+    let mut reads = tokio::task::JoinSet::new();
+    for chat_id in [1, 2, 3, 4, 1, 3, 5] {
+        let store = store.clone();
+        reads.spawn(async move { (chat_id, store.get_chat("bot_i", chat_id).await.unwrap()) });
+    }
+    while let Some(done) = reads.join_next().await {
+        let (chat_id, chat) = done.unwrap();
+        match chat {
+            Some(c) => {
+                assert!(chat_id <= 3, "{engine}: chat {chat_id} is unknown");
+                assert_eq!(c.chat_id, chat_id, "{engine}");
+                assert_eq!(c.title, Some(format!("chat {chat_id}")), "{engine}");
+            }
+            None => assert!(chat_id > 3, "{engine}: chat {chat_id} is known"),
+        }
+    }
+
+    store
+        .insert_event_endpoint(&EndpointRecord {
+            id: "ep_msgs".into(),
+            tenant_id: "ten_i".into(),
+            url: "http://127.0.0.1:9/hook".into(),
+            secret_sealed: "v1:sealed".into(),
+            description: String::new(),
+            enabled: true,
+            event_types: Some(vec!["message.*".into()]),
+            created_at: 1,
+        })
+        .await
+        .unwrap();
+    let mut emits = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        let store = store.clone();
+        emits.spawn(async move {
+            let ev = NewEvent {
+                id: format!("evt_{i:02}"),
+                tenant_id: "ten_i".into(),
+                event_type: if i % 2 == 0 {
+                    "message.received"
+                } else {
+                    "chat.stopped"
+                }
+                .into(),
+                data: format!(r#"{{"i":{i}}}"#),
+                created_at: 10 + i,
+            };
+            (ev.clone(), store.insert_event(&ev).await.unwrap())
+        });
+    }
+    let mut seqs = std::collections::HashSet::new();
+    while let Some(done) = emits.join_next().await {
+        let (asked, stored) = done.unwrap();
+        assert_eq!(stored.id, asked.id, "{engine}");
+        assert_eq!(stored.data, asked.data, "{engine}");
+        assert!(seqs.insert(stored.seq), "{engine}: seq is unique");
+        let deliveries = store.list_event_deliveries(&asked.id).await.unwrap();
+        let wanted = asked.event_type.starts_with("message.");
+        assert_eq!(
+            deliveries.len(),
+            usize::from(wanted),
+            "{engine}: {}",
+            asked.id
+        );
+    }
+    store.close().await;
+}
+
+#[tokio::test]
+async fn batched_reads_and_events_on_every_engine() {
+    for engine in engines() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _db) = open(engine, dir.path()).await;
+        batched_reads_and_events(store).await;
+    }
+}
+
+#[tokio::test]
+async fn poll_leases_on_every_engine() {
+    for engine in engines() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _db) = open(engine, dir.path()).await;
+        poll_leases(store).await;
+    }
+}
+
+#[tokio::test]
+async fn concurrent_inserts_on_every_engine() {
+    for engine in engines() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _db) = open(engine, dir.path()).await;
+        concurrent_inserts(store).await;
+    }
+}
+
+#[tokio::test]
+async fn batch_claims_on_every_engine() {
+    for engine in engines() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _db) = open(engine, dir.path()).await;
+        batch_claims(store).await;
+    }
+}
+
+#[tokio::test]
+async fn caches_follow_writes_on_every_engine() {
+    for engine in engines() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _db) = open(engine, dir.path()).await;
+        caches_follow_writes(store).await;
+    }
+}
