@@ -129,7 +129,7 @@ async fn manual(engine: &'static str) -> TestApp {
 async fn crud_with_next_fire_times_pause_resume_and_cursor_pages() {
     for engine in engines() {
         let app = manual(engine).await;
-        app.clock().set_millis(ms("2026-03-27T12:00:00Z"));
+        app.clock().set_millis(ms("2027-03-26T12:00:00Z"));
         let s = setup(&app, "crud").await;
         let created = app
             .post(
@@ -141,15 +141,15 @@ async fn crud_with_next_fire_times_pause_resume_and_cursor_pages() {
             .await;
         assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
         let id = created.body["id"].as_str().unwrap().to_string();
-        // The skipped 02:30 of 29 March fires at 03:00 CEST.
+        // The skipped 02:30 of 28 March 2027 fires at 03:00 CEST.
         assert_eq!(
             created.body["next_fire_times"],
             json!([
-                "2026-03-28T01:30:00Z",
-                "2026-03-29T01:00:00Z",
-                "2026-03-30T00:30:00Z",
-                "2026-03-31T00:30:00Z",
-                "2026-04-01T00:30:00Z"
+                "2027-03-27T01:30:00Z",
+                "2027-03-28T01:00:00Z",
+                "2027-03-29T00:30:00Z",
+                "2027-03-30T00:30:00Z",
+                "2027-03-31T00:30:00Z"
             ]),
             "{engine}"
         );
@@ -179,15 +179,15 @@ async fn crud_with_next_fire_times_pause_resume_and_cursor_pages() {
                 json!({"enabled": true}),
             )
             .await;
-        assert_eq!(resumed.body["next_fire_times"][0], "2026-03-28T01:30:00Z");
+        assert_eq!(resumed.body["next_fire_times"][0], "2027-03-27T01:30:00Z");
 
         // Switch to an interval with a start: cron is cleared.
         let every = app
             .patch(
                 &format!("/v1/schedules/{id}"),
                 &s.key,
-                json!({"every": "15m", "timezone": "UTC", "start_at": "2026-04-01T00:00:00Z",
-                       "end_at": "2026-04-01T00:30:00Z"}),
+                json!({"every": "15m", "timezone": "UTC", "start_at": "2027-04-01T00:00:00Z",
+                       "end_at": "2027-04-01T00:30:00Z"}),
             )
             .await;
         assert_eq!(every.status, StatusCode::OK, "{}", every.text);
@@ -196,9 +196,9 @@ async fn crud_with_next_fire_times_pause_resume_and_cursor_pages() {
         assert_eq!(
             every.body["next_fire_times"],
             json!([
-                "2026-04-01T00:00:00Z",
-                "2026-04-01T00:15:00Z",
-                "2026-04-01T00:30:00Z"
+                "2027-04-01T00:00:00Z",
+                "2027-04-01T00:15:00Z",
+                "2027-04-01T00:30:00Z"
             ])
         );
         let cleared = app
@@ -366,8 +366,36 @@ async fn fires_once_per_occurrence_across_dst_in_two_zones() {
         let app = manual(engine).await;
         let s = setup(&app, "dst").await;
 
-        // Europe/Berlin, spring forward (29 March 2026): 02:30 does not exist → 03:00.
-        app.clock().set_millis(ms("2026-03-27T12:00:00Z"));
+        // America/New_York, spring forward (14 March 2027), by an interval of one day from
+        // 02:30: 02:30 does not exist → 03:00 EDT.
+        app.clock().set_millis(ms("2027-03-12T12:00:00Z"));
+        let spring = app
+            .post(
+                "/v1/schedules",
+                &s.key,
+                json!({"name": "nys", "every": "1d", "timezone": "America/New_York",
+                       "start_at": "2027-03-13T07:30:00Z", "message": message(&s, "ny spring")}),
+            )
+            .await;
+        assert_eq!(spring.status, StatusCode::CREATED, "{}", spring.text);
+        let spring_id = spring.body["id"].as_str().unwrap().to_string();
+        walk(
+            &app,
+            &s,
+            &spring_id,
+            "ny spring",
+            &[
+                "2027-03-13T07:30:00Z",
+                "2027-03-14T07:00:00Z",
+                "2027-03-15T06:30:00Z",
+            ],
+        )
+        .await;
+        app.delete(&format!("/v1/schedules/{spring_id}"), &s.key)
+            .await;
+
+        // Europe/Berlin, spring forward (28 March 2027): 02:30 does not exist → 03:00.
+        app.clock().set_millis(ms("2027-03-26T12:00:00Z"));
         let berlin = app
             .post(
                 "/v1/schedules",
@@ -383,17 +411,17 @@ async fn fires_once_per_occurrence_across_dst_in_two_zones() {
             &berlin_id,
             "berlin",
             &[
-                "2026-03-28T01:30:00Z",
-                "2026-03-29T01:00:00Z",
-                "2026-03-30T00:30:00Z",
+                "2027-03-27T01:30:00Z",
+                "2027-03-28T01:00:00Z",
+                "2027-03-29T00:30:00Z",
             ],
         )
         .await;
         app.delete(&format!("/v1/schedules/{berlin_id}"), &s.key)
             .await;
 
-        // Europe/Berlin, fall back (25 October 2026): 02:30 happens twice → once.
-        app.clock().set_millis(ms("2026-10-23T12:00:00Z"));
+        // Europe/Berlin, fall back (31 October 2027): 02:30 happens twice → once.
+        app.clock().set_millis(ms("2027-10-29T12:00:00Z"));
         let fall = app
             .post(
                 "/v1/schedules",
@@ -408,22 +436,22 @@ async fn fires_once_per_occurrence_across_dst_in_two_zones() {
             &s,
             &fall_id,
             "berlin fall",
-            &["2026-10-24T00:30:00Z", "2026-10-25T00:30:00Z"],
+            &["2027-10-30T00:30:00Z", "2027-10-31T00:30:00Z"],
         )
         .await;
         // The second 02:30 (CET, 01:30Z) is not an occurrence: the next one is a day later.
-        app.clock().set_millis(ms("2026-10-25T01:30:00Z"));
+        app.clock().set_millis(ms("2027-10-31T01:30:00Z"));
         let got = app.get(&format!("/v1/schedules/{fall_id}"), &s.key).await;
-        assert_eq!(got.body["next_fire_times"][0], "2026-10-26T01:30:00Z");
+        assert_eq!(got.body["next_fire_times"][0], "2027-11-01T01:30:00Z");
         walk_from(
             &app,
             &s,
             &fall_id,
             "berlin fall",
             &[
-                "2026-10-24T00:30:00Z",
-                "2026-10-25T00:30:00Z",
-                "2026-10-26T01:30:00Z",
+                "2027-10-30T00:30:00Z",
+                "2027-10-31T00:30:00Z",
+                "2027-11-01T01:30:00Z",
             ],
             2,
         )
@@ -431,9 +459,8 @@ async fn fires_once_per_occurrence_across_dst_in_two_zones() {
         app.delete(&format!("/v1/schedules/{fall_id}"), &s.key)
             .await;
 
-        // America/New_York, fall back (1 November 2026): 01:30 happens twice → once; and
-        // an interval of one day keeps 09:00 local through it.
-        app.clock().set_millis(ms("2026-10-30T12:00:00Z"));
+        // America/New_York, fall back (7 November 2027): 01:30 happens twice → once.
+        app.clock().set_millis(ms("2027-11-05T12:00:00Z"));
         let ny = app
             .post(
                 "/v1/schedules",
@@ -449,38 +476,14 @@ async fn fires_once_per_occurrence_across_dst_in_two_zones() {
             &ny_id,
             "new york",
             &[
-                "2026-10-31T05:30:00Z",
-                "2026-11-01T05:30:00Z",
-                "2026-11-02T06:30:00Z",
+                "2027-11-06T05:30:00Z",
+                "2027-11-07T05:30:00Z",
+                "2027-11-08T06:30:00Z",
             ],
         )
         .await;
         app.delete(&format!("/v1/schedules/{ny_id}"), &s.key).await;
 
-        // America/New_York, spring forward (8 March 2026): 02:30 → 03:00 EDT.
-        app.clock().set_millis(ms("2026-03-06T12:00:00Z"));
-        let spring = app
-            .post(
-                "/v1/schedules",
-                &s.key,
-                json!({"name": "nys", "every": "1d", "timezone": "America/New_York",
-                       "start_at": "2026-03-07T07:30:00Z", "message": message(&s, "ny spring")}),
-            )
-            .await;
-        assert_eq!(spring.status, StatusCode::CREATED, "{}", spring.text);
-        let spring_id = spring.body["id"].as_str().unwrap().to_string();
-        walk(
-            &app,
-            &s,
-            &spring_id,
-            "ny spring",
-            &[
-                "2026-03-07T07:30:00Z",
-                "2026-03-08T07:00:00Z",
-                "2026-03-09T06:30:00Z",
-            ],
-        )
-        .await;
         app.stop().await;
     }
 }
@@ -490,7 +493,7 @@ async fn catch_up_after_downtime_skips_or_fires_once() {
     for engine in engines() {
         let app = manual(engine).await;
         let s = setup(&app, "catchup").await;
-        app.clock().set_millis(ms("2026-05-01T09:30:00Z"));
+        app.clock().set_millis(ms("2027-05-01T09:30:00Z"));
         let mut ids = Vec::new();
         for (name, catch_up) in [("skip", "skip"), ("once", "once")] {
             let a = app
@@ -505,29 +508,29 @@ async fn catch_up_after_downtime_skips_or_fires_once() {
             ids.push(a.body["id"].as_str().unwrap().to_string());
         }
         // Three and a half hours pass at once (10:00, 11:00, 12:00 and 13:00 are missed).
-        app.clock().set_millis(ms("2026-05-01T13:30:00Z"));
+        app.clock().set_millis(ms("2027-05-01T13:30:00Z"));
         let once = finished_runs(&app, &s.key, &ids[1], 1).await;
         assert_eq!(once.len(), 1, "{once:?}");
         assert_eq!(once[0]["kind"], "catch_up");
-        assert_eq!(once[0]["occurrence_at"], "2026-05-01T10:00:00Z");
+        assert_eq!(once[0]["occurrence_at"], "2027-05-01T10:00:00Z");
         for id in &ids {
             let got = until("the schedule moved past the downtime", || async {
                 let got = app.get(&format!("/v1/schedules/{id}"), &s.key).await;
-                (got.body["next_fire_times"][0] == "2026-05-01T14:00:00Z").then_some(got)
+                (got.body["next_fire_times"][0] == "2027-05-01T14:00:00Z").then_some(got)
             })
             .await;
-            assert_eq!(got.body["next_fire_times"][0], "2026-05-01T14:00:00Z");
+            assert_eq!(got.body["next_fire_times"][0], "2027-05-01T14:00:00Z");
         }
         assert!(runs(&app, &s.key, &ids[0]).await.is_empty());
 
         // Back on time: both fire at 14:00.
-        app.clock().set_millis(ms("2026-05-01T14:00:00Z"));
+        app.clock().set_millis(ms("2027-05-01T14:00:00Z"));
         let skip = finished_runs(&app, &s.key, &ids[0], 1).await;
-        assert_eq!(occurrences(&skip), ["2026-05-01T14:00:00Z"]);
+        assert_eq!(occurrences(&skip), ["2027-05-01T14:00:00Z"]);
         let once = finished_runs(&app, &s.key, &ids[1], 2).await;
         assert_eq!(
             occurrences(&once),
-            ["2026-05-01T10:00:00Z", "2026-05-01T14:00:00Z"]
+            ["2027-05-01T10:00:00Z", "2027-05-01T14:00:00Z"]
         );
         until("the messages", || async {
             (count_received(&app, &s, "once").await == 2
@@ -650,7 +653,7 @@ async fn racing_schedulers_fire_each_occurrence_once() {
     for engine in engines() {
         let app = manual(engine).await;
         let s = setup(&app, "race").await;
-        app.clock().set_millis(ms("2026-06-01T08:59:00Z"));
+        app.clock().set_millis(ms("2027-06-01T08:59:00Z"));
         let mut ids = Vec::new();
         for i in 0..12 {
             let a = app
@@ -673,7 +676,7 @@ async fn racing_schedulers_fire_each_occurrence_once() {
                 )
             })
             .collect();
-        app.clock().set_millis(ms("2026-06-01T09:00:00Z"));
+        app.clock().set_millis(ms("2027-06-01T09:00:00Z"));
         let steps = extra.iter().map(|sch| async move {
             for _ in 0..5 {
                 sch.step().await.expect("step");
@@ -1130,11 +1133,24 @@ async fn kill_9_mid_run_and_restart_never_fire_an_occurrence_twice() {
         .await;
         // Delivery answered as the first time: same message, nothing new stored.
         assert_eq!(done[0]["message_ids"], accepted, "{done:?}");
-        let ticks = until("every occurrence fired", || async {
-            let r = runs_of(a.clone()).await?;
-            (r.len() == n && r.iter().all(|r| r["state"] == "submitted")).then_some(r)
-        })
-        .await;
+        // Every occurrence has a finished run (a run the kill interrupted is completed when
+        // its lease ends); a failure shows what there is.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(90);
+        let ticks = loop {
+            let r = runs_of(a.clone()).await.unwrap_or_default();
+            if r.len() >= n && r.iter().all(|r| r["state"] != "claimed") {
+                break r;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let schedule = call(reqwest::Method::GET, format!("/v1/schedules/{a}"), None).await;
+                panic!(
+                    "not every occurrence fired; expected {expected:?}, runs {r:?}, \
+                     schedule {schedule:?}"
+                );
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        };
+        assert!(ticks.iter().all(|r| r["state"] == "submitted"), "{ticks:?}");
         let mut at: Vec<&str> = ticks
             .iter()
             .map(|r| r["occurrence_at"].as_str().unwrap())
