@@ -65,6 +65,7 @@ impl Handoff for Recording {
         Ok(Handed {
             message_ids: vec![format!("msg_{}", origin.run_id)],
             broadcast_id: None,
+            note: None,
         })
     }
 }

@@ -37,7 +37,13 @@ pub struct Handed {
     pub message_ids: Vec<String>,
     /// The broadcast, for a large fan-out.
     pub broadcast_id: Option<String>,
+    /// Something the run should say about it (kept in the run's `error` field).
+    pub note: Option<String>,
 }
+
+/// What delivery answers when a request with this origin was stored but its answer was
+/// not (the process died between the two writes).
+const ANSWER_PENDING: &str = "a request with this Idempotency-Key is being accepted";
 
 /// The seam to delivery.
 #[async_trait]
@@ -158,11 +164,26 @@ impl Handoff for Outbox {
                     occurrence_ms: origin.occurrence_ms,
                 },
             )
-            .await
-            .map_err(under_message)?;
-        Ok(Handed {
-            message_ids: accepted.messages.into_iter().map(|m| m.id).collect(),
-            broadcast_id: accepted.broadcast_id,
-        })
+            .await;
+        match accepted {
+            Ok(accepted) => Ok(Handed {
+                message_ids: accepted.messages.into_iter().map(|m| m.id).collect(),
+                broadcast_id: accepted.broadcast_id,
+                note: None,
+            }),
+            // The origin's request is stored (its key is written in the same transaction as
+            // its messages), only its answer is missing: the messages exist and will be
+            // sent; handing over again would only get this answer again.
+            Err(ServiceError::Conflict(text)) if text.starts_with(ANSWER_PENDING) => Ok(Handed {
+                message_ids: Vec::new(),
+                broadcast_id: None,
+                note: Some(
+                    "accepted by delivery before a restart; its message ids were not recorded \
+                     (see GET /v1/messages)"
+                        .into(),
+                ),
+            }),
+            Err(e) => Err(under_message(e)),
+        }
     }
 }

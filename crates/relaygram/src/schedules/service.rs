@@ -499,6 +499,7 @@ pub async fn execute(
             finish(RunOutcome::Submitted {
                 message_ids: handed.message_ids,
                 broadcast_id: handed.broadcast_id,
+                note: handed.note,
             })
             .await?;
             metrics::counter!("relaygram_schedule_runs_total", "outcome" => "submitted")

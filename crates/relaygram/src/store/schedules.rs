@@ -213,6 +213,8 @@ pub enum RunOutcome {
         message_ids: Vec<String>,
         /// Broadcast id, if one was made.
         broadcast_id: Option<String>,
+        /// A remark kept in the run's `error` field.
+        note: Option<String>,
     },
     /// Delivery refused it.
     Failed(String),
@@ -602,11 +604,12 @@ macro_rules! schedules_store {
                     RunOutcome::Submitted {
                         message_ids,
                         broadcast_id,
+                        note,
                     } => (
                         RunState::Submitted,
                         Some(serde_json::to_string(message_ids).unwrap_or_else(|_| "[]".into())),
                         broadcast_id.clone(),
-                        None,
+                        note.clone(),
                     ),
                     RunOutcome::Failed(e) => (RunState::Failed, None, None, Some(e.clone())),
                     RunOutcome::Unknown(e) => (RunState::Unknown, None, None, Some(e.clone())),
@@ -821,6 +824,7 @@ mod tests {
             let submitted = RunOutcome::Submitted {
                 message_ids: vec!["msg_1".into()],
                 broadcast_id: None,
+                note: None,
             };
             assert!(store.finish_run(&run.id, &submitted, 5).await.unwrap());
             assert!(!store.finish_run(&run.id, &submitted, 6).await.unwrap());
