@@ -53,6 +53,9 @@ pub enum Command {
     Send(crate::delivery::command::SendArgs),
     /// Send to many (a category, a list) and follow the broadcast with a progress bar.
     Broadcast(crate::delivery::command::BroadcastArgs),
+    /// Manage schedules (recurring messages).
+    #[command(subcommand)]
+    Schedules(crate::schedules::cli::SchedulesCommand),
 }
 
 /// `relaygram sandbox` options.
@@ -81,7 +84,7 @@ pub struct PageArgs {
 }
 
 impl PageArgs {
-    fn page(&self) -> Page {
+    pub(crate) fn page(&self) -> Page {
         Page {
             after: self.after.clone(),
             limit: self.limit,
@@ -333,6 +336,7 @@ pub async fn run_admin_command(config: &Config, command: Command) -> anyhow::Res
         Command::Broadcast(args) => {
             crate::delivery::command::run(&services, &args.send, args.follow.as_deref()).await
         }
+        Command::Schedules(command) => crate::schedules::cli::run(&services, command).await,
         Command::Serve | Command::Config | Command::Sandbox(_) => {
             Err(anyhow::anyhow!("not an operator command"))
         }

@@ -19,6 +19,7 @@ pub mod ids;
 pub mod inbound;
 pub mod linking;
 pub mod logging;
+pub mod schedules;
 pub mod server;
 pub mod services;
 pub mod store;

@@ -69,6 +69,14 @@ impl Workers {
             },
             shutdown.clone(),
         )));
+        // Schedules: claims due occurrences and hands their messages to delivery.
+        handles.push(tokio::spawn(
+            crate::schedules::Scheduler::new(
+                services.clone(),
+                crate::schedules::handoff::default_handoff(),
+            )
+            .run(shutdown.clone()),
+        ));
         Workers { stop, handles }
     }
 

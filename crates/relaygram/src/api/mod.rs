@@ -78,6 +78,7 @@ impl Modify for BearerAuth {
         (name = "messages", description = "The outbox: sending, status, re-drive, broadcasts, statistics"),
         (name = "linking", description = "Link tokens, connect codes, links and notification categories"),
         (name = "templates", description = "Message templates, rendered and checked for Telegram"),
+        (name = "schedules", description = "Recurring messages: cron or interval, in a time zone, once per occurrence"),
         (name = "operations", description = "Health, readiness, metrics, this document")
     )
 )]
@@ -170,6 +171,17 @@ fn routes() -> OpenApiRouter<AppState> {
             crate::templates::api::delete_template
         ))
         .routes(routes!(crate::templates::api::preview_template))
+        .routes(routes!(
+            crate::schedules::api::create_schedule,
+            crate::schedules::api::list_schedules
+        ))
+        .routes(routes!(
+            crate::schedules::api::get_schedule,
+            crate::schedules::api::update_schedule,
+            crate::schedules::api::delete_schedule
+        ))
+        .routes(routes!(crate::schedules::api::run_schedule))
+        .routes(routes!(crate::schedules::api::list_schedule_runs))
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(metrics))

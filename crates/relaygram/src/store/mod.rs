@@ -9,6 +9,7 @@ mod events;
 mod inbound;
 mod links;
 mod outbox;
+mod schedules;
 mod sql;
 mod templates;
 pub mod testing;
@@ -29,6 +30,10 @@ pub use links::{
 pub use outbox::{
     Acceptance, Accepted, BotLimitsRecord, BotStats, BroadcastRecord, Claimed, FINAL_STATES,
     Fanout, MessageFilter, MessageRecord, NewMessage, NewRequest, OutboxStore, Outcome,
+};
+pub use schedules::{
+    Advance, CatchUp, Decide, RunKind, RunOutcome, RunRecord, RunState, ScheduleRecord,
+    ScheduleStore,
 };
 pub use templates::TemplateStore;
 
@@ -292,6 +297,7 @@ pub trait Store:
     + LinkStore
     + TemplateStore
     + OutboxStore
+    + ScheduleStore
     + Send
     + Sync
     + fmt::Debug

@@ -64,6 +64,11 @@ const SQLITE_MIGRATIONS: &[Embedded] = &[
         include_str!("../../migrations/sqlite/0007_outbox.sql"),
     ),
     (
+        8,
+        "schedules",
+        include_str!("../../migrations/sqlite/0008_schedules.sql"),
+    ),
+    (
         9,
         "poll_leases",
         include_str!("../../migrations/sqlite/0009_poll_leases.sql"),
@@ -104,6 +109,11 @@ const POSTGRES_MIGRATIONS: &[Embedded] = &[
         7,
         "outbox",
         include_str!("../../migrations/postgres/0007_outbox.sql"),
+    ),
+    (
+        8,
+        "schedules",
+        include_str!("../../migrations/postgres/0008_schedules.sql"),
     ),
     (
         9,

@@ -15,6 +15,7 @@ mod inbound;
 mod linking;
 mod openapi;
 mod operations;
+mod schedules;
 mod secrets;
 mod telegram;
 mod templates;
