@@ -712,7 +712,7 @@ async fn put_back(app: &TestApp, bot_id: &str, update_id: i64) {
 }
 
 #[tokio::test]
-async fn inbound_a_reprocessed_update_does_not_repeat_its_reply() {
+async fn a_reprocessed_update_does_not_repeat_its_reply() {
     for engine in engines() {
         let app = TestApp::spawn(engine).await;
         let chat = setup(&app, "again_bot", Mode::Webhook).await;
@@ -755,7 +755,7 @@ async fn inbound_a_reprocessed_update_does_not_repeat_its_reply() {
 }
 
 #[tokio::test]
-async fn inbound_a_reply_is_recorded_as_a_message() {
+async fn a_reply_is_recorded_as_a_message() {
     for engine in engines() {
         let app = TestApp::spawn(engine).await;
         let chat = setup(&app, "record_bot", Mode::Polling).await;
