@@ -5,7 +5,8 @@
 //!     cargo run --release -p relaygram --example intake_bench -- [--updates 50000]
 //!         [--concurrency 64] [--chats 1000] [--commands] [--database-url postgres://…]
 //!
-//! With `--commands` every update is `/help` (each gets a reply through the sandbox);
+//! With `--commands` every update is `/help` (each gets a reply, queued in the outbox and
+//! sent to the sandbox at the bot's limits);
 //! otherwise plain text (forwarded to the app as an event).
 //!
 //! The load generator, the sandbox and relaygram share the machine, so each runs on its own
@@ -340,6 +341,33 @@ async fn bench(
         args.updates as f64 / drained.as_secs_f64(),
         drain_started.elapsed().as_secs_f64()
     );
+    // Replies go through the outbox and leave at the bot's limits (30/s, 1/s per chat):
+    // where they stood when the last update was processed.
+    if args.commands {
+        let stats: Value = http
+            .get(format!(
+                "{}/v1/stats?tenant_id={}",
+                running.url(),
+                tenant["id"].as_str().unwrap_or_default()
+            ))
+            .bearer_auth(&admin)
+            .send()
+            .await?
+            .json()
+            .await?;
+        let b = &stats["bots"][0];
+        println!(
+            "  replies:       {} accepted into the outbox; {} sent, {} queued, {} sending, {} failed when processing finished",
+            ["queued", "sending", "sent", "failed", "dead", "unknown"]
+                .iter()
+                .map(|k| b[*k].as_i64().unwrap_or(0))
+                .sum::<i64>(),
+            b["sent"],
+            b["queued"],
+            b["sending"],
+            b["failed"]
+        );
+    }
     // Every update should have been handled: say so if some failed (with the first error).
     let (failed, _) = store
         .list_updates(

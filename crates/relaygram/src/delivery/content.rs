@@ -67,6 +67,12 @@ impl StoredContent {
     }
 }
 
+/// Callback data of one of relaygram's own buttons (`rg:…`, not a stored-data token), short
+/// enough for Telegram's 64 bytes.
+pub fn is_own_action(data: &str) -> bool {
+    data.starts_with("rg:") && !data.starts_with(CALLBACK_PREFIX) && data.len() <= 64
+}
+
 /// The stored content of a request and the server-side data of its callback buttons
 /// (id, data), rendered once per request (all its recipients share the same data).
 pub fn render_content(
@@ -92,6 +98,12 @@ pub fn render_content(
                 row.into_iter()
                     .map(|b| match b {
                         RenderedButton::Url { text, url } => json!({"text": text, "url": url}),
+                        // relaygram's own buttons (`rg:stop:yes`, `rg:cat:<id>`, from the
+                        // router's replies) are short and need no storage: sent as they
+                        // are, they match the keyboards the router redraws directly.
+                        RenderedButton::Callback { text, data } if is_own_action(&data) => {
+                            json!({"text": text, "callback_data": data})
+                        }
                         RenderedButton::Callback { text, data } => {
                             let id = new_id("cb");
                             let token = format!("{CALLBACK_PREFIX}{id}");

@@ -35,6 +35,17 @@ pub enum Origin {
         /// The occurrence's time (UTC ms).
         occurrence_ms: i64,
     },
+    /// A reply of the inbound router to an update: accepted at most once per reply, so an
+    /// update processed again (after a crash) re-accepts the same keys and sends nothing
+    /// twice, even when the reply it would make now differs (a link token already used).
+    Reply {
+        /// The bot the update came to.
+        bot_id: String,
+        /// Telegram's id of the update.
+        update_id: i64,
+        /// Which reply of the update (0, 1, …).
+        seq: u32,
+    },
 }
 
 /// One message of an accepted request.
@@ -315,7 +326,16 @@ impl Services {
                 let key = format!("schedule:{schedule_id}:{occurrence_ms}");
                 (key.clone(), Some(key))
             }
+            Origin::Reply {
+                bot_id,
+                update_id,
+                seq,
+            } => {
+                let key = format!("reply:{bot_id}:{update_id}:{seq}");
+                (key.clone(), Some(key))
+            }
         };
+        let is_reply = matches!(origin, Origin::Reply { .. });
         let plan = self.plan_message(tenant_id, &req).await?;
         let now = self.clock.now_millis();
         let request_id = new_id("req");
@@ -346,6 +366,19 @@ impl Services {
                 response,
                 body_hash: first,
             } => {
+                if is_reply {
+                    // The reply was stored (in the same transaction as its key) by an
+                    // earlier run of this update: it is sent or on its way. Its answer may
+                    // be missing (a crash right after the commit) and the text may differ
+                    // now; neither makes it a conflict.
+                    return Ok(serde_json::from_str(&response).unwrap_or(Accepted {
+                        request_id: String::new(),
+                        status: "queued".into(),
+                        count: 0,
+                        messages: vec![],
+                        broadcast_id: None,
+                    }));
+                }
                 if first == body_hash && response.is_empty() {
                     return Err(ServiceError::Conflict(
                         "a request with this Idempotency-Key is being accepted; retry in a moment"

@@ -2,13 +2,15 @@
 //! and chat-state changes. Called by the [`Processor`](super::processor::Processor), which
 //! owns claiming and recording; this module owns what an update means.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde_json::{Value, json};
 
 use super::command::{self, Parsed};
 use crate::commands::{BUILT_IN, CommandAction, CommandLimiter, LimitDecision};
+use crate::delivery::{Origin, SendRequest};
 use crate::ids::now_millis;
 use crate::linking::service::{ChatRef, Redeemed, SETTINGS_BUTTON, SettingsView};
 use crate::services::Services;
@@ -102,21 +104,40 @@ impl Router {
             router: self,
             token: self.services.token_of(&bot)?,
             bot,
+            update_id: update.update_id,
+            replies: AtomicU32::new(0),
+            queued: Mutex::new(Vec::new()),
         };
-        match update.kind.as_str() {
+        let mut handled = match update.kind.as_str() {
             "message" => ctx.message(payload, update).await,
             "callback_query" => ctx.callback_query(payload).await,
             "my_chat_member" => ctx.my_chat_member(payload).await,
             other => Ok(Handled::ignored(format!("no handler for {other} updates"))),
+        }?;
+        let queued = ctx
+            .queued
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !queued.is_empty() {
+            // The replies' messages (or `queued` when an earlier run stored them and its
+            // answer was lost): `GET /v1/messages/{id}` follows their delivery.
+            handled.outcome = format!("{} (reply {})", handled.outcome, queued.join(", "));
         }
+        Ok(handled)
     }
 }
 
-/// One update's bot and token.
+/// One update's bot and token, and the replies it queued.
 struct Ctx<'a> {
     router: &'a Router,
     bot: BotRecord,
     token: BotToken,
+    /// Telegram's id of the update (part of its replies' idempotency keys).
+    update_id: i64,
+    /// Replies made so far: the next one's number.
+    replies: AtomicU32,
+    /// The messages of the replies made.
+    queued: Mutex<Vec<String>>,
 }
 
 impl Ctx<'_> {
@@ -124,33 +145,61 @@ impl Ctx<'_> {
         &self.router.services
     }
 
+    /// Replies in `chat_id` through the outbox (plain text, exactly as given): the sender
+    /// delivers it at the bot's limits and records its message id; a blocked or migrated
+    /// chat is handled as for any message. Its idempotency key is the update and the
+    /// reply's number in it, so processing the update again sends nothing twice.
     async fn send(
         &self,
         chat_id: i64,
         text: &str,
         markup: Option<Value>,
     ) -> Result<(), HandleError> {
-        let mut params = json!({"chat_id": chat_id, "text": text});
-        if let Some(m) = markup {
-            params["reply_markup"] = m;
-        }
-        match self
+        let buttons = match markup {
+            // relaygram's own buttons (`rg:stop:yes`, `rg:cat:<id>`) go as any app's do:
+            // stored server-side, sent as `rg:cb:<id>` tokens that the router resolves.
+            Some(m) => Some(
+                serde_json::from_value(m["inline_keyboard"].clone())
+                    .map_err(|e| HandleError::Other(format!("a reply's keyboard: {e}")))?,
+            ),
+            None => None,
+        };
+        let req = SendRequest {
+            bot_id: Some(self.bot.id.clone()),
+            to: json!({"chat_id": chat_id}),
+            text: Some(text.to_string()),
+            parse_mode: None,
+            template: None,
+            data: None,
+            buttons,
+            photo: None,
+            document: None,
+            message_thread_id: None,
+            silent: false,
+            throttle_key: None,
+            throttle_seconds: None,
+            send_at: None,
+            priority: None,
+        };
+        let seq = self.replies.fetch_add(1, Ordering::Relaxed);
+        let origin = Origin::Reply {
+            bot_id: self.bot.id.clone(),
+            update_id: self.update_id,
+            seq,
+        };
+        let accepted = self
             .services()
-            .telegram
-            .call::<_, Value>(&self.token, "sendMessage", &params)
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e @ TelegramError::ChatGone(_)) => {
-                self.set_chat_state(chat_id, None, ChatState::Blocked)
-                    .await?;
-                self.services()
-                    .set_chat_active(&self.bot, chat_id, false, "unreachable")
-                    .await?;
-                Err(e.into())
-            }
-            Err(e) => Err(e.into()),
-        }
+            .accept_message(&self.bot.tenant_id, req, origin)
+            .await?;
+        let id = accepted
+            .messages
+            .first()
+            .map_or_else(|| "queued".to_string(), |m| m.id.clone());
+        self.queued
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(id);
+        Ok(())
     }
 
     async fn emit(&self, kind: &str, data: Value) -> Result<(), HandleError> {

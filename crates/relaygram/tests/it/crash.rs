@@ -7,7 +7,7 @@ use relaygram::store::testing;
 use relaygram_sandbox::{Sandbox, SandboxConfig};
 use serde_json::{Value, json};
 
-use crate::helpers::until;
+use crate::helpers::{outcome, until};
 
 pub(crate) const ADMIN_KEY: &str = "rg_crash_test_admin_key_0123456789";
 
@@ -108,23 +108,71 @@ async fn kill_9_mid_processing_loses_and_repeats_nothing() {
             .unwrap();
         let user = user["id"].as_i64().unwrap();
 
-        // The first reply hangs in "Telegram", so the processor is mid-update when killed.
+        let say = |text: &'static str| {
+            let http = http.clone();
+            let s = s.clone();
+            async move {
+                http.post(format!("{s}/sandbox/users/{user}/messages"))
+                    .json(&json!({"bot": "crash_bot", "text": text}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .error_for_status()
+                    .unwrap();
+            }
+        };
+        let replies = || {
+            let http = http.clone();
+            let s = s.clone();
+            async move {
+                let t: Value = http
+                    .get(format!("{s}/sandbox/chats/{user}/messages?bot=crash_bot"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                t["messages"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|m| m["direction"] == "out")
+                    .cloned()
+                    .collect::<Vec<Value>>()
+            }
+        };
+        say("/stop").await;
+        let ask = until("the /stop confirmation", || async {
+            replies().await.first().cloned()
+        })
+        .await;
+
+        // Replies go through the outbox, so the processor waits on Telegram only for calls
+        // that are not messages: the button's answer hangs, so the processor is mid-update
+        // (the press) when killed, with /help stored behind it in the same chat.
         http.post(format!("{s}/sandbox/faults"))
-            .json(&json!({"kind": "timeout", "method": "sendMessage", "delay_ms": 120_000, "count": 1}))
+            .json(&json!({"kind": "timeout", "method": "answerCallbackQuery", "delay_ms": 120_000, "count": 1}))
             .send()
             .await
             .unwrap()
             .error_for_status()
             .unwrap();
-        for text in ["/start", "/help"] {
-            http.post(format!("{s}/sandbox/users/{user}/messages"))
-                .json(&json!({"bot": "crash_bot", "text": text}))
-                .send()
-                .await
-                .unwrap()
-                .error_for_status()
-                .unwrap();
-        }
+        let pressed: Value = http
+            .post(format!("{s}/sandbox/users/{user}/callback"))
+            .json(
+                &json!({"bot": "crash_bot", "message_id": ask["message_id"], "data": "rg:stop:no"}),
+            )
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let cq = pressed["callback_query_id"].as_str().unwrap().to_string();
+        say("/help").await;
         let list = |http: reqwest::Client, base: String| {
             let bot_id = bot_id.clone();
             async move {
@@ -140,10 +188,10 @@ async fn kill_9_mid_processing_loses_and_repeats_nothing() {
                 v["data"].as_array().cloned()
             }
         };
-        until("/start in hand and /help stored", || async {
+        until("the press in hand and /help stored", || async {
             let l = list(http.clone(), base.clone()).await?;
             let statuses: Vec<&str> = l.iter().filter_map(|u| u["status"].as_str()).collect();
-            (statuses == ["pending", "processing"]).then_some(())
+            (statuses == ["pending", "processing", "handled"]).then_some(())
         })
         .await;
 
@@ -162,32 +210,33 @@ async fn kill_9_mid_processing_loses_and_repeats_nothing() {
             .unwrap();
 
         let mut child = start(&db.url, &dir.path().join("data"), port, &s).await;
-        let done = until("both updates processed after the restart", || async {
+        let done = until("every update processed after the restart", || async {
             let l = list(http.clone(), base.clone()).await?;
-            (l.len() == 2 && l.iter().all(|u| u["status"] == "handled")).then_some(l)
+            (l.len() == 3 && l.iter().all(|u| u["status"] == "handled")).then_some(l)
         })
         .await;
-        assert_eq!(done[1]["outcome"], "replied to /start");
-        assert_eq!(done[0]["outcome"], "replied to /help");
-
-        let t: Value = http
-            .get(format!("{s}/sandbox/chats/{user}/messages?bot=crash_bot"))
+        assert_eq!(outcome(&done[2]), "asked to confirm /stop");
+        assert_eq!(outcome(&done[1]), "answered relaygram button stop:no");
+        assert_eq!(outcome(&done[0]), "replied to /help");
+        let answer: Value = http
+            .get(format!("{s}/sandbox/callbacks/{cq}"))
             .send()
             .await
             .unwrap()
             .json()
             .await
             .unwrap();
-        let replies: Vec<&str> = t["messages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|m| m["direction"] == "out")
-            .map(|m| m["text"].as_str().unwrap())
-            .collect();
-        assert_eq!(replies.len(), 2, "one reply each, in order: {replies:?}");
-        assert!(replies[0].starts_with("Welcome"));
-        assert!(replies[1].starts_with("Here is what I can do"));
+        assert_eq!(answer["answered"], json!(true), "{answer}");
+
+        let out = until("the /help reply", || async {
+            let out = replies().await;
+            (out.len() >= 2).then_some(out)
+        })
+        .await;
+        let texts: Vec<&str> = out.iter().map(|m| m["text"].as_str().unwrap()).collect();
+        assert_eq!(texts.len(), 2, "one reply each, in order: {texts:?}");
+        assert!(texts[0].starts_with("Stop notifications"));
+        assert!(texts[1].starts_with("Here is what I can do"));
         child.kill().await.unwrap();
         sandbox.shutdown().await;
     }

@@ -315,9 +315,31 @@ pub fn python() -> std::path::PathBuf {
 }
 
 impl TestApp {
+    /// The store's URL, for tests that put the store in a state the API cannot (a crash's).
+    #[allow(dead_code)]
+    pub fn database_url(&self) -> &str {
+        &self._db.url
+    }
+
     /// The services' clock (manual when spawned with `manual_clock`).
     #[allow(dead_code)] // used by the suites that move time
     pub fn clock(&self) -> &relaygram::clock::Clock {
         &self.server.services.clock
+    }
+}
+
+/// An update's outcome without the replies it queued (`replied to /help (reply msg_…)` →
+/// `replied to /help`), checking that a reply suffix names a message.
+pub fn outcome(update: &Value) -> &str {
+    let text = update["outcome"].as_str().unwrap_or("");
+    match text.split_once(" (reply ") {
+        Some((base, rest)) => {
+            assert!(
+                rest.starts_with("msg_") && rest.ends_with(')'),
+                "a reply suffix names its message: {text}"
+            );
+            base
+        }
+        None => text,
     }
 }

@@ -4,7 +4,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, engines, until};
+use crate::helpers::{TestApp, engines, outcome, until};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Mode {
@@ -185,12 +185,7 @@ async fn conversation(mode: Mode) {
         let list = settled(&app, &chat, 6).await;
         let outcomes: Vec<(&str, &str)> = list
             .iter()
-            .map(|u| {
-                (
-                    u["status"].as_str().unwrap(),
-                    u["outcome"].as_str().unwrap_or(""),
-                )
-            })
+            .map(|u| (u["status"].as_str().unwrap(), outcome(u)))
             .collect();
         assert_eq!(
             outcomes,
@@ -337,10 +332,7 @@ async fn blocking_the_bot_and_a_group_migration_change_chat_state() {
             sandbox_post(&app, &format!("/sandbox/groups/{gid}/migrate"), json!({})).await;
         let new_id = migrated["migrate_to_chat_id"].as_i64().unwrap();
         let list = settled(&app, &chat, 5).await;
-        let outcomes: Vec<&str> = list
-            .iter()
-            .map(|u| u["outcome"].as_str().unwrap())
-            .collect();
+        let outcomes: Vec<&str> = list.iter().map(outcome).collect();
         assert_eq!(
             outcomes,
             [
@@ -367,12 +359,18 @@ async fn commands_over_the_limit_get_one_warning_then_are_dropped() {
     assert_eq!(statuses[..10], ["handled"; 10]);
     assert_eq!(statuses[10..], ["rate_limited", "rate_limited"]);
     assert!(list[11]["outcome"].as_str().unwrap().ends_with("dropped"));
-    let replies: Vec<String> = transcript(&app, &chat)
-        .await
-        .iter()
-        .filter(|m| m["direction"] == "out")
-        .map(|m| m["text"].as_str().unwrap().to_string())
-        .collect();
+    // Replies go through the outbox at the chat's pace (one a second): wait for them all
+    // (every update is settled, so these are all the replies there will be).
+    let replies: Vec<String> = until("ten answers and one request to slow down", || async {
+        let out: Vec<String> = transcript(&app, &chat)
+            .await
+            .iter()
+            .filter(|m| m["direction"] == "out")
+            .map(|m| m["text"].as_str().unwrap().to_string())
+            .collect();
+        (out.len() >= 11).then_some(out)
+    })
+    .await;
     assert_eq!(
         replies.len(),
         11,
@@ -637,7 +635,7 @@ async fn the_app_hears_forwarded_commands_and_messages_as_events() {
         say(&app, &chat, "/order 42").await;
         say(&app, &chat, "where is my parcel?").await;
         let list = settled(&app, &chat, 3).await;
-        assert_eq!(list[0]["outcome"], "replied to custom /hours");
+        assert_eq!(outcome(&list[0]), "replied to custom /hours");
         assert_eq!(list[1]["outcome"], "forwarded /order as command.received");
 
         let events = until("the events", || async {
@@ -658,6 +656,149 @@ async fn the_app_hears_forwarded_commands_and_messages_as_events() {
         assert_eq!(events[0]["data"]["from"]["id"], json!(chat.user));
         assert_eq!(events[0]["data"]["bot_id"], json!(chat.bot_id));
         assert_eq!(events[1]["data"]["message"]["text"], "where is my parcel?");
+        app.stop().await;
+    }
+}
+
+/// The tenant's messages to the test chat, as `GET /v1/messages?chat_id=` lists them.
+async fn chat_messages(app: &TestApp, chat: &Chat) -> Vec<Value> {
+    let a = app
+        .get(
+            &format!(
+                "/v1/messages?tenant_id={}&chat_id={}",
+                chat.tenant, chat.user
+            ),
+            &app.admin_key,
+        )
+        .await;
+    assert_eq!(a.status.as_u16(), 200, "{}", a.text);
+    a.body["data"].as_array().unwrap().clone()
+}
+
+/// Puts a processed update back to `pending`, as a crash after its reply was accepted but
+/// before its outcome was recorded leaves it (the store's lease then hands it out again).
+async fn put_back(app: &TestApp, bot_id: &str, update_id: i64) {
+    const SQL: &str = "UPDATE updates SET status = 'pending', outcome = NULL, \
+                       processed_at = NULL, claimed_until = NULL \
+                       WHERE bot_id = $1 AND update_id = $2";
+    let url = app.database_url();
+    let changed = if url.starts_with("postgres") {
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        let r = sqlx::query(SQL)
+            .bind(bot_id)
+            .bind(update_id)
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        r.rows_affected()
+    } else {
+        let options: sqlx::sqlite::SqliteConnectOptions = url.parse().unwrap();
+        let pool = sqlx::SqlitePool::connect_with(
+            options.busy_timeout(std::time::Duration::from_secs(10)),
+        )
+        .await
+        .unwrap();
+        let r = sqlx::query(SQL)
+            .bind(bot_id)
+            .bind(update_id)
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        r.rows_affected()
+    };
+    assert_eq!(changed, 1);
+}
+
+#[tokio::test]
+async fn a_reprocessed_update_does_not_repeat_its_reply() {
+    for engine in engines() {
+        let app = TestApp::spawn(engine).await;
+        let chat = setup(&app, "again_bot", Mode::Webhook).await;
+        say(&app, &chat, "/help").await;
+        let reply = reply_after(&app, &chat, 1).await;
+        let first = settled(&app, &chat, 1).await.remove(0);
+        assert_eq!(first["status"], "handled");
+        assert_eq!(outcome(&first), "replied to /help");
+
+        // Processed again, as after a crash: the same reply key is accepted again, which
+        // stores nothing new and names the same message.
+        let update_id = first["update_id"].as_i64().unwrap();
+        put_back(&app, &chat.bot_id, update_id).await;
+        let again = until("the update to be processed again", || async {
+            let list = updates(&app, &format!("bot_id={}", chat.bot_id)).await;
+            list.into_iter()
+                .next()
+                .filter(|u| u["status"] == "handled" && u["outcome"].is_string())
+        })
+        .await;
+        assert_eq!(again["update_id"], json!(update_id));
+        assert_eq!(again["outcome"], first["outcome"], "{engine}");
+
+        // One message, delivered once: nothing is left to send, and the user saw one reply.
+        let messages = until("the reply to be final", || async {
+            let m = chat_messages(&app, &chat).await;
+            m.iter().all(|m| m["status"] == "sent").then_some(m)
+        })
+        .await;
+        assert_eq!(messages.len(), 1, "{engine}: {messages:?}");
+        let out: Vec<Value> = transcript(&app, &chat)
+            .await
+            .into_iter()
+            .filter(|m| m["direction"] == "out")
+            .collect();
+        assert_eq!(out.len(), 1, "{engine}: {out:?}");
+        assert_eq!(out[0]["message_id"], reply["message_id"]);
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_reply_is_recorded_as_a_message() {
+    for engine in engines() {
+        let app = TestApp::spawn(engine).await;
+        let chat = setup(&app, "record_bot", Mode::Polling).await;
+        let a = app
+            .post(
+                &format!("/v1/bots/{}/commands", chat.bot_id),
+                &app.admin_key,
+                // User-provided text is sent as plain text: no markup is interpreted.
+                json!({"command": "hours", "description": "Opening hours",
+                       "action": {"type": "reply", "text": "<b>9 to 5</b> & *weekends* off"}}),
+            )
+            .await;
+        assert_eq!(a.status.as_u16(), 201, "{}", a.text);
+        say(&app, &chat, "/hours").await;
+        let reply = reply_after(&app, &chat, 1).await;
+        assert_eq!(reply["text"], "<b>9 to 5</b> & *weekends* off");
+        let update = settled(&app, &chat, 1).await.remove(0);
+        let msg_id = update["outcome"]
+            .as_str()
+            .unwrap()
+            .strip_prefix("replied to custom /hours (reply ")
+            .and_then(|s| s.strip_suffix(')'))
+            .unwrap_or_else(|| panic!("{update}"))
+            .to_string();
+
+        let messages = until("the reply to be recorded as sent", || async {
+            let m = chat_messages(&app, &chat).await;
+            (m.len() == 1 && m[0]["status"] == "sent").then_some(m)
+        })
+        .await;
+        let m = &messages[0];
+        assert_eq!(m["id"], json!(msg_id), "{engine}");
+        assert_eq!(m["bot_id"], json!(chat.bot_id));
+        assert_eq!(m["chat_id"], json!(chat.user));
+        assert_eq!(m["telegram_message_ids"], json!([reply["message_id"]]));
+        let one = app
+            .get(
+                &format!("/v1/messages/{msg_id}?tenant_id={}", chat.tenant),
+                &app.admin_key,
+            )
+            .await;
+        assert_eq!(one.status.as_u16(), 200, "{}", one.text);
+        assert_eq!(one.body["status"], "sent");
         app.stop().await;
     }
 }
