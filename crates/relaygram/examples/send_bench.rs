@@ -290,7 +290,7 @@ async fn run(e: &Env, label: &str, chats: &[i64], per_chat: usize, allowed: Opti
     // Delivered = the sandbox accepted every send (its counter, read from memory: polling
     // relaygram's /v1/stats here would put a scan of the outbox on the measured path).
     while e.sandbox_sends().await < sends_before + total as i64 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let delivered_in = t0.elapsed();
     // Then every outcome recorded in the outbox.

@@ -290,16 +290,20 @@ impl BotSender {
         Ok(paced_until)
     }
 
-    /// Waits for the next send under way to finish, gathers those finishing within a few
-    /// milliseconds of it (up to `budget`), and records their outcomes in one transaction.
+    /// Waits for the next send under way to finish, gathers those finishing soon after it
+    /// (up to `budget`), and records their outcomes in one transaction.
     async fn record_finished(&mut self, budget: usize) -> ServiceResult<usize> {
-        const GATHER: Duration = Duration::from_millis(3);
+        // Sends finishing close together are recorded together. Unpaced, they finish in
+        // bursts a few milliseconds wide; paced, one every few milliseconds, so a longer
+        // window keeps it to a few transactions per 100 ms (a chat's next message waits
+        // for its recording, far less than a chat's own interval).
+        let paced = lock(&self.pacer).limits().per_bot_per_second > 0.0;
+        let gather = Duration::from_millis(if paced { 25 } else { 3 });
         let mut finished = Vec::new();
         if let Some(first) = self.inflight.join_next().await {
             finished.push(first);
         }
-        // Sends finishing close together are recorded together (one transaction).
-        let until = Instant::now() + GATHER;
+        let until = Instant::now() + gather;
         while !self.inflight.is_empty() && finished.len() < budget {
             match tokio::time::timeout_at(until, self.inflight.join_next()).await {
                 Ok(Some(done)) => finished.push(done),
