@@ -58,7 +58,7 @@ impl Default for SenderConfig {
 /// What one step did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Step {
-    /// Messages claimed and attempted.
+    /// Attempts finished and recorded in this step.
     pub attempted: usize,
     /// When ready messages were held back by pacing, the earliest time one may go.
     pub paced_until: Option<Instant>,
@@ -504,7 +504,9 @@ impl BotSender {
                     Ok(true) => renewed = Instant::now(),
                     Ok(false) => {
                         tracing::warn!(bot_id = %self.bot_id, "sender lease lost");
-                        return;
+                        // Record what is already under way (only rows still `sending`
+                        // change); releasing below deletes only a lease this holder has.
+                        break;
                     }
                     Err(e) => tracing::warn!(error = %e, "could not renew a sender lease"),
                 }
