@@ -654,10 +654,17 @@ macro_rules! outbox_store {
                 let mut broadcast = None;
                 if let Some((id, threshold)) = &a.broadcast {
                     if count > *threshold {
+                        // The bot of the first message: known here for a plain list (finding
+                        // it in the table by request would scan the outbox).
+                        let listed_bot = if a.fanouts.is_empty() {
+                            a.rows.iter().min_by(|x, y| x.id.cmp(&y.id)).map(|m| m.bot_id.as_str())
+                        } else {
+                            None
+                        };
                         sqlx::query(
                             "INSERT INTO broadcasts (id, tenant_id, bot_id, request_id, status, total, \
-                             created_at, updated_at) VALUES ($1, $2, \
-                             (SELECT bot_id FROM messages WHERE request_id = $3 ORDER BY id LIMIT 1), \
+                             created_at, updated_at) VALUES ($1, $2, COALESCE($6, \
+                             (SELECT bot_id FROM messages WHERE request_id = $3 ORDER BY id LIMIT 1)), \
                              $3, 'running', $4, $5, $5)",
                         )
                         .bind(id)
@@ -665,6 +672,7 @@ macro_rules! outbox_store {
                         .bind(&a.request.id)
                         .bind(count)
                         .bind(now)
+                        .bind(listed_bot)
                         .execute(&mut *tx)
                         .await?;
                         broadcast = Some(id.clone());
