@@ -58,7 +58,7 @@ impl Default for SenderConfig {
 /// What one step did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Step {
-    /// Messages claimed and attempted.
+    /// Attempts finished and recorded in this step.
     pub attempted: usize,
     /// When ready messages were held back by pacing, the earliest time one may go.
     pub paced_until: Option<Instant>,
@@ -73,7 +73,12 @@ pub struct BotSender {
     token: BotToken,
     pacer: Arc<Mutex<Pacer>>,
     contents: HashMap<String, Arc<StoredContent>>,
+    /// Sends under way (claimed, not yet recorded): the sender claims more while they run.
+    inflight: JoinSet<Attempt>,
 }
+
+/// A finished attempt: the message and what happened.
+type Attempt = (Claimed, Result<(i64, Vec<i64>), Failed>);
 
 /// A part could not be sent.
 struct Failed {
@@ -117,6 +122,7 @@ impl BotSender {
             token,
             pacer: Arc::new(Mutex::new(Pacer::new(limits))),
             contents: HashMap::new(),
+            inflight: JoinSet::new(),
         })
     }
 
@@ -149,23 +155,52 @@ impl BotSender {
         Ok(content)
     }
 
-    /// Claims what the pacer allows in the next 100 ms, sends it, records the outcomes.
+    /// Claims what the pacer allows in the next 100 ms (as far as sends under way leave
+    /// room), starts sending it, then records the outcomes of the sends that finish next.
+    ///
+    /// Sends are pipelined: the next claim does not wait for the slowest send of the
+    /// previous one. A chat's next message is never claimed while one of its messages is
+    /// `sending`, so order per chat holds.
     pub async fn step(&mut self) -> ServiceResult<Step> {
         const WINDOW: Duration = Duration::from_millis(100);
         let now = Instant::now();
         let horizon = now + WINDOW;
         let limits = lock(&self.pacer).limits();
-        if lock(&self.pacer).bot_ready_at(now) > horizon {
-            return Ok(Step {
-                attempted: 0,
-                paced_until: Some(lock(&self.pacer).bot_ready_at(now)),
-            });
-        }
         let budget: usize = if limits.per_bot_per_second <= 0.0 {
             512
         } else {
             ((limits.per_bot_per_second * WINDOW.as_secs_f64()).ceil() as usize + 5).min(512)
         };
+        let room = budget.saturating_sub(self.inflight.len());
+        let bot_ready = lock(&self.pacer).bot_ready_at(now);
+        let mut paced_until = (bot_ready > horizon).then_some(bot_ready);
+        // Claim when the pacer allows and a good share of the budget is free (not for every
+        // finished send: each claim is a transaction).
+        if paced_until.is_none() && (self.inflight.is_empty() || room >= budget.div_ceil(4)) {
+            paced_until = self.claim_and_send(now, horizon, room).await?;
+        }
+        if self.inflight.is_empty() {
+            return Ok(Step {
+                attempted: 0,
+                paced_until,
+            });
+        }
+        let attempted = self.record_finished(budget).await?;
+        Ok(Step {
+            attempted,
+            paced_until: None,
+        })
+    }
+
+    /// Claims up to `room` lane heads the pacer allows before `horizon` and starts their
+    /// sends; returns when ready messages were held back by pacing.
+    async fn claim_and_send(
+        &mut self,
+        now: Instant,
+        horizon: Instant,
+        room: usize,
+    ) -> ServiceResult<Option<Instant>> {
+        let budget = room;
         let now_ms = self.services.clock.now_millis();
         let mut slots: HashMap<String, Instant> = HashMap::new();
         let mut paced_until: Option<Instant> = None;
@@ -191,15 +226,13 @@ impl BotSender {
                 .await?
         };
         lock(&self.pacer).prune(now);
-        if claimed.is_empty() {
-            return Ok(Step {
-                attempted: 0,
-                paced_until,
-            });
-        }
-        let mut tasks = JoinSet::new();
+        let mut contents = Vec::with_capacity(claimed.len());
         for c in &claimed {
-            let content = match self.content(&c.request_id).await {
+            contents.push(self.content(&c.request_id).await);
+        }
+        let tasks = &mut self.inflight;
+        for (c, content) in claimed.iter().zip(contents) {
+            let content = match content {
                 Ok(content) => content,
                 Err(e) => {
                     tracing::error!(message_id = %c.id, error = %e, "message content unreadable");
@@ -254,9 +287,33 @@ impl BotSender {
                 (c, Ok((sent, ids)))
             });
         }
-        let mut outcomes = Vec::with_capacity(claimed.len());
+        Ok(paced_until)
+    }
+
+    /// Waits for the next send under way to finish, gathers those finishing soon after it
+    /// (up to `budget`), and records their outcomes in one transaction.
+    async fn record_finished(&mut self, budget: usize) -> ServiceResult<usize> {
+        // Sends finishing close together are recorded together. Unpaced, they finish in
+        // bursts a few milliseconds wide; paced, one every few milliseconds, so a longer
+        // window keeps it to a few transactions per 100 ms (a chat's next message waits
+        // for its recording, far less than a chat's own interval).
+        let paced = lock(&self.pacer).limits().per_bot_per_second > 0.0;
+        let gather = Duration::from_millis(if paced { 25 } else { 3 });
+        let mut finished = Vec::new();
+        if let Some(first) = self.inflight.join_next().await {
+            finished.push(first);
+        }
+        let until = Instant::now() + gather;
+        while !self.inflight.is_empty() && finished.len() < budget {
+            match tokio::time::timeout_at(until, self.inflight.join_next()).await {
+                Ok(Some(done)) => finished.push(done),
+                _ => break,
+            }
+        }
+        let joined = finished.len();
+        let mut outcomes = Vec::with_capacity(joined);
         let mut events: Vec<(String, &'static str, Value)> = Vec::new();
-        while let Some(done) = tasks.join_next().await {
+        for done in finished {
             let Ok((c, result)) = done else { continue };
             let (outcome, event) = self.outcome(&c, result).await;
             outcomes.push(outcome);
@@ -264,7 +321,6 @@ impl BotSender {
                 events.push(e);
             }
         }
-        let attempted = outcomes.len();
         self.services
             .store
             .record(&outcomes, self.services.clock.now_millis())
@@ -288,10 +344,15 @@ impl BotSender {
                 tracing::error!(error = %e, "could not emit {kind}");
             }
         }
-        Ok(Step {
-            attempted,
-            paced_until: None,
-        })
+        Ok(joined)
+    }
+
+    /// Records every send still under way (on shutdown: nothing is left `sending`).
+    async fn finish_inflight(&mut self) -> ServiceResult<()> {
+        while !self.inflight.is_empty() {
+            self.record_finished(usize::MAX).await?;
+        }
+        Ok(())
     }
 
     fn backoff(&self, attempts: i64) -> Duration {
@@ -443,7 +504,9 @@ impl BotSender {
                     Ok(true) => renewed = Instant::now(),
                     Ok(false) => {
                         tracing::warn!(bot_id = %self.bot_id, "sender lease lost");
-                        return;
+                        // Record what is already under way (only rows still `sending`
+                        // change); releasing below deletes only a lease this holder has.
+                        break;
                     }
                     Err(e) => tracing::warn!(error = %e, "could not renew a sender lease"),
                 }
@@ -489,6 +552,9 @@ impl BotSender {
                     }
                 }
             }
+        }
+        if let Err(e) = self.finish_inflight().await {
+            tracing::error!(bot_id = %self.bot_id, error = %e, "could not record the last sends");
         }
         if let Err(e) = self
             .services

@@ -402,6 +402,21 @@ impl Services {
             } => {
                 let messages = if broadcast_id.is_some() {
                     vec![]
+                } else if acceptance.fanouts.is_empty() {
+                    // Exactly the listed rows were stored: answer from them (re-reading
+                    // them by request would scan the outbox, `request_id` has no index).
+                    let mut rows: Vec<AcceptedMessage> = acceptance
+                        .rows
+                        .iter()
+                        .map(|m| AcceptedMessage {
+                            id: m.id.clone(),
+                            bot_id: m.bot_id.clone(),
+                            chat_id: m.chat_id,
+                            link_id: m.link_id.clone(),
+                        })
+                        .collect();
+                    rows.sort_by(|a, b| a.id.cmp(&b.id));
+                    rows
                 } else {
                     self.store
                         .request_messages(&request_id)

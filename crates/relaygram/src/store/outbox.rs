@@ -8,6 +8,7 @@
 //! calls Telegram outside any transaction and records every outcome of a batch in one.
 
 use async_trait::async_trait;
+use serde_json::{Value, json};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
@@ -414,7 +415,7 @@ fn ids_json(ids: &[&str]) -> String {
 }
 
 macro_rules! outbox_store {
-    ($store:ty, $row:ty, $in_json:literal, $lock:literal, $true:literal) => {
+    ($store:ty, $row:ty, $in_json:literal, $lock:literal, $true:literal, $outcomes:literal, $message_rows:literal) => {
         impl $store {
             fn message(row: &$row) -> StoreResult<MessageRecord> {
                 Ok(MessageRecord {
@@ -565,27 +566,24 @@ macro_rules! outbox_store {
                 let broadcast_id = a.broadcast.as_ref().map(|(id, _)| id.as_str());
                 let finished = (status == "throttled").then_some(now);
                 let mut count: i64 = 0;
-                // Multi-row INSERTs (a few statements per request, not one per message: each
-                // statement is a round trip to the store).
-                for chunk in a.rows.chunks(200) {
-                    let mut sql = String::from(
+                // One statement for the request's listed recipients, passed as one JSON
+                // array: a statement per message was a round trip each, and multi-row
+                // VALUES with thousands of parameters spent most of their time binding them.
+                if !a.rows.is_empty() {
+                    let rows: Vec<Value> = a
+                        .rows
+                        .iter()
+                        .map(|m| json!([m.id, m.bot_id, m.chat_id, m.link_id]))
+                        .collect();
+                    let sql = format!(
                         "INSERT INTO messages (id, request_id, tenant_id, bot_id, chat_id, link_id, \
                          broadcast_id, status, priority, send_at, next_attempt_at, created_at, \
-                         updated_at, finished_at) VALUES ",
+                         updated_at, finished_at) \
+                         SELECT r.id, $1, $2, r.bot_id, r.chat_id, r.link_id, $3, $4, $5, $6, $6, \
+                         $7, $7, $8 FROM ({rows}) AS r",
+                        rows = $message_rows
                     );
-                    for i in 0..chunk.len() {
-                        let k = 9 + i * 4;
-                        if i > 0 {
-                            sql.push_str(", ");
-                        }
-                        sql.push_str(&format!(
-                            "(${k}, $1, $2, ${}, ${}, ${}, $3, $4, $5, $6, $6, $7, $7, $8)",
-                            k + 1,
-                            k + 2,
-                            k + 3
-                        ));
-                    }
-                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    let done = sqlx::query(sqlx::AssertSqlSafe(sql))
                         .bind(&a.request.id)
                         .bind(tenant)
                         .bind(broadcast_id)
@@ -593,16 +591,11 @@ macro_rules! outbox_store {
                         .bind(a.priority)
                         .bind(a.send_at)
                         .bind(now)
-                        .bind(finished);
-                    for m in chunk {
-                        q = q
-                            .bind(&m.id)
-                            .bind(&m.bot_id)
-                            .bind(m.chat_id)
-                            .bind(m.link_id.as_deref());
-                    }
-                    q.execute(&mut *tx).await?;
-                    count += chunk.len() as i64;
+                        .bind(finished)
+                        .bind(Value::Array(rows).to_string())
+                        .execute(&mut *tx)
+                        .await?;
+                    count += done.rows_affected() as i64;
                 }
                 for (prefix, fanout) in &a.fanouts {
                     let (filter, arg) = match fanout {
@@ -661,10 +654,17 @@ macro_rules! outbox_store {
                 let mut broadcast = None;
                 if let Some((id, threshold)) = &a.broadcast {
                     if count > *threshold {
+                        // The bot of the first message: known here for a plain list (finding
+                        // it in the table by request would scan the outbox).
+                        let listed_bot = if a.fanouts.is_empty() {
+                            a.rows.iter().min_by(|x, y| x.id.cmp(&y.id)).map(|m| m.bot_id.as_str())
+                        } else {
+                            None
+                        };
                         sqlx::query(
                             "INSERT INTO broadcasts (id, tenant_id, bot_id, request_id, status, total, \
-                             created_at, updated_at) VALUES ($1, $2, \
-                             (SELECT bot_id FROM messages WHERE request_id = $3 ORDER BY id LIMIT 1), \
+                             created_at, updated_at) VALUES ($1, $2, COALESCE($6, \
+                             (SELECT bot_id FROM messages WHERE request_id = $3 ORDER BY id LIMIT 1)), \
                              $3, 'running', $4, $5, $5)",
                         )
                         .bind(id)
@@ -672,6 +672,7 @@ macro_rules! outbox_store {
                         .bind(&a.request.id)
                         .bind(count)
                         .bind(now)
+                        .bind(listed_bot)
                         .execute(&mut *tx)
                         .await?;
                         broadcast = Some(id.clone());
@@ -964,35 +965,46 @@ macro_rules! outbox_store {
                 if outcomes.is_empty() {
                     return Ok(());
                 }
-                let mut tx = self.pool.begin().await?;
-                for o in outcomes {
-                    let finished = (o.status != "queued").then_some(now);
-                    sqlx::query(
-                        "UPDATE messages SET status = $2, \
-                         next_attempt_at = COALESCE($3, next_attempt_at), parts_sent = $4, \
-                         telegram_message_ids = $5, error_class = COALESCE($6, error_class), \
-                         last_error = COALESCE($7, last_error), errors = $8, \
-                         retries = retries + $9, rate_limited = rate_limited + $10, \
-                         chat_id = COALESCE($11, chat_id), claimed_until = NULL, \
-                         updated_at = $12, finished_at = $13 WHERE id = $1 AND status = 'sending'",
-                    )
-                    .bind(&o.id)
-                    .bind(o.status)
-                    .bind(o.next_attempt_at)
-                    .bind(o.parts_sent)
-                    .bind(&o.telegram_message_ids)
-                    .bind(o.error_class.as_deref())
-                    .bind(o.error.as_deref())
-                    .bind(&o.errors)
-                    .bind(o.retried)
-                    .bind(o.rate_limited)
-                    .bind(o.chat_id)
+                // One statement for the whole batch (outcomes as a JSON array): a statement
+                // per message made recording the main cost of sending on SQLite, each one a
+                // round trip to the store's thread.
+                let rows: Vec<Value> = outcomes
+                    .iter()
+                    .map(|o| {
+                        json!({
+                            "id": o.id,
+                            "status": o.status,
+                            "next_attempt_at": o.next_attempt_at,
+                            "parts_sent": o.parts_sent,
+                            "telegram_message_ids": o.telegram_message_ids,
+                            "error_class": o.error_class,
+                            "error": o.error,
+                            "errors": o.errors,
+                            "retried": o.retried,
+                            "rate_limited": o.rate_limited,
+                            "chat_id": o.chat_id,
+                        })
+                    })
+                    .collect();
+                let sql = format!(
+                    "UPDATE messages SET status = o.status, \
+                     next_attempt_at = COALESCE(o.next_attempt_at, messages.next_attempt_at), \
+                     parts_sent = o.parts_sent, telegram_message_ids = o.telegram_message_ids, \
+                     error_class = COALESCE(o.error_class, messages.error_class), \
+                     last_error = COALESCE(o.error, messages.last_error), errors = o.errors, \
+                     retries = messages.retries + o.retried, \
+                     rate_limited = messages.rate_limited + o.rate_limited, \
+                     chat_id = COALESCE(o.chat_id, messages.chat_id), claimed_until = NULL, \
+                     updated_at = $2, \
+                     finished_at = CASE WHEN o.status = 'queued' THEN NULL ELSE $2 END \
+                     FROM ({outcomes}) AS o WHERE messages.id = o.id AND messages.status = 'sending'",
+                    outcomes = $outcomes
+                );
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(Value::Array(rows).to_string())
                     .bind(now)
-                    .bind(finished)
-                    .execute(&mut *tx)
+                    .execute(&self.pool)
                     .await?;
-                }
-                tx.commit().await?;
                 Ok(())
             }
 
@@ -1271,20 +1283,35 @@ macro_rules! outbox_store {
     };
 }
 
-// Membership in a JSON array of ids, `$X` being its parameter.
+// Membership in a JSON array of ids, `$X` being its parameter; the `FOR UPDATE` of claims;
+// true; a JSON array of outcomes (`$1`) as rows; a JSON array of `[id, bot_id, chat_id,
+// link_id]` (`$9`) as rows.
 outbox_store!(
     SqliteStore,
     SqliteRow,
     "IN (SELECT value FROM json_each($X))",
     "",
-    "1"
+    "1",
+    "SELECT value ->> 'id' AS id, value ->> 'status' AS status, \
+     value ->> 'next_attempt_at' AS next_attempt_at, value ->> 'parts_sent' AS parts_sent, \
+     value ->> 'telegram_message_ids' AS telegram_message_ids, \
+     value ->> 'error_class' AS error_class, value ->> 'error' AS error, \
+     value ->> 'errors' AS errors, value ->> 'retried' AS retried, \
+     value ->> 'rate_limited' AS rate_limited, value ->> 'chat_id' AS chat_id FROM json_each($1)",
+    "SELECT value ->> 0 AS id, value ->> 1 AS bot_id, value ->> 2 AS chat_id, \
+     value ->> 3 AS link_id FROM json_each($9)"
 );
 outbox_store!(
     PgStore,
     PgRow,
     "IN (SELECT jsonb_array_elements_text(CAST($X AS TEXT)::jsonb))",
     "FOR UPDATE OF m SKIP LOCKED",
-    "TRUE"
+    "TRUE",
+    "SELECT * FROM jsonb_to_recordset(CAST($1 AS TEXT)::jsonb) AS r (id TEXT, status TEXT, \
+     next_attempt_at BIGINT, parts_sent BIGINT, telegram_message_ids TEXT, error_class TEXT, \
+     error TEXT, errors TEXT, retried BIGINT, rate_limited BIGINT, chat_id BIGINT)",
+    "SELECT v ->> 0 AS id, v ->> 1 AS bot_id, CAST(v ->> 2 AS BIGINT) AS chat_id, \
+     v ->> 3 AS link_id FROM jsonb_array_elements(CAST($9 AS TEXT)::jsonb) AS v"
 );
 
 #[cfg(test)]
