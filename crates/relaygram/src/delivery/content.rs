@@ -73,6 +73,15 @@ pub fn is_own_action(data: &str) -> bool {
     data.starts_with("rg:") && !data.starts_with(CALLBACK_PREFIX) && data.len() <= 64
 }
 
+/// Whether a request may carry relaygram's own `rg:` buttons: only the router's replies may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnButtons {
+    /// The router's replies.
+    Allowed,
+    /// Everything the app sends.
+    Refused,
+}
+
 /// The stored content of a request and the server-side data of its callback buttons
 /// (id, data), rendered once per request (all its recipients share the same data).
 pub fn render_content(
@@ -80,6 +89,7 @@ pub fn render_content(
     media: Option<(String, String)>,
     message_thread_id: Option<i64>,
     silent: bool,
+    own_buttons: OwnButtons,
 ) -> ServiceResult<(StoredContent, Vec<(String, String)>)> {
     // A caption is the first part (an empty one: media without a caption); when it is
     // over 1024 characters the renderer numbers its parts and the rest follow as texts.
@@ -89,6 +99,20 @@ pub fn render_content(
         Limit::Text
     };
     let rendered: Rendered = templates::render(content, limit)?;
+    if own_buttons == OwnButtons::Refused
+        && rendered
+            .buttons
+            .iter()
+            .flatten()
+            .any(|b| matches!(b, RenderedButton::Callback { data, .. } if data.starts_with("rg:")))
+    {
+        // A press would be taken for one of relaygram's own (`/stop`, `/settings`).
+        return Err(crate::services::ServiceError::Invalid {
+            field: "buttons",
+            message: "callback data starting with `rg:` is reserved for relaygram's own buttons"
+                .into(),
+        });
+    }
     let mut callbacks = Vec::new();
     let keyboard: Vec<Value> = rendered
         .buttons

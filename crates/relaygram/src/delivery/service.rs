@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
-use super::content::{StoredContent, render_content};
+use super::content::{OwnButtons, StoredContent, render_content};
 use super::request::{SendRequest, Target, media_ref, parse_mode, parse_targets, send_at};
 use crate::ids::new_id;
 use crate::services::{ServiceError, ServiceResult, Services};
@@ -103,10 +103,17 @@ fn invalid(field: &'static str, message: impl Into<String>) -> ServiceError {
 impl Services {
     /// Checks a send request as acceptance would, without storing anything.
     pub async fn validate_message(&self, tenant_id: &str, req: &SendRequest) -> ServiceResult<()> {
-        self.plan_message(tenant_id, req).await.map(|_| ())
+        self.plan_message(tenant_id, req, OwnButtons::Refused)
+            .await
+            .map(|_| ())
     }
 
-    async fn plan_message(&self, tenant_id: &str, req: &SendRequest) -> ServiceResult<Planned> {
+    async fn plan_message(
+        &self,
+        tenant_id: &str,
+        req: &SendRequest,
+        own_buttons: OwnButtons,
+    ) -> ServiceResult<Planned> {
         // Content first: it does not depend on the recipients. It is rendered once per
         // request (one `data` for every recipient) with the templates' renderer, which
         // checks the markup as Telegram parses it and splits long texts.
@@ -141,7 +148,13 @@ impl Services {
                 if req.buttons.is_some() {
                     content.buttons = &request_buttons;
                 }
-                render_content(&content, media, req.message_thread_id, req.silent)?
+                render_content(
+                    &content,
+                    media,
+                    req.message_thread_id,
+                    req.silent,
+                    own_buttons,
+                )?
             }
             (text, None) => {
                 if req.data.is_some() {
@@ -160,7 +173,13 @@ impl Services {
                     data: None,
                     templated: false,
                 };
-                render_content(&content, media, req.message_thread_id, req.silent)?
+                render_content(
+                    &content,
+                    media,
+                    req.message_thread_id,
+                    req.silent,
+                    own_buttons,
+                )?
             }
         };
         let priority = req.priority.unwrap_or(0);
@@ -336,7 +355,12 @@ impl Services {
             }
         };
         let is_reply = matches!(origin, Origin::Reply { .. });
-        let plan = self.plan_message(tenant_id, &req).await?;
+        let own_buttons = if is_reply {
+            OwnButtons::Allowed
+        } else {
+            OwnButtons::Refused
+        };
+        let plan = self.plan_message(tenant_id, &req, own_buttons).await?;
         let now = self.clock.now_millis();
         let request_id = new_id("req");
         let is_fanout = !plan.fanouts.is_empty() || plan.rows.len() as i64 > BROADCAST_THRESHOLD;
@@ -365,35 +389,42 @@ impl Services {
             StoredAccepted::Replay {
                 response,
                 body_hash: first,
+                request_id: first_request,
             } => {
-                if is_reply {
-                    // The reply was stored (in the same transaction as its key) by an
-                    // earlier run of this update: it is sent or on its way. Its answer may
-                    // be missing (a crash right after the commit) and the text may differ
-                    // now; neither makes it a conflict.
-                    return Ok(serde_json::from_str(&response).unwrap_or(Accepted {
-                        request_id: String::new(),
-                        status: "queued".into(),
-                        count: 0,
-                        messages: vec![],
-                        broadcast_id: None,
-                    }));
-                }
-                if first == body_hash && response.is_empty() {
-                    return Err(ServiceError::Conflict(
-                        "a request with this Idempotency-Key is being accepted; retry in a moment"
-                            .into(),
-                    ));
-                }
-                if first != body_hash {
+                // A reply re-queued by a re-processed update may differ in text now; that is
+                // not a conflict: the first one is sent or on its way.
+                if first != body_hash && !is_reply {
                     return Err(ServiceError::Conflict(
                         "this Idempotency-Key was used in the last 24 hours with another body"
                             .into(),
                     ));
                 }
-                return serde_json::from_str(&response).map_err(|e| {
-                    ServiceError::Store(crate::store::StoreError::Corrupt(e.to_string()))
-                });
+                if !response.is_empty() {
+                    return serde_json::from_str(&response).map_err(|e| {
+                        ServiceError::Store(crate::store::StoreError::Corrupt(e.to_string()))
+                    });
+                }
+                // The key and the messages were stored together, but the process stopped
+                // before the answer was: rebuild it from the stored messages, and keep it.
+                let Some(first_request) = first_request else {
+                    return Err(ServiceError::Conflict(
+                        "a request with this Idempotency-Key is being accepted; retry in a moment"
+                            .into(),
+                    ));
+                };
+                let rebuilt = self.answer_for_request(&first_request).await?;
+                if let Some((key, hash)) = &acceptance.idempotency {
+                    self.store
+                        .put_idempotent_answer(
+                            tenant_id,
+                            key,
+                            hash,
+                            &serde_json::to_string(&rebuilt).unwrap_or_default(),
+                            now,
+                        )
+                        .await?;
+                }
+                return Ok(rebuilt);
             }
             StoredAccepted::Stored {
                 count,
@@ -459,6 +490,36 @@ impl Services {
         }
         super::sender::wake();
         Ok(accepted)
+    }
+
+    /// The answer to an accepted request, from its stored messages.
+    async fn answer_for_request(&self, request_id: &str) -> ServiceResult<Accepted> {
+        let stored = self.store.request_messages(request_id).await?;
+        let broadcast_id = stored.iter().find_map(|m| m.broadcast_id.clone());
+        let throttled = !stored.is_empty() && stored.iter().all(|m| m.status == "throttled");
+        let (count, messages) = match &broadcast_id {
+            // A broadcast answers with its id; its messages are listed by the broadcast.
+            Some(_) => (self.store.count_request_messages(request_id).await?, vec![]),
+            None => (
+                stored.len() as i64,
+                stored
+                    .into_iter()
+                    .map(|m| AcceptedMessage {
+                        id: m.id,
+                        bot_id: m.bot_id,
+                        chat_id: m.chat_id,
+                        link_id: m.link_id,
+                    })
+                    .collect(),
+            ),
+        };
+        Ok(Accepted {
+            request_id: request_id.to_string(),
+            status: if throttled { "throttled" } else { "queued" }.into(),
+            count,
+            messages,
+            broadcast_id,
+        })
     }
 
     /// One message of the tenant.

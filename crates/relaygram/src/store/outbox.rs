@@ -110,10 +110,13 @@ pub enum Accepted {
     },
     /// The idempotency key was used before: the stored answer and body hash.
     Replay {
-        /// The first answer, JSON.
+        /// The first answer, JSON; empty when the process stopped between storing the
+        /// messages and storing the answer.
         response: String,
         /// The first body's hash.
         body_hash: String,
+        /// The first request (rebuilds a missing answer).
+        request_id: Option<String>,
     },
 }
 
@@ -306,6 +309,8 @@ pub trait OutboxStore: Send + Sync {
     ) -> StoreResult<()>;
     /// Ids and chats of a request's messages (small requests only).
     async fn request_messages(&self, request_id: &str) -> StoreResult<Vec<MessageRecord>>;
+    /// How many messages a request made.
+    async fn count_request_messages(&self, request_id: &str) -> StoreResult<i64>;
     /// A request's content.
     async fn request_content(&self, request_id: &str) -> StoreResult<Option<String>>;
     /// One message of a tenant.
@@ -510,7 +515,7 @@ macro_rules! outbox_store {
                     .execute(&mut *tx)
                     .await?;
                     let found = sqlx::query(
-                        "SELECT body_hash, response FROM idempotency_keys WHERE tenant_id = $1 AND key = $2",
+                        "SELECT body_hash, response, request_id FROM idempotency_keys WHERE tenant_id = $1 AND key = $2",
                     )
                     .bind(tenant)
                     .bind(key)
@@ -520,18 +525,20 @@ macro_rules! outbox_store {
                         return Ok(Accepted::Replay {
                             response: r.try_get("response")?,
                             body_hash: r.try_get("body_hash")?,
+                            request_id: r.try_get("request_id")?,
                         });
                     }
                     // Taken inside the transaction, so two concurrent calls with one key
                     // cannot both store messages; the answer is filled in after commit.
                     sqlx::query(
-                        "INSERT INTO idempotency_keys (tenant_id, key, body_hash, response, created_at) \
-                         VALUES ($1, $2, $3, '', $4)",
+                        "INSERT INTO idempotency_keys (tenant_id, key, body_hash, response, created_at, request_id) \
+                         VALUES ($1, $2, $3, '', $4, $5)",
                     )
                     .bind(tenant)
                     .bind(key)
                     .bind(hash)
                     .bind(now)
+                    .bind(&a.request.id)
                     .execute(&mut *tx)
                     .await?;
                 }
@@ -737,6 +744,14 @@ macro_rules! outbox_store {
                     .iter()
                     .map(Self::message)
                     .collect()
+            }
+
+            async fn count_request_messages(&self, request_id: &str) -> StoreResult<i64> {
+                let row = sqlx::query("SELECT COUNT(*) AS n FROM messages WHERE request_id = $1")
+                    .bind(request_id)
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok(row.try_get("n")?)
             }
 
             async fn request_content(&self, request_id: &str) -> StoreResult<Option<String>> {

@@ -224,6 +224,35 @@ async fn throttle_and_idempotency_keys_and_bad_input() {
             .unwrap();
         assert_eq!(c.status(), StatusCode::CONFLICT);
 
+        // A crash after the messages were stored but before the answer was: the replay
+        // rebuilds the answer from the stored messages and stores nothing new.
+        let lost = json!({"to": {"chat_id": alice}, "text": "answer lost"});
+        let first: Value = call(lost.clone(), "k2")
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let forgotten = crate::helpers::exec_sql(
+            app.database_url(),
+            "UPDATE idempotency_keys SET response = '' WHERE key = $1",
+            &["api:k2"],
+        )
+        .await;
+        assert_eq!(forgotten, 1);
+        let again = call(lost.clone(), "k2").await.unwrap();
+        assert_eq!(again.status(), StatusCode::ACCEPTED);
+        let again: Value = again.json().await.unwrap();
+        assert_eq!(again["messages"], first["messages"], "{again}");
+        assert_eq!(again["request_id"], first["request_id"]);
+        let sent_twice = app.get("/v1/messages?limit=200", &s.key).await.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["request_id"] == first["request_id"])
+            .count();
+        assert_eq!(sent_twice, 1, "one message for the key");
+
         let before = app.get("/v1/messages?limit=200", &s.key).await.body["data"]
             .as_array()
             .unwrap()
@@ -243,6 +272,11 @@ async fn throttle_and_idempotency_keys_and_bad_input() {
             (json!({"to": {"phone": "1"}, "text": "x"}), "to"),
             (
                 json!({"to": {"chat_id": alice}, "text": "x", "buttons": [[{"text": "a"}]]}),
+                "buttons",
+            ),
+            (
+                json!({"to": {"chat_id": alice}, "text": "x",
+                       "buttons": [[{"text": "a", "callback_data": "rg:stop:yes"}]]}),
                 "buttons",
             ),
             (

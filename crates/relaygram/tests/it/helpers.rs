@@ -343,3 +343,32 @@ pub fn outcome(update: &Value) -> &str {
         None => text,
     }
 }
+
+/// Runs one statement with text arguments directly on the store, for tests that put it in a
+/// state only a crash leaves; returns the rows changed.
+pub async fn exec_sql(db_url: &str, sql: &str, args: &[&str]) -> u64 {
+    if db_url.starts_with("postgres") {
+        let pool = sqlx::PgPool::connect(db_url).await.unwrap();
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for a in args {
+            q = q.bind(*a);
+        }
+        let r = q.execute(&pool).await.unwrap();
+        pool.close().await;
+        r.rows_affected()
+    } else {
+        let options: sqlx::sqlite::SqliteConnectOptions = db_url.parse().unwrap();
+        let pool = sqlx::SqlitePool::connect_with(
+            options.busy_timeout(std::time::Duration::from_secs(10)),
+        )
+        .await
+        .unwrap();
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for a in args {
+            q = q.bind(*a);
+        }
+        let r = q.execute(&pool).await.unwrap();
+        pool.close().await;
+        r.rows_affected()
+    }
+}

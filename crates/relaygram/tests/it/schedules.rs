@@ -938,17 +938,7 @@ async fn start_binary(
 async fn reclaim(db_url: &str, run_id: &str) {
     let sql = "UPDATE schedule_runs SET state = 'claimed', finished_at = NULL, lease_until = 0 \
                WHERE id = $1";
-    let changed = if db_url.starts_with("sqlite:") {
-        let pool = sqlx::SqlitePool::connect(db_url).await.unwrap();
-        let r = sqlx::query(sql).bind(run_id).execute(&pool).await.unwrap();
-        pool.close().await;
-        r.rows_affected()
-    } else {
-        let pool = sqlx::PgPool::connect(db_url).await.unwrap();
-        let r = sqlx::query(sql).bind(run_id).execute(&pool).await.unwrap();
-        pool.close().await;
-        r.rows_affected()
-    };
+    let changed = crate::helpers::exec_sql(db_url, sql, &[run_id]).await;
     assert_eq!(changed, 1);
 }
 
