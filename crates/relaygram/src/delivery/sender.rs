@@ -191,6 +191,8 @@ impl BotSender {
                 .await?
         };
         lock(&self.pacer).prune(now);
+        // Messages meeting a link's quiet hours go back to their lane until the window ends.
+        let claimed = super::quiet::hold_quiet(&self.services, claimed).await;
         if claimed.is_empty() {
             return Ok(Step {
                 attempted: 0,

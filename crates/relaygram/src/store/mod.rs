@@ -9,6 +9,7 @@ mod events;
 mod inbound;
 mod links;
 mod outbox;
+mod quiet;
 mod schedules;
 mod sql;
 mod templates;
@@ -31,6 +32,7 @@ pub use outbox::{
     Acceptance, Accepted, BotLimitsRecord, BotStats, BroadcastRecord, Claimed, FINAL_STATES,
     Fanout, MessageFilter, MessageRecord, NewMessage, NewRequest, OutboxStore, Outcome,
 };
+pub use quiet::{QuietCandidate, QuietStore};
 pub use schedules::{
     Advance, CatchUp, Decide, RunKind, RunOutcome, RunRecord, RunState, ScheduleRecord,
     ScheduleStore,
@@ -298,6 +300,7 @@ pub trait Store:
     + TemplateStore
     + OutboxStore
     + ScheduleStore
+    + QuietStore
     + Send
     + Sync
     + fmt::Debug
