@@ -167,9 +167,15 @@ mod tests {
     fn a_window_crossing_midnight_holds_until_the_morning() {
         let w = window("Europe/Berlin", "22:00", "08:00");
         // 23:30 CET on a winter evening → 08:00 CET the next day.
-        assert_eq!(until(&w, "2026-12-01T22:30:00Z").as_deref(), Some("2026-12-02T07:00:00Z"));
+        assert_eq!(
+            until(&w, "2026-12-01T22:30:00Z").as_deref(),
+            Some("2026-12-02T07:00:00Z")
+        );
         // 03:00 CET → 08:00 the same day.
-        assert_eq!(until(&w, "2026-12-02T02:00:00Z").as_deref(), Some("2026-12-02T07:00:00Z"));
+        assert_eq!(
+            until(&w, "2026-12-02T02:00:00Z").as_deref(),
+            Some("2026-12-02T07:00:00Z")
+        );
         // The edges: 22:00 is quiet, 08:00 is not, 21:59 is not.
         assert!(until(&w, "2026-12-01T21:00:00Z").is_some());
         assert_eq!(until(&w, "2026-12-02T07:00:00Z"), None);
@@ -181,7 +187,10 @@ mod tests {
     #[test]
     fn a_daytime_window_holds_within_the_day() {
         let w = window("UTC", "12:00", "13:30");
-        assert_eq!(until(&w, "2026-12-02T12:10:00Z").as_deref(), Some("2026-12-02T13:30:00Z"));
+        assert_eq!(
+            until(&w, "2026-12-02T12:10:00Z").as_deref(),
+            Some("2026-12-02T13:30:00Z")
+        );
         assert_eq!(until(&w, "2026-12-02T13:30:00Z"), None);
         assert_eq!(until(&w, "2026-12-02T11:59:59Z"), None);
     }
@@ -245,11 +254,23 @@ mod tests {
     #[test]
     fn no_zone_means_utc_and_odd_fields_mean_no_window() {
         let w = QuietWindow::from_link(None, Some("00:00"), Some("06:00")).unwrap();
-        assert_eq!(until(&w, "2026-12-02T05:00:00Z").as_deref(), Some("2026-12-02T06:00:00Z"));
-        assert_eq!(QuietWindow::from_link(None, Some("07:00"), Some("07:00")), None);
-        assert_eq!(QuietWindow::from_link(None, Some("7:00"), Some("08:00")), None);
+        assert_eq!(
+            until(&w, "2026-12-02T05:00:00Z").as_deref(),
+            Some("2026-12-02T06:00:00Z")
+        );
+        assert_eq!(
+            QuietWindow::from_link(None, Some("07:00"), Some("07:00")),
+            None
+        );
+        assert_eq!(
+            QuietWindow::from_link(None, Some("7:00"), Some("08:00")),
+            None
+        );
         assert_eq!(QuietWindow::from_link(None, None, Some("08:00")), None);
-        assert_eq!(QuietWindow::from_link(Some("Mars/Base"), Some("01:00"), Some("08:00")), None);
+        assert_eq!(
+            QuietWindow::from_link(Some("Mars/Base"), Some("01:00"), Some("08:00")),
+            None
+        );
     }
 
     #[test]

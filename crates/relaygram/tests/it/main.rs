@@ -15,6 +15,7 @@ mod inbound;
 mod linking;
 mod openapi;
 mod operations;
+mod quiet;
 mod schedules;
 mod secrets;
 mod telegram;
