@@ -63,6 +63,10 @@ pub struct SendRequest {
     #[serde(default, deserialize_with = "priority_or_urgent")]
     #[schema(value_type = Option<Object>, example = json!("urgent"))]
     pub priority: Option<i64>,
+    /// Collect into a digest instead of sending now: `{"key", "window"}` or
+    /// `{"key", "schedule_id"}` (see docs/delivery.md, Digests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<crate::digests::DigestSpec>,
 }
 
 pub use crate::templates::ButtonSpec;

@@ -35,6 +35,11 @@ pub enum Origin {
         /// The occurrence's time (UTC ms).
         occurrence_ms: i64,
     },
+    /// A closing digest: accepted at most once per digest.
+    Digest {
+        /// The digest.
+        digest_id: String,
+    },
 }
 
 /// One message of an accepted request.
@@ -67,6 +72,9 @@ pub struct Accepted {
     /// The broadcast, when the request had more than 200 recipients or fanned out.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub broadcast_id: Option<String>,
+    /// The digests a digest item went to (status `digested`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub digest_ids: Vec<String>,
 }
 
 /// A validated request, ready to store.
@@ -92,6 +100,9 @@ fn invalid(field: &'static str, message: impl Into<String>) -> ServiceError {
 impl Services {
     /// Checks a send request as acceptance would, without storing anything.
     pub async fn validate_message(&self, tenant_id: &str, req: &SendRequest) -> ServiceResult<()> {
+        if req.digest.is_some() {
+            return Box::pin(self.validate_digest_item(tenant_id, req)).await;
+        }
         self.plan_message(tenant_id, req).await.map(|_| ())
     }
 
@@ -290,6 +301,9 @@ impl Services {
         req: SendRequest,
         origin: Origin,
     ) -> ServiceResult<Accepted> {
+        if req.digest.is_some() {
+            return Box::pin(self.accept_digest_item(tenant_id, req)).await;
+        }
         let body_hash = hex(&Sha256::digest(
             serde_json::to_vec(&req).unwrap_or_default(),
         ));
@@ -313,6 +327,10 @@ impl Services {
                 occurrence_ms,
             } => {
                 let key = format!("schedule:{schedule_id}:{occurrence_ms}");
+                (key.clone(), Some(key))
+            }
+            Origin::Digest { digest_id } => {
+                let key = format!("digest:{digest_id}");
                 (key.clone(), Some(key))
             }
         };
@@ -393,6 +411,7 @@ impl Services {
                     count,
                     messages,
                     broadcast_id,
+                    digest_ids: vec![],
                 }
             }
         };

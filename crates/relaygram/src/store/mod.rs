@@ -5,6 +5,7 @@
 mod batch;
 mod cache;
 mod commands;
+mod digests;
 mod events;
 mod inbound;
 mod links;
@@ -16,6 +17,7 @@ mod templates;
 pub mod testing;
 
 pub use commands::CommandStore;
+pub use digests::{DigestItem, DigestRecord, DigestStore, NewDigest};
 pub use events::{
     AttemptRecord, ClaimedDelivery, DeliveryOutcome, DeliveryRecord, DeliveryStatus,
     EndpointRecord, EventQuery, EventRecord, EventStore, NewEvent, type_matches,
@@ -301,6 +303,7 @@ pub trait Store:
     + OutboxStore
     + ScheduleStore
     + QuietStore
+    + DigestStore
     + Send
     + Sync
     + fmt::Debug

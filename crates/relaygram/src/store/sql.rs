@@ -73,6 +73,11 @@ const SQLITE_MIGRATIONS: &[Embedded] = &[
         "poll_leases",
         include_str!("../../migrations/sqlite/0009_poll_leases.sql"),
     ),
+    (
+        11,
+        "digests",
+        include_str!("../../migrations/sqlite/0011_digests.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[Embedded] = &[
     (
@@ -119,6 +124,11 @@ const POSTGRES_MIGRATIONS: &[Embedded] = &[
         9,
         "poll_leases",
         include_str!("../../migrations/postgres/0009_poll_leases.sql"),
+    ),
+    (
+        11,
+        "digests",
+        include_str!("../../migrations/postgres/0011_digests.sql"),
     ),
 ];
 

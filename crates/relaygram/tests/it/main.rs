@@ -9,6 +9,7 @@ mod commands;
 mod crash;
 mod delivery;
 mod delivery_crash;
+mod digests;
 mod events;
 mod helpers;
 mod inbound;
