@@ -27,8 +27,10 @@ CREATE INDEX digests_tenant ON digests (tenant_id, id);
 CREATE TABLE digest_items (
     id         TEXT PRIMARY KEY,
     digest_id  TEXT NOT NULL REFERENCES digests (id) ON DELETE CASCADE,
+    -- Arrival order within the digest (items of one millisecond keep it).
+    seq        BIGINT NOT NULL,
     text       TEXT,
     data       TEXT,
     created_at BIGINT NOT NULL
 );
-CREATE INDEX digest_items_digest ON digest_items (digest_id, id);
+CREATE INDEX digest_items_digest ON digest_items (digest_id, seq);

@@ -302,7 +302,7 @@ impl Services {
         origin: Origin,
     ) -> ServiceResult<Accepted> {
         if req.digest.is_some() {
-            return Box::pin(self.accept_digest_item(tenant_id, req)).await;
+            return Box::pin(self.accept_digest_item(tenant_id, req, &origin)).await;
         }
         let body_hash = hex(&Sha256::digest(
             serde_json::to_vec(&req).unwrap_or_default(),

@@ -160,10 +160,14 @@ impl Services {
     /// Stores a digest item for each target of `req` (joining the open digest of its key
     /// and recipient, or opening one); nothing is sent now. The answer has status
     /// `digested`, the number of items stored as `count`, and the digests in `digest_ids`.
+    ///
+    /// Items are keyed by their origin: the same `Idempotency-Key`, or the same schedule
+    /// occurrence, adds nothing the second time and answers the same digests.
     pub async fn accept_digest_item(
         &self,
         tenant_id: &str,
         req: SendRequest,
+        origin: &Origin,
     ) -> ServiceResult<Accepted> {
         let checked = self.check_digest_item(tenant_id, &req).await?;
         let spec: &DigestSpec = req
@@ -172,7 +176,7 @@ impl Services {
             .ok_or_else(|| invalid("digest", "is required"))?;
         let now = self.clock.now_millis();
         let data = req.data.as_ref().map(Value::to_string);
-        let group = new_id("dgi");
+        let group = item_group(tenant_id, origin)?;
         let mut digest_ids = Vec::new();
         for (i, (recipient, base)) in checked.recipients.iter().enumerate() {
             let open = NewDigest {
@@ -249,6 +253,34 @@ impl Services {
             Err(e) => Err(e),
         }
     }
+}
+
+/// The id prefix of a request's items: derived from its origin when that is a key, so a
+/// replay finds the items it stored.
+fn item_group(tenant_id: &str, origin: &Origin) -> ServiceResult<String> {
+    use sha2::{Digest, Sha256};
+    let keyed = |text: String| {
+        let hash = Sha256::digest(text.as_bytes());
+        let hex: String = hash.iter().take(13).map(|b| format!("{b:02x}")).collect();
+        format!("dgi_{hex}")
+    };
+    Ok(match origin {
+        Origin::Api {
+            idempotency_key: Some(k),
+        } => {
+            let k = k.trim();
+            if k.is_empty() || k.len() > 255 {
+                return Err(invalid("Idempotency-Key", "must be 1 to 255 characters"));
+            }
+            keyed(format!("api\0{tenant_id}\0{k}"))
+        }
+        Origin::Schedule {
+            schedule_id,
+            occurrence_ms,
+        } => keyed(format!("schedule\0{schedule_id}\0{occurrence_ms}")),
+        Origin::Digest { digest_id } => keyed(format!("digest\0{digest_id}")),
+        _ => new_id("dgi"),
+    })
 }
 
 fn item_json(item: &DigestItem) -> Value {

@@ -82,7 +82,8 @@ pub struct DigestRecord {
 #[async_trait]
 pub trait DigestStore: Send + Sync {
     /// Adds an item to the open digest of its key and recipient, opening `open` when there
-    /// is none; returns the digest's id.
+    /// is none; returns the digest's id. An item id already stored adds nothing and
+    /// answers the digest it went to (replays of one request).
     async fn add_digest_item(&self, open: &NewDigest, item: &DigestItem) -> StoreResult<String>;
     /// Digests due to close (open or closing, `close_at` reached), oldest first.
     async fn due_digests(&self, now: i64, limit: i64) -> StoreResult<Vec<DigestRecord>>;
@@ -146,6 +147,13 @@ macro_rules! digests_store {
                 item: &DigestItem,
             ) -> StoreResult<String> {
                 let mut tx = self.pool.begin().await?;
+                let known = sqlx::query("SELECT digest_id FROM digest_items WHERE id = $1")
+                    .bind(&item.id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if let Some(row) = known {
+                    return Ok(row.try_get("digest_id")?);
+                }
                 sqlx::query(
                     "INSERT INTO digests (id, tenant_id, key, recipient, base, template, \
                      schedule_id, close_at, status, created_at, updated_at) \
@@ -177,8 +185,9 @@ macro_rules! digests_store {
                 .await?;
                 let digest_id: String = row.try_get("id")?;
                 sqlx::query(
-                    "INSERT INTO digest_items (id, digest_id, text, data, created_at) \
-                     VALUES ($1, $2, $3, $4, $5)",
+                    "INSERT INTO digest_items (id, digest_id, seq, text, data, created_at) \
+                     VALUES ($1, $2, (SELECT COUNT(*) FROM digest_items WHERE digest_id = $2), \
+                     $3, $4, $5)",
                 )
                 .bind(&item.id)
                 .bind(&digest_id)
@@ -215,7 +224,7 @@ macro_rules! digests_store {
                 .await?;
                 let rows = sqlx::query(
                     "SELECT id, text, data, created_at FROM digest_items WHERE digest_id = $1 \
-                     ORDER BY created_at, id",
+                     ORDER BY seq",
                 )
                 .bind(id)
                 .fetch_all(&self.pool)

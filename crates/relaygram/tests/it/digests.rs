@@ -142,8 +142,29 @@ async fn items_collect_per_key_and_recipient_and_go_out_when_the_window_closes()
         let window = json!({"key": "daily-report", "window": "1h"});
         let first = item(&app, &s, s.alice, "order 1 paid", window.clone()).await;
         let digest_id = first["digest_ids"][0].as_str().unwrap().to_string();
+        // The same Idempotency-Key twice adds one item and answers the same digest.
+        for _ in 0..2 {
+            let a: Value = app
+                .http
+                .post(app.url("/v1/messages"))
+                .bearer_auth(&s.key)
+                .header("Idempotency-Key", "order-1b")
+                .json(&json!({"bot_id": s.bot_id, "to": {"chat_id": s.alice},
+                              "text": "order 1b paid", "digest": window}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(a["digest_ids"][0], digest_id.as_str(), "{a}");
+        }
         let bobs = item(&app, &s, s.bob, "order 9 paid", window.clone()).await;
-        assert_ne!(bobs["digest_ids"][0], digest_id.as_str(), "another recipient");
+        assert_ne!(
+            bobs["digest_ids"][0],
+            digest_id.as_str(),
+            "another recipient"
+        );
         app.clock().advance(std::time::Duration::from_secs(600));
         for text in ["order 2 paid", "order 3 & co"] {
             let b = item(&app, &s, s.alice, text, window.clone()).await;
@@ -172,7 +193,7 @@ async fn items_collect_per_key_and_recipient_and_go_out_when_the_window_closes()
         received(
             &app,
             s.alice,
-            "daily-report: 3 updates\n• order 1 paid\n• order 2 paid\n• order 3 & co",
+            "daily-report: 4 updates\n• order 1 paid\n• order 1b paid\n• order 2 paid\n• order 3 & co",
         )
         .await;
         received(&app, s.bob, "daily-report: 1 update\n• order 9 paid").await;
@@ -183,7 +204,7 @@ async fn items_collect_per_key_and_recipient_and_go_out_when_the_window_closes()
             .unwrap()
             .unwrap();
         assert_eq!(d.status, "sent");
-        assert_eq!(d.items, 3);
+        assert_eq!(d.items, 4);
         let request_id = d.request_id.clone().unwrap();
 
         // Items after the digest went start the next one.
