@@ -6,8 +6,10 @@
 //!
 //! - [`spec`]: the `digest` field and its checks;
 //! - [`service`]: collecting items, closing digests and rendering them;
-//! - [`worker`]: the loop that closes due digests.
+//! - [`worker`]: the loop that closes due digests;
+//! - [`api`]: `GET /v1/digests`, `GET /v1/digests/{id}`.
 
+pub mod api;
 pub mod service;
 pub mod spec;
 pub mod worker;

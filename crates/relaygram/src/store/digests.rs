@@ -6,8 +6,8 @@ use sqlx::Row;
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 
-use super::StoreResult;
 use super::sql::{PgStore, SqliteStore};
+use super::{Listed, Page, StoreResult};
 
 /// A digest to open when none is open for its key and recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,15 +100,20 @@ pub trait DigestStore: Send + Sync {
         error: Option<&str>,
         now: i64,
     ) -> StoreResult<()>;
-    /// One digest of a tenant.
-    async fn get_digest(&self, tenant_id: &str, id: &str) -> StoreResult<Option<DigestRecord>>;
-    /// The tenant's digests of a key, newest first.
+    /// One digest (of this tenant, when given).
+    async fn get_digest(
+        &self,
+        tenant_id: Option<&str>,
+        id: &str,
+    ) -> StoreResult<Option<DigestRecord>>;
+    /// The tenant's digests, oldest first, optionally of one key and status.
     async fn list_digests(
         &self,
         tenant_id: &str,
         key: Option<&str>,
-        limit: i64,
-    ) -> StoreResult<Vec<DigestRecord>>;
+        status: Option<&str>,
+        page: &Page,
+    ) -> StoreResult<Listed<DigestRecord>>;
 }
 
 const DIGEST_COLS: &str = "d.id, d.tenant_id, d.key, d.recipient, d.base, d.template, \
@@ -267,11 +272,13 @@ macro_rules! digests_store {
 
             async fn get_digest(
                 &self,
-                tenant_id: &str,
+                tenant_id: Option<&str>,
                 id: &str,
             ) -> StoreResult<Option<DigestRecord>> {
-                let sql =
-                    format!("SELECT {DIGEST_COLS} FROM digests d WHERE d.tenant_id = $1 AND d.id = $2");
+                let sql = format!(
+                    "SELECT {DIGEST_COLS} FROM digests d \
+                     WHERE ($1 IS NULL OR d.tenant_id = $1) AND d.id = $2"
+                );
                 let row = sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(tenant_id)
                     .bind(id)
@@ -284,19 +291,27 @@ macro_rules! digests_store {
                 &self,
                 tenant_id: &str,
                 key: Option<&str>,
-                limit: i64,
-            ) -> StoreResult<Vec<DigestRecord>> {
+                status: Option<&str>,
+                page: &Page,
+            ) -> StoreResult<Listed<DigestRecord>> {
                 let sql = format!(
                     "SELECT {DIGEST_COLS} FROM digests d WHERE d.tenant_id = $1 \
-                     AND ($2 IS NULL OR d.key = $2) ORDER BY d.id DESC LIMIT $3"
+                     AND ($2 IS NULL OR d.key = $2) AND ($3 IS NULL OR d.status = $3) \
+                     AND ($4 IS NULL OR d.id > $4) ORDER BY d.id LIMIT $5"
                 );
                 let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(tenant_id)
                     .bind(key)
-                    .bind(limit)
+                    .bind(status)
+                    .bind(page.after.as_deref())
+                    .bind(i64::from(page.size()) + 1)
                     .fetch_all(&self.pool)
                     .await?;
-                rows.iter().map(Self::digest).collect()
+                let items = rows
+                    .iter()
+                    .map(Self::digest)
+                    .collect::<StoreResult<Vec<_>>>()?;
+                Ok(Listed::from_overfetch(items, page, |d| d.id.as_str()))
             }
         }
     };

@@ -197,15 +197,54 @@ async fn items_collect_per_key_and_recipient_and_go_out_when_the_window_closes()
         )
         .await;
         received(&app, s.bob, "daily-report: 1 update\n• order 9 paid").await;
+        let view = until("the digest to be recorded sent", || async {
+            let d = app.get(&format!("/v1/digests/{digest_id}"), &s.key).await;
+            assert_eq!(d.status, StatusCode::OK, "{}", d.text);
+            (d.body["status"] == "sent").then_some(d.body)
+        })
+        .await;
+        assert_eq!(view["items"], 4, "{view}");
+        assert_eq!(view["key"], "daily-report");
+        assert_eq!(view["recipient"]["to"]["chat_id"], s.alice);
+        assert_eq!(view["message_ids"].as_array().unwrap().len(), 1, "{view}");
+        let request_id = view["request_id"].as_str().unwrap().to_string();
+        // Another tenant sees nothing.
+        let other = app.tenant("other").await;
+        let (_, other_key) = app.tenant_key(&other).await;
+        app.get(&format!("/v1/digests/{digest_id}"), &other_key)
+            .await
+            .assert_problem(404, "not-found");
+        let listed = app.get("/v1/digests?key=daily-report", &s.key).await;
+        assert_eq!(
+            listed.body["data"].as_array().unwrap().len(),
+            2,
+            "{}",
+            listed.text
+        );
+        let page = app.get("/v1/digests?limit=1", &s.key).await;
+        assert_eq!(
+            page.body["data"][0]["id"],
+            digest_id.as_str(),
+            "oldest first"
+        );
+        assert!(page.body["next_cursor"].is_string());
+        assert!(
+            app.get("/v1/digests", &other_key).await.body["data"]
+                .as_array()
+                .unwrap()
+                .is_empty()
+        );
+        let open = app.get("/v1/digests?status=open", &s.key).await;
+        assert_eq!(open.body["data"][0]["key"], "signups", "{}", open.text);
+        app.get("/v1/digests?status=late", &s.key)
+            .await
+            .assert_problem(422, "validation-failed");
         let store = &app.server.services.store;
         let d = store
-            .get_digest(&s.tenant, &digest_id)
+            .get_digest(Some(&s.tenant), &digest_id)
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(d.status, "sent");
-        assert_eq!(d.items, 4);
-        let request_id = d.request_id.clone().unwrap();
 
         // Items after the digest went start the next one.
         let next = item(&app, &s, s.alice, "order 4 paid", window.clone()).await;
@@ -216,7 +255,7 @@ async fn items_collect_per_key_and_recipient_and_go_out_when_the_window_closes()
         again.status = "closing".into();
         app.server.services.deliver_digest(&again).await.unwrap();
         let d2 = store
-            .get_digest(&s.tenant, &digest_id)
+            .get_digest(Some(&s.tenant), &digest_id)
             .await
             .unwrap()
             .unwrap();
@@ -346,9 +385,10 @@ async fn bad_digest_items_are_refused_and_store_nothing() {
         let store = &app.server.services.store;
         assert!(
             store
-                .list_digests(&s.tenant, None, 10)
+                .list_digests(&s.tenant, None, None, &relaygram::store::Page::first(10))
                 .await
                 .unwrap()
+                .items
                 .is_empty()
         );
         app.stop().await;
