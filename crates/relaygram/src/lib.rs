@@ -14,6 +14,7 @@ pub mod commands;
 pub mod config;
 pub mod crypto;
 pub mod delivery;
+pub mod digests;
 pub mod events;
 pub mod ids;
 pub mod inbound;

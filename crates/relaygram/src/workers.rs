@@ -77,6 +77,10 @@ impl Workers {
             )
             .run(shutdown.clone()),
         ));
+        // Digests: closes due digests and hands each to delivery as one message.
+        handles.push(tokio::spawn(
+            crate::digests::Digester::new(services.clone()).run(shutdown.clone()),
+        ));
         Workers { stop, handles }
     }
 

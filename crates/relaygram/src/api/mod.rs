@@ -79,6 +79,7 @@ impl Modify for BearerAuth {
         (name = "linking", description = "Link tokens, connect codes, links and notification categories"),
         (name = "templates", description = "Message templates, rendered and checked for Telegram"),
         (name = "schedules", description = "Recurring messages: cron or interval, in a time zone, once per occurrence"),
+        (name = "digests", description = "Messages collected per key and recipient, sent as one when the window closes"),
         (name = "operations", description = "Health, readiness, metrics, this document")
     )
 )]
@@ -182,6 +183,8 @@ fn routes() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(crate::schedules::api::run_schedule))
         .routes(routes!(crate::schedules::api::list_schedule_runs))
+        .routes(routes!(crate::digests::api::list_digests))
+        .routes(routes!(crate::digests::api::get_digest))
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(metrics))

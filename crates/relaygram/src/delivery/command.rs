@@ -112,6 +112,7 @@ impl SendArgs {
             throttle_seconds: None,
             send_at: self.send_at.clone(),
             priority: None,
+            digest: None,
         })
     }
 }

@@ -59,11 +59,35 @@ pub struct SendRequest {
     #[serde(default)]
     pub send_at: Option<String>,
     /// Higher goes first (-100..=100, default 0); order per chat holds within a priority.
-    #[serde(default)]
+    /// `"urgent"` is 100: urgent messages (priority 100) ignore the link's quiet hours.
+    #[serde(default, deserialize_with = "priority_or_urgent")]
+    #[schema(value_type = Option<Object>, example = json!("urgent"))]
     pub priority: Option<i64>,
+    /// Collect into a digest instead of sending now: `{"key", "window"}` or
+    /// `{"key", "schedule_id"}` (see docs/delivery.md, Digests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<crate::digests::DigestSpec>,
 }
 
 pub use crate::templates::ButtonSpec;
+
+/// `priority` as a number, or `"urgent"` ([`super::quiet::URGENT`]).
+fn priority_or_urgent<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Given {
+        Number(i64),
+        Word(String),
+    }
+    match Option::<Given>::deserialize(d)? {
+        None => Ok(None),
+        Some(Given::Number(n)) => Ok(Some(n)),
+        Some(Given::Word(w)) if w == "urgent" => Ok(Some(super::quiet::URGENT)),
+        Some(Given::Word(w)) => Err(serde::de::Error::custom(format!(
+            "priority must be a number from -100 to 100 or \"urgent\", not {w:?}"
+        ))),
+    }
+}
 
 /// One target of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -226,6 +226,8 @@ impl BotSender {
                 .await?
         };
         lock(&self.pacer).prune(now);
+        // Messages meeting a link's quiet hours go back to their lane until the window ends.
+        let claimed = super::quiet::hold_quiet(&self.services, claimed).await;
         let mut contents = Vec::with_capacity(claimed.len());
         for c in &claimed {
             contents.push(self.content(&c.request_id).await);

@@ -46,6 +46,11 @@ pub enum Origin {
         /// Which reply of the update (0, 1, …).
         seq: u32,
     },
+    /// A closing digest: accepted at most once per digest.
+    Digest {
+        /// The digest.
+        digest_id: String,
+    },
 }
 
 /// One message of an accepted request.
@@ -78,6 +83,9 @@ pub struct Accepted {
     /// The broadcast, when the request had more than 200 recipients or fanned out.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub broadcast_id: Option<String>,
+    /// The digests a digest item went to (status `digested`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub digest_ids: Vec<String>,
 }
 
 /// A validated request, ready to store.
@@ -103,6 +111,9 @@ fn invalid(field: &'static str, message: impl Into<String>) -> ServiceError {
 impl Services {
     /// Checks a send request as acceptance would, without storing anything.
     pub async fn validate_message(&self, tenant_id: &str, req: &SendRequest) -> ServiceResult<()> {
+        if req.digest.is_some() {
+            return Box::pin(self.validate_digest_item(tenant_id, req)).await;
+        }
         self.plan_message(tenant_id, req, OwnButtons::Refused)
             .await
             .map(|_| ())
@@ -320,6 +331,9 @@ impl Services {
         req: SendRequest,
         origin: Origin,
     ) -> ServiceResult<Accepted> {
+        if req.digest.is_some() {
+            return Box::pin(self.accept_digest_item(tenant_id, req, &origin)).await;
+        }
         let body_hash = hex(&Sha256::digest(
             serde_json::to_vec(&req).unwrap_or_default(),
         ));
@@ -351,6 +365,10 @@ impl Services {
                 seq,
             } => {
                 let key = format!("reply:{bot_id}:{update_id}:{seq}");
+                (key.clone(), Some(key))
+            }
+            Origin::Digest { digest_id } => {
+                let key = format!("digest:{digest_id}");
                 (key.clone(), Some(key))
             }
         };
@@ -472,6 +490,7 @@ impl Services {
                     count,
                     messages,
                     broadcast_id,
+                    digest_ids: vec![],
                 }
             }
         };
@@ -519,6 +538,7 @@ impl Services {
             count,
             messages,
             broadcast_id,
+            digest_ids: vec![],
         })
     }
 

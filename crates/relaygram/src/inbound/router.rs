@@ -180,6 +180,7 @@ impl Ctx<'_> {
             throttle_seconds: None,
             send_at: None,
             priority: None,
+            digest: None,
         };
         let seq = self.replies.fetch_add(1, Ordering::Relaxed);
         let origin = Origin::Reply {

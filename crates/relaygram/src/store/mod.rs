@@ -5,16 +5,19 @@
 mod batch;
 mod cache;
 mod commands;
+mod digests;
 mod events;
 mod inbound;
 mod links;
 mod outbox;
+mod quiet;
 mod schedules;
 mod sql;
 mod templates;
 pub mod testing;
 
 pub use commands::CommandStore;
+pub use digests::{DigestItem, DigestRecord, DigestStore, NewDigest};
 pub use events::{
     AttemptRecord, ClaimedDelivery, DeliveryOutcome, DeliveryRecord, DeliveryStatus,
     EndpointRecord, EventQuery, EventRecord, EventStore, NewEvent, type_matches,
@@ -31,6 +34,7 @@ pub use outbox::{
     Acceptance, Accepted, BotLimitsRecord, BotStats, BroadcastRecord, Claimed, FINAL_STATES,
     Fanout, MessageFilter, MessageRecord, NewMessage, NewRequest, OutboxStore, Outcome,
 };
+pub use quiet::{QuietCandidate, QuietStore};
 pub use schedules::{
     Advance, CatchUp, Decide, RunKind, RunOutcome, RunRecord, RunState, ScheduleRecord,
     ScheduleStore,
@@ -298,6 +302,8 @@ pub trait Store:
     + TemplateStore
     + OutboxStore
     + ScheduleStore
+    + QuietStore
+    + DigestStore
     + Send
     + Sync
     + fmt::Debug

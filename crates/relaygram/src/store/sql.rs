@@ -74,6 +74,11 @@ const SQLITE_MIGRATIONS: &[Embedded] = &[
         include_str!("../../migrations/sqlite/0009_poll_leases.sql"),
     ),
     (
+        11,
+        "digests",
+        include_str!("../../migrations/sqlite/0011_digests.sql"),
+    ),
+    (
         12,
         "idempotency_request",
         include_str!("../../migrations/sqlite/0012_idempotency_request.sql"),
@@ -124,6 +129,11 @@ const POSTGRES_MIGRATIONS: &[Embedded] = &[
         9,
         "poll_leases",
         include_str!("../../migrations/postgres/0009_poll_leases.sql"),
+    ),
+    (
+        11,
+        "digests",
+        include_str!("../../migrations/postgres/0011_digests.sql"),
     ),
     (
         12,

@@ -79,6 +79,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("delete", "/v1/schedules/{id}"),
     ("post", "/v1/schedules/{id}/run"),
     ("get", "/v1/schedules/{id}/runs"),
+    ("get", "/v1/digests"),
+    ("get", "/v1/digests/{id}"),
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),

@@ -1,0 +1,206 @@
+//! Quiet hours per link, end to end with the manual clock: a non-urgent message to a link
+//! in its quiet window waits for the window's end (read in the link's zone); an urgent one
+//! goes at once; messages to chats without quiet hours are not held.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{Options, TestApp, engines, until};
+
+async fn sandbox(app: &TestApp, path: &str, body: Value) -> Value {
+    let r = app
+        .http
+        .post(format!("{}{path}", app.sandbox.url()))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "sandbox {path}: {}", r.status());
+    r.json().await.unwrap()
+}
+
+async fn texts(app: &TestApp, chat: i64, bot: &str) -> Vec<String> {
+    let v: Value = app
+        .http
+        .get(format!(
+            "{}/sandbox/chats/{chat}/messages?bot={bot}",
+            app.sandbox.url()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["direction"] == "out")
+        .filter_map(|m| m["text"].as_str().map(str::to_string))
+        .collect()
+}
+
+async fn send(app: &TestApp, key: &str, body: Value) -> String {
+    let a = app.post("/v1/messages", key, body).await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.text);
+    a.body["messages"][0]["id"].as_str().unwrap().to_string()
+}
+
+async fn message(app: &TestApp, key: &str, id: &str) -> Value {
+    let a = app.get(&format!("/v1/messages/{id}"), key).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    a.body
+}
+
+async fn sent(app: &TestApp, key: &str, id: &str) -> Value {
+    until(&format!("message {id} to be sent"), || async {
+        let m = message(app, key, id).await;
+        (m["status"] == "sent").then_some(m)
+    })
+    .await
+}
+
+fn ms(text: &str) -> i64 {
+    text.parse::<jiff::Timestamp>().unwrap().as_millisecond()
+}
+
+#[tokio::test]
+async fn quiet_hours_hold_messages_until_the_window_ends_and_urgent_ones_go_at_once() {
+    for engine in engines() {
+        let app = TestApp::spawn_with(
+            engine,
+            Options {
+                manual_clock: true,
+                ..Options::default()
+            },
+        )
+        .await;
+        // 23:30 in Berlin (CET) on a winter night; quiet hours there are 22:00–08:00.
+        app.clock().set_millis(ms("2027-01-15T22:30:00Z"));
+        let tenant = app.tenant("quiet").await;
+        let (_, key) = app.tenant_key(&tenant).await;
+        let (_, token) = app.sandbox_bot("quiet_bot").await;
+        let bot = app.post("/v1/bots", &key, json!({"token": token})).await;
+        assert_eq!(bot.status, StatusCode::CREATED, "{}", bot.text);
+        let bot_id = bot.body["id"].as_str().unwrap().to_string();
+
+        // Alice links her chat and sets quiet hours; Bob just writes to the bot.
+        let t = app
+            .post(
+                "/v1/link-tokens",
+                &key,
+                json!({"bot_id": bot_id, "external_id": "alice"}),
+            )
+            .await;
+        assert_eq!(t.status, StatusCode::CREATED, "{}", t.text);
+        let alice = sandbox(&app, "/sandbox/users", json!({"first_name": "Alice"})).await["id"]
+            .as_i64()
+            .unwrap();
+        sandbox(
+            &app,
+            &format!("/sandbox/users/{alice}/messages"),
+            json!({"bot": "quiet_bot", "text": format!("/start {}", t.body["token"].as_str().unwrap())}),
+        )
+        .await;
+        let link = until("the link", || async {
+            let l = app.get("/v1/links?external_id=alice", &key).await;
+            l.body["data"][0]["id"].as_str().map(str::to_string)
+        })
+        .await;
+        let p = app
+            .patch(
+                &format!("/v1/links/{link}"),
+                &key,
+                json!({"timezone": "Europe/Berlin", "quiet_start": "22:00", "quiet_end": "08:00"}),
+            )
+            .await;
+        assert_eq!(p.status, StatusCode::OK, "{}", p.text);
+        let bob = sandbox(&app, "/sandbox/users", json!({"first_name": "Bob"})).await["id"]
+            .as_i64()
+            .unwrap();
+        sandbox(
+            &app,
+            &format!("/sandbox/users/{bob}/messages"),
+            json!({"bot": "quiet_bot", "text": "hello"}),
+        )
+        .await;
+        let welcome = texts(&app, alice, "quiet_bot").await.len();
+
+        // A normal message to Alice's link waits; one to Bob, accepted after it, goes. The
+        // sender takes lanes in acceptance order, so once Bob's is sent Alice's was decided.
+        let held = send(
+            &app,
+            &key,
+            json!({"to": {"link_id": link}, "text": "good night news"}),
+        )
+        .await;
+        let to_bob = send(
+            &app,
+            &key,
+            json!({"bot_id": bot_id, "to": {"chat_id": bob}, "text": "for bob"}),
+        )
+        .await;
+        sent(&app, &key, &to_bob).await;
+        let m = message(&app, &key, &held).await;
+        assert_eq!(m["status"], "queued", "{m}");
+        assert_eq!(m["attempts"], 0, "a hold is not an attempt: {m}");
+        assert_eq!(
+            m["next_attempt_at"], "2027-01-16T07:00:00Z",
+            "08:00 CET: {m}"
+        );
+        assert_eq!(texts(&app, alice, "quiet_bot").await.len(), welcome);
+
+        // An urgent message to the same link goes at once (and "urgent" is priority 100).
+        let urgent = send(
+            &app,
+            &key,
+            json!({"to": {"link_id": link}, "text": "server down", "priority": "urgent"}),
+        )
+        .await;
+        let u = sent(&app, &key, &urgent).await;
+        assert_eq!(u["priority"], 100);
+        assert_eq!(
+            texts(&app, alice, "quiet_bot").await[welcome..],
+            ["server down".to_string()]
+        );
+        assert_eq!(message(&app, &key, &held).await["status"], "queued");
+
+        // Not yet at 07:59 local; at 08:00 the held message goes.
+        app.clock().set_millis(ms("2027-01-16T06:59:00Z"));
+        let to_bob = send(
+            &app,
+            &key,
+            json!({"bot_id": bot_id, "to": {"chat_id": bob}, "text": "still night"}),
+        )
+        .await;
+        sent(&app, &key, &to_bob).await;
+        assert_eq!(message(&app, &key, &held).await["status"], "queued");
+        app.clock().set_millis(ms("2027-01-16T07:00:01Z"));
+        let m = sent(&app, &key, &held).await;
+        assert_eq!(m["attempts"], 1, "{m}");
+        assert_eq!(
+            texts(&app, alice, "quiet_bot").await[welcome..],
+            ["server down".to_string(), "good night news".to_string()]
+        );
+
+        // By day nothing waits.
+        let day = send(
+            &app,
+            &key,
+            json!({"to": {"link_id": link}, "text": "lunch"}),
+        )
+        .await;
+        sent(&app, &key, &day).await;
+
+        // A priority that is neither a number nor "urgent" is refused.
+        app.post(
+            "/v1/messages",
+            &key,
+            json!({"to": {"link_id": link}, "text": "x", "priority": "soon"}),
+        )
+        .await
+        .assert_problem(422, "validation-failed");
+        app.stop().await;
+    }
+}
