@@ -142,7 +142,13 @@ async fn quiet_hours_hold_messages_until_the_window_ends_and_urgent_ones_go_at_o
         )
         .await;
         sent(&app, &key, &to_bob).await;
-        let m = message(&app, &key, &held).await;
+        // The pipelined sender may claim Alice's lane in a later batch than Bob's: wait
+        // until it has looked at her message and held it.
+        let m = until("the quiet-hours hold", || async {
+            let m = message(&app, &key, &held).await;
+            m["next_attempt_at"].is_string().then_some(m)
+        })
+        .await;
         assert_eq!(m["status"], "queued", "{m}");
         assert_eq!(m["attempts"], 0, "a hold is not an attempt: {m}");
         assert_eq!(
