@@ -5,6 +5,7 @@
 //! - [`service`]: acceptance ([`crate::services::Services::accept_message`]), status, re-drive;
 //! - [`jobs`]: broadcasts (progress, ETA, pause/resume/cancel), statistics, bot limits;
 //! - [`pacing`]: the limiter that keeps every bot under Telegram's limits;
+//! - [`reply`]: the inbound router's replies, queued by a fast path;
 //! - [`sender`]: one sender per bot, claiming lanes from the store;
 //! - [`api`]: the HTTP handlers;
 //! - [`command`]: `relaygram send` and `relaygram broadcast`.
@@ -14,6 +15,7 @@ pub mod command;
 pub mod content;
 pub mod jobs;
 pub mod pacing;
+pub mod reply;
 pub mod request;
 pub mod sender;
 pub mod service;

@@ -9,6 +9,7 @@ mod events;
 mod inbound;
 mod links;
 mod outbox;
+mod replies;
 mod schedules;
 mod sql;
 mod templates;
@@ -31,6 +32,7 @@ pub use outbox::{
     Acceptance, Accepted, BotLimitsRecord, BotStats, BroadcastRecord, Claimed, FINAL_STATES,
     Fanout, MessageFilter, MessageRecord, NewMessage, NewRequest, OutboxStore, Outcome,
 };
+pub use replies::{NewReply, ReplyStore};
 pub use schedules::{
     Advance, CatchUp, Decide, RunKind, RunOutcome, RunRecord, RunState, ScheduleRecord,
     ScheduleStore,
@@ -298,6 +300,7 @@ pub trait Store:
     + TemplateStore
     + OutboxStore
     + ScheduleStore
+    + ReplyStore
     + Send
     + Sync
     + fmt::Debug
