@@ -6,6 +6,7 @@
 //! - [`jobs`]: broadcasts (progress, ETA, pause/resume/cancel), statistics, bot limits;
 //! - [`pacing`]: the limiter that keeps every bot under Telegram's limits;
 //! - [`quiet`]: quiet hours per link (held messages wait for the window's end);
+//! - [`reply`]: the inbound router's replies, queued by a fast path;
 //! - [`sender`]: one sender per bot, claiming lanes from the store;
 //! - [`api`]: the HTTP handlers;
 //! - [`command`]: `relaygram send` and `relaygram broadcast`.
@@ -16,6 +17,7 @@ pub mod content;
 pub mod jobs;
 pub mod pacing;
 pub mod quiet;
+pub mod reply;
 pub mod request;
 pub mod sender;
 pub mod service;

@@ -35,17 +35,6 @@ pub enum Origin {
         /// The occurrence's time (UTC ms).
         occurrence_ms: i64,
     },
-    /// A reply of the inbound router to an update: accepted at most once per reply, so an
-    /// update processed again (after a crash) re-accepts the same keys and sends nothing
-    /// twice, even when the reply it would make now differs (a link token already used).
-    Reply {
-        /// The bot the update came to.
-        bot_id: String,
-        /// Telegram's id of the update.
-        update_id: i64,
-        /// Which reply of the update (0, 1, …).
-        seq: u32,
-    },
     /// A closing digest: accepted at most once per digest.
     Digest {
         /// The digest.
@@ -359,26 +348,15 @@ impl Services {
                 let key = format!("schedule:{schedule_id}:{occurrence_ms}");
                 (key.clone(), Some(key))
             }
-            Origin::Reply {
-                bot_id,
-                update_id,
-                seq,
-            } => {
-                let key = format!("reply:{bot_id}:{update_id}:{seq}");
-                (key.clone(), Some(key))
-            }
             Origin::Digest { digest_id } => {
                 let key = format!("digest:{digest_id}");
                 (key.clone(), Some(key))
             }
         };
-        let is_reply = matches!(origin, Origin::Reply { .. });
-        let own_buttons = if is_reply {
-            OwnButtons::Allowed
-        } else {
-            OwnButtons::Refused
-        };
-        let plan = self.plan_message(tenant_id, &req, own_buttons).await?;
+        // Apps never send relaygram's own buttons (the router's replies take `queue_reply`).
+        let plan = self
+            .plan_message(tenant_id, &req, OwnButtons::Refused)
+            .await?;
         let now = self.clock.now_millis();
         let request_id = new_id("req");
         let is_fanout = !plan.fanouts.is_empty() || plan.rows.len() as i64 > BROADCAST_THRESHOLD;
@@ -409,9 +387,7 @@ impl Services {
                 body_hash: first,
                 request_id: first_request,
             } => {
-                // A reply re-queued by a re-processed update may differ in text now; that is
-                // not a conflict: the first one is sent or on its way.
-                if first != body_hash && !is_reply {
+                if first != body_hash {
                     return Err(ServiceError::Conflict(
                         "this Idempotency-Key was used in the last 24 hours with another body"
                             .into(),

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::command::{self, Parsed};
 use crate::commands::{BUILT_IN, CommandAction, CommandLimiter, LimitDecision};
-use crate::delivery::{Origin, SendRequest};
+use crate::delivery::reply::Reply;
 use crate::ids::now_millis;
 use crate::linking::service::{ChatRef, Redeemed, SETTINGS_BUTTON, SettingsView};
 use crate::services::Services;
@@ -155,47 +155,28 @@ impl Ctx<'_> {
         text: &str,
         markup: Option<Value>,
     ) -> Result<(), HandleError> {
-        let buttons = match markup {
-            // relaygram's own buttons (`rg:stop:yes`, `rg:cat:<id>`) go as any app's do:
-            // stored server-side, sent as `rg:cb:<id>` tokens that the router resolves.
-            Some(m) => Some(
-                serde_json::from_value(m["inline_keyboard"].clone())
-                    .map_err(|e| HandleError::Other(format!("a reply's keyboard: {e}")))?,
-            ),
-            None => None,
-        };
-        let req = SendRequest {
-            bot_id: Some(self.bot.id.clone()),
-            to: json!({"chat_id": chat_id}),
-            text: Some(text.to_string()),
-            parse_mode: None,
-            template: None,
-            data: None,
-            buttons,
-            photo: None,
-            document: None,
-            message_thread_id: None,
-            silent: false,
-            throttle_key: None,
-            throttle_seconds: None,
-            send_at: None,
-            priority: None,
-            digest: None,
+        let buttons: Vec<Vec<crate::delivery::ButtonSpec>> = match markup {
+            // relaygram's own buttons (`rg:stop:yes`, `rg:cat:<id>`) are sent as they are
+            // and handled by the router when pressed.
+            Some(m) => serde_json::from_value(m["inline_keyboard"].clone())
+                .map_err(|e| HandleError::Other(format!("a reply's keyboard: {e}")))?,
+            None => Vec::new(),
         };
         let seq = self.replies.fetch_add(1, Ordering::Relaxed);
-        let origin = Origin::Reply {
-            bot_id: self.bot.id.clone(),
-            update_id: self.update_id,
-            seq,
-        };
-        let accepted = self
+        // The fast path: one item of a group commit, not a full acceptance.
+        let queued = self
             .services()
-            .accept_message(&self.bot.tenant_id, req, origin)
+            .queue_reply(Reply {
+                tenant_id: &self.bot.tenant_id,
+                bot_id: &self.bot.id,
+                chat_id,
+                text,
+                buttons: &buttons,
+                update_id: self.update_id,
+                seq,
+            })
             .await?;
-        let id = accepted
-            .messages
-            .first()
-            .map_or_else(|| "queued".to_string(), |m| m.id.clone());
+        let id = queued.unwrap_or_else(|| "queued".to_string());
         self.queued
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

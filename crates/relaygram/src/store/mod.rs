@@ -11,6 +11,7 @@ mod inbound;
 mod links;
 mod outbox;
 mod quiet;
+mod replies;
 mod schedules;
 mod sql;
 mod templates;
@@ -35,6 +36,7 @@ pub use outbox::{
     Fanout, MessageFilter, MessageRecord, NewMessage, NewRequest, OutboxStore, Outcome,
 };
 pub use quiet::{QuietCandidate, QuietStore};
+pub use replies::{NewReply, ReplyStore};
 pub use schedules::{
     Advance, CatchUp, Decide, RunKind, RunOutcome, RunRecord, RunState, ScheduleRecord,
     ScheduleStore,
@@ -304,6 +306,7 @@ pub trait Store:
     + ScheduleStore
     + QuietStore
     + DigestStore
+    + ReplyStore
     + Send
     + Sync
     + fmt::Debug

@@ -175,6 +175,8 @@ pub(super) struct Hot {
     pub(super) events: OnceLock<GroupCommit<NewEvent, EventRecord>>,
     /// `get_chat` (reads batch as well as writes).
     pub(super) chat_reads: OnceLock<GroupCommit<(String, i64), Option<ChatRecord>>>,
+    /// `queue_reply` (the router's replies into the outbox).
+    pub(super) replies: OnceLock<GroupCommit<super::NewReply, Option<String>>>,
 }
 
 /// SQLite store (WAL mode, foreign keys on).

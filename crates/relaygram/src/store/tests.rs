@@ -438,3 +438,96 @@ async fn commands_story_on_every_engine() {
         commands_story(store).await;
     }
 }
+
+/// The router's replies: one message per key however often (and however concurrently) it
+/// is queued, the first answer on a replay, button data stored, a day-old key taken again.
+async fn replies_story(store: Arc<dyn Store>) {
+    let engine = store.engine();
+    store.insert_tenant(&tenant("ten_r", "R")).await.unwrap();
+    store.insert_bot(&bot("bot_r", "ten_r", 931)).await.unwrap();
+    let reply = |n: u32, key: &str, now: i64| {
+        NewReply {
+        request_id: format!("req_r{n}"),
+        message_id: format!("msg_r{n}"),
+        tenant_id: "ten_r".into(),
+        bot_id: "bot_r".into(),
+        chat_id: 42,
+        key: key.into(),
+        content: r#"{"parts":["hi"],"parse_mode":null,"media":null,"reply_markup":null,"message_thread_id":null,"silent":false}"#.into(),
+        callbacks: vec![(format!("cb_r{n}"), "app:data".into())],
+        response: format!("answer {n}"),
+        now,
+    }
+    };
+    // Twenty concurrent calls, four keys: four messages, each key's first answer for all.
+    let calls: Vec<_> = (0..20u32)
+        .map(|n| {
+            let store = store.clone();
+            let r = reply(n, &format!("reply:bot_r:7:{}", n % 4), 1_000);
+            tokio::spawn(async move { (n, store.queue_reply(&r).await.unwrap()) })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for call in calls {
+        answers.push(call.await.unwrap());
+    }
+    let stored: Vec<u32> = answers
+        .iter()
+        .filter(|(_, a)| a.is_none())
+        .map(|(n, _)| *n)
+        .collect();
+    assert_eq!(
+        stored.len(),
+        4,
+        "{engine}: one message per key: {answers:?}"
+    );
+    for (n, a) in &answers {
+        if let Some(a) = a {
+            let first = stored.iter().find(|s| *s % 4 == n % 4).unwrap();
+            assert_eq!(a, &format!("answer {first}"), "{engine}");
+        }
+    }
+    let filter = MessageFilter {
+        tenant_id: "ten_r".into(),
+        ..MessageFilter::default()
+    };
+    let listed = store
+        .list_messages(&filter, &Page::first(100))
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 4, "{engine}");
+    assert!(
+        listed
+            .items
+            .iter()
+            .all(|m| m.status == "queued" && m.chat_id == 42)
+    );
+    let n = stored[0];
+    assert_eq!(
+        store
+            .get_callback(&format!("cb_r{n}"))
+            .await
+            .unwrap()
+            .map(|c| c.1),
+        Some("app:data".to_string()),
+        "{engine}"
+    );
+    assert!(store.get_callback("cb_r99").await.unwrap().is_none());
+    // A day later the key is free again (as API keys are).
+    let again = reply(50, "reply:bot_r:7:0", 1_000 + 86_400_001);
+    assert_eq!(store.queue_reply(&again).await.unwrap(), None, "{engine}");
+    let listed = store
+        .list_messages(&filter, &Page::first(100))
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 5, "{engine}");
+}
+
+#[tokio::test]
+async fn replies_story_on_every_engine() {
+    for engine in engines() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _db) = open(engine, dir.path()).await;
+        replies_story(store).await;
+    }
+}
