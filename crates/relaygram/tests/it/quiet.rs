@@ -125,7 +125,12 @@ async fn quiet_hours_hold_messages_until_the_window_ends_and_urgent_ones_go_at_o
             json!({"bot": "quiet_bot", "text": "hello"}),
         )
         .await;
-        let welcome = texts(&app, alice, "quiet_bot").await.len();
+        // The link's confirmation is an outbox reply too: count from after it arrived.
+        let welcome = until("the link's confirmation", || async {
+            let n = texts(&app, alice, "quiet_bot").await.len();
+            (n > 0).then_some(n)
+        })
+        .await;
 
         // A normal message to Alice's link waits; one to Bob, accepted after it, goes. The
         // sender takes lanes in acceptance order, so once Bob's is sent Alice's was decided.
