@@ -1128,7 +1128,9 @@ async fn kill_9_mid_run_and_restart_never_fire_an_occurrence_twice() {
         // Every occurrence has a finished run (a run the kill interrupted is completed when
         // its lease ends); a failure shows what there is.
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(90);
+        let mut poll = tokio::time::interval(std::time::Duration::from_millis(50));
         let ticks = loop {
+            poll.tick().await;
             let r = runs_of(a.clone()).await.unwrap_or_default();
             if r.len() >= n && r.iter().all(|r| r["state"] != "claimed") {
                 break r;
@@ -1140,7 +1142,6 @@ async fn kill_9_mid_run_and_restart_never_fire_an_occurrence_twice() {
                      schedule {schedule:?}"
                 );
             }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         };
         assert!(ticks.iter().all(|r| r["state"] == "submitted"), "{ticks:?}");
         let mut at: Vec<&str> = ticks
