@@ -408,13 +408,6 @@ const MESSAGE_COLS: &str = "id, request_id, tenant_id, bot_id, chat_id, link_id,
      status, priority, send_at, next_attempt_at, attempts, retries, rate_limited, parts_sent, \
      telegram_message_ids, error_class, last_error, errors, created_at, updated_at, finished_at";
 
-/// The links tables come with the linking migration; until a store has them, targets
-/// through links find nothing instead of failing.
-fn is_missing_table(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(db)
-        if db.message().contains("no such table") || db.code().as_deref() == Some("42P01"))
-}
-
 fn ids_json(ids: &[&str]) -> String {
     serde_json::to_string(ids).unwrap_or_else(|_| "[]".into())
 }
@@ -473,17 +466,9 @@ macro_rules! outbox_store {
                 .bind(tenant_id)
                 .bind(link_id)
                 .fetch_optional(&self.pool)
-                .await;
-                match row {
-                    Ok(Some(r)) => Ok(Some((
-                        r.try_get("bot_id")?,
-                        r.try_get("chat_id")?,
-                        r.try_get("active")?,
-                    ))),
-                    Ok(None) => Ok(None),
-                    Err(e) if is_missing_table(&e) => Ok(None),
-                    Err(e) => Err(e.into()),
-                }
+                .await?;
+                row.map(|r| Ok((r.try_get("bot_id")?, r.try_get("chat_id")?, r.try_get("active")?)))
+                    .transpose()
             }
 
             async fn category_exists(&self, tenant_id: &str, key: &str) -> StoreResult<bool> {
@@ -492,12 +477,8 @@ macro_rules! outbox_store {
                         .bind(tenant_id)
                         .bind(key)
                         .fetch_optional(&self.pool)
-                        .await;
-                match row {
-                    Ok(r) => Ok(r.is_some()),
-                    Err(e) if is_missing_table(&e) => Ok(false),
-                    Err(e) => Err(e.into()),
-                }
+                        .await?;
+                Ok(row.is_some())
             }
 
             async fn accept(&self, a: &Acceptance) -> StoreResult<Accepted> {
@@ -651,12 +632,8 @@ macro_rules! outbox_store {
                         .bind(arg)
                         .bind(a.bot_id.as_deref())
                         .execute(&mut *tx)
-                        .await;
-                    match done {
-                        Ok(done) => count += done.rows_affected() as i64,
-                        Err(e) if is_missing_table(&e) => {}
-                        Err(e) => return Err(e.into()),
-                    }
+                        .await?;
+                    count += done.rows_affected() as i64;
                 }
                 let mut broadcast = None;
                 if let Some((id, threshold)) = &a.broadcast {
@@ -1039,7 +1016,7 @@ macro_rules! outbox_store {
                 .bind(now)
                 .execute(&self.pool)
                 .await?;
-                let links = sqlx::query(sqlx::AssertSqlSafe(format!(
+                sqlx::query(sqlx::AssertSqlSafe(format!(
                     "UPDATE links SET active = {f}, updated_at = $3 WHERE bot_id = $1 AND chat_id = $2",
                     f = if $true == "TRUE" { "FALSE" } else { "0" }
                 )))
@@ -1047,12 +1024,8 @@ macro_rules! outbox_store {
                 .bind(chat_id)
                 .bind(now)
                 .execute(&self.pool)
-                .await;
-                match links {
-                    Ok(_) => Ok(()),
-                    Err(e) if is_missing_table(&e) => Ok(()),
-                    Err(e) => Err(e.into()),
-                }
+                .await?;
+                Ok(())
             }
 
             async fn migrate_chat(
@@ -1094,21 +1067,18 @@ macro_rules! outbox_store {
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
-                tx.commit().await?;
-                let links = sqlx::query(
+                // The links follow in the same transaction: chat, queue and links move together.
+                sqlx::query(
                     "UPDATE links SET chat_id = $3, updated_at = $4 WHERE bot_id = $1 AND chat_id = $2",
                 )
                 .bind(bot_id)
                 .bind(from)
                 .bind(to)
                 .bind(now)
-                .execute(&self.pool)
-                .await;
-                match links {
-                    Ok(_) => Ok(()),
-                    Err(e) if is_missing_table(&e) => Ok(()),
-                    Err(e) => Err(e.into()),
-                }
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
             }
 
             async fn get_broadcast(
