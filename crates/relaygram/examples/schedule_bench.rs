@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use relaygram::config::Config;
 use relaygram::schedules::Scheduler;
-use relaygram::schedules::handoff::{Handed, Handoff, Origin, Outbox};
+use relaygram::schedules::handoff::{Handed, Handoff, Origin, Outbox, RunMessage};
 use relaygram::schedules::service::{self, NewSchedule};
 use relaygram::server;
 use relaygram::services::{Principal, ServiceResult, Services};
@@ -67,6 +67,33 @@ impl Handoff for Recording {
             broadcast_id: None,
             note: None,
         })
+    }
+    async fn submit_many(
+        &self,
+        services: &Services,
+        runs: &[RunMessage],
+    ) -> Vec<ServiceResult<Handed>> {
+        if !self.outbox {
+            let mut answers = Vec::new();
+            for run in runs {
+                answers.push(
+                    self.submit(services, &run.tenant_id, &run.message, &run.origin)
+                        .await,
+                );
+            }
+            return answers;
+        }
+        // As the scheduler hands a batch to the outbox: one acceptance for all of it.
+        let answers = Outbox.submit_many(services, runs).await;
+        let now = relaygram::ids::now_millis();
+        let mut lateness = self.lateness_ms.lock().unwrap();
+        for (run, answer) in runs.iter().zip(&answers) {
+            if answer.is_ok() {
+                let at = run.origin.occurrence_ms;
+                lateness.push((at, now - at));
+            }
+        }
+        answers
     }
 }
 

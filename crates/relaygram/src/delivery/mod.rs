@@ -24,7 +24,7 @@ pub mod service;
 
 pub use request::{ButtonSpec, SendRequest, Target};
 pub use sender::{BotSender, SenderConfig, Step};
-pub use service::{Accepted, AcceptedMessage, Origin};
+pub use service::{Accepted, AcceptedMessage, Origin, Submission};
 
 use crate::services::{Principal, ServiceError, ServiceResult, Services};
 

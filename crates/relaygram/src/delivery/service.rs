@@ -11,7 +11,7 @@ use crate::ids::new_id;
 use crate::services::{ServiceError, ServiceResult, Services};
 use crate::store::{
     Acceptance, Accepted as StoredAccepted, BotFilter, Fanout, MessageFilter, NewMessage,
-    NewRequest, Page,
+    NewRequest, Page, StoreError,
 };
 use crate::templates::Content;
 
@@ -40,6 +40,25 @@ pub enum Origin {
         /// The digest.
         digest_id: String,
     },
+}
+
+/// One send request to accept (see [`Services::accept_messages`]).
+#[derive(Debug, Clone)]
+pub struct Submission {
+    /// The tenant it is for.
+    pub tenant_id: String,
+    /// The request.
+    pub request: SendRequest,
+    /// Where it comes from.
+    pub origin: Origin,
+}
+
+/// A validated request on its way to the store.
+struct Prepared {
+    tenant_id: String,
+    acceptance: Acceptance,
+    /// The answer, when it is known before storing ([`Acceptance::is_plain`]).
+    plain: Option<Accepted>,
 }
 
 /// One message of an accepted request.
@@ -320,13 +339,81 @@ impl Services {
         req: SendRequest,
         origin: Origin,
     ) -> ServiceResult<Accepted> {
-        if req.digest.is_some() {
-            return Box::pin(self.accept_digest_item(tenant_id, req, &origin)).await;
+        self.accept_messages(vec![Submission {
+            tenant_id: tenant_id.to_string(),
+            request: req,
+            origin,
+        }])
+        .await
+        .pop()
+        .unwrap_or_else(|| Err(ServiceError::Store(StoreError::Corrupt("no answer".into()))))
+    }
+
+    /// Accepts several send requests in one store transaction (a burst of schedule runs):
+    /// each answer is what [`Services::accept_message`] would give for its request alone,
+    /// and an invalid request is refused without holding up the others. When the store
+    /// fails, every request of the batch gets a store error and nothing is stored.
+    pub async fn accept_messages(&self, batch: Vec<Submission>) -> Vec<ServiceResult<Accepted>> {
+        let mut results: Vec<Option<ServiceResult<Accepted>>> =
+            batch.iter().map(|_| None).collect();
+        let mut prepared: Vec<(usize, Prepared)> = Vec::new();
+        for (i, sub) in batch.into_iter().enumerate() {
+            if sub.request.digest.is_some() {
+                results[i] = Some(
+                    Box::pin(self.accept_digest_item(&sub.tenant_id, sub.request, &sub.origin))
+                        .await,
+                );
+                continue;
+            }
+            match self
+                .prepare(&sub.tenant_id, &sub.request, &sub.origin)
+                .await
+            {
+                Ok(p) => prepared.push((i, p)),
+                Err(e) => results[i] = Some(Err(e)),
+            }
         }
-        let body_hash = hex(&Sha256::digest(
-            serde_json::to_vec(&req).unwrap_or_default(),
-        ));
-        let (origin_text, idempotency) = match &origin {
+        if !prepared.is_empty() {
+            let acceptances: Vec<Acceptance> =
+                prepared.iter().map(|(_, p)| p.acceptance.clone()).collect();
+            match self.store.accept_batch(&acceptances).await {
+                Ok(stored) => {
+                    for ((i, p), stored) in prepared.into_iter().zip(stored) {
+                        results[i] = Some(self.answer(p, stored).await);
+                    }
+                    super::sender::wake();
+                }
+                Err(e) => {
+                    let text = e.to_string();
+                    let mut first = Some(e);
+                    for (i, _) in prepared {
+                        let e = first
+                            .take()
+                            .unwrap_or_else(|| StoreError::Batch(text.clone()));
+                        results[i] = Some(Err(ServiceError::Store(e)));
+                    }
+                }
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| {
+                    Err(ServiceError::Store(StoreError::Corrupt("no answer".into())))
+                })
+            })
+            .collect()
+    }
+
+    /// Validates a request and builds what the store keeps of it.
+    async fn prepare(
+        &self,
+        tenant_id: &str,
+        req: &SendRequest,
+        origin: &Origin,
+    ) -> ServiceResult<Prepared> {
+        let body_hash = hex(&Sha256::digest(serde_json::to_vec(req).unwrap_or_default()));
+        let (origin_text, idempotency) = match origin {
             Origin::Api { idempotency_key } => {
                 let key = idempotency_key
                     .as_deref()
@@ -355,12 +442,12 @@ impl Services {
         };
         // Apps never send relaygram's own buttons (the router's replies take `queue_reply`).
         let plan = self
-            .plan_message(tenant_id, &req, OwnButtons::Refused)
+            .plan_message(tenant_id, req, OwnButtons::Refused)
             .await?;
         let now = self.clock.now_millis();
         let request_id = new_id("req");
         let is_fanout = !plan.fanouts.is_empty() || plan.rows.len() as i64 > BROADCAST_THRESHOLD;
-        let acceptance = Acceptance {
+        let mut acceptance = Acceptance {
             request: NewRequest {
                 id: request_id.clone(),
                 tenant_id: tenant_id.to_string(),
@@ -378,15 +465,64 @@ impl Services {
                 .map(|(k, secs)| (k, now + i64::from(secs) * 1000)),
             broadcast: is_fanout.then(|| (new_id("bc"), BROADCAST_THRESHOLD)),
             callbacks: plan.callbacks,
-            idempotency: idempotency.clone().map(|k| (k, body_hash.clone())),
+            idempotency: idempotency.map(|k| (k, body_hash)),
+            answer: None,
         };
-        let stored = self.store.accept(&acceptance).await?;
+        // A plain call's answer is known now: kept with its key in the same transaction.
+        let plain = acceptance.is_plain().then(|| {
+            let mut messages: Vec<AcceptedMessage> = acceptance
+                .rows
+                .iter()
+                .map(|m| AcceptedMessage {
+                    id: m.id.clone(),
+                    bot_id: m.bot_id.clone(),
+                    chat_id: m.chat_id,
+                    link_id: m.link_id.clone(),
+                })
+                .collect();
+            messages.sort_by(|a, b| a.id.cmp(&b.id));
+            Accepted {
+                request_id,
+                status: "queued".into(),
+                count: messages.len() as i64,
+                messages,
+                broadcast_id: None,
+                digest_ids: vec![],
+            }
+        });
+        if acceptance.idempotency.is_some() {
+            acceptance.answer = plain
+                .as_ref()
+                .map(|a| serde_json::to_string(a).unwrap_or_default());
+        }
+        Ok(Prepared {
+            tenant_id: tenant_id.to_string(),
+            acceptance,
+            plain,
+        })
+    }
+
+    /// The answer to a prepared request, from what the store did with it.
+    async fn answer(&self, p: Prepared, stored: StoredAccepted) -> ServiceResult<Accepted> {
+        let Prepared {
+            tenant_id,
+            acceptance,
+            plain,
+        } = p;
+        let tenant_id = tenant_id.as_str();
+        let now = acceptance.request.created_at;
+        let request_id = acceptance.request.id.clone();
         let accepted = match stored {
             StoredAccepted::Replay {
                 response,
                 body_hash: first,
                 request_id: first_request,
             } => {
+                let body_hash = acceptance
+                    .idempotency
+                    .as_ref()
+                    .map(|(_, h)| h.as_str())
+                    .unwrap_or_default();
                 if first != body_hash {
                     return Err(ServiceError::Conflict(
                         "this Idempotency-Key was used in the last 24 hours with another body"
@@ -425,6 +561,15 @@ impl Services {
                 status,
                 broadcast_id,
             } => {
+                metrics::counter!(
+                    "relaygram_messages_accepted_total",
+                    "status" => status.clone()
+                )
+                .increment(count.max(0) as u64);
+                if let Some(plain) = plain {
+                    // Its answer was kept with its key in the acceptance's transaction.
+                    return Ok(plain);
+                }
                 let messages = if broadcast_id.is_some() {
                     vec![]
                 } else if acceptance.fanouts.is_empty() {
@@ -455,11 +600,6 @@ impl Services {
                         })
                         .collect()
                 };
-                metrics::counter!(
-                    "relaygram_messages_accepted_total",
-                    "status" => status.clone()
-                )
-                .increment(count.max(0) as u64);
                 Accepted {
                     request_id,
                     status,
@@ -470,20 +610,19 @@ impl Services {
                 }
             }
         };
-        if let Some((key, hash)) = acceptance.idempotency {
+        if let Some((key, hash)) = &acceptance.idempotency {
             // The answer is kept for replays (it cannot be known inside the transaction
             // before the fan-outs ran, so it is stored right after).
             self.store
                 .put_idempotent_answer(
                     tenant_id,
-                    &key,
-                    &hash,
+                    key,
+                    hash,
                     &serde_json::to_string(&accepted).unwrap_or_default(),
                     now,
                 )
                 .await?;
         }
-        super::sender::wake();
         Ok(accepted)
     }
 

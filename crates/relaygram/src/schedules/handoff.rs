@@ -16,6 +16,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::Value;
 
+use crate::delivery::Submission;
 use crate::services::{ServiceError, ServiceResult, Services};
 
 /// Which occurrence a message comes from: delivery de-duplicates on it, so a repeated
@@ -28,6 +29,17 @@ pub struct Origin {
     pub occurrence_ms: i64,
     /// The run.
     pub run_id: String,
+}
+
+/// One run's message to hand over.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunMessage {
+    /// The schedule's tenant.
+    pub tenant_id: String,
+    /// The message body, as `POST /v1/messages` takes it.
+    pub message: Value,
+    /// The occurrence it comes from.
+    pub origin: Origin,
 }
 
 /// What delivery made of a run's message.
@@ -68,6 +80,23 @@ pub trait Handoff: Send + Sync + fmt::Debug {
         message: &Value,
         origin: &Origin,
     ) -> ServiceResult<Handed>;
+    /// Hands several runs' messages over (a burst of occurrences); the answers are in the
+    /// same order, with `submit`'s meaning each. One at a time unless the hand-off knows
+    /// better.
+    async fn submit_many(
+        &self,
+        services: &Services,
+        runs: &[RunMessage],
+    ) -> Vec<ServiceResult<Handed>> {
+        let mut answers = Vec::with_capacity(runs.len());
+        for run in runs {
+            answers.push(
+                self.submit(services, &run.tenant_id, &run.message, &run.origin)
+                    .await,
+            );
+        }
+        answers
+    }
 }
 
 /// The hand-off this build uses: the delivery engine's outbox.
@@ -154,36 +183,73 @@ impl Handoff for Outbox {
         message: &Value,
         origin: &Origin,
     ) -> ServiceResult<Handed> {
-        let request = send_request(message)?;
-        let accepted = services
-            .accept_message(
-                tenant_id,
-                request,
-                crate::delivery::Origin::Schedule {
-                    schedule_id: origin.schedule_id.clone(),
-                    occurrence_ms: origin.occurrence_ms,
-                },
-            )
-            .await;
-        match accepted {
-            Ok(accepted) => Ok(Handed {
-                message_ids: accepted.messages.into_iter().map(|m| m.id).collect(),
-                broadcast_id: accepted.broadcast_id,
-                note: None,
-            }),
-            // The origin's request is stored (its key is written in the same transaction as
-            // its messages), only its answer is missing: the messages exist and will be
-            // sent; handing over again would only get this answer again.
-            Err(ServiceError::Conflict(text)) if text.starts_with(ANSWER_PENDING) => Ok(Handed {
-                message_ids: Vec::new(),
-                broadcast_id: None,
-                note: Some(
-                    "accepted by delivery before a restart; its message ids were not recorded \
-                     (see GET /v1/messages)"
-                        .into(),
-                ),
-            }),
-            Err(e) => Err(under_message(e)),
+        let run = RunMessage {
+            tenant_id: tenant_id.to_string(),
+            message: message.clone(),
+            origin: origin.clone(),
+        };
+        self.submit_many(services, std::slice::from_ref(&run))
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(ServiceError::Conflict("no answer".into())))
+    }
+
+    /// Accepted together, in one store transaction.
+    async fn submit_many(
+        &self,
+        services: &Services,
+        runs: &[RunMessage],
+    ) -> Vec<ServiceResult<Handed>> {
+        let mut answers: Vec<Option<ServiceResult<Handed>>> = runs.iter().map(|_| None).collect();
+        let mut submissions = Vec::new();
+        let mut positions = Vec::new();
+        for (i, run) in runs.iter().enumerate() {
+            match send_request(&run.message) {
+                Ok(request) => {
+                    positions.push(i);
+                    submissions.push(Submission {
+                        tenant_id: run.tenant_id.clone(),
+                        request,
+                        origin: crate::delivery::Origin::Schedule {
+                            schedule_id: run.origin.schedule_id.clone(),
+                            occurrence_ms: run.origin.occurrence_ms,
+                        },
+                    });
+                }
+                Err(e) => answers[i] = Some(Err(e)),
+            }
         }
+        let accepted = services.accept_messages(submissions).await;
+        for (i, accepted) in positions.into_iter().zip(accepted) {
+            answers[i] = Some(handed(accepted));
+        }
+        answers
+            .into_iter()
+            .map(|a| a.unwrap_or_else(|| Err(ServiceError::Conflict("no answer".into()))))
+            .collect()
+    }
+}
+
+/// What a run's acceptance means for the run.
+fn handed(accepted: ServiceResult<crate::delivery::Accepted>) -> ServiceResult<Handed> {
+    match accepted {
+        Ok(accepted) => Ok(Handed {
+            message_ids: accepted.messages.into_iter().map(|m| m.id).collect(),
+            broadcast_id: accepted.broadcast_id,
+            note: None,
+        }),
+        // The origin's request is stored (its key is written in the same transaction as
+        // its messages), only its answer is missing: the messages exist and will be
+        // sent; handing over again would only get this answer again.
+        Err(ServiceError::Conflict(text)) if text.starts_with(ANSWER_PENDING) => Ok(Handed {
+            message_ids: Vec::new(),
+            broadcast_id: None,
+            note: Some(
+                "accepted by delivery before a restart; its message ids were not recorded \
+                 (see GET /v1/messages)"
+                    .into(),
+            ),
+        }),
+        Err(e) => Err(under_message(e)),
     }
 }

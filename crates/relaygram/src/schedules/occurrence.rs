@@ -13,7 +13,9 @@
 //! - `every` in minutes or hours is a fixed real-time interval; `every` in days keeps the
 //!   local time of day of its anchor (`start_at`, or the creation time).
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::{LazyLock, Mutex};
 
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
@@ -197,8 +199,28 @@ impl fmt::Debug for CronExpr {
 impl CronExpr {
     /// Parses `min hour dom month dow`, `sec min hour dom month dow`, or a nickname
     /// (`@daily`, `@hourly`, …).
+    ///
+    /// Parsed expressions are remembered (a few thousand of them): the claimer reads every
+    /// due schedule's timing again, many schedules share an expression, and parsing was
+    /// most of a burst's claiming time.
     pub fn parse(text: &str) -> Result<CronExpr, TimingError> {
+        const REMEMBERED: usize = 4096;
+        static PARSED: LazyLock<Mutex<HashMap<String, CronExpr>>> = LazyLock::new(Default::default);
         let text = text.trim();
+        if let Some(known) = PARSED.lock().ok().and_then(|p| p.get(text).cloned()) {
+            return Ok(known);
+        }
+        let parsed = Self::parse_new(text)?;
+        if let Ok(mut known) = PARSED.lock() {
+            if known.len() >= REMEMBERED {
+                known.clear();
+            }
+            known.insert(text.to_string(), parsed.clone());
+        }
+        Ok(parsed)
+    }
+
+    fn parse_new(text: &str) -> Result<CronExpr, TimingError> {
         let fields = text.split_whitespace().count();
         let nickname = text.starts_with('@') && fields == 1;
         if !(nickname || fields == 5 || fields == 6) {

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::handoff::{Handoff, Origin};
+use super::handoff::{Handoff, Origin, RunMessage};
 use super::occurrence::{CronExpr, Interval, Recurrence, Timing, TimingError, Zone};
 use crate::ids::new_id;
 use crate::services::{Principal, ServiceError, ServiceResult, Services};
@@ -449,74 +449,111 @@ pub async fn execute(
     run: &RunRecord,
     message: Option<String>,
 ) -> ServiceResult<()> {
+    execute_many(services, handoff, vec![(run.clone(), message)]).await
+}
+
+/// [`execute`] for many runs at once: their messages are handed over together
+/// ([`Handoff::submit_many`]) and their outcomes recorded in one write. Runs whose hand-off
+/// met a store error stay claimed, to be tried again when their lease ends; the error is
+/// returned after the others are recorded.
+pub async fn execute_many(
+    services: &Services,
+    handoff: &dyn Handoff,
+    runs: Vec<(RunRecord, Option<String>)>,
+) -> ServiceResult<()> {
     let store = &services.store;
-    let finish = |outcome: RunOutcome| async move {
-        store
-            .finish_run(&run.id, &outcome, services.clock.now_millis())
-            .await
-    };
-    if run.attempts > 0 && !handoff.idempotent() {
-        finish(RunOutcome::Unknown(
-            "interrupted while being handed over; it may or may not have been sent, \
-             so it is not sent again"
-                .into(),
-        ))
-        .await?;
-        return Ok(());
-    }
-    let message = match message {
-        Some(m) => m,
-        None => match store.get_schedule(&run.schedule_id).await? {
-            Some(schedule) => schedule.message,
-            // Deleted meanwhile: its runs went with it.
-            None => return Ok(()),
-        },
-    };
-    let message: Value = match serde_json::from_str(&message) {
-        Ok(m) => m,
-        Err(e) => {
-            finish(RunOutcome::Failed(format!(
-                "stored message is invalid: {e}"
-            )))
-            .await?;
-            return Ok(());
+    let mut finished: Vec<(String, RunOutcome)> = Vec::new();
+    let mut ready: Vec<(RunRecord, Value)> = Vec::new();
+    for (run, message) in runs {
+        if run.attempts > 0 && !handoff.idempotent() {
+            finished.push((
+                run.id,
+                RunOutcome::Unknown(
+                    "interrupted while being handed over; it may or may not have been sent, \
+                     so it is not sent again"
+                        .into(),
+                ),
+            ));
+            continue;
         }
-    };
+        let message = match message {
+            Some(m) => m,
+            None => match store.get_schedule(&run.schedule_id).await? {
+                Some(schedule) => schedule.message,
+                // Deleted meanwhile: its runs went with it.
+                None => continue,
+            },
+        };
+        match serde_json::from_str(&message) {
+            Ok(message) => ready.push((run, message)),
+            Err(e) => finished.push((
+                run.id,
+                RunOutcome::Failed(format!("stored message is invalid: {e}")),
+            )),
+        }
+    }
     // Only a hand-off that cannot be repeated needs to know it was started.
-    if !handoff.idempotent() && !store.start_run_attempt(&run.id).await? {
-        return Ok(());
+    if !handoff.idempotent() {
+        let mut started = Vec::with_capacity(ready.len());
+        for (run, message) in ready {
+            if store.start_run_attempt(&run.id).await? {
+                started.push((run, message));
+            }
+        }
+        ready = started;
     }
-    let origin = Origin {
-        schedule_id: run.schedule_id.clone(),
-        occurrence_ms: run.occurrence_at,
-        run_id: run.id.clone(),
+    let messages: Vec<RunMessage> = ready
+        .iter()
+        .map(|(run, message)| RunMessage {
+            tenant_id: run.tenant_id.clone(),
+            message: message.clone(),
+            origin: Origin {
+                schedule_id: run.schedule_id.clone(),
+                occurrence_ms: run.occurrence_at,
+                run_id: run.id.clone(),
+            },
+        })
+        .collect();
+    let answers = if messages.is_empty() {
+        Vec::new()
+    } else {
+        handoff.submit_many(services, &messages).await
     };
-    match handoff
-        .submit(services, &run.tenant_id, &message, &origin)
-        .await
-    {
-        Ok(handed) => {
-            finish(RunOutcome::Submitted {
-                message_ids: handed.message_ids,
-                broadcast_id: handed.broadcast_id,
-                note: handed.note,
-            })
-            .await?;
-            metrics::counter!("relaygram_schedule_runs_total", "outcome" => "submitted")
-                .increment(1);
-        }
-        Err(ServiceError::Store(e)) if handoff.idempotent() => {
-            // Left claimed: tried again when the lease ends.
-            tracing::warn!(run_id = %run.id, error = %e, "schedule run hand-off failed; will retry");
-            return Err(ServiceError::Store(e));
-        }
-        Err(e) => {
-            tracing::warn!(run_id = %run.id, error = %e, "schedule run failed");
-            finish(RunOutcome::Failed(e.to_string())).await?;
-            metrics::counter!("relaygram_schedule_runs_total", "outcome" => "failed").increment(1);
+    let mut retry_later = None;
+    for ((run, _), answer) in ready.iter().zip(answers) {
+        match answer {
+            Ok(handed) => {
+                finished.push((
+                    run.id.clone(),
+                    RunOutcome::Submitted {
+                        message_ids: handed.message_ids,
+                        broadcast_id: handed.broadcast_id,
+                        note: handed.note,
+                    },
+                ));
+                metrics::counter!("relaygram_schedule_runs_total", "outcome" => "submitted")
+                    .increment(1);
+            }
+            Err(ServiceError::Store(e)) if handoff.idempotent() => {
+                // Left claimed: tried again when the lease ends.
+                tracing::warn!(run_id = %run.id, error = %e, "schedule run hand-off failed; will retry");
+                retry_later = Some(e);
+            }
+            Err(e) => {
+                tracing::warn!(run_id = %run.id, error = %e, "schedule run failed");
+                finished.push((run.id.clone(), RunOutcome::Failed(e.to_string())));
+                metrics::counter!("relaygram_schedule_runs_total", "outcome" => "failed")
+                    .increment(1);
+            }
         }
     }
-    Ok(())
+    store
+        .finish_runs(&finished, services.clock.now_millis())
+        .await?;
+    match retry_later {
+        Some(e) => Err(ServiceError::Store(e)),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]

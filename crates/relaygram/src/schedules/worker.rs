@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::handoff::Handoff;
-use super::service::{decide, execute, timing_of};
+use super::service::{decide, execute_many, timing_of};
 use crate::services::{ServiceResult, Services};
 use crate::store::{Advance, RunRecord, ScheduleRecord};
 use crate::workers::Shutdown;
@@ -15,12 +15,10 @@ use crate::workers::Shutdown;
 /// services' clock).
 pub const RUN_LEASE_MS: i64 = 15_000;
 /// Schedules claimed per transaction.
-pub const CLAIM_BATCH: u32 = 200;
+pub const CLAIM_BATCH: u32 = 500;
 /// Longest real-time wait between looks at the store (a schedule created by another
 /// instance is noticed within this).
 const MAX_IDLE: Duration = Duration::from_secs(1);
-/// Hand-offs running at once.
-const CONCURRENCY: usize = 16;
 
 /// The scheduler.
 #[derive(Debug, Clone)]
@@ -84,25 +82,13 @@ impl Scheduler {
         Ok(handled)
     }
 
+    /// Hands the runs over together (one acceptance transaction for the batch).
     async fn hand_over(&self, runs: Vec<(RunRecord, Option<String>)>) {
-        let mut pending = runs.into_iter();
-        let mut tasks = tokio::task::JoinSet::new();
-        loop {
-            while tasks.len() < CONCURRENCY {
-                let Some((run, message)) = pending.next() else {
-                    break;
-                };
-                let services = self.services.clone();
-                let handoff = self.handoff.clone();
-                tasks.spawn(async move {
-                    if let Err(e) = execute(&services, handoff.as_ref(), &run, message).await {
-                        tracing::warn!(run_id = %run.id, error = %e, "schedule run not completed");
-                    }
-                });
-            }
-            if tasks.join_next().await.is_none() {
-                break;
-            }
+        if runs.is_empty() {
+            return;
+        }
+        if let Err(e) = execute_many(&self.services, self.handoff.as_ref(), runs).await {
+            tracing::warn!(error = %e, "some schedule runs were not completed");
         }
     }
 

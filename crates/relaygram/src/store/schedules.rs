@@ -17,7 +17,7 @@ use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 use utoipa::ToSchema;
 
-use super::sql::{PgStore, SqliteStore};
+use super::sql::{Col, JsonRows, PgStore, SqliteStore};
 use super::{Listed, Page, StoreError, StoreResult};
 
 /// What a schedule does about occurrences it missed while nothing was running.
@@ -266,8 +266,16 @@ pub trait ScheduleStore: Send + Sync {
     ) -> StoreResult<Vec<RunRecord>>;
     /// Counts a hand-off about to start; `false` when the run is no longer claimed.
     async fn start_run_attempt(&self, run_id: &str) -> StoreResult<bool>;
+    /// Records how claimed runs ended (runs no longer claimed are left as they are).
+    /// Returns how many were recorded.
+    async fn finish_runs(&self, finished: &[(String, RunOutcome)], at: i64) -> StoreResult<u64>;
     /// Records how a claimed run ended; `false` when it was not claimed any more.
-    async fn finish_run(&self, run_id: &str, outcome: &RunOutcome, at: i64) -> StoreResult<bool>;
+    async fn finish_run(&self, run_id: &str, outcome: &RunOutcome, at: i64) -> StoreResult<bool> {
+        Ok(self
+            .finish_runs(&[(run_id.to_string(), outcome.clone())], at)
+            .await?
+            == 1)
+    }
     /// One run.
     async fn get_run(&self, id: &str) -> StoreResult<Option<RunRecord>>;
     /// A schedule's runs in id (claiming) order.
@@ -452,29 +460,68 @@ macro_rules! schedules_store {
                     .iter()
                     .map(Self::schedule)
                     .collect::<StoreResult<Vec<_>>>()?;
-                let mut runs = Vec::new();
-                for schedule in due {
-                    let advance = decide(&schedule);
-                    let fired = advance.run.map(|(at, _)| at);
-                    // Compare-and-set on the value read: an instance that read the same
-                    // occurrence concurrently (SQLite has no row locks) changes nothing.
-                    let moved = sqlx::query(
-                        "UPDATE schedules SET next_fire_at = $3, \
-                         last_fire_at = COALESCE($4, last_fire_at) \
-                         WHERE id = $1 AND next_fire_at = $2",
-                    )
-                    .bind(&schedule.id)
-                    .bind(schedule.next_fire_at)
-                    .bind(advance.next_fire_at)
-                    .bind(fired)
+                // Every schedule's advance in one statement (compare-and-set on the value
+                // read: an instance that read the same occurrence concurrently, as SQLite
+                // has no row locks, changes nothing), then every run in one more: a
+                // statement per schedule made a burst of 10,000 wait on round trips.
+                let advances: Vec<(ScheduleRecord, Advance)> = due
+                    .into_iter()
+                    .map(|s| {
+                        let advance = decide(&s);
+                        (s, advance)
+                    })
+                    .collect();
+                if advances.is_empty() {
+                    tx.commit().await?;
+                    return Ok(Vec::new());
+                }
+                let moves: Vec<serde_json::Value> = advances
+                    .iter()
+                    .map(|(s, a)| {
+                        serde_json::json!([s.id, s.next_fire_at, a.next_fire_at, a.run.map(|(at, _)| at)])
+                    })
+                    .collect();
+                let move_rows = <$store>::json_rows(
+                    "$1",
+                    &[Col::Text("id"), Col::Int("prev"), Col::Int("next"), Col::Int("fired")],
+                );
+                let moves = serde_json::Value::Array(moves).to_string();
+                let sql = format!(
+                    "UPDATE schedules SET next_fire_at = r.next, \
+                     last_fire_at = COALESCE(r.fired, schedules.last_fire_at) \
+                     FROM ({move_rows}) AS r \
+                     WHERE schedules.id = r.id AND schedules.next_fire_at = r.prev"
+                );
+                let updated = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(&moves)
                     .execute(&mut *tx)
-                    .await?;
-                    if moved.rows_affected() != 1 {
-                        continue;
-                    }
+                    .await?
+                    .rows_affected();
+                // Usually every one moved. Otherwise another instance advanced some first:
+                // those still showing the value read are not ours (rows come back one
+                // message each, so they are only read on this rare path).
+                let lost: std::collections::HashSet<String> = if updated as usize == advances.len() {
+                    std::collections::HashSet::new()
+                } else {
+                    let sql = format!(
+                        "SELECT s.id FROM schedules s JOIN ({move_rows}) AS r ON s.id = r.id \
+                         WHERE s.next_fire_at IS DISTINCT FROM r.next"
+                    );
+                    sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                        .bind(&moves)
+                        .fetch_all(&mut *tx)
+                        .await?
+                        .into_iter()
+                        .collect()
+                };
+                let mut candidates: Vec<(RunRecord, String)> = Vec::new();
+                for (schedule, advance) in advances {
                     let Some((occurrence_at, kind)) = advance.run else {
                         continue;
                     };
+                    if lost.contains(&schedule.id) {
+                        continue;
+                    }
                     let run = RunRecord {
                         id: crate::ids::new_id("run"),
                         schedule_id: schedule.id.clone(),
@@ -490,30 +537,60 @@ macro_rules! schedules_store {
                         claimed_at: now,
                         finished_at: None,
                     };
+                    candidates.push((run, schedule.message));
+                }
+                if candidates.is_empty() {
+                    tx.commit().await?;
+                    return Ok(Vec::new());
+                }
+                let rows: Vec<serde_json::Value> = candidates
+                    .iter()
+                    .map(|(r, _)| {
+                        serde_json::json!([r.id, r.schedule_id, r.tenant_id, r.occurrence_at, r.kind.as_str()])
+                    })
+                    .collect();
+                let run_rows = <$store>::json_rows(
+                    "$1",
+                    &[
+                        Col::Text("id"),
+                        Col::Text("schedule_id"),
+                        Col::Text("tenant_id"),
+                        Col::Int("occurrence_at"),
+                        Col::Text("kind"),
+                    ],
+                );
+                let rows = serde_json::Value::Array(rows).to_string();
+                // `WHERE true` keeps SQLite from reading `ON CONFLICT` as a join's `ON`.
+                let sql = format!(
+                    "INSERT INTO schedule_runs ({RUN_COLS}) \
+                     SELECT r.id, r.schedule_id, r.tenant_id, r.occurrence_at, r.kind, 'claimed', \
+                     0, $2, NULL, NULL, NULL, $3, NULL FROM ({run_rows}) AS r WHERE true \
+                     ON CONFLICT DO NOTHING"
+                );
+                let inserted = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(&rows)
+                    .bind(lease_until)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                // An occurrence already claimed (its run is unique) fired, or is firing:
+                // only the runs this statement stored are ours.
+                if inserted as usize != candidates.len() {
                     let sql = format!(
-                        "INSERT INTO schedule_runs ({RUN_COLS}) VALUES \
-                         ($1, $2, $3, $4, $5, $6, $7, $8, NULL, NULL, NULL, $9, NULL) \
-                         ON CONFLICT DO NOTHING"
+                        "SELECT x.id FROM schedule_runs x JOIN ({run_rows}) AS r ON x.id = r.id"
                     );
-                    let inserted = sqlx::query(sqlx::AssertSqlSafe(sql))
-                        .bind(&run.id)
-                        .bind(&run.schedule_id)
-                        .bind(&run.tenant_id)
-                        .bind(run.occurrence_at)
-                        .bind(run.kind.as_str())
-                        .bind(run.state.as_str())
-                        .bind(run.attempts)
-                        .bind(run.lease_until)
-                        .bind(run.claimed_at)
-                        .execute(&mut *tx)
-                        .await?;
-                    // Already claimed (the unique occurrence): it fired, or is firing.
-                    if inserted.rows_affected() == 1 {
-                        runs.push((run, schedule.message));
-                    }
+                    let ours: std::collections::HashSet<String> =
+                        sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                            .bind(&rows)
+                            .fetch_all(&mut *tx)
+                            .await?
+                            .into_iter()
+                            .collect();
+                    candidates.retain(|(run, _)| ours.contains(&run.id));
                 }
                 tx.commit().await?;
-                Ok(runs)
+                Ok(candidates)
             }
 
             async fn insert_run(&self, run: &RunRecord) -> StoreResult<()> {
@@ -594,40 +671,52 @@ macro_rules! schedules_store {
                 Ok(done.rows_affected() == 1)
             }
 
-            async fn finish_run(
-                &self,
-                run_id: &str,
-                outcome: &RunOutcome,
-                at: i64,
-            ) -> StoreResult<bool> {
-                let (state, ids, broadcast, error) = match outcome {
-                    RunOutcome::Submitted {
-                        message_ids,
-                        broadcast_id,
-                        note,
-                    } => (
-                        RunState::Submitted,
-                        Some(serde_json::to_string(message_ids).unwrap_or_else(|_| "[]".into())),
-                        broadcast_id.clone(),
-                        note.clone(),
-                    ),
-                    RunOutcome::Failed(e) => (RunState::Failed, None, None, Some(e.clone())),
-                    RunOutcome::Unknown(e) => (RunState::Unknown, None, None, Some(e.clone())),
-                };
-                let done = sqlx::query(
-                    "UPDATE schedule_runs SET state = $2, message_ids = $3, broadcast_id = $4, \
-                     error = $5, finished_at = $6, lease_until = NULL \
-                     WHERE id = $1 AND state = 'claimed'",
-                )
-                .bind(run_id)
-                .bind(state.as_str())
-                .bind(ids)
-                .bind(broadcast)
-                .bind(error)
-                .bind(at)
-                .execute(&self.pool)
-                .await?;
-                Ok(done.rows_affected() == 1)
+            async fn finish_runs(&self, finished: &[(String, RunOutcome)], at: i64) -> StoreResult<u64> {
+                if finished.is_empty() {
+                    return Ok(0);
+                }
+                let rows: Vec<serde_json::Value> = finished
+                    .iter()
+                    .map(|(id, outcome)| {
+                        let (state, ids, broadcast, error) = match outcome {
+                            RunOutcome::Submitted {
+                                message_ids,
+                                broadcast_id,
+                                note,
+                            } => (
+                                RunState::Submitted,
+                                Some(serde_json::to_string(message_ids).unwrap_or_else(|_| "[]".into())),
+                                broadcast_id.clone(),
+                                note.clone(),
+                            ),
+                            RunOutcome::Failed(e) => (RunState::Failed, None, None, Some(e.clone())),
+                            RunOutcome::Unknown(e) => (RunState::Unknown, None, None, Some(e.clone())),
+                        };
+                        serde_json::json!([id, state.as_str(), ids, broadcast, error])
+                    })
+                    .collect();
+                let sql = format!(
+                    "UPDATE schedule_runs SET state = r.state, message_ids = r.message_ids, \
+                     broadcast_id = r.broadcast_id, error = r.error, finished_at = $2, \
+                     lease_until = NULL FROM ({}) AS r \
+                     WHERE schedule_runs.id = r.id AND schedule_runs.state = 'claimed'",
+                    <$store>::json_rows(
+                        "$1",
+                        &[
+                            Col::Text("id"),
+                            Col::Text("state"),
+                            Col::Text("message_ids"),
+                            Col::Text("broadcast_id"),
+                            Col::Text("error"),
+                        ]
+                    )
+                );
+                let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(serde_json::Value::Array(rows).to_string())
+                    .bind(at)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected())
             }
 
             async fn get_run(&self, id: &str) -> StoreResult<Option<RunRecord>> {

@@ -626,3 +626,51 @@ macro_rules! sql_store {
 
 sql_store!(SqliteStore, SqliteRow, "sqlite", SQLITE_MIGRATIONS);
 sql_store!(PgStore, PgRow, "postgres", POSTGRES_MIGRATIONS);
+
+/// A column of a row set passed as one JSON array of arrays (see [`JsonRows`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Col {
+    /// Text (or NULL).
+    Text(&'static str),
+    /// A 64-bit integer (or NULL).
+    Int(&'static str),
+}
+
+/// Many rows in one statement: the rows travel as one JSON array of arrays bound to one
+/// parameter, and this reads them back as a table, element `i` as column `i`. A statement
+/// per row costs a round trip each; multi-row VALUES with thousands of parameters spends
+/// its time binding them.
+pub(crate) trait JsonRows {
+    /// `SELECT <cols> FROM <the array bound at param>`.
+    fn json_rows(param: &str, cols: &[Col]) -> String;
+}
+
+impl JsonRows for SqliteStore {
+    fn json_rows(param: &str, cols: &[Col]) -> String {
+        let cols: Vec<String> = cols
+            .iter()
+            .enumerate()
+            .map(|(i, c)| match c {
+                Col::Text(name) | Col::Int(name) => format!("value ->> {i} AS {name}"),
+            })
+            .collect();
+        format!("SELECT {} FROM json_each({param})", cols.join(", "))
+    }
+}
+
+impl JsonRows for PgStore {
+    fn json_rows(param: &str, cols: &[Col]) -> String {
+        let cols: Vec<String> = cols
+            .iter()
+            .enumerate()
+            .map(|(i, c)| match c {
+                Col::Text(name) => format!("v ->> {i} AS {name}"),
+                Col::Int(name) => format!("CAST(v ->> {i} AS BIGINT) AS {name}"),
+            })
+            .collect();
+        format!(
+            "SELECT {} FROM jsonb_array_elements(CAST({param} AS TEXT)::jsonb) AS v",
+            cols.join(", ")
+        )
+    }
+}
