@@ -28,6 +28,10 @@ pub struct Origin {
     pub occurrence_ms: i64,
     /// The run.
     pub run_id: String,
+    /// For an occurrence of a schedule read in each recipient's zone: the schedule's time
+    /// zone (the default for recipients without one). The message then goes at the
+    /// occurrence's wall-clock time in each recipient's zone.
+    pub recipient_timezone: Option<String>,
 }
 
 /// What delivery made of a run's message.
@@ -97,6 +101,9 @@ fn message_field(field: &str) -> &'static str {
         "throttle_key" => "message.throttle_key",
         "throttle_seconds" => "message.throttle_seconds",
         "send_at" => "message.send_at",
+        "send_at_local" => "message.send_at_local",
+        "default_timezone" => "message.default_timezone",
+        "digest" => "message.digest",
         "priority" => "message.priority",
         _ => "message",
     }
@@ -154,7 +161,18 @@ impl Handoff for Outbox {
         message: &Value,
         origin: &Origin,
     ) -> ServiceResult<Handed> {
-        let request = send_request(message)?;
+        let mut request = send_request(message)?;
+        if let Some(zone) = &origin.recipient_timezone {
+            // The occurrence was read at UTC+14, where its wall-clock time happens first:
+            // that wall-clock time, in each recipient's zone.
+            let wall = crate::delivery::local::wall_time_at_earliest(origin.occurrence_ms)
+                .ok_or_else(|| ServiceError::Invalid {
+                    field: "message",
+                    message: "the occurrence is out of range".into(),
+                })?;
+            request.send_at_local = Some(crate::delivery::local::format_local(wall));
+            request.default_timezone = Some(zone.clone());
+        }
         let accepted = services
             .accept_message(
                 tenant_id,
