@@ -75,8 +75,17 @@ pub struct MessageView {
     /// Every error (the last 20): `{at, attempt, class, error}`.
     #[schema(value_type = Vec<Object>)]
     pub errors: Vec<Value>,
-    /// Not before.
+    /// Not before. With `send_at_local`: first the earliest instant that local time occurs
+    /// anywhere (UTC+14), then, once the sender has looked at the message, the recipient's
+    /// own instant.
     pub send_at: String,
+    /// The local send time asked for (`2026-11-22T09:00:00`): the message goes at that
+    /// wall-clock time in the recipient's zone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub send_at_local: Option<String>,
+    /// With `send_at_local`: the zone for a recipient whose link has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_timezone: Option<String>,
     /// Next attempt (while queued after a failure or a 429).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_attempt_at: Option<String>,
@@ -111,6 +120,8 @@ impl From<MessageRecord> for MessageView {
             last_error: m.last_error,
             errors: serde_json::from_str(&m.errors).unwrap_or_default(),
             send_at: rfc3339(m.send_at),
+            send_at_local: m.local_at,
+            default_timezone: m.local_zone,
             created_at: rfc3339(m.created_at),
             updated_at: rfc3339(m.updated_at),
             finished_at: m.finished_at.map(rfc3339),

@@ -56,6 +56,12 @@ pub struct SendArgs {
     /// Not before this time (RFC 3339).
     #[arg(long)]
     pub send_at: Option<String>,
+    /// Not before this wall-clock time in each recipient's zone (`2026-11-22T09:00`).
+    #[arg(long)]
+    pub send_at_local: Option<String>,
+    /// With --send-at-local: the zone of recipients whose link has none (default UTC).
+    #[arg(long)]
+    pub default_timezone: Option<String>,
     /// The same key within 24 h sends nothing new.
     #[arg(long)]
     pub idempotency_key: Option<String>,
@@ -111,6 +117,8 @@ impl SendArgs {
             throttle_key: None,
             throttle_seconds: None,
             send_at: self.send_at.clone(),
+            send_at_local: self.send_at_local.clone(),
+            default_timezone: self.default_timezone.clone(),
             priority: None,
             digest: None,
         })

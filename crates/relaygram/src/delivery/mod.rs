@@ -5,7 +5,9 @@
 //! - [`service`]: acceptance ([`crate::services::Services::accept_message`]), status, re-drive;
 //! - [`jobs`]: broadcasts (progress, ETA, pause/resume/cancel), statistics, bot limits;
 //! - [`pacing`]: the limiter that keeps every bot under Telegram's limits;
+//! - [`local`]: local-time delivery (`send_at_local`: each recipient's own wall-clock time);
 //! - [`quiet`]: quiet hours per link (held messages wait for the window's end);
+//! - [`hold`]: the sender's hook that holds claimed messages for both;
 //! - [`reply`]: the inbound router's replies, queued by a fast path;
 //! - [`sender`]: one sender per bot, claiming lanes from the store;
 //! - [`api`]: the HTTP handlers;
@@ -14,7 +16,9 @@
 pub mod api;
 pub mod command;
 pub mod content;
+pub mod hold;
 pub mod jobs;
+pub mod local;
 pub mod pacing;
 pub mod quiet;
 pub mod reply;

@@ -60,6 +60,14 @@ impl Gcra {
         self.tat = Some(tat + self.emission);
         at
     }
+
+    /// Gives back a slot [`Gcra::reserve`] took that went unused: the next cell may go one
+    /// emission sooner.
+    pub fn release(&mut self) {
+        if let Some(tat) = self.tat {
+            self.tat = Some(tat.checked_sub(self.emission).unwrap_or(tat));
+        }
+    }
 }
 
 /// The limits one bot keeps to, resolved from the deployment's and the bot's own.
@@ -159,6 +167,16 @@ impl Pacer {
         self.chat_gcra(chat_id).reserve(at)
     }
 
+    /// Gives back the slot [`Pacer::reserve`] took for a message to `chat_id` that was not
+    /// sent after all (held back for its local time or quiet hours), so held messages do not
+    /// use up the bot's rate.
+    pub fn release(&mut self, chat_id: i64) {
+        self.bot.release();
+        if let Some(chat) = self.chats.get_mut(&chat_id) {
+            chat.release();
+        }
+    }
+
     /// Forgets chats whose limiter is back to rest (keeps memory flat on broadcasts).
     pub fn prune(&mut self, now: Instant) {
         if self.chats.len() > 10_000 {
@@ -196,6 +214,28 @@ mod tests {
         p.reserve(-5, now);
         let group = p.reserve(-5, now) - now;
         assert!(group >= Duration::from_millis(2999), "{group:?}");
+    }
+
+    #[test]
+    fn a_released_slot_is_taken_again() {
+        let now = Instant::now();
+        let mut p = Pacer::new(Limits {
+            per_bot_per_second: 30.0,
+            per_chat_per_second: 1.0,
+            per_group_per_minute: 20.0,
+        });
+        assert_eq!(p.reserve(1, now), now);
+        // The message was held instead of sent: its chat's next slot is free again.
+        p.release(1);
+        assert_eq!(p.reserve(1, now), now);
+        let mut g = Gcra::new(10.0, 1);
+        let first = g.reserve(now);
+        g.release();
+        assert_eq!(g.reserve(now), first);
+        // Nothing reserved: nothing to give back.
+        let mut idle = Gcra::new(10.0, 1);
+        idle.release();
+        assert_eq!(idle.reserve(now), now);
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! Quiet hours per link: a non-urgent message to a link whose quiet window is on waits
 //! until the window ends, read in the link's time zone (UTC when it has none).
 //!
-//! [`quiet_until`] is the pure rule; [`hold_quiet`] is the sender's hook: of the messages
-//! it just claimed, those to be held are put back in their lane (`queued`, due at the
-//! window's end, the claim's attempt not counted) and the rest are returned to be sent.
+//! [`quiet_until`] is the pure rule; the sender's hook in [`super::hold`] applies it (after
+//! a message's local send time, if it has one): a held message is put back in its lane
+//! (`queued`, due at the window's end, the claim's attempt not counted).
 //!
 //! Daylight saving time: the window is wall-clock time in the link's zone. An end time the
 //! clock skips ends the window at the first valid instant after the gap (as schedules
@@ -14,8 +14,6 @@ use jiff::Timestamp;
 use jiff::civil::Time;
 
 use crate::schedules::occurrence::Zone;
-use crate::services::{ServiceResult, Services};
-use crate::store::Claimed;
 
 /// The priority from which a message is urgent (`"priority": "urgent"` means this).
 pub const URGENT: i64 = 100;
@@ -90,57 +88,6 @@ pub fn quiet_until(now_ms: i64, zone: &Zone, start: Time, end: Time) -> Option<i
     let until = zone.resolve(end_date.to_datetime(end))?.as_millisecond();
     // In a repeated hour the end may already be behind us: the window ended that night.
     (until > now_ms).then_some(until)
-}
-
-/// The sender's hook: holds the claimed messages that meet a quiet window (not urgent, to
-/// a link whose window is on) and returns the others, to be sent now. When the store
-/// cannot answer, nothing is held: a message sent during quiet hours is better than one
-/// left claimed (which a restart would have to call `unknown`).
-pub async fn hold_quiet(services: &Services, claimed: Vec<Claimed>) -> Vec<Claimed> {
-    match held(services, &claimed).await {
-        Ok(holds) if !holds.is_empty() => claimed
-            .into_iter()
-            .filter(|c| !holds.iter().any(|(id, _)| *id == c.id))
-            .collect(),
-        Ok(_) => claimed,
-        Err(e) => {
-            tracing::warn!(error = %e, "could not check quiet hours; sending");
-            claimed
-        }
-    }
-}
-
-/// Decides and stores the holds; returns them.
-async fn held(services: &Services, claimed: &[Claimed]) -> ServiceResult<Vec<(String, i64)>> {
-    let with_link: Vec<String> = claimed
-        .iter()
-        .filter(|c| c.link_id.is_some())
-        .map(|c| c.id.clone())
-        .collect();
-    if with_link.is_empty() {
-        return Ok(vec![]);
-    }
-    let candidates = services.store.quiet_candidates(&with_link).await?;
-    let now = services.clock.now_millis();
-    let mut holds: Vec<(String, i64)> = Vec::new();
-    for c in candidates {
-        if is_urgent(c.priority) {
-            continue;
-        }
-        let window = QuietWindow::from_link(
-            c.timezone.as_deref(),
-            c.quiet_start.as_deref(),
-            c.quiet_end.as_deref(),
-        );
-        if let Some(until) = window.and_then(|w| w.quiet_until(now)) {
-            holds.push((c.message_id, until));
-        }
-    }
-    if !holds.is_empty() {
-        services.store.hold_messages(&holds, now).await?;
-        tracing::debug!(held = holds.len(), "messages held for quiet hours");
-    }
-    Ok(holds)
 }
 
 #[cfg(test)]

@@ -58,6 +58,17 @@ pub struct SendRequest {
     /// Not before this time (RFC 3339).
     #[serde(default)]
     pub send_at: Option<String>,
+    /// Not before this wall-clock time in **each recipient's** time zone (the link's
+    /// `timezone`): a naive local date-time, `2026-11-22T09:00` or `2026-11-22T09:00:00`.
+    /// A time already past for a recipient sends at once. Not with `send_at`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = json!("2026-11-22T09:00"))]
+    pub send_at_local: Option<String>,
+    /// With `send_at_local`: the IANA time zone for recipients whose link has none (and
+    /// `chat_id` targets); `UTC` when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = json!("Europe/Paris"))]
+    pub default_timezone: Option<String>,
     /// Higher goes first (-100..=100, default 0); order per chat holds within a priority.
     /// `"urgent"` is 100: urgent messages (priority 100) ignore the link's quiet hours.
     #[serde(default, deserialize_with = "priority_or_urgent")]
@@ -215,6 +226,37 @@ pub fn send_at(value: Option<&str>) -> ServiceResult<Option<i64>> {
         .transpose()
 }
 
+/// Parses `send_at_local` and `default_timezone` into the stored local time
+/// (`2026-11-22T09:00:00`) and zone name, and the earliest instant (UTC ms) that time
+/// occurs anywhere.
+pub fn send_at_local(
+    local: Option<&str>,
+    default_timezone: Option<&str>,
+) -> ServiceResult<Option<(String, String, i64)>> {
+    let Some(text) = local else {
+        if default_timezone.is_some() {
+            return Err(invalid(
+                "default_timezone",
+                "is only used with send_at_local",
+            ));
+        }
+        return Ok(None);
+    };
+    let at = super::local::parse_local(text).map_err(|m| invalid("send_at_local", m))?;
+    let zone = match default_timezone {
+        Some(name) => crate::schedules::occurrence::Zone::parse(name)
+            .map_err(|e| invalid("default_timezone", e.message))?,
+        None => crate::schedules::occurrence::Zone::utc(),
+    };
+    let earliest = super::local::earliest_instant(at)
+        .ok_or_else(|| invalid("send_at_local", "is out of range"))?;
+    Ok(Some((
+        super::local::format_local(at),
+        zone.name().to_string(),
+        earliest,
+    )))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,6 +275,42 @@ mod tests {
         assert!(parse_targets(&json!({"chat_id": 5, "link_id": "x"})).is_err());
         assert!(parse_targets(&json!([])).is_err());
         assert!(parse_targets(&json!({"phone": "1"})).is_err());
+    }
+
+    #[test]
+    fn send_at_local_is_a_naive_time_with_an_optional_default_zone() {
+        assert_eq!(send_at_local(None, None).unwrap(), None);
+        let (at, zone, earliest) = send_at_local(Some("2026-11-22T09:00"), None)
+            .unwrap()
+            .unwrap();
+        assert_eq!((at.as_str(), zone.as_str()), ("2026-11-22T09:00:00", "UTC"));
+        assert_eq!(
+            earliest,
+            "2026-11-21T19:00:00Z"
+                .parse::<jiff::Timestamp>()
+                .unwrap()
+                .as_millisecond()
+        );
+        let (_, zone, _) = send_at_local(Some("2026-11-22T09:00:00"), Some("Europe/Paris"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(zone, "Europe/Paris");
+        let field = |r: ServiceResult<_>| match r {
+            Err(ServiceError::Invalid { field, .. }) => field,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            field(send_at_local(Some("2026-11-22T09:00Z"), None)),
+            "send_at_local"
+        );
+        assert_eq!(
+            field(send_at_local(Some("2026-11-22T09:00"), Some("Mars/Base"))),
+            "default_timezone"
+        );
+        assert_eq!(
+            field(send_at_local(None, Some("Europe/Paris"))),
+            "default_timezone"
+        );
     }
 
     #[test]

@@ -226,8 +226,22 @@ impl BotSender {
                 .await?
         };
         lock(&self.pacer).prune(now);
-        // Messages meeting a link's quiet hours go back to their lane until the window ends.
-        let claimed = super::quiet::hold_quiet(&self.services, claimed).await;
+        // Messages whose local send time has not come, or meeting a link's quiet hours, go
+        // back to their lane until then; their pacing slots are given back.
+        let before: Vec<(String, i64)> =
+            claimed.iter().map(|c| (c.id.clone(), c.chat_id)).collect();
+        let claimed = super::hold::hold_claimed(&self.services, claimed).await;
+        if claimed.len() < before.len() {
+            let kept: std::collections::HashSet<&str> =
+                claimed.iter().map(|c| c.id.as_str()).collect();
+            let mut p = lock(&self.pacer);
+            for (id, chat_id) in &before {
+                if !kept.contains(id.as_str()) {
+                    p.release(*chat_id);
+                    slots.remove(id);
+                }
+            }
+        }
         let mut contents = Vec::with_capacity(claimed.len());
         for c in &claimed {
             contents.push(self.content(&c.request_id).await);

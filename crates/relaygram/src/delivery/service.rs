@@ -6,7 +6,9 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use super::content::{OwnButtons, StoredContent, render_content};
-use super::request::{SendRequest, Target, media_ref, parse_mode, parse_targets, send_at};
+use super::request::{
+    SendRequest, Target, media_ref, parse_mode, parse_targets, send_at, send_at_local,
+};
 use crate::ids::new_id;
 use crate::services::{ServiceError, ServiceResult, Services};
 use crate::store::{
@@ -106,6 +108,8 @@ pub struct Planned {
     bot_id: Option<String>,
     priority: i64,
     send_at: Option<i64>,
+    /// `send_at_local`: the local time, the default zone, the earliest instant.
+    local: Option<(String, String, i64)>,
     throttle: Option<(String, u32)>,
 }
 
@@ -206,6 +210,16 @@ impl Services {
             return Err(invalid("priority", "must be between -100 and 100"));
         }
         let send_at = send_at(req.send_at.as_deref())?;
+        let local = send_at_local(
+            req.send_at_local.as_deref(),
+            req.default_timezone.as_deref(),
+        )?;
+        if send_at.is_some() && local.is_some() {
+            return Err(invalid(
+                "send_at_local",
+                "give send_at (an instant) or send_at_local (each recipient's local time), not both",
+            ));
+        }
         let throttle = match (&req.throttle_key, req.throttle_seconds) {
             (Some(k), secs) => {
                 let k = k.trim();
@@ -327,6 +341,7 @@ impl Services {
             bot_id,
             priority,
             send_at,
+            local,
             throttle,
         })
     }
@@ -459,7 +474,15 @@ impl Services {
             fanouts: plan.fanouts,
             bot_id: plan.bot_id.clone(),
             priority: plan.priority,
-            send_at: plan.send_at.unwrap_or(now),
+            // A local time is first due where it happens first (UTC+14); the sender holds
+            // each message until its recipient's own instant.
+            send_at: plan
+                .local
+                .as_ref()
+                .map(|(_, _, earliest)| *earliest)
+                .or(plan.send_at)
+                .unwrap_or(now),
+            local: plan.local.map(|(at, zone, _)| (at, zone)),
             throttle: plan
                 .throttle
                 .map(|(k, secs)| (k, now + i64::from(secs) * 1000)),

@@ -112,6 +112,12 @@ impl Services {
         if req.send_at.is_some() {
             return refuse("send_at");
         }
+        if req.send_at_local.is_some() {
+            return refuse("send_at_local");
+        }
+        if req.default_timezone.is_some() {
+            return refuse("default_timezone");
+        }
         if req.text.is_none() && req.data.is_none() {
             return Err(invalid("text", "is required (or data) in a digest item"));
         }

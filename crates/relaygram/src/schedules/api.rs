@@ -45,8 +45,13 @@ pub struct CreateScheduleRequest {
     /// Interval: `15m`, `1h`, `1d` (1 minute to 366 days; days keep the local time of
     /// day). Counted from `start_at`, or from creation.
     pub every: Option<String>,
-    /// IANA time zone the schedule is read in (default `UTC`).
+    /// IANA time zone the schedule is read in (default `UTC`); with `recipient_timezone`,
+    /// the zone of recipients whose link has none.
     pub timezone: Option<String>,
+    /// Read the cron's wall-clock times in **each recipient's** time zone (the link's
+    /// `timezone`): `0 9 * * *` is 9 AM for everyone, wherever they are. Only with `cron`;
+    /// the message may not have `send_at` or `send_at_local` then. Default false.
+    pub recipient_timezone: Option<bool>,
     /// The message, exactly as `POST /v1/messages` takes it.
     #[schema(value_type = Object)]
     pub message: Value,
@@ -76,6 +81,8 @@ pub struct UpdateScheduleRequest {
     pub every: Option<String>,
     /// New time zone.
     pub timezone: Option<String>,
+    /// Read the cron in each recipient's time zone, or not.
+    pub recipient_timezone: Option<bool>,
     /// New message.
     #[schema(value_type = Option<Object>)]
     pub message: Option<Value>,
@@ -97,7 +104,7 @@ pub struct UpdateScheduleRequest {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({"id": "sch_01jd8y3k7q9x4m2n5p6r7s8t9v", "tenant_id": "ten_01jd8y3k7q9x4m2n5p6r7s8t9v",
     "name": "Morning report", "cron": "0 9 * * MON-FRI", "every": null, "timezone": "Europe/Berlin",
-    "message": {"bot_id": "bot_01jd8y3k7q9x4m2n5p6r7s8t9v", "to": {"chat_id": 123456789}, "text": "Good morning!"},
+    "recipient_timezone": false, "message": {"bot_id": "bot_01jd8y3k7q9x4m2n5p6r7s8t9v", "to": {"chat_id": 123456789}, "text": "Good morning!"},
     "enabled": true, "catch_up": "once", "start_at": null, "end_at": null,
     "next_fire_times": ["2026-11-23T08:00:00Z", "2026-11-24T08:00:00Z", "2026-11-25T08:00:00Z",
         "2026-11-26T08:00:00Z", "2026-11-27T08:00:00Z"],
@@ -113,8 +120,10 @@ pub struct ScheduleView {
     pub cron: Option<String>,
     /// Interval, or null.
     pub every: Option<String>,
-    /// IANA time zone.
+    /// IANA time zone (with `recipient_timezone`, the default for recipients without one).
     pub timezone: String,
+    /// The cron's wall-clock times are read in each recipient's time zone.
+    pub recipient_timezone: bool,
     /// The message.
     #[schema(value_type = Object)]
     pub message: Value,
@@ -126,8 +135,14 @@ pub struct ScheduleView {
     pub start_at: Option<String>,
     /// No occurrence after (RFC 3339).
     pub end_at: Option<String>,
-    /// The next five fire times (RFC 3339, UTC); empty while paused or after the last.
+    /// The next five fire times (RFC 3339, UTC); empty while paused or after the last. With
+    /// `recipient_timezone`, when the runs are made: the wall-clock time read at UTC+14,
+    /// where it happens first.
     pub next_fire_times: Vec<String>,
+    /// With `recipient_timezone`: the wall-clock times of the next fire times
+    /// (`2026-11-22T09:00:00`), which each recipient gets in its own zone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_local_times: Option<Vec<String>>,
     /// The last occurrence fired (RFC 3339).
     pub last_fire_at: Option<String>,
     /// Creation time (RFC 3339).
@@ -143,6 +158,7 @@ impl From<ScheduleRecord> for ScheduleView {
                 .into_iter()
                 .map(rfc3339)
                 .collect(),
+            next_local_times: service::next_local_times(&s),
             message: serde_json::from_str(&s.message).unwrap_or(Value::Null),
             id: s.id,
             tenant_id: s.tenant_id,
@@ -150,6 +166,7 @@ impl From<ScheduleRecord> for ScheduleView {
             cron: s.cron,
             every: s.every,
             timezone: s.timezone,
+            recipient_timezone: s.recipient_timezone,
             enabled: s.enabled,
             catch_up: s.catch_up,
             start_at: s.start_at.map(rfc3339),
@@ -276,6 +293,7 @@ pub async fn create_schedule(
             cron: body.cron,
             every: body.every,
             timezone: body.timezone,
+            recipient_timezone: body.recipient_timezone,
             message: body.message,
             enabled: body.enabled,
             catch_up: body.catch_up,
@@ -369,6 +387,7 @@ pub async fn update_schedule(
             cron: body.cron,
             every: body.every,
             timezone: body.timezone,
+            recipient_timezone: body.recipient_timezone,
             message: body.message,
             enabled: body.enabled,
             catch_up: body.catch_up,

@@ -37,9 +37,13 @@ pub enum SchedulesCommand {
         /// Interval: 15m, 1h, 1d.
         #[arg(long)]
         every: Option<String>,
-        /// IANA time zone.
+        /// IANA time zone (with --recipient-timezone, the zone of recipients without one).
         #[arg(long, default_value = "UTC")]
         timezone: String,
+        /// Read the cron in each recipient's time zone (9 AM for everyone, wherever they
+        /// are); only with --cron.
+        #[arg(long)]
+        recipient_timezone: bool,
         /// The message, as the JSON `POST /v1/messages` takes.
         #[arg(long)]
         message: String,
@@ -88,12 +92,20 @@ fn print_schedule(s: &ScheduleRecord) {
         .into_iter()
         .map(rfc3339)
         .collect();
+    let zone = if s.recipient_timezone {
+        format!("each recipient's zone (default {})", s.timezone)
+    } else {
+        s.timezone.clone()
+    };
+    let local = match service::next_local_times(s) {
+        Some(times) if !times.is_empty() => format!("\tlocal: {}", times.join(", ")),
+        _ => String::new(),
+    };
     println!(
-        "{}\t{}\t{}\t{when}\t{}\t{}\tnext: {}",
+        "{}\t{}\t{}\t{when}\t{zone}\t{}\tnext: {}{local}",
         s.id,
         s.tenant_id,
         s.name,
-        s.timezone,
         if s.enabled { "enabled" } else { "paused" },
         if next.is_empty() {
             "-".to_string()
@@ -144,6 +156,7 @@ pub async fn run(services: &Services, command: SchedulesCommand) -> anyhow::Resu
             cron,
             every,
             timezone,
+            recipient_timezone,
             message,
             catch_up,
             start_at,
@@ -162,6 +175,7 @@ pub async fn run(services: &Services, command: SchedulesCommand) -> anyhow::Resu
                     cron,
                     every,
                     timezone: Some(timezone),
+                    recipient_timezone: Some(recipient_timezone),
                     message,
                     enabled: Some(!paused),
                     catch_up: Some(if catch_up == "once" {

@@ -29,6 +29,10 @@ pub struct Origin {
     pub occurrence_ms: i64,
     /// The run.
     pub run_id: String,
+    /// For an occurrence of a schedule read in each recipient's zone: the schedule's time
+    /// zone (the default for recipients without one). The message then goes at the
+    /// occurrence's wall-clock time in each recipient's zone.
+    pub recipient_timezone: Option<String>,
 }
 
 /// One run's message to hand over.
@@ -126,6 +130,9 @@ fn message_field(field: &str) -> &'static str {
         "throttle_key" => "message.throttle_key",
         "throttle_seconds" => "message.throttle_seconds",
         "send_at" => "message.send_at",
+        "send_at_local" => "message.send_at_local",
+        "default_timezone" => "message.default_timezone",
+        "digest" => "message.digest",
         "priority" => "message.priority",
         _ => "message",
     }
@@ -204,7 +211,7 @@ impl Handoff for Outbox {
         let mut submissions = Vec::new();
         let mut positions = Vec::new();
         for (i, run) in runs.iter().enumerate() {
-            match send_request(&run.message) {
+            match request_for(run) {
                 Ok(request) => {
                     positions.push(i);
                     submissions.push(Submission {
@@ -228,6 +235,23 @@ impl Handoff for Outbox {
             .map(|a| a.unwrap_or_else(|| Err(ServiceError::Conflict("no answer".into()))))
             .collect()
     }
+}
+
+/// The request a run's message makes: for an occurrence read in each recipient's zone,
+/// the occurrence's wall-clock time in each recipient's zone.
+fn request_for(run: &RunMessage) -> ServiceResult<crate::delivery::SendRequest> {
+    let mut request = send_request(&run.message)?;
+    if let Some(zone) = &run.origin.recipient_timezone {
+        // The occurrence was read at UTC+14, where its wall-clock time happens first.
+        let wall = crate::delivery::local::wall_time_at_earliest(run.origin.occurrence_ms)
+            .ok_or_else(|| ServiceError::Invalid {
+                field: "message",
+                message: "the occurrence is out of range".into(),
+            })?;
+        request.send_at_local = Some(crate::delivery::local::format_local(wall));
+        request.default_timezone = Some(zone.clone());
+    }
+    Ok(request)
 }
 
 /// What a run's acceptance means for the run.

@@ -20,8 +20,14 @@ use std::sync::{LazyLock, Mutex};
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
 use jiff::civil::DateTime;
-use jiff::tz::{AmbiguousOffset, TimeZone};
+use jiff::tz::{AmbiguousOffset, Offset, TimeZone};
 use jiff::{Timestamp, ToSpan, Zoned};
+
+/// The earliest offset on Earth, in hours (UTC+14): a wall-clock time happens there first.
+pub const EARLIEST_OFFSET_HOURS: i8 = 14;
+/// How long one wall-clock time takes to have happened everywhere: from UTC+14 to UTC−12,
+/// the latest offset.
+pub const LOCAL_SPREAD_MS: i64 = 26 * 3_600_000;
 
 /// A rejected schedule definition: which field, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -80,6 +86,15 @@ impl Zone {
         Zone {
             name: "UTC".into(),
             tz: TimeZone::UTC,
+        }
+    }
+
+    /// The fixed zone UTC+14 (Pacific/Kiritimati's offset, the earliest on Earth): every
+    /// wall-clock time happens there first.
+    pub fn earliest() -> Zone {
+        Zone {
+            name: "UTC+14".into(),
+            tz: TimeZone::fixed(Offset::constant(EARLIEST_OFFSET_HOURS)),
         }
     }
 

@@ -4,7 +4,9 @@
 use serde_json::Value;
 
 use super::handoff::{Handoff, Origin, RunMessage};
-use super::occurrence::{CronExpr, Interval, Recurrence, Timing, TimingError, Zone};
+use super::occurrence::{
+    CronExpr, Interval, LOCAL_SPREAD_MS, Recurrence, Timing, TimingError, Zone,
+};
 use crate::ids::new_id;
 use crate::services::{Principal, ServiceError, ServiceResult, Services};
 use crate::store::{
@@ -14,7 +16,8 @@ use crate::store::{
 /// How many fire times answers show.
 pub const SHOWN_FIRE_TIMES: usize = 5;
 /// An occurrence found this late (or later) was missed, not merely slow: `catch_up`
-/// decides about it. Below this, it fires.
+/// decides about it. Below this, it fires. (A schedule in each recipient's zone adds
+/// [`LOCAL_SPREAD_MS`]: see [`misfire_grace`].)
 pub const MISFIRE_GRACE_MS: i64 = 60_000;
 /// Largest stored message body.
 const MAX_MESSAGE_BYTES: usize = 64 * 1024;
@@ -48,6 +51,8 @@ pub struct NewSchedule {
     pub every: Option<String>,
     /// IANA zone; UTC when omitted.
     pub timezone: Option<String>,
+    /// Read the cron in each recipient's zone (`timezone` is then the default).
+    pub recipient_timezone: Option<bool>,
     /// The message body.
     pub message: Value,
     /// Fires when true (default).
@@ -72,6 +77,8 @@ pub struct SchedulePatch {
     pub every: Option<String>,
     /// New zone.
     pub timezone: Option<String>,
+    /// Read the cron in each recipient's zone, or not.
+    pub recipient_timezone: Option<bool>,
     /// New message.
     pub message: Option<Value>,
     /// Pause (false) or resume (true).
@@ -84,7 +91,10 @@ pub struct SchedulePatch {
     pub end_at: Option<Option<String>>,
 }
 
-/// The timing rules of a stored schedule.
+/// The timing rules of a stored schedule. A schedule in each recipient's zone is read in
+/// the fixed zone UTC+14, the earliest on Earth: it fires when its wall-clock time first
+/// occurs anywhere, and delivery holds each copy until the recipient's own (its `timezone`
+/// must still be a zone: it is the default for recipients without one).
 pub fn timing_of(s: &ScheduleRecord) -> Result<Timing, TimingError> {
     let recurrence = match (&s.cron, &s.every) {
         (Some(cron), _) => Recurrence::Cron(Box::new(CronExpr::parse(cron)?)),
@@ -96,29 +106,47 @@ pub fn timing_of(s: &ScheduleRecord) -> Result<Timing, TimingError> {
             });
         }
     };
+    let zone = Zone::parse(&s.timezone)?;
     Ok(Timing {
         recurrence,
-        zone: Zone::parse(&s.timezone)?,
+        zone: if s.recipient_timezone {
+            Zone::earliest()
+        } else {
+            zone
+        },
         start_at: s.start_at,
         end_at: s.end_at,
         anchor: s.anchor_at,
     })
 }
 
+/// How late an occurrence may be found and still fire: [`MISFIRE_GRACE_MS`]; for a
+/// schedule in each recipient's zone [`LOCAL_SPREAD_MS`] (26 h) more, since its wall-clock
+/// time still lies ahead for some zone until then.
+pub fn misfire_grace(recipient_timezone: bool) -> i64 {
+    if recipient_timezone {
+        LOCAL_SPREAD_MS + MISFIRE_GRACE_MS
+    } else {
+        MISFIRE_GRACE_MS
+    }
+}
+
 /// What to do with a due schedule at `now` (pure: the claimer calls it inside its
-/// transaction). An occurrence found less than [`MISFIRE_GRACE_MS`] late fires; one found
-/// later was missed (the service was down or stopped): `skip` drops it and every other
-/// missed one, `once` fires one run for all of them. Either way the schedule then waits
-/// for its first occurrence after `now`.
-pub fn decide(timing: &Timing, catch_up: CatchUp, due: i64, now: i64) -> Advance {
-    if now - due < MISFIRE_GRACE_MS {
+/// transaction). An occurrence found less than `grace_ms` ([`misfire_grace`]) late fires;
+/// one found later was missed (the service was down or stopped): `skip` drops it and every
+/// other missed one, `once` fires one run for all of them. Either way the schedule then
+/// waits for its first occurrence not missed yet: the first after `now`, or for a schedule
+/// in each recipient's zone the first after `now` − 26 h (it fires, late, at once).
+pub fn decide(timing: &Timing, catch_up: CatchUp, due: i64, now: i64, grace_ms: i64) -> Advance {
+    if now - due < grace_ms {
         return Advance {
             next_fire_at: timing.next_after(due),
             run: Some((due, RunKind::Scheduled)),
         };
     }
+    let not_missed_after = now - (grace_ms - MISFIRE_GRACE_MS).max(0);
     Advance {
-        next_fire_at: timing.next_after(now),
+        next_fire_at: timing.next_after(not_missed_after),
         run: match catch_up {
             CatchUp::Skip => None,
             CatchUp::Once => Some((due, RunKind::CatchUp)),
@@ -136,6 +164,53 @@ pub fn next_fire_times(s: &ScheduleRecord) -> Vec<i64> {
         times.extend(timing.next_n(next, SHOWN_FIRE_TIMES - 1));
     }
     times
+}
+
+/// For a schedule in each recipient's zone: the wall-clock times of its next fire times
+/// (`2026-11-22T09:00:00`, read at UTC+14), which each recipient gets in its own zone.
+pub fn next_local_times(s: &ScheduleRecord) -> Option<Vec<String>> {
+    s.recipient_timezone.then(|| {
+        next_fire_times(s)
+            .into_iter()
+            .filter_map(crate::delivery::local::wall_time_at_earliest)
+            .map(crate::delivery::local::format_local)
+            .collect()
+    })
+}
+
+/// The rules of `recipient_timezone`: only with `cron` (an `every` interval counts real
+/// time, not wall-clock times), and the message's time comes from the schedule (no
+/// `send_at`, `send_at_local`, `default_timezone`; no `digest`, whose items cannot wait).
+fn check_recipient_timezone(s: &ScheduleRecord, message: &Value) -> ServiceResult<()> {
+    if !s.recipient_timezone {
+        return Ok(());
+    }
+    if s.cron.is_none() {
+        return Err(invalid(
+            "recipient_timezone",
+            "needs cron: an `every` interval counts real time, not wall-clock times",
+        ));
+    }
+    for (key, field) in [
+        ("send_at", "message.send_at"),
+        ("send_at_local", "message.send_at_local"),
+        ("default_timezone", "message.default_timezone"),
+    ] {
+        if message.get(key).is_some_and(|v| !v.is_null()) {
+            return Err(invalid(
+                field,
+                "must be left out with recipient_timezone: each run goes at its wall-clock \
+                 time in each recipient's zone (the schedule's timezone for those without one)",
+            ));
+        }
+    }
+    if message.get("digest").is_some_and(|v| !v.is_null()) {
+        return Err(invalid(
+            "message.digest",
+            "cannot be used with recipient_timezone: digest items do not wait for a local time",
+        ));
+    }
+    Ok(())
 }
 
 fn parse_time(field: &'static str, text: &str) -> ServiceResult<i64> {
@@ -252,6 +327,7 @@ pub async fn create(
         cron,
         every,
         timezone,
+        recipient_timezone: new.recipient_timezone.unwrap_or(false),
         message: serialize_message(&new.message)?,
         enabled: new.enabled.unwrap_or(true),
         catch_up: new.catch_up.unwrap_or_default(),
@@ -264,6 +340,7 @@ pub async fn create(
         updated_at: now,
     };
     reschedule(&mut record, now)?;
+    check_recipient_timezone(&record, &new.message)?;
     handoff
         .validate(services, &record.tenant_id, &new.message)
         .await?;
@@ -337,6 +414,9 @@ pub async fn update(
     if let Some(zone) = &patch.timezone {
         s.timezone = zone.trim().to_string();
     }
+    if let Some(recipient_timezone) = patch.recipient_timezone {
+        s.recipient_timezone = recipient_timezone;
+    }
     if let Some(start) = &patch.start_at {
         s.start_at = start
             .as_deref()
@@ -357,12 +437,19 @@ pub async fn update(
     }
     if let Some(message) = &patch.message {
         s.message = serialize_message(message)?;
+    }
+    if s.recipient_timezone {
+        let message: Value = serde_json::from_str(&s.message).unwrap_or(Value::Null);
+        check_recipient_timezone(&s, &message)?;
+    }
+    if let Some(message) = &patch.message {
         handoff.validate(services, &s.tenant_id, message).await?;
     }
     let now = services.clock.now_millis();
     let timing_changed = s.cron != before.cron
         || s.every != before.every
         || s.timezone != before.timezone
+        || s.recipient_timezone != before.recipient_timezone
         || s.start_at != before.start_at
         || s.end_at != before.end_at;
     if timing_changed && s.every.is_some() {
@@ -418,7 +505,7 @@ pub async fn run_now(
         finished_at: None,
     };
     services.store.insert_run(&run).await?;
-    execute(services, handoff, &run, Some(s.message.clone())).await?;
+    execute(services, handoff, &run, Some(s)).await?;
     services
         .store
         .get_run(&run.id)
@@ -440,16 +527,16 @@ pub async fn list_runs(
     Ok(services.store.list_runs(id, page).await?)
 }
 
-/// Hands a claimed run's message to delivery and records the outcome. `message` is the
-/// schedule's message when the caller has it (read again otherwise). A run that was already
+/// Hands a claimed run's message to delivery and records the outcome. `schedule` is the
+/// run's schedule when the caller has it (read again otherwise). A run that was already
 /// attempted by a hand-off that cannot be repeated ends `unknown`.
 pub async fn execute(
     services: &Services,
     handoff: &dyn Handoff,
     run: &RunRecord,
-    message: Option<String>,
+    schedule: Option<ScheduleRecord>,
 ) -> ServiceResult<()> {
-    execute_many(services, handoff, vec![(run.clone(), message)]).await
+    execute_many(services, handoff, vec![(run.clone(), schedule)]).await
 }
 
 /// [`execute`] for many runs at once: their messages are handed over together
@@ -459,12 +546,12 @@ pub async fn execute(
 pub async fn execute_many(
     services: &Services,
     handoff: &dyn Handoff,
-    runs: Vec<(RunRecord, Option<String>)>,
+    runs: Vec<(RunRecord, Option<ScheduleRecord>)>,
 ) -> ServiceResult<()> {
     let store = &services.store;
     let mut finished: Vec<(String, RunOutcome)> = Vec::new();
-    let mut ready: Vec<(RunRecord, Value)> = Vec::new();
-    for (run, message) in runs {
+    let mut ready: Vec<RunMessage> = Vec::new();
+    for (run, schedule) in runs {
         if run.attempts > 0 && !handoff.idempotent() {
             finished.push((
                 run.id,
@@ -476,55 +563,61 @@ pub async fn execute_many(
             ));
             continue;
         }
-        let message = match message {
-            Some(m) => m,
+        let schedule = match schedule {
+            Some(s) => s,
             None => match store.get_schedule(&run.schedule_id).await? {
-                Some(schedule) => schedule.message,
+                Some(schedule) => schedule,
                 // Deleted meanwhile: its runs went with it.
                 None => continue,
             },
         };
-        match serde_json::from_str(&message) {
-            Ok(message) => ready.push((run, message)),
-            Err(e) => finished.push((
-                run.id,
-                RunOutcome::Failed(format!("stored message is invalid: {e}")),
-            )),
-        }
-    }
-    // Only a hand-off that cannot be repeated needs to know it was started.
-    if !handoff.idempotent() {
-        let mut started = Vec::with_capacity(ready.len());
-        for (run, message) in ready {
-            if store.start_run_attempt(&run.id).await? {
-                started.push((run, message));
+        let message: Value = match serde_json::from_str(&schedule.message) {
+            Ok(m) => m,
+            Err(e) => {
+                finished.push((
+                    run.id,
+                    RunOutcome::Failed(format!("stored message is invalid: {e}")),
+                ));
+                continue;
             }
-        }
-        ready = started;
-    }
-    let messages: Vec<RunMessage> = ready
-        .iter()
-        .map(|(run, message)| RunMessage {
+        };
+        // An occurrence of a schedule in each recipient's zone goes at its wall-clock time
+        // in each recipient's zone; a manual run goes now, to everyone.
+        let recipient_timezone = (schedule.recipient_timezone && run.kind != RunKind::Manual)
+            .then(|| schedule.timezone.clone());
+        ready.push(RunMessage {
             tenant_id: run.tenant_id.clone(),
-            message: message.clone(),
+            message,
             origin: Origin {
                 schedule_id: run.schedule_id.clone(),
                 occurrence_ms: run.occurrence_at,
                 run_id: run.id.clone(),
+                recipient_timezone,
             },
-        })
-        .collect();
-    let answers = if messages.is_empty() {
+        });
+    }
+    // Only a hand-off that cannot be repeated needs to know it was started.
+    if !handoff.idempotent() {
+        let mut started = Vec::with_capacity(ready.len());
+        for message in ready {
+            if store.start_run_attempt(&message.origin.run_id).await? {
+                started.push(message);
+            }
+        }
+        ready = started;
+    }
+    let answers = if ready.is_empty() {
         Vec::new()
     } else {
-        handoff.submit_many(services, &messages).await
+        handoff.submit_many(services, &ready).await
     };
     let mut retry_later = None;
-    for ((run, _), answer) in ready.iter().zip(answers) {
+    for (message, answer) in ready.iter().zip(answers) {
+        let run_id = &message.origin.run_id;
         match answer {
             Ok(handed) => {
                 finished.push((
-                    run.id.clone(),
+                    run_id.clone(),
                     RunOutcome::Submitted {
                         message_ids: handed.message_ids,
                         broadcast_id: handed.broadcast_id,
@@ -536,12 +629,12 @@ pub async fn execute_many(
             }
             Err(ServiceError::Store(e)) if handoff.idempotent() => {
                 // Left claimed: tried again when the lease ends.
-                tracing::warn!(run_id = %run.id, error = %e, "schedule run hand-off failed; will retry");
+                tracing::warn!(run_id = %run_id, error = %e, "schedule run hand-off failed; will retry");
                 retry_later = Some(e);
             }
             Err(e) => {
-                tracing::warn!(run_id = %run.id, error = %e, "schedule run failed");
-                finished.push((run.id.clone(), RunOutcome::Failed(e.to_string())));
+                tracing::warn!(run_id = %run_id, error = %e, "schedule run failed");
+                finished.push((run_id.clone(), RunOutcome::Failed(e.to_string())));
                 metrics::counter!("relaygram_schedule_runs_total", "outcome" => "failed")
                     .increment(1);
             }
@@ -561,6 +654,8 @@ mod tests {
     use super::*;
     use crate::schedules::occurrence::{CronExpr, Recurrence, Zone};
 
+    const G: i64 = MISFIRE_GRACE_MS;
+
     fn hourly() -> Timing {
         Timing {
             recurrence: Recurrence::Cron(Box::new(CronExpr::parse("0 * * * *").unwrap())),
@@ -575,21 +670,21 @@ mod tests {
 
     #[test]
     fn an_occurrence_on_time_fires_and_the_next_follows_it() {
-        let a = decide(&hourly(), CatchUp::Skip, 10 * H, 10 * H + 500);
+        let a = decide(&hourly(), CatchUp::Skip, 10 * H, 10 * H + 500, G);
         assert_eq!(a.run, Some((10 * H, RunKind::Scheduled)));
         assert_eq!(a.next_fire_at, Some(11 * H));
     }
 
     #[test]
     fn after_downtime_skip_fires_nothing_and_jumps_to_the_future() {
-        let a = decide(&hourly(), CatchUp::Skip, 10 * H, 13 * H + 1);
+        let a = decide(&hourly(), CatchUp::Skip, 10 * H, 13 * H + 1, G);
         assert_eq!(a.run, None);
         assert_eq!(a.next_fire_at, Some(14 * H));
     }
 
     #[test]
     fn after_downtime_once_fires_one_run_for_all_missed() {
-        let a = decide(&hourly(), CatchUp::Once, 10 * H, 13 * H + 1);
+        let a = decide(&hourly(), CatchUp::Once, 10 * H, 13 * H + 1, G);
         assert_eq!(a.run, Some((10 * H, RunKind::CatchUp)));
         assert_eq!(a.next_fire_at, Some(14 * H));
         // A late (but not missed) occurrence still fires normally.
@@ -598,7 +693,89 @@ mod tests {
             CatchUp::Skip,
             10 * H,
             10 * H + MISFIRE_GRACE_MS - 1,
+            G,
         );
         assert_eq!(a.run, Some((10 * H, RunKind::Scheduled)));
+    }
+
+    fn ms(text: &str) -> i64 {
+        text.parse::<jiff::Timestamp>().unwrap().as_millisecond()
+    }
+
+    fn iso(ms: i64) -> String {
+        jiff::Timestamp::from_millisecond(ms).unwrap().to_string()
+    }
+
+    fn daily_at_nine_in_each_zone() -> ScheduleRecord {
+        ScheduleRecord {
+            id: "sch_1".into(),
+            tenant_id: "ten_1".into(),
+            name: "n".into(),
+            cron: Some("0 9 * * *".into()),
+            every: None,
+            timezone: "Europe/Paris".into(),
+            recipient_timezone: true,
+            message: "{}".into(),
+            enabled: true,
+            catch_up: CatchUp::Skip,
+            start_at: None,
+            end_at: None,
+            anchor_at: 0,
+            next_fire_at: None,
+            last_fire_at: None,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn a_schedule_in_each_recipients_zone_fires_when_its_time_first_occurs() {
+        let mut s = daily_at_nine_in_each_zone();
+        let t = timing_of(&s).unwrap();
+        let first = t.next_after(ms("2027-11-05T12:00:00Z")).unwrap();
+        assert_eq!(
+            iso(first),
+            "2027-11-05T19:00:00Z",
+            "09:00 on the 6th at UTC+14"
+        );
+        s.next_fire_at = Some(first);
+        assert_eq!(iso(next_fire_times(&s)[1]), "2027-11-06T19:00:00Z");
+        assert_eq!(
+            next_local_times(&s).unwrap()[..2],
+            ["2027-11-06T09:00:00", "2027-11-07T09:00:00"]
+        );
+        // Its timezone is still checked: it is the default zone.
+        s.timezone = "Mars/Base".into();
+        assert_eq!(timing_of(&s).unwrap_err().field, "timezone");
+        s.timezone = "Europe/Paris".into();
+        s.recipient_timezone = false;
+        assert_eq!(next_local_times(&s), None);
+        assert_eq!(
+            iso(timing_of(&s).unwrap().next_after(first).unwrap()),
+            "2027-11-06T08:00:00Z"
+        );
+    }
+
+    #[test]
+    fn its_occurrences_are_missed_only_after_26_hours() {
+        let t = timing_of(&daily_at_nine_in_each_zone()).unwrap();
+        let grace = misfire_grace(true);
+        assert_eq!(grace, 26 * H + G);
+        assert_eq!(misfire_grace(false), G);
+        let due = ms("2027-11-05T19:00:00Z");
+        // 20 hours late: 09:00 is still ahead in the Americas, so it fires.
+        let a = decide(&t, CatchUp::Skip, due, due + 20 * H, grace);
+        assert_eq!(a.run, Some((due, RunKind::Scheduled)));
+        assert_eq!(a.next_fire_at, Some(due + 24 * H));
+        let a = decide(&t, CatchUp::Skip, due, due + 26 * H + G - 1, grace);
+        assert_eq!(a.run, Some((due, RunKind::Scheduled)));
+        // 26 hours and a minute late: missed. The schedule goes on with the first
+        // occurrence not missed yet (the next day's, late but still ahead in the west).
+        let a = decide(&t, CatchUp::Skip, due, due + 26 * H + G, grace);
+        assert_eq!(a.run, None);
+        assert_eq!(a.next_fire_at, Some(due + 24 * H));
+        let a = decide(&t, CatchUp::Once, due, due + 72 * H, grace);
+        assert_eq!(a.run, Some((due, RunKind::CatchUp)));
+        assert_eq!(a.next_fire_at, Some(due + 48 * H));
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::handoff::Handoff;
-use super::service::{decide, execute_many, timing_of};
+use super::service::{decide, execute_many, misfire_grace, timing_of};
 use crate::services::{ServiceResult, Services};
 use crate::store::{Advance, RunRecord, ScheduleRecord};
 use crate::workers::Shutdown;
@@ -29,7 +29,13 @@ pub struct Scheduler {
 
 fn advance_for(schedule: &ScheduleRecord, now: i64) -> Advance {
     match (timing_of(schedule), schedule.next_fire_at) {
-        (Ok(timing), Some(due)) => decide(&timing, schedule.catch_up, due, now),
+        (Ok(timing), Some(due)) => decide(
+            &timing,
+            schedule.catch_up,
+            due,
+            now,
+            misfire_grace(schedule.recipient_timezone),
+        ),
         (Err(e), _) => {
             // Validated on the way in; a stored value that no longer parses (e.g. a zone
             // removed from the database) stops the schedule instead of looping on it.
@@ -72,10 +78,10 @@ impl Scheduler {
             metrics::histogram!("relaygram_schedule_lateness_seconds")
                 .record((now - run.occurrence_at).max(0) as f64 / 1000.0);
         }
-        let runs: Vec<(RunRecord, Option<String>)> = stale
+        let runs: Vec<(RunRecord, Option<ScheduleRecord>)> = stale
             .into_iter()
             .map(|run| (run, None))
-            .chain(due.into_iter().map(|(run, message)| (run, Some(message))))
+            .chain(due.into_iter().map(|(run, schedule)| (run, Some(schedule))))
             .collect();
         let handled = runs.len();
         self.hand_over(runs).await;
@@ -83,7 +89,7 @@ impl Scheduler {
     }
 
     /// Hands the runs over together (one acceptance transaction for the batch).
-    async fn hand_over(&self, runs: Vec<(RunRecord, Option<String>)>) {
+    async fn hand_over(&self, runs: Vec<(RunRecord, Option<ScheduleRecord>)>) {
         if runs.is_empty() {
             return;
         }

@@ -7,10 +7,10 @@ mod cache;
 mod commands;
 mod digests;
 mod events;
+mod holds;
 mod inbound;
 mod links;
 mod outbox;
-mod quiet;
 mod replies;
 mod schedules;
 mod sql;
@@ -23,6 +23,7 @@ pub use events::{
     AttemptRecord, ClaimedDelivery, DeliveryOutcome, DeliveryRecord, DeliveryStatus,
     EndpointRecord, EventQuery, EventRecord, EventStore, NewEvent, type_matches,
 };
+pub use holds::{Hold, HoldCandidate, HoldStore};
 pub use inbound::{
     ChatRecord, ChatState, InboundStore, UpdateCursor, UpdateFilter, UpdateOutcome, UpdateRecord,
     UpdateStatus,
@@ -35,7 +36,6 @@ pub use outbox::{
     Acceptance, Accepted, BotLimitsRecord, BotStats, BroadcastRecord, Claimed, FINAL_STATES,
     Fanout, MessageFilter, MessageRecord, NewMessage, NewRequest, OutboxStore, Outcome,
 };
-pub use quiet::{QuietCandidate, QuietStore};
 pub use replies::{NewReply, ReplyStore};
 pub use schedules::{
     Advance, CatchUp, Decide, RunKind, RunOutcome, RunRecord, RunState, ScheduleRecord,
@@ -307,7 +307,7 @@ pub trait Store:
     + TemplateStore
     + OutboxStore
     + ScheduleStore
-    + QuietStore
+    + HoldStore
     + DigestStore
     + ReplyStore
     + Send

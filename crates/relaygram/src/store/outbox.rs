@@ -83,8 +83,11 @@ pub struct Acceptance {
     pub bot_id: Option<String>,
     /// Priority (higher first).
     pub priority: i64,
-    /// Not before (UTC ms).
+    /// Not before (UTC ms). With `local`, the earliest instant that local time occurs.
     pub send_at: i64,
+    /// A local send time: the wall-clock time (`2026-11-22T09:00:00`) each message waits
+    /// for in its recipient's zone, and the zone for recipients without one.
+    pub local: Option<(String, String)>,
     /// Throttle window: key and its end; when the key's window is open the messages are
     /// stored as `throttled`.
     pub throttle: Option<(String, i64)>,
@@ -180,6 +183,10 @@ pub struct MessageRecord {
     pub updated_at: i64,
     /// When it reached its final state.
     pub finished_at: Option<i64>,
+    /// The local send time (`send_at_local`, `2026-11-22T09:00:00`).
+    pub local_at: Option<String>,
+    /// The zone of `local_at` for a recipient without one (`default_timezone`).
+    pub local_zone: Option<String>,
 }
 
 /// Which messages to list or re-drive.
@@ -222,6 +229,8 @@ pub struct Claimed {
     pub telegram_message_ids: String,
     /// Errors so far, JSON array.
     pub errors: String,
+    /// The local send time, if any (the sender decides whether it waits).
+    pub local_at: Option<String>,
 }
 
 /// What an attempt did to a message.
@@ -427,7 +436,8 @@ pub trait OutboxStore: Send + Sync {
 
 const MESSAGE_COLS: &str = "id, request_id, tenant_id, bot_id, chat_id, link_id, broadcast_id, \
      status, priority, send_at, next_attempt_at, attempts, retries, rate_limited, parts_sent, \
-     telegram_message_ids, error_class, last_error, errors, created_at, updated_at, finished_at";
+     telegram_message_ids, error_class, last_error, errors, created_at, updated_at, finished_at, \
+     local_at, local_zone";
 
 fn ids_json(ids: &[&str]) -> String {
     serde_json::to_string(ids).unwrap_or_else(|_| "[]".into())
@@ -460,6 +470,8 @@ macro_rules! outbox_store {
                     created_at: row.try_get("created_at")?,
                     updated_at: row.try_get("updated_at")?,
                     finished_at: row.try_get("finished_at")?,
+                    local_at: row.try_get("local_at")?,
+                    local_zone: row.try_get("local_zone")?,
                 })
             }
 
@@ -648,7 +660,9 @@ macro_rules! outbox_store {
                                     m.link_id,
                                     a.priority,
                                     a.send_at,
-                                    a.request.created_at
+                                    a.request.created_at,
+                                    a.local.as_ref().map(|(at, _)| at),
+                                    a.local.as_ref().map(|(_, zone)| zone)
                                 ])
                             })
                         })
@@ -657,9 +671,9 @@ macro_rules! outbox_store {
                         let sql = format!(
                             "INSERT INTO messages (id, request_id, tenant_id, bot_id, chat_id, link_id, \
                              broadcast_id, status, priority, send_at, next_attempt_at, created_at, \
-                             updated_at, finished_at) \
+                             updated_at, finished_at, local_at, local_zone) \
                              SELECT id, request_id, tenant_id, bot_id, chat_id, link_id, NULL, 'queued', \
-                             priority, send_at, send_at, created_at, created_at, NULL FROM ({}) AS r",
+                             priority, send_at, send_at, created_at, created_at, NULL, local_at, local_zone FROM ({}) AS r",
                             <$store>::json_rows(
                                 "$1",
                                 &[
@@ -672,6 +686,8 @@ macro_rules! outbox_store {
                                     Col::Int("priority"),
                                     Col::Int("send_at"),
                                     Col::Int("created_at"),
+                                    Col::Text("local_at"),
+                                    Col::Text("local_zone"),
                                 ]
                             )
                         );
@@ -756,6 +772,8 @@ macro_rules! outbox_store {
                     .await?;
                     let broadcast_id = a.broadcast.as_ref().map(|(id, _)| id.as_str());
                     let finished = (status == "throttled").then_some(now);
+                    let local_at = a.local.as_ref().map(|(at, _)| at.as_str());
+                    let local_zone = a.local.as_ref().map(|(_, zone)| zone.as_str());
                     let mut count: i64 = 0;
                     // One statement for the request's listed recipients, passed as one JSON
                     // array: a statement per message was a round trip each, and multi-row
@@ -769,9 +787,9 @@ macro_rules! outbox_store {
                         let sql = format!(
                             "INSERT INTO messages (id, request_id, tenant_id, bot_id, chat_id, link_id, \
                              broadcast_id, status, priority, send_at, next_attempt_at, created_at, \
-                             updated_at, finished_at) \
+                             updated_at, finished_at, local_at, local_zone) \
                              SELECT r.id, $1, $2, r.bot_id, r.chat_id, r.link_id, $3, $4, $5, $6, $6, \
-                             $7, $7, $8 FROM ({rows}) AS r",
+                             $7, $7, $8, $10, $11 FROM ({rows}) AS r",
                             rows = $message_rows
                         );
                         let done = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -784,6 +802,8 @@ macro_rules! outbox_store {
                             .bind(now)
                             .bind(finished)
                             .bind(Value::Array(rows).to_string())
+                            .bind(local_at)
+                            .bind(local_zone)
                             .execute(&mut *tx)
                             .await?;
                         count += done.rows_affected() as i64;
@@ -813,9 +833,9 @@ macro_rules! outbox_store {
                         let sql = format!(
                             "INSERT INTO messages (id, request_id, tenant_id, bot_id, chat_id, link_id, \
                              broadcast_id, status, priority, send_at, next_attempt_at, created_at, \
-                             updated_at, finished_at) \
+                             updated_at, finished_at, local_at, local_zone) \
                              SELECT CAST($1 AS TEXT) || l.id, $2, l.tenant_id, l.bot_id, l.chat_id, l.id, \
-                             $4, $5, $6, $7, $7, $8, $8, $9 FROM links l \
+                             $4, $5, $6, $7, $7, $8, $8, $9, $12, $13 FROM links l \
                              WHERE l.tenant_id = $3 AND l.active = {t} AND ({filter}) \
                              AND ($11 IS NULL OR l.bot_id = $11) \
                              AND NOT EXISTS (SELECT 1 FROM messages x WHERE x.bot_id = l.bot_id \
@@ -834,6 +854,8 @@ macro_rules! outbox_store {
                             .bind(finished)
                             .bind(arg)
                             .bind(a.bot_id.as_deref())
+                            .bind(local_at)
+                            .bind(local_zone)
                             .execute(&mut *tx)
                             .await?;
                         count += done.rows_affected() as i64;
@@ -1107,7 +1129,8 @@ macro_rules! outbox_store {
                 // earlier with the same or a higher priority is still waiting.
                 let sql = format!(
                     "SELECT m.id, m.tenant_id, m.request_id, m.chat_id, m.link_id, m.broadcast_id, \
-                     m.attempts, m.parts_sent, m.telegram_message_ids, m.errors FROM messages m \
+                     m.attempts, m.parts_sent, m.telegram_message_ids, m.errors, m.local_at \
+                     FROM messages m \
                      WHERE m.bot_id = $1 AND m.status = 'queued' AND m.send_at <= $2 \
                      AND m.next_attempt_at <= $2 \
                      AND NOT EXISTS (SELECT 1 FROM messages e WHERE e.bot_id = m.bot_id \
@@ -1136,6 +1159,7 @@ macro_rules! outbox_store {
                         parts_sent: r.try_get("parts_sent")?,
                         telegram_message_ids: r.try_get("telegram_message_ids")?,
                         errors: r.try_get("errors")?,
+                        local_at: r.try_get("local_at")?,
                     };
                     // One message per chat per batch keeps the chat's order.
                     if chats.contains(&c.chat_id) || !pick(&c) {

@@ -140,8 +140,10 @@ pub struct ScheduleRecord {
     pub cron: Option<String>,
     /// Interval (`15m`, `1h`, `1d`).
     pub every: Option<String>,
-    /// IANA time zone.
+    /// IANA time zone (with `recipient_timezone`, the zone of recipients without one).
     pub timezone: String,
+    /// The cron's wall-clock times are read in each recipient's zone.
+    pub recipient_timezone: bool,
     /// The message, as the JSON `POST /v1/messages` takes.
     pub message: String,
     /// Whether it fires.
@@ -246,14 +248,14 @@ pub trait ScheduleStore: Send + Sync {
     /// Claims up to `limit` due schedules (enabled, `next_fire_at <= now`): for each,
     /// `decide` says the new `next_fire_at` and which run to claim; both are written in
     /// one transaction. Returns the claimed runs (state `claimed`, lease until
-    /// `lease_until`), each with its schedule's message.
+    /// `lease_until`), each with its schedule as read.
     async fn claim_due_schedules(
         &self,
         now: i64,
         limit: u32,
         lease_until: i64,
         decide: Decide<'_>,
-    ) -> StoreResult<Vec<(RunRecord, String)>>;
+    ) -> StoreResult<Vec<(RunRecord, ScheduleRecord)>>;
     /// Stores a claimed manual run.
     async fn insert_run(&self, run: &RunRecord) -> StoreResult<()>;
     /// Takes over up to `limit` runs still `claimed` whose lease ran out, leasing them
@@ -286,7 +288,8 @@ pub trait ScheduleStore: Send + Sync {
 }
 
 const SCHEDULE_COLS: &str = "id, tenant_id, name, cron, every, timezone, message, enabled, \
-     catch_up, start_at, end_at, anchor_at, next_fire_at, last_fire_at, created_at, updated_at";
+     catch_up, start_at, end_at, anchor_at, next_fire_at, last_fire_at, created_at, updated_at, \
+     recipient_timezone";
 const RUN_COLS: &str = "id, schedule_id, tenant_id, occurrence_at, kind, state, attempts, \
      lease_until, message_ids, broadcast_id, error, claimed_at, finished_at";
 
@@ -309,6 +312,7 @@ macro_rules! schedules_store {
                     cron: row.try_get("cron")?,
                     every: row.try_get("every")?,
                     timezone: row.try_get("timezone")?,
+                    recipient_timezone: row.try_get("recipient_timezone")?,
                     message: row.try_get("message")?,
                     enabled: row.try_get("enabled")?,
                     catch_up: CatchUp::from_str(row.try_get::<&str, _>("catch_up")?)?,
@@ -346,7 +350,7 @@ macro_rules! schedules_store {
             async fn insert_schedule(&self, s: &ScheduleRecord) -> StoreResult<()> {
                 let sql = format!(
                     "INSERT INTO schedules ({SCHEDULE_COLS}) VALUES \
-                     ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+                     ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
                 );
                 sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(&s.id)
@@ -365,6 +369,7 @@ macro_rules! schedules_store {
                     .bind(s.last_fire_at)
                     .bind(s.created_at)
                     .bind(s.updated_at)
+                    .bind(s.recipient_timezone)
                     .execute(&self.pool)
                     .await?;
                 Ok(())
@@ -408,8 +413,8 @@ macro_rules! schedules_store {
                 let done = sqlx::query(
                     "UPDATE schedules SET name = $2, cron = $3, every = $4, timezone = $5, \
                      message = $6, enabled = $7, catch_up = $8, start_at = $9, end_at = $10, \
-                     anchor_at = $11, next_fire_at = $12, last_fire_at = $13, updated_at = $14 \
-                     WHERE id = $1",
+                     anchor_at = $11, next_fire_at = $12, last_fire_at = $13, updated_at = $14, \
+                     recipient_timezone = $15 WHERE id = $1",
                 )
                 .bind(&s.id)
                 .bind(&s.name)
@@ -425,6 +430,7 @@ macro_rules! schedules_store {
                 .bind(s.next_fire_at)
                 .bind(s.last_fire_at)
                 .bind(s.updated_at)
+                .bind(s.recipient_timezone)
                 .execute(&self.pool)
                 .await?;
                 Ok(done.rows_affected() == 1)
@@ -444,7 +450,7 @@ macro_rules! schedules_store {
                 limit: u32,
                 lease_until: i64,
                 decide: Decide<'_>,
-            ) -> StoreResult<Vec<(RunRecord, String)>> {
+            ) -> StoreResult<Vec<(RunRecord, ScheduleRecord)>> {
                 let mut tx = self.pool.begin().await?;
                 let sql = format!(
                     "SELECT {SCHEDULE_COLS} FROM schedules \
@@ -514,7 +520,7 @@ macro_rules! schedules_store {
                         .into_iter()
                         .collect()
                 };
-                let mut candidates: Vec<(RunRecord, String)> = Vec::new();
+                let mut candidates: Vec<(RunRecord, ScheduleRecord)> = Vec::new();
                 for (schedule, advance) in advances {
                     let Some((occurrence_at, kind)) = advance.run else {
                         continue;
@@ -537,7 +543,7 @@ macro_rules! schedules_store {
                         claimed_at: now,
                         finished_at: None,
                     };
-                    candidates.push((run, schedule.message));
+                    candidates.push((run, schedule));
                 }
                 if candidates.is_empty() {
                     tx.commit().await?;
@@ -792,6 +798,7 @@ mod tests {
             cron: Some("0 * * * *".into()),
             every: None,
             timezone: "UTC".into(),
+            recipient_timezone: false,
             message: "{}".into(),
             enabled: true,
             catch_up: CatchUp::Skip,

@@ -83,6 +83,11 @@ const SQLITE_MIGRATIONS: &[Embedded] = &[
         "idempotency_request",
         include_str!("../../migrations/sqlite/0012_idempotency_request.sql"),
     ),
+    (
+        13,
+        "local_send",
+        include_str!("../../migrations/sqlite/0013_local_send.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[Embedded] = &[
     (
@@ -139,6 +144,11 @@ const POSTGRES_MIGRATIONS: &[Embedded] = &[
         12,
         "idempotency_request",
         include_str!("../../migrations/postgres/0012_idempotency_request.sql"),
+    ),
+    (
+        13,
+        "local_send",
+        include_str!("../../migrations/postgres/0013_local_send.sql"),
     ),
 ];
 

@@ -14,6 +14,7 @@ mod events;
 mod helpers;
 mod inbound;
 mod linking;
+mod local_time;
 mod openapi;
 mod operations;
 mod quiet;

@@ -208,6 +208,25 @@ async fn openapi_document_is_valid_and_lists_every_route() {
     );
     assert!(doc["components"]["schemas"]["TenantView"]["example"].is_object());
 
+    // Fields of local-time delivery and of schedules in each recipient's zone.
+    for (schema, fields) in [
+        ("SendRequest", &["send_at_local", "default_timezone"][..]),
+        ("MessageView", &["send_at_local", "default_timezone"][..]),
+        ("CreateScheduleRequest", &["recipient_timezone"][..]),
+        ("UpdateScheduleRequest", &["recipient_timezone"][..]),
+        (
+            "ScheduleView",
+            &["recipient_timezone", "next_fire_times", "next_local_times"][..],
+        ),
+    ] {
+        for field in fields {
+            assert!(
+                doc["components"]["schemas"][schema]["properties"][field].is_object(),
+                "{schema}.{field} is not documented"
+            );
+        }
+    }
+
     // Every documented route is served (no fallback 404/405 for it).
     for (method, path) in ROUTES {
         let concrete = path

@@ -827,6 +827,63 @@ async fn cli_lists_adds_runs_pauses_resumes_and_removes() {
         assert_eq!(next.trim().split(", ").count(), 5, "{out}");
         assert!(ok(args(&["schedules", "list"])).await.contains(&id));
 
+        // In each recipient's zone: the line says so and shows the local times.
+        let out = ok(args(&[
+            "schedules",
+            "add",
+            "--tenant",
+            &tenant,
+            "--name",
+            "Nine",
+            "--cron",
+            "0 9 * * *",
+            "--timezone",
+            "Europe/Paris",
+            "--recipient-timezone",
+            "--message",
+            &message,
+        ]))
+        .await;
+        let local_id = out.split('\t').next().unwrap().to_string();
+        assert!(
+            out.contains("each recipient's zone (default Europe/Paris)"),
+            "{out}"
+        );
+        let local = out.split("local: ").nth(1).unwrap();
+        assert_eq!(local.trim().split(", ").count(), 5, "{out}");
+        assert!(
+            local.trim().split(", ").all(|t| t.ends_with("T09:00:00")),
+            "{out}"
+        );
+        assert!(
+            ok(args(&["schedules", "list"]))
+                .await
+                .contains("each recipient's zone")
+        );
+        let (success, _, err) = relaygram_cli(
+            &envs,
+            &[
+                "schedules",
+                "add",
+                "--tenant",
+                &tenant,
+                "--name",
+                "bad",
+                "--every",
+                "1d",
+                "--recipient-timezone",
+                "--message",
+                &message,
+            ],
+        )
+        .await;
+        assert!(!success && err.contains("recipient_timezone"), "{err}");
+        assert!(
+            ok(args(&["schedules", "remove", &local_id]))
+                .await
+                .contains("removed")
+        );
+
         // Bad input: a plain message naming the field, non-zero exit, nothing stored.
         for (flag, value, field) in [
             ("--cron", "99 * * * *", "cron"),
