@@ -135,8 +135,8 @@ pub fn misfire_grace(recipient_timezone: bool) -> i64 {
 /// transaction). An occurrence found less than `grace_ms` ([`misfire_grace`]) late fires;
 /// one found later was missed (the service was down or stopped): `skip` drops it and every
 /// other missed one, `once` fires one run for all of them. Either way the schedule then
-/// waits for its first occurrence not missed yet: the first after `now`, or for a schedule
-/// in each recipient's zone the first after `now` − 26 h (it fires, late, at once).
+/// waits for its first occurrence not missed yet, the first less than `grace_ms` before
+/// `now` (one that is already due fires, late, at the next step).
 pub fn decide(timing: &Timing, catch_up: CatchUp, due: i64, now: i64, grace_ms: i64) -> Advance {
     if now - due < grace_ms {
         return Advance {
@@ -144,9 +144,8 @@ pub fn decide(timing: &Timing, catch_up: CatchUp, due: i64, now: i64, grace_ms: 
             run: Some((due, RunKind::Scheduled)),
         };
     }
-    let not_missed_after = now - (grace_ms - MISFIRE_GRACE_MS).max(0);
     Advance {
-        next_fire_at: timing.next_after(not_missed_after),
+        next_fire_at: timing.next_after(now - grace_ms),
         run: match catch_up {
             CatchUp::Skip => None,
             CatchUp::Once => Some((due, RunKind::CatchUp)),
@@ -676,15 +675,19 @@ mod tests {
     }
 
     #[test]
-    fn after_downtime_skip_fires_nothing_and_jumps_to_the_future() {
-        let a = decide(&hourly(), CatchUp::Skip, 10 * H, 13 * H + 1, G);
+    fn after_downtime_skip_fires_nothing_and_jumps_to_the_first_not_missed() {
+        let a = decide(&hourly(), CatchUp::Skip, 10 * H, 13 * H + 120_000, G);
         assert_eq!(a.run, None);
         assert_eq!(a.next_fire_at, Some(14 * H));
+        // An occurrence less than the grace ago was not missed: it is next (and due).
+        let a = decide(&hourly(), CatchUp::Skip, 10 * H, 13 * H + 1, G);
+        assert_eq!(a.run, None);
+        assert_eq!(a.next_fire_at, Some(13 * H));
     }
 
     #[test]
     fn after_downtime_once_fires_one_run_for_all_missed() {
-        let a = decide(&hourly(), CatchUp::Once, 10 * H, 13 * H + 1, G);
+        let a = decide(&hourly(), CatchUp::Once, 10 * H, 13 * H + 120_000, G);
         assert_eq!(a.run, Some((10 * H, RunKind::CatchUp)));
         assert_eq!(a.next_fire_at, Some(14 * H));
         // A late (but not missed) occurrence still fires normally.
