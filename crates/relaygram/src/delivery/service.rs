@@ -396,19 +396,29 @@ impl Services {
                     for ((i, p), stored) in prepared.into_iter().zip(stored) {
                         results[i] = Some(self.answer(p, stored).await);
                     }
-                    super::sender::wake();
+                }
+                // One call the store refuses must not hold up the others: each is stored
+                // on its own, and gets the answer its own call deserves.
+                Err(_) if prepared.len() > 1 => {
+                    for (i, p) in prepared {
+                        let stored = self
+                            .store
+                            .accept(&p.acceptance)
+                            .await
+                            .map_err(ServiceError::Store);
+                        results[i] = Some(match stored {
+                            Ok(stored) => self.answer(p, stored).await,
+                            Err(e) => Err(e),
+                        });
+                    }
                 }
                 Err(e) => {
-                    let text = e.to_string();
-                    let mut first = Some(e);
-                    for (i, _) in prepared {
-                        let e = first
-                            .take()
-                            .unwrap_or_else(|| StoreError::Batch(text.clone()));
+                    if let Some((i, _)) = prepared.pop() {
                         results[i] = Some(Err(ServiceError::Store(e)));
                     }
                 }
             }
+            super::sender::wake();
         }
         results
             .into_iter()

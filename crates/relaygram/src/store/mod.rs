@@ -78,9 +78,6 @@ pub enum StoreError {
     /// A stored value could not be understood.
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
-    /// Another call stored in the same transaction failed, so this one was not stored.
-    #[error("database error (in a batch): {0}")]
-    Batch(String),
 }
 
 /// Result alias for storage calls.

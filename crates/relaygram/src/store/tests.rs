@@ -531,3 +531,123 @@ async fn replies_story_on_every_engine() {
         replies_story(store).await;
     }
 }
+
+fn acceptance(n: u32, bot_id: &str, key: Option<&str>) -> Acceptance {
+    Acceptance {
+        request: NewRequest {
+            id: format!("req_{n}"),
+            tenant_id: "ten_a".into(),
+            origin: "api".into(),
+            content: "{}".into(),
+            created_at: 1_700_000_000_000,
+        },
+        rows: vec![NewMessage {
+            id: format!("msg_{n}"),
+            bot_id: bot_id.into(),
+            chat_id: 100 + i64::from(n),
+            link_id: None,
+        }],
+        fanouts: vec![],
+        bot_id: None,
+        priority: 0,
+        send_at: 1_700_000_000_000,
+        local: None,
+        throttle: None,
+        broadcast: None,
+        callbacks: vec![(format!("cb_{n}"), "data".into())],
+        idempotency: key.map(|k| (k.to_string(), format!("hash-{k}"))),
+        answer: Some(format!("answer-{n}")),
+    }
+}
+
+/// Acceptance in batches: plain calls stored together with their keys' answers, a key
+/// given twice answered as a replay of the first, a known key as a replay, a throttled
+/// call among plain ones, and a batch the store refuses leaves nothing behind.
+async fn batch_acceptance_story(store: Arc<dyn Store>) {
+    store.insert_tenant(&tenant("ten_a", "a")).await.unwrap();
+    store.insert_bot(&bot("bot_a", "ten_a", 1)).await.unwrap();
+    let mut throttled = acceptance(3, "bot_a", None);
+    throttled.throttle = Some(("t".into(), 1_700_000_060_000));
+    let batch = vec![
+        acceptance(1, "bot_a", Some("k1")),
+        acceptance(2, "bot_a", Some("k1")),
+        throttled,
+        acceptance(4, "bot_a", None),
+    ];
+    let answers = store.accept_batch(&batch).await.unwrap();
+    let stored = |count: i64, status: &str| Accepted::Stored {
+        count,
+        status: status.into(),
+        broadcast_id: None,
+    };
+    assert_eq!(answers[0], stored(1, "queued"));
+    assert_eq!(
+        answers[1],
+        Accepted::Replay {
+            response: "answer-1".into(),
+            body_hash: "hash-k1".into(),
+            request_id: Some("req_1".into()),
+        }
+    );
+    assert_eq!(answers[2], stored(1, "queued"));
+    assert_eq!(answers[3], stored(1, "queued"));
+    for (request, present) in [
+        ("req_1", true),
+        ("req_2", false),
+        ("req_3", true),
+        ("req_4", true),
+    ] {
+        assert_eq!(
+            store.request_messages(request).await.unwrap().len(),
+            usize::from(present),
+            "{request}"
+        );
+    }
+    assert!(store.get_callback("cb_1").await.unwrap().is_some());
+    assert!(store.get_callback("cb_2").await.unwrap().is_none());
+
+    // Later: the key answers with the answer kept in the same transaction; the throttle
+    // window is still open.
+    let mut again = acceptance(5, "bot_a", Some("k1"));
+    again.request.created_at += 1000;
+    let mut throttled = acceptance(6, "bot_a", None);
+    throttled.throttle = Some(("t".into(), 1_700_000_061_000));
+    let answers = store.accept_batch(&[again, throttled]).await.unwrap();
+    assert_eq!(
+        answers[0],
+        Accepted::Replay {
+            response: "answer-1".into(),
+            body_hash: "hash-k1".into(),
+            request_id: Some("req_1".into()),
+        }
+    );
+    assert_eq!(answers[1], stored(1, "throttled"));
+
+    // A message for a bot that does not exist: the whole batch is refused, nothing stays.
+    let refused = store
+        .accept_batch(&[
+            acceptance(7, "bot_a", Some("k7")),
+            acceptance(8, "bot_gone", None),
+        ])
+        .await;
+    assert!(refused.is_err());
+    assert!(store.request_messages("req_7").await.unwrap().is_empty());
+    let retried = store
+        .accept_batch(&[acceptance(7, "bot_a", Some("k7"))])
+        .await
+        .unwrap();
+    assert_eq!(
+        retried[0],
+        stored(1, "queued"),
+        "the key was not kept either"
+    );
+}
+
+#[tokio::test]
+async fn batch_acceptance_on_every_engine() {
+    for engine in engines() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _db) = open(engine, dir.path()).await;
+        batch_acceptance_story(store).await;
+    }
+}
