@@ -503,17 +503,7 @@ impl Services {
         };
         // A plain call's answer is known now: kept with its key in the same transaction.
         let plain = acceptance.is_plain().then(|| {
-            let mut messages: Vec<AcceptedMessage> = acceptance
-                .rows
-                .iter()
-                .map(|m| AcceptedMessage {
-                    id: m.id.clone(),
-                    bot_id: m.bot_id.clone(),
-                    chat_id: m.chat_id,
-                    link_id: m.link_id.clone(),
-                })
-                .collect();
-            messages.sort_by(|a, b| a.id.cmp(&b.id));
+            let messages = listed(&acceptance.rows);
             Accepted {
                 request_id,
                 status: "queued".into(),
@@ -608,18 +598,7 @@ impl Services {
                 } else if acceptance.fanouts.is_empty() {
                     // Exactly the listed rows were stored: answer from them (re-reading
                     // them by request would scan the outbox, `request_id` has no index).
-                    let mut rows: Vec<AcceptedMessage> = acceptance
-                        .rows
-                        .iter()
-                        .map(|m| AcceptedMessage {
-                            id: m.id.clone(),
-                            bot_id: m.bot_id.clone(),
-                            chat_id: m.chat_id,
-                            link_id: m.link_id.clone(),
-                        })
-                        .collect();
-                    rows.sort_by(|a, b| a.id.cmp(&b.id));
-                    rows
+                    listed(&acceptance.rows)
                 } else {
                     self.store
                         .request_messages(&request_id)
@@ -781,6 +760,21 @@ impl Services {
         super::sender::wake();
         Ok(n)
     }
+}
+
+/// The answer's messages for listed rows, in id order (as the store lists them).
+fn listed(rows: &[NewMessage]) -> Vec<AcceptedMessage> {
+    let mut messages: Vec<AcceptedMessage> = rows
+        .iter()
+        .map(|m| AcceptedMessage {
+            id: m.id.clone(),
+            bot_id: m.bot_id.clone(),
+            chat_id: m.chat_id,
+            link_id: m.link_id.clone(),
+        })
+        .collect();
+    messages.sort_by(|a, b| a.id.cmp(&b.id));
+    messages
 }
 
 /// Whether `s` is a message status.

@@ -3,6 +3,7 @@
 //! the tenant's app.
 
 pub mod command;
+pub mod direct;
 pub mod intake;
 pub mod poller;
 pub mod processor;

@@ -397,3 +397,85 @@ async fn caches_follow_writes_on_every_engine() {
         caches_follow_writes(store).await;
     }
 }
+
+/// Claiming while storing: an update is claimed only when its chat has nothing else pending
+/// or processing (and only the first of a chat among concurrent stores), so the chat's
+/// order holds; the others wait as `pending` for a processor's claim.
+async fn claims_while_storing(store: Arc<dyn Store>) {
+    setup(&store).await;
+    if store.engine() != "sqlite" {
+        // Always pending there (several writers could both find a chat free).
+        let u = update("bot_i", 1, Some(7), 1001);
+        let stored = store
+            .insert_update_claiming(&u, Some(99_000))
+            .await
+            .unwrap();
+        assert_eq!(stored, Inserted::Pending);
+        return;
+    }
+    let claim = Some(99_000);
+    let stored = |id: i64, chat: Option<i64>, claim: Option<i64>| {
+        let store = store.clone();
+        async move {
+            store
+                .insert_update_claiming(&update("bot_i", id, chat, 1000 + id), claim)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(stored(1, Some(7), claim).await, Inserted::Claimed);
+    assert_eq!(
+        stored(2, Some(7), claim).await,
+        Inserted::Pending,
+        "chat 7 is busy"
+    );
+    assert_eq!(
+        stored(3, Some(8), None).await,
+        Inserted::Pending,
+        "not asked"
+    );
+    assert_eq!(
+        stored(4, Some(8), claim).await,
+        Inserted::Pending,
+        "3 is pending"
+    );
+    assert_eq!(
+        stored(5, None, claim).await,
+        Inserted::Claimed,
+        "no chat, no order"
+    );
+    assert_eq!(stored(1, Some(7), claim).await, Inserted::Replay);
+    // The claim's lease is stored: a processor's claim does not take update 1 again, and
+    // update 2 waits behind it.
+    assert!(
+        store
+            .claim_updates(99_000, 10)
+            .await
+            .unwrap()
+            .iter()
+            .all(|u| u.update_id == 3)
+    );
+    // Concurrent stores of one free chat: exactly one is claimed.
+    let mut racing = tokio::task::JoinSet::new();
+    for id in 10..30 {
+        racing.spawn(stored(id, Some(9), claim));
+    }
+    let answers = racing.join_all().await;
+    assert_eq!(
+        answers.iter().filter(|a| **a == Inserted::Claimed).count(),
+        1
+    );
+    assert_eq!(
+        answers.iter().filter(|a| **a == Inserted::Pending).count(),
+        19
+    );
+}
+
+#[tokio::test]
+async fn claims_while_storing_on_every_engine() {
+    for engine in engines() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _db) = open(engine, dir.path()).await;
+        claims_while_storing(store).await;
+    }
+}

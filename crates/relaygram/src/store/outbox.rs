@@ -593,20 +593,16 @@ macro_rules! outbox_store {
                         ]));
                     }
                     if !taken.is_empty() {
-                        let sql = format!(
-                            "INSERT INTO idempotency_keys (tenant_id, key, body_hash, response, created_at, request_id) \
-                             SELECT tenant_id, key, body_hash, response, created_at, request_id FROM ({}) AS r",
-                            <$store>::json_rows(
-                                "$1",
-                                &[
-                                    Col::Text("tenant_id"),
-                                    Col::Text("key"),
-                                    Col::Text("body_hash"),
-                                    Col::Text("response"),
-                                    Col::Int("created_at"),
-                                    Col::Text("request_id"),
-                                ]
-                            )
+                        let sql = <$store>::json_insert(
+                            "idempotency_keys",
+                            &[
+                                Col::Text("tenant_id"),
+                                Col::Text("key"),
+                                Col::Text("body_hash"),
+                                Col::Text("response"),
+                                Col::Int("created_at"),
+                                Col::Text("request_id"),
+                            ],
                         );
                         sqlx::query(sqlx::AssertSqlSafe(sql))
                             .bind(Value::Array(taken).to_string())
@@ -628,19 +624,15 @@ macro_rules! outbox_store {
                             json!([r.id, r.tenant_id, r.origin, r.content, r.created_at])
                         })
                         .collect();
-                    let sql = format!(
-                        "INSERT INTO message_requests (id, tenant_id, origin, content, created_at) \
-                         SELECT id, tenant_id, origin, content, created_at FROM ({}) AS r",
-                        <$store>::json_rows(
-                            "$1",
-                            &[
-                                Col::Text("id"),
-                                Col::Text("tenant_id"),
-                                Col::Text("origin"),
-                                Col::Text("content"),
-                                Col::Int("created_at"),
-                            ]
-                        )
+                    let sql = <$store>::json_insert(
+                        "message_requests",
+                        &[
+                            Col::Text("id"),
+                            Col::Text("tenant_id"),
+                            Col::Text("origin"),
+                            Col::Text("content"),
+                            Col::Int("created_at"),
+                        ],
                     );
                     sqlx::query(sqlx::AssertSqlSafe(sql))
                         .bind(Value::Array(requests).to_string())
@@ -706,19 +698,15 @@ macro_rules! outbox_store {
                         })
                         .collect();
                     if !callbacks.is_empty() {
-                        let sql = format!(
-                            "INSERT INTO callback_data (id, tenant_id, request_id, data, created_at) \
-                             SELECT id, tenant_id, request_id, data, created_at FROM ({}) AS r",
-                            <$store>::json_rows(
-                                "$1",
-                                &[
-                                    Col::Text("id"),
-                                    Col::Text("tenant_id"),
-                                    Col::Text("request_id"),
-                                    Col::Text("data"),
-                                    Col::Int("created_at"),
-                                ]
-                            )
+                        let sql = <$store>::json_insert(
+                            "callback_data",
+                            &[
+                                Col::Text("id"),
+                                Col::Text("tenant_id"),
+                                Col::Text("request_id"),
+                                Col::Text("data"),
+                                Col::Int("created_at"),
+                            ],
                         );
                         sqlx::query(sqlx::AssertSqlSafe(sql))
                             .bind(Value::Array(callbacks).to_string())

@@ -178,7 +178,8 @@ pub(super) struct Hot {
     /// `list_bot_commands`.
     pub(super) commands: BotCache<Vec<CustomCommand>>,
     /// `insert_update`.
-    pub(super) inserts: OnceLock<GroupCommit<UpdateRecord, bool>>,
+    pub(super) inserts:
+        OnceLock<GroupCommit<(UpdateRecord, Option<i64>), super::inbound::Inserted>>,
     /// `finish_update`.
     pub(super) finishes: OnceLock<GroupCommit<Finished, ()>>,
     /// `insert_event`.
@@ -653,6 +654,24 @@ pub(crate) enum Col {
 pub(crate) trait JsonRows {
     /// `SELECT <cols> FROM <the array bound at param>`.
     fn json_rows(param: &str, cols: &[Col]) -> String;
+
+    /// `INSERT INTO <table> (<cols>)` the rows of the array bound at `$1`.
+    fn json_insert(table: &str, cols: &[Col]) -> String {
+        let names: Vec<&str> = cols.iter().map(Col::name).collect();
+        let names = names.join(", ");
+        format!(
+            "INSERT INTO {table} ({names}) SELECT {names} FROM ({}) AS r",
+            Self::json_rows("$1", cols)
+        )
+    }
+}
+
+impl Col {
+    fn name(&self) -> &'static str {
+        match self {
+            Col::Text(name) | Col::Int(name) => name,
+        }
+    }
 }
 
 impl JsonRows for SqliteStore {
