@@ -78,7 +78,6 @@ async fn open(config: &Config) -> anyhow::Result<(Services, bool)> {
         telegram: TelegramClient::new(&config.telegram_api_url, TELEGRAM_TIMEOUT),
         public_url: config.public_url.clone(),
         clock: crate::clock::Clock::system(),
-        direct: Default::default(),
     };
     services.verify_secret_key().await?;
     Ok((services, created))

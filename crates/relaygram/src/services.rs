@@ -133,9 +133,6 @@ pub struct Services {
     pub public_url: Option<String>,
     /// "Now" for every rule that depends on time (a manual clock in tests).
     pub clock: crate::clock::Clock,
-    /// Updates the intake claims as it stores them, on their way to this instance's
-    /// processors.
-    pub direct: crate::inbound::direct::Direct,
 }
 
 fn validate_name(field: &'static str, name: &str) -> ServiceResult<String> {

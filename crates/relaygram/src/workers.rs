@@ -14,9 +14,6 @@ use crate::services::Services;
 /// Inbound processors per instance: enough to keep busy chats from waiting on each other.
 const UPDATE_PROCESSORS: usize = 4;
 
-/// Updates the intake may hand straight to processors at once (see `inbound::direct`).
-const DIRECT_ROOM: usize = 64;
-
 /// Tells workers to stop; `wait_for(|s| *s)` resolves when they should.
 pub type Shutdown = watch::Receiver<bool>;
 
@@ -43,13 +40,6 @@ impl Workers {
         for _ in 0..UPDATE_PROCESSORS {
             handles.push(tokio::spawn(processor.clone().run(shutdown.clone())));
         }
-        let lease = Duration::from_secs(config.update_lease_seconds.into());
-        let handed = services.direct.attach(DIRECT_ROOM, lease);
-        handles.push(tokio::spawn(processor.clone().run_direct(
-            services.direct.clone(),
-            handed,
-            shutdown.clone(),
-        )));
         handles.push(tokio::spawn(poller::run(
             services.clone(),
             poller::holder_name(&config.data_dir),

@@ -11,7 +11,7 @@ use tokio::sync::Notify;
 use super::update::{UpdateError, UpdateSummary};
 use crate::crypto::ct_eq;
 use crate::services::Services;
-use crate::store::{BotMode, BotRecord, Inserted, StoreError, UpdateRecord};
+use crate::store::{BotMode, BotRecord, StoreError, UpdateRecord};
 
 /// Wakes processors in this process when an update was stored (others poll the store).
 pub static STORED: LazyLock<Notify> = LazyLock::new(Notify::new);
@@ -106,30 +106,16 @@ pub async fn store_update(
         processed_at: None,
         handling_ms: None,
     };
-    // With a processor free here, the store claims the update as it stores it (when its
-    // chat allows) and it goes straight to that processor: no claim statement later.
-    let slot = services.direct.slot(record.received_at);
-    let inserted = services
-        .store
-        .insert_update_claiming(&record, slot.as_ref().map(|s| s.claim_until))
-        .await?;
+    let new = services.store.insert_update(&record).await?;
     metrics::counter!(
         "relaygram_updates_received_total",
-        "outcome" => if inserted == Inserted::Replay { "replay" } else { "new" }
+        "outcome" => if new { "new" } else { "replay" }
     )
     .increment(1);
-    match (inserted, slot) {
-        (Inserted::Replay, _) => Ok(Stored::Replay),
-        (Inserted::Claimed, Some(slot)) => {
-            slot.hand_over(UpdateRecord {
-                status: crate::store::UpdateStatus::Processing,
-                ..record
-            });
-            Ok(Stored::New)
-        }
-        _ => {
-            STORED.notify_waiters();
-            Ok(Stored::New)
-        }
+    if new {
+        STORED.notify_waiters();
+        Ok(Stored::New)
+    } else {
+        Ok(Stored::Replay)
     }
 }

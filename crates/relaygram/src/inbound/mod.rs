@@ -3,7 +3,6 @@
 //! the tenant's app.
 
 pub mod command;
-pub mod direct;
 pub mod intake;
 pub mod poller;
 pub mod processor;

@@ -128,44 +128,6 @@ impl Processor {
             .await
     }
 
-    /// Processes the updates the intake claimed as it stored them ([`super::direct`]) until
-    /// told to stop; then stops taking more and finishes what it was handed.
-    pub async fn run_direct(
-        self,
-        direct: super::direct::Direct,
-        mut handed: tokio::sync::mpsc::UnboundedReceiver<super::direct::Handed>,
-        mut shutdown: Shutdown,
-    ) {
-        let mut in_flight: JoinSet<()> = JoinSet::new();
-        let spawn = |in_flight: &mut JoinSet<()>, (update, room): super::direct::Handed| {
-            let processor = self.clone();
-            in_flight.spawn(async move {
-                let key = (update.bot_id.clone(), update.update_id);
-                if let Err(e) = processor.process(update).await {
-                    // Left in hand: taken again when its lease ends.
-                    tracing::error!(bot_id = %key.0, update_id = key.1, error = %e, "cannot record an update's outcome");
-                }
-                drop(room);
-            });
-        };
-        loop {
-            tokio::select! {
-                next = handed.recv() => match next {
-                    Some(h) => spawn(&mut in_flight, h),
-                    None => break,
-                },
-                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
-                _ = shutdown.wait_for(|s| *s) => break,
-            }
-        }
-        direct.detach();
-        handed.close();
-        while let Some(h) = handed.recv().await {
-            spawn(&mut in_flight, h);
-        }
-        while in_flight.join_next().await.is_some() {}
-    }
-
     /// Processes until told to stop: claims ready updates in batches, handles up to
     /// [`IN_FLIGHT`] at once (each of a different chat, so each chat stays in order), and
     /// claims more when half of them are done. On shutdown, finishes what it holds.

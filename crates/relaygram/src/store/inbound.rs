@@ -202,36 +202,13 @@ pub struct ChatRecord {
     pub updated_at: i64,
 }
 
-/// What storing an update did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Inserted {
-    /// Already stored: nothing changed.
-    Replay,
-    /// Stored `pending`, for a processor to claim.
-    Pending,
-    /// Stored `processing`, claimed for the caller.
-    Claimed,
-}
-
 /// Inbound updates and the chats they reveal.
 #[async_trait]
 pub trait InboundStore: Send + Sync {
     /// Stores a pending update; `false` when `(bot_id, update_id)` is already stored (a replay).
     /// Concurrent calls are written together in one statement (group commit); each returns
     /// once its update is committed, so a caller may acknowledge it.
-    async fn insert_update(&self, update: &UpdateRecord) -> StoreResult<bool> {
-        Ok(self.insert_update_claiming(update, None).await? != Inserted::Replay)
-    }
-    /// [`InboundStore::insert_update`] that may also claim the update for the caller until
-    /// `claim_until` (UTC ms), in the same statement: it is stored `processing` when its
-    /// chat has no other update pending or processing (so the chat's order holds), else
-    /// `pending`, as usual. SQLite only (one writer, so no two statements can both find a
-    /// chat free); on PostgreSQL the update is always stored `pending`.
-    async fn insert_update_claiming(
-        &self,
-        update: &UpdateRecord,
-        claim_until: Option<i64>,
-    ) -> StoreResult<Inserted>;
+    async fn insert_update(&self, update: &UpdateRecord) -> StoreResult<bool>;
     /// Takes the oldest pending update that may be processed now (the oldest open one of its
     /// chat, with no other of that chat in hand) and marks it `processing` until `lease_until`.
     async fn claim_update(&self, lease_until: i64) -> StoreResult<Option<UpdateRecord>>;
@@ -335,52 +312,30 @@ pub(super) fn placeholders(rows: usize, width: usize, numbered: bool) -> String 
 }
 
 macro_rules! inbound_store {
-    ($store:ty, $row:ty, $pool:ty, $lock:literal, $writers:literal, $numbered:literal, $claims_at_insert:literal) => {
+    ($store:ty, $row:ty, $pool:ty, $lock:literal, $writers:literal, $numbered:literal) => {
         impl $store {
             /// Inserts many updates in one statement; for each, whether it was new.
-            async fn insert_batch(
-                pool: $pool,
-                batch: Vec<(UpdateRecord, Option<i64>)>,
-            ) -> StoreResult<Vec<Inserted>> {
+            async fn insert_batch(pool: $pool, batch: Vec<UpdateRecord>) -> StoreResult<Vec<bool>> {
                 // A replay inside the batch is a replay: only the first copy is inserted.
-                // Only the first update of a chat in the batch may be claimed at once (the
-                // statement does not see its own rows). Where statements of several writers
-                // or instances may run at once (PostgreSQL), none is: two of them could both
-                // find a chat free.
                 let mut seen = std::collections::HashSet::new();
-                let mut chats = std::collections::HashSet::new();
                 let firsts: Vec<bool> = batch
                     .iter()
-                    .map(|(u, _)| seen.insert((u.bot_id.as_str(), u.update_id)))
+                    .map(|u| seen.insert((u.bot_id.as_str(), u.update_id)))
                     .collect();
-                let rows: Vec<(&UpdateRecord, Option<i64>)> = batch
+                let rows: Vec<&UpdateRecord> = batch
                     .iter()
                     .zip(&firsts)
                     .filter(|(_, first)| **first)
-                    .map(|((u, claim), _)| {
-                        let first_of_chat = u.chat_id.is_none_or(|c| chats.insert((u.bot_id.as_str(), c)));
-                        (u, claim.filter(|_| $claims_at_insert && first_of_chat))
-                    })
+                    .map(|(u, _)| u)
                     .collect();
                 let sql = format!(
-                    "WITH v (bot_id, update_id, kind, chat_id, user_id, body, received_at, claim_until) \
-                     AS (VALUES {}) \
-                     INSERT INTO updates (bot_id, update_id, kind, chat_id, user_id, body, status, \
-                     received_at, claimed_until) \
-                     SELECT v.bot_id, v.update_id, v.kind, v.chat_id, v.user_id, v.body, \
-                     CASE WHEN v.claim_until IS NULL OR EXISTS (SELECT 1 FROM updates o \
-                     WHERE o.bot_id = v.bot_id AND o.chat_id = v.chat_id \
-                     AND o.status IN ('pending', 'processing')) THEN 'pending' ELSE 'processing' END, \
-                     v.received_at, \
-                     CASE WHEN v.claim_until IS NULL OR EXISTS (SELECT 1 FROM updates o \
-                     WHERE o.bot_id = v.bot_id AND o.chat_id = v.chat_id \
-                     AND o.status IN ('pending', 'processing')) THEN NULL ELSE v.claim_until END \
-                     FROM v WHERE true ON CONFLICT (bot_id, update_id) DO NOTHING \
-                     RETURNING bot_id, update_id, status",
+                    "INSERT INTO updates (bot_id, update_id, kind, chat_id, user_id, body, status, \
+                     received_at) VALUES {} ON CONFLICT (bot_id, update_id) DO NOTHING \
+                     RETURNING bot_id, update_id",
                     placeholders(rows.len(), 8, $numbered)
                 );
                 let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-                for (u, claim) in &rows {
+                for u in &rows {
                     query = query
                         .bind(&u.bot_id)
                         .bind(u.update_id)
@@ -388,46 +343,25 @@ macro_rules! inbound_store {
                         .bind(u.chat_id)
                         .bind(u.user_id)
                         .bind(&u.body)
-                        .bind(u.received_at)
-                        .bind(*claim);
+                        .bind(UpdateStatus::Pending.as_str())
+                        .bind(u.received_at);
                 }
                 let inserted = query
                     .fetch_all(&pool)
                     .await?
                     .iter()
-                    .map(|r| {
-                        let status: String = r.try_get("status")?;
-                        Ok((
-                            (r.try_get::<String, _>("bot_id")?, r.try_get::<i64, _>("update_id")?),
-                            if status == UpdateStatus::Processing.as_str() {
-                                Inserted::Claimed
-                            } else {
-                                Inserted::Pending
-                            },
-                        ))
-                    })
-                    .collect::<StoreResult<std::collections::HashMap<_, _>>>()?;
+                    .map(|r| Ok((r.try_get::<String, _>("bot_id")?, r.try_get::<i64, _>("update_id")?)))
+                    .collect::<StoreResult<std::collections::HashSet<_>>>()?;
                 Ok(batch
                     .iter()
                     .zip(firsts)
-                    .map(|((u, _), first)| {
-                        if !first {
-                            return Inserted::Replay;
-                        }
-                        inserted
-                            .get(&(u.bot_id.clone(), u.update_id))
-                            .copied()
-                            .unwrap_or(Inserted::Replay)
-                    })
+                    .map(|(u, first)| first && inserted.contains(&(u.bot_id.clone(), u.update_id)))
                     .collect())
             }
 
-            /// Inserts one update; what it did.
-            async fn insert_one(
-                pool: $pool,
-                item: (UpdateRecord, Option<i64>),
-            ) -> StoreResult<Inserted> {
-                Ok(Self::insert_batch(pool, vec![item]).await?[0])
+            /// Inserts one update; whether it was new.
+            async fn insert_one(pool: $pool, u: UpdateRecord) -> StoreResult<bool> {
+                Ok(Self::insert_batch(pool, vec![u]).await?[0])
             }
 
             /// Records many outcomes in one statement.
@@ -516,11 +450,7 @@ macro_rules! inbound_store {
 
         #[async_trait]
         impl InboundStore for $store {
-            async fn insert_update_claiming(
-                &self,
-                u: &UpdateRecord,
-                claim_until: Option<i64>,
-            ) -> StoreResult<Inserted> {
+            async fn insert_update(&self, u: &UpdateRecord) -> StoreResult<bool> {
                 let queue = self.hot.inserts.get_or_init(|| {
                     let (a, b) = (self.pool.clone(), self.pool.clone());
                     GroupCommit::new(
@@ -530,7 +460,7 @@ macro_rules! inbound_store {
                         move |one| Self::insert_one(b.clone(), one),
                     )
                 });
-                queue.submit((u.clone(), claim_until)).await
+                queue.submit(u.clone()).await
             }
 
             async fn claim_update(&self, lease_until: i64) -> StoreResult<Option<UpdateRecord>> {
@@ -793,13 +723,12 @@ impl FromStr for UpdateCursor {
 
 // SQLite has one writer (and this store one connection): one batch at a time. PostgreSQL
 // writes batches side by side.
-inbound_store!(SqliteStore, SqliteRow, sqlx::SqlitePool, "", 1, false, true);
+inbound_store!(SqliteStore, SqliteRow, sqlx::SqlitePool, "", 1, false);
 inbound_store!(
     PgStore,
     PgRow,
     sqlx::PgPool,
     " FOR UPDATE SKIP LOCKED",
     2,
-    true,
-    false
+    true
 );

@@ -25,8 +25,8 @@ pub use events::{
 };
 pub use holds::{Hold, HoldCandidate, HoldStore};
 pub use inbound::{
-    ChatRecord, ChatState, InboundStore, Inserted, UpdateCursor, UpdateFilter, UpdateOutcome,
-    UpdateRecord, UpdateStatus,
+    ChatRecord, ChatState, InboundStore, UpdateCursor, UpdateFilter, UpdateOutcome, UpdateRecord,
+    UpdateStatus,
 };
 pub use links::{
     CategoryRecord, ConnectCodeRecord, LinkFilter, LinkRecord, LinkStore, LinkTokenRecord,

@@ -178,8 +178,7 @@ pub(super) struct Hot {
     /// `list_bot_commands`.
     pub(super) commands: BotCache<Vec<CustomCommand>>,
     /// `insert_update`.
-    pub(super) inserts:
-        OnceLock<GroupCommit<(UpdateRecord, Option<i64>), super::inbound::Inserted>>,
+    pub(super) inserts: OnceLock<GroupCommit<UpdateRecord, bool>>,
     /// `finish_update`.
     pub(super) finishes: OnceLock<GroupCommit<Finished, ()>>,
     /// `insert_event`.

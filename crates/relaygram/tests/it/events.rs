@@ -579,7 +579,6 @@ async fn bare_services(engine: &str, dir: &std::path::Path) -> (Services, testin
         telegram: TelegramClient::new("http://127.0.0.1:9", Duration::from_secs(1)),
         public_url: None,
         clock: relaygram::clock::Clock::system(),
-        direct: Default::default(),
     };
     services
         .store
