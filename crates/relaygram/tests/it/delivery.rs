@@ -29,25 +29,14 @@ async fn setup(app: &TestApp, name: &str) -> Setup {
     }
 }
 
-async fn sandbox(app: &TestApp, path: &str, body: Value) -> Value {
-    let r = app
-        .http
-        .post(format!("{}{path}", app.sandbox.url()))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "sandbox {path}: {}", r.status());
-    r.json().await.unwrap()
-}
-
 /// A sandbox user who has written to the bot (Telegram lets bots write only to those).
 async fn user(app: &TestApp, name: &str, bot: &str) -> i64 {
-    let id = sandbox(app, "/sandbox/users", json!({"first_name": name})).await["id"]
+    let id = app
+        .sandbox_post("/sandbox/users", json!({"first_name": name}))
+        .await["id"]
         .as_i64()
         .unwrap();
-    sandbox(
-        app,
+    app.sandbox_post(
         &format!("/sandbox/users/{id}/messages"),
         json!({"bot": bot, "text": "hello"}),
     )
@@ -135,8 +124,7 @@ async fn a_message_is_stored_sent_and_recorded_and_its_buttons_come_back() {
         assert!(token.starts_with("rg:cb:") && token.len() <= 64, "{token}");
 
         // Pressing the button brings the full data back to the app.
-        sandbox(
-            &app,
+        app.sandbox_post(
             &format!("/sandbox/users/{alice}/callback"),
             json!({"bot": s.username, "message_id": ids[0], "data": token}),
         )
@@ -532,20 +520,21 @@ async fn blocked_users_fail_without_retries_and_migrated_groups_are_followed() {
         assert_eq!(failed["attempts"], 1);
         assert_eq!(failed["error_class"], "chat_gone");
 
-        let group = sandbox(
-            &app,
-            "/sandbox/groups",
-            json!({"title": "Ops", "type": "group", "owner": alice}),
-        )
-        .await;
+        let group = app
+            .sandbox_post(
+                "/sandbox/groups",
+                json!({"title": "Ops", "type": "group", "owner": alice}),
+            )
+            .await;
         let old = group["id"].as_i64().unwrap();
-        sandbox(
-            &app,
+        app.sandbox_post(
             &format!("/sandbox/groups/{old}/bots"),
             json!({"bot": s.username, "status": "member"}),
         )
         .await;
-        let migrated = sandbox(&app, &format!("/sandbox/groups/{old}/migrate"), json!({})).await;
+        let migrated = app
+            .sandbox_post(&format!("/sandbox/groups/{old}/migrate"), json!({}))
+            .await;
         let new = migrated["migrate_to_chat_id"].as_i64().unwrap();
         let b = send(
             &app,
@@ -641,11 +630,12 @@ async fn linked(app: &TestApp, s: &Setup, name: &str, external_id: &str) -> (i64
         .await;
     assert_eq!(t.status, StatusCode::CREATED, "{}", t.text);
     let token = t.body["token"].as_str().unwrap().to_string();
-    let id = sandbox(app, "/sandbox/users", json!({"first_name": name})).await["id"]
+    let id = app
+        .sandbox_post("/sandbox/users", json!({"first_name": name}))
+        .await["id"]
         .as_i64()
         .unwrap();
-    sandbox(
-        app,
+    app.sandbox_post(
         &format!("/sandbox/users/{id}/messages"),
         json!({"bot": s.username, "text": format!("/start {token}")}),
     )
@@ -764,8 +754,7 @@ async fn templates_render_escaped_split_in_order_with_templated_buttons() {
         assert_eq!(row[0]["url"], "https://shop.example.com/o/A-17");
         let token = row[1]["callback_data"].as_str().unwrap().to_string();
         assert!(token.starts_with("rg:cb:"), "{token}");
-        sandbox(
-            &app,
+        app.sandbox_post(
             &format!("/sandbox/users/{alice}/callback"),
             json!({"bot": s.username, "message_id": last["message_id"], "data": token}),
         )

@@ -16,24 +16,13 @@ struct Setup {
     bob: i64,
 }
 
-async fn sandbox(app: &TestApp, path: &str, body: Value) -> Value {
-    let r = app
-        .http
-        .post(format!("{}{path}", app.sandbox.url()))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "sandbox {path}: {}", r.status());
-    r.json().await.unwrap()
-}
-
 async fn user(app: &TestApp, name: &str) -> i64 {
-    let id = sandbox(app, "/sandbox/users", json!({"first_name": name})).await["id"]
+    let id = app
+        .sandbox_post("/sandbox/users", json!({"first_name": name}))
+        .await["id"]
         .as_i64()
         .unwrap();
-    sandbox(
-        app,
+    app.sandbox_post(
         &format!("/sandbox/users/{id}/messages"),
         json!({"bot": "digest_bot", "text": "hello"}),
     )
@@ -58,25 +47,7 @@ async fn setup(app: &TestApp) -> Setup {
 }
 
 async fn texts(app: &TestApp, chat: i64) -> Vec<String> {
-    let v: Value = app
-        .http
-        .get(format!(
-            "{}/sandbox/chats/{chat}/messages?bot=digest_bot",
-            app.sandbox.url()
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    v["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|m| m["direction"] == "out")
-        .filter_map(|m| m["text"].as_str().map(str::to_string))
-        .collect()
+    app.bot_texts(chat, "digest_bot").await
 }
 
 fn ms(text: &str) -> i64 {

@@ -326,6 +326,46 @@ impl TestApp {
     pub fn clock(&self) -> &relaygram::clock::Clock {
         &self.server.services.clock
     }
+
+    /// POSTs to the sandbox's control API (users, messages, button presses, faults, …) and
+    /// returns its answer; fails the test unless it succeeds.
+    pub async fn sandbox_post(&self, path: &str, body: Value) -> Value {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.sandbox.url()))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        assert!(status.is_success(), "sandbox {path}: {status} {text}");
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// The texts the bot `@bot` sent to `chat`, oldest first (the sandbox's transcript).
+    #[allow(dead_code)]
+    pub async fn bot_texts(&self, chat: i64, bot: &str) -> Vec<String> {
+        let v: Value = self
+            .http
+            .get(format!(
+                "{}/sandbox/chats/{chat}/messages?bot={bot}",
+                self.sandbox.url()
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["direction"] == "out")
+            .filter_map(|m| m["text"].as_str().map(str::to_string))
+            .collect()
+    }
 }
 
 /// An update's outcome without the replies it queued (`replied to /help (reply msg_…)` →

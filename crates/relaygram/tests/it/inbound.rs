@@ -70,21 +70,8 @@ async fn sandbox_user(app: &TestApp, name: &str) -> i64 {
     r["id"].as_i64().unwrap()
 }
 
-async fn sandbox_post(app: &TestApp, path: &str, body: Value) -> Value {
-    let r = app
-        .http
-        .post(format!("{}{path}", app.sandbox.url()))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "sandbox {path}: {}", r.status());
-    r.json().await.unwrap()
-}
-
 async fn say(app: &TestApp, chat: &Chat, text: &str) -> Value {
-    sandbox_post(
-        app,
+    app.sandbox_post(
         &format!("/sandbox/users/{}/messages", chat.user),
         json!({"bot": chat.username, "text": text}),
     )
@@ -235,9 +222,7 @@ async fn stop_asks_to_confirm_and_buttons_are_answered() {
             ask["reply_markup"]["inline_keyboard"][0][0]["callback_data"],
             "rg:stop:yes"
         );
-        let press = sandbox_post(
-            &app,
-            &format!("/sandbox/users/{}/callback", chat.user),
+        let press = app.sandbox_post(&format!("/sandbox/users/{}/callback", chat.user),
             json!({"bot": chat.username, "message_id": ask["message_id"], "data": "rg:stop:yes"}),
         )
         .await;
@@ -272,9 +257,7 @@ async fn stop_asks_to_confirm_and_buttons_are_answered() {
             .json()
             .await
             .unwrap();
-        let press = sandbox_post(
-            &app,
-            &format!("/sandbox/users/{}/callback", chat.user),
+        let press = app.sandbox_post(&format!("/sandbox/users/{}/callback", chat.user),
             json!({"bot": chat.username, "message_id": sent["result"]["message_id"], "data": "ship:1"}),
         )
         .await;
@@ -309,27 +292,26 @@ async fn blocking_the_bot_and_a_group_migration_change_chat_state() {
         let chat = setup(&app, "state_bot", Mode::Polling).await;
         say(&app, &chat, "/start").await;
         reply_after(&app, &chat, 1).await;
-        sandbox_post(
-            &app,
+        app.sandbox_post(
             &format!("/sandbox/users/{}/block", chat.user),
             json!({"bot": chat.username}),
         )
         .await;
-        let group = sandbox_post(
-            &app,
-            "/sandbox/groups",
-            json!({"title": "Club", "type": "group", "owner": chat.user}),
-        )
-        .await;
+        let group = app
+            .sandbox_post(
+                "/sandbox/groups",
+                json!({"title": "Club", "type": "group", "owner": chat.user}),
+            )
+            .await;
         let gid = group["id"].as_i64().unwrap();
-        sandbox_post(
-            &app,
+        app.sandbox_post(
             &format!("/sandbox/groups/{gid}/bots"),
             json!({"bot": chat.username}),
         )
         .await;
-        let migrated =
-            sandbox_post(&app, &format!("/sandbox/groups/{gid}/migrate"), json!({})).await;
+        let migrated = app
+            .sandbox_post(&format!("/sandbox/groups/{gid}/migrate"), json!({}))
+            .await;
         let new_id = migrated["migrate_to_chat_id"].as_i64().unwrap();
         let list = settled(&app, &chat, 5).await;
         let outcomes: Vec<&str> = list.iter().map(outcome).collect();
@@ -559,21 +541,19 @@ async fn commands_work_in_groups() {
     let app = TestApp::spawn("sqlite").await;
     let chat = setup(&app, "club_bot", Mode::Webhook).await;
     let member = sandbox_user(&app, "Bob").await;
-    let group = sandbox_post(
-        &app,
-        "/sandbox/groups",
-        json!({"title": "Club", "type": "supergroup", "owner": chat.user, "members": [member]}),
-    )
-    .await;
+    let group = app
+        .sandbox_post(
+            "/sandbox/groups",
+            json!({"title": "Club", "type": "supergroup", "owner": chat.user, "members": [member]}),
+        )
+        .await;
     let gid = group["id"].as_i64().unwrap();
-    sandbox_post(
-        &app,
+    app.sandbox_post(
         &format!("/sandbox/groups/{gid}/bots"),
         json!({"bot": chat.username}),
     )
     .await;
-    sandbox_post(
-        &app,
+    app.sandbox_post(
         &format!("/sandbox/users/{member}/messages"),
         json!({"chat_id": gid, "text": "/help@club_bot"}),
     )

@@ -49,20 +49,6 @@ async fn shop(app: &TestApp, bot: &str) -> Shop {
     }
 }
 
-async fn sandbox_post(app: &TestApp, path: &str, body: Value) -> Value {
-    let r = app
-        .http
-        .post(format!("{}{path}", app.sandbox.url()))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    let text = r.text().await.unwrap();
-    assert!(status.is_success(), "sandbox {path}: {status} {text}");
-    serde_json::from_str(&text).unwrap()
-}
-
 async fn sandbox_get(app: &TestApp, path: &str) -> Value {
     app.http
         .get(format!("{}{path}", app.sandbox.url()))
@@ -75,7 +61,8 @@ async fn sandbox_get(app: &TestApp, path: &str) -> Value {
 }
 
 async fn user(app: &TestApp, name: &str) -> i64 {
-    sandbox_post(app, "/sandbox/users", json!({"first_name": name})).await["id"]
+    app.sandbox_post("/sandbox/users", json!({"first_name": name}))
+        .await["id"]
         .as_i64()
         .unwrap()
 }
@@ -103,7 +90,8 @@ async fn say_in(app: &TestApp, shop: &Shop, user: i64, group: Option<i64>, text:
         Some(g) => json!({"chat_id": g, "text": text}),
         None => json!({"bot": shop.bot, "text": text}),
     };
-    sandbox_post(app, &format!("/sandbox/users/{user}/messages"), body).await;
+    app.sandbox_post(&format!("/sandbox/users/{user}/messages"), body)
+        .await;
     until("the bot's reply", || async {
         outgoing(&transcript(app, chat, &shop.bot).await)
             .get(before)
@@ -155,12 +143,12 @@ async fn events(app: &TestApp, shop: &Shop, kind: &str, count: usize) -> Vec<Val
 
 /// Presses an inline button of a bot message; returns the callback answer.
 async fn press(app: &TestApp, shop: &Shop, user: i64, message: &Value, data: &str) -> Value {
-    let pressed = sandbox_post(
-        app,
-        &format!("/sandbox/users/{user}/callback"),
-        json!({"bot": shop.bot, "message_id": message["message_id"], "data": data}),
-    )
-    .await;
+    let pressed = app
+        .sandbox_post(
+            &format!("/sandbox/users/{user}/callback"),
+            json!({"bot": shop.bot, "message_id": message["message_id"], "data": data}),
+        )
+        .await;
     let id = pressed["callback_query_id"].as_str().unwrap().to_string();
     until("the button's answer", || async {
         let v = sandbox_get(app, &format!("/sandbox/callbacks/{id}")).await;
@@ -685,8 +673,7 @@ async fn blocking_makes_links_inactive_and_stop_unlinks() {
         )
         .await;
 
-        sandbox_post(
-            &app,
+        app.sandbox_post(
             &format!("/sandbox/users/{alice}/block"),
             json!({"bot": shop.bot}),
         )
@@ -695,8 +682,7 @@ async fn blocking_makes_links_inactive_and_stop_unlinks() {
             (links(&app, &shop, "active=false").await.len() == 1).then_some(())
         })
         .await;
-        sandbox_post(
-            &app,
+        app.sandbox_post(
             &format!("/sandbox/users/{alice}/unblock"),
             json!({"bot": shop.bot}),
         )
@@ -706,8 +692,7 @@ async fn blocking_makes_links_inactive_and_stop_unlinks() {
         })
         .await;
         // Blocked again, then back with /start.
-        sandbox_post(
-            &app,
+        app.sandbox_post(
             &format!("/sandbox/users/{alice}/block"),
             json!({"bot": shop.bot}),
         )
@@ -724,8 +709,7 @@ async fn blocking_makes_links_inactive_and_stop_unlinks() {
         app.post(&format!("/v1/links/{lid}/test"), &shop.key, json!({}))
             .await
             .assert_problem(409, "conflict");
-        sandbox_post(
-            &app,
+        app.sandbox_post(
             &format!("/sandbox/users/{alice}/unblock"),
             json!({"bot": shop.bot}),
         )
@@ -854,12 +838,12 @@ async fn a_group_binds_only_when_the_bot_is_an_administrator() {
         let shop = shop(&app, "group_link_bot").await;
         let owner = user(&app, "Owner").await;
         let member = user(&app, "Member").await;
-        let group = sandbox_post(
-            &app,
-            "/sandbox/groups",
-            json!({"title": "Ops", "type": "group", "owner": owner, "members": [member]}),
-        )
-        .await;
+        let group = app
+            .sandbox_post(
+                "/sandbox/groups",
+                json!({"title": "Ops", "type": "group", "owner": owner, "members": [member]}),
+            )
+            .await;
         let gid = group["id"].as_i64().unwrap();
         let t = link_token(&app, &shop, "team-ops", json!({})).await;
         let token = t["token"].as_str().unwrap();
@@ -867,8 +851,7 @@ async fn a_group_binds_only_when_the_bot_is_an_administrator() {
 
         // `startgroup`: Telegram adds the bot, then the user's client sends
         // `/start@<bot> <token>` in the group. As a plain member the bot cannot bind.
-        sandbox_post(
-            &app,
+        app.sandbox_post(
             &format!("/sandbox/groups/{gid}/bots"),
             json!({"bot": shop.bot, "status": "member"}),
         )
@@ -886,9 +869,7 @@ async fn a_group_binds_only_when_the_bot_is_an_administrator() {
         );
 
         // Made an administrator, the same token binds the group.
-        sandbox_post(
-            &app,
-            &format!("/sandbox/groups/{gid}/bots"),
+        app.sandbox_post(&format!("/sandbox/groups/{gid}/bots"),
             json!({"bot": shop.bot, "status": "administrator", "rights": {"can_invite_users": true}}),
         )
         .await;
@@ -911,9 +892,7 @@ async fn a_group_binds_only_when_the_bot_is_an_administrator() {
             &format!("/stop@{}", shop.bot),
         )
         .await;
-        let pressed = sandbox_post(
-            &app,
-            &format!("/sandbox/users/{member}/callback"),
+        let pressed = app.sandbox_post(&format!("/sandbox/users/{member}/callback"),
             json!({"bot": shop.bot, "chat_id": gid, "message_id": ask["message_id"], "data": "rg:stop:yes"}),
         )
         .await;
@@ -930,8 +909,9 @@ async fn a_group_binds_only_when_the_bot_is_an_administrator() {
         assert_eq!(links(&app, &shop, "").await.len(), 1);
 
         // The group becomes a supergroup: the link follows the new chat id.
-        let migrated =
-            sandbox_post(&app, &format!("/sandbox/groups/{gid}/migrate"), json!({})).await;
+        let migrated = app
+            .sandbox_post(&format!("/sandbox/groups/{gid}/migrate"), json!({}))
+            .await;
         let new_id = migrated["migrate_to_chat_id"].as_i64().unwrap();
         let moved = until("the link to follow the migration", || async {
             let l = links(&app, &shop, "").await;

@@ -13,39 +13,9 @@ fn ms(text: &str) -> i64 {
     text.parse::<jiff::Timestamp>().unwrap().as_millisecond()
 }
 
-async fn sandbox(app: &TestApp, path: &str, body: Value) -> Value {
-    let r = app
-        .http
-        .post(format!("{}{path}", app.sandbox.url()))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "sandbox {path}: {}", r.status());
-    r.json().await.unwrap()
-}
-
 /// Texts the bot sent to a chat.
 async fn texts(app: &TestApp, chat: i64) -> Vec<String> {
-    let v: Value = app
-        .http
-        .get(format!(
-            "{}/sandbox/chats/{chat}/messages?bot=local_bot",
-            app.sandbox.url()
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    v["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|m| m["direction"] == "out")
-        .filter_map(|m| m["text"].as_str().map(str::to_string))
-        .collect()
+    app.bot_texts(chat, "local_bot").await
 }
 
 async fn count(app: &TestApp, chat: i64, text: &str) -> usize {
@@ -112,12 +82,12 @@ async fn linked(
         )
         .await;
     assert_eq!(t.status, StatusCode::CREATED, "{}", t.text);
-    let chat = sandbox(app, "/sandbox/users", json!({"first_name": external_id})).await["id"]
+    let chat = app
+        .sandbox_post("/sandbox/users", json!({"first_name": external_id}))
+        .await["id"]
         .as_i64()
         .unwrap();
-    sandbox(
-        app,
-        &format!("/sandbox/users/{chat}/messages"),
+    app.sandbox_post(&format!("/sandbox/users/{chat}/messages"),
         json!({"bot": "local_bot", "text": format!("/start {}", t.body["token"].as_str().unwrap())}),
     )
     .await;
@@ -363,11 +333,12 @@ async fn a_send_at_local_message_waits_for_each_recipients_wall_clock_time() {
         // 12:00 UTC: 21:00 in Tokyo, 13:00 in Paris, 07:00 in New York.
         app.clock().set_millis(ms("2027-11-10T12:00:00Z"));
         let s = setup(&app).await;
-        let bob = sandbox(&app, "/sandbox/users", json!({"first_name": "Bob"})).await["id"]
+        let bob = app
+            .sandbox_post("/sandbox/users", json!({"first_name": "Bob"}))
+            .await["id"]
             .as_i64()
             .unwrap();
-        sandbox(
-            &app,
+        app.sandbox_post(
             &format!("/sandbox/users/{bob}/messages"),
             json!({"bot": "local_bot", "text": "hello"}),
         )

@@ -7,40 +7,6 @@ use serde_json::{Value, json};
 
 use crate::helpers::{Options, TestApp, engines, until};
 
-async fn sandbox(app: &TestApp, path: &str, body: Value) -> Value {
-    let r = app
-        .http
-        .post(format!("{}{path}", app.sandbox.url()))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "sandbox {path}: {}", r.status());
-    r.json().await.unwrap()
-}
-
-async fn texts(app: &TestApp, chat: i64, bot: &str) -> Vec<String> {
-    let v: Value = app
-        .http
-        .get(format!(
-            "{}/sandbox/chats/{chat}/messages?bot={bot}",
-            app.sandbox.url()
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    v["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|m| m["direction"] == "out")
-        .filter_map(|m| m["text"].as_str().map(str::to_string))
-        .collect()
-}
-
 async fn send(app: &TestApp, key: &str, body: Value) -> String {
     let a = app.post("/v1/messages", key, body).await;
     assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.text);
@@ -94,12 +60,12 @@ async fn quiet_hours_hold_messages_until_the_window_ends_and_urgent_ones_go_at_o
             )
             .await;
         assert_eq!(t.status, StatusCode::CREATED, "{}", t.text);
-        let alice = sandbox(&app, "/sandbox/users", json!({"first_name": "Alice"})).await["id"]
+        let alice = app
+            .sandbox_post("/sandbox/users", json!({"first_name": "Alice"}))
+            .await["id"]
             .as_i64()
             .unwrap();
-        sandbox(
-            &app,
-            &format!("/sandbox/users/{alice}/messages"),
+        app.sandbox_post(&format!("/sandbox/users/{alice}/messages"),
             json!({"bot": "quiet_bot", "text": format!("/start {}", t.body["token"].as_str().unwrap())}),
         )
         .await;
@@ -116,18 +82,19 @@ async fn quiet_hours_hold_messages_until_the_window_ends_and_urgent_ones_go_at_o
             )
             .await;
         assert_eq!(p.status, StatusCode::OK, "{}", p.text);
-        let bob = sandbox(&app, "/sandbox/users", json!({"first_name": "Bob"})).await["id"]
+        let bob = app
+            .sandbox_post("/sandbox/users", json!({"first_name": "Bob"}))
+            .await["id"]
             .as_i64()
             .unwrap();
-        sandbox(
-            &app,
+        app.sandbox_post(
             &format!("/sandbox/users/{bob}/messages"),
             json!({"bot": "quiet_bot", "text": "hello"}),
         )
         .await;
         // The link's confirmation is an outbox reply too: count from after it arrived.
         let welcome = until("the link's confirmation", || async {
-            let n = texts(&app, alice, "quiet_bot").await.len();
+            let n = app.bot_texts(alice, "quiet_bot").await.len();
             (n > 0).then_some(n)
         })
         .await;
@@ -160,7 +127,7 @@ async fn quiet_hours_hold_messages_until_the_window_ends_and_urgent_ones_go_at_o
             m["next_attempt_at"], "2027-01-16T07:00:00Z",
             "08:00 CET: {m}"
         );
-        assert_eq!(texts(&app, alice, "quiet_bot").await.len(), welcome);
+        assert_eq!(app.bot_texts(alice, "quiet_bot").await.len(), welcome);
 
         // An urgent message to the same link goes at once (and "urgent" is priority 100).
         let urgent = send(
@@ -172,7 +139,7 @@ async fn quiet_hours_hold_messages_until_the_window_ends_and_urgent_ones_go_at_o
         let u = sent(&app, &key, &urgent).await;
         assert_eq!(u["priority"], 100);
         assert_eq!(
-            texts(&app, alice, "quiet_bot").await[welcome..],
+            app.bot_texts(alice, "quiet_bot").await[welcome..],
             ["server down".to_string()]
         );
         assert_eq!(message(&app, &key, &held).await["status"], "queued");
@@ -191,7 +158,7 @@ async fn quiet_hours_hold_messages_until_the_window_ends_and_urgent_ones_go_at_o
         let m = sent(&app, &key, &held).await;
         assert_eq!(m["attempts"], 1, "{m}");
         assert_eq!(
-            texts(&app, alice, "quiet_bot").await[welcome..],
+            app.bot_texts(alice, "quiet_bot").await[welcome..],
             ["server down".to_string(), "good night news".to_string()]
         );
 
