@@ -137,3 +137,19 @@ mod tests {
             .unwrap();
     }
 }
+
+/// Times written as text in unit tests.
+#[cfg(test)]
+pub(crate) mod test_times {
+    use jiff::Timestamp;
+
+    /// `2026-03-29T01:00:00Z` as UTC ms.
+    pub(crate) fn ms(text: &str) -> i64 {
+        text.parse::<Timestamp>().unwrap().as_millisecond()
+    }
+
+    /// UTC ms as RFC 3339.
+    pub(crate) fn iso(ms: i64) -> String {
+        Timestamp::from_millisecond(ms).unwrap().to_string()
+    }
+}

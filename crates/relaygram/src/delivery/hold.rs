@@ -98,10 +98,7 @@ async fn held(services: &Services, claimed: &[Claimed]) -> ServiceResult<Vec<Hol
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn ms(text: &str) -> i64 {
-        text.parse::<jiff::Timestamp>().unwrap().as_millisecond()
-    }
+    use crate::clock::test_times::ms;
 
     fn candidate() -> HoldCandidate {
         HoldCandidate {

@@ -88,14 +88,7 @@ pub fn recipient_zone(link_zone: Option<&str>, default_zone: Option<&str>) -> Zo
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn ms(text: &str) -> i64 {
-        text.parse::<Timestamp>().unwrap().as_millisecond()
-    }
-
-    fn iso(ms: i64) -> String {
-        Timestamp::from_millisecond(ms).unwrap().to_string()
-    }
+    use crate::clock::test_times::{iso, ms};
 
     fn local(text: &str) -> DateTime {
         parse_local(text).unwrap()

@@ -93,14 +93,7 @@ pub fn quiet_until(now_ms: i64, zone: &Zone, start: Time, end: Time) -> Option<i
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn ms(text: &str) -> i64 {
-        text.parse::<Timestamp>().unwrap().as_millisecond()
-    }
-
-    fn iso(ms: i64) -> String {
-        Timestamp::from_millisecond(ms).unwrap().to_string()
-    }
+    use crate::clock::test_times::{iso, ms};
 
     fn window(zone: &str, start: &str, end: &str) -> QuietWindow {
         QuietWindow::from_link(Some(zone), Some(start), Some(end)).unwrap()

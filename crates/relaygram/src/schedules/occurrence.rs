@@ -384,14 +384,7 @@ impl Timing {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn ms(text: &str) -> i64 {
-        text.parse::<Timestamp>().unwrap().as_millisecond()
-    }
-
-    fn iso(ms: i64) -> String {
-        Timestamp::from_millisecond(ms).unwrap().to_string()
-    }
+    use crate::clock::test_times::{iso, ms};
 
     fn cron(expr: &str, zone: &str) -> Timing {
         Timing {

@@ -651,6 +651,7 @@ pub async fn execute_many(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::test_times::{iso, ms};
     use crate::schedules::occurrence::{CronExpr, Recurrence, Zone};
 
     const G: i64 = MISFIRE_GRACE_MS;
@@ -699,14 +700,6 @@ mod tests {
             G,
         );
         assert_eq!(a.run, Some((10 * H, RunKind::Scheduled)));
-    }
-
-    fn ms(text: &str) -> i64 {
-        text.parse::<jiff::Timestamp>().unwrap().as_millisecond()
-    }
-
-    fn iso(ms: i64) -> String {
-        jiff::Timestamp::from_millisecond(ms).unwrap().to_string()
     }
 
     fn daily_at_nine_in_each_zone() -> ScheduleRecord {
