@@ -537,6 +537,36 @@ async fn send_and_broadcast_follow_delivery_with_progress() {
                 vec!["broadcast", "--tenant", &tenant, "--follow", "bc_missing"],
                 "not found",
             ),
+            (
+                vec![
+                    "send",
+                    "--tenant",
+                    &tenant,
+                    "--chat-id",
+                    &users[0],
+                    "--text",
+                    "x",
+                    "--send-at-local",
+                    "tomorrow at nine",
+                ],
+                "send_at_local",
+            ),
+            (
+                vec![
+                    "send",
+                    "--tenant",
+                    &tenant,
+                    "--chat-id",
+                    &users[0],
+                    "--text",
+                    "x",
+                    "--send-at-local",
+                    "2026-11-22T09:00",
+                    "--default-timezone",
+                    "Mars/Olympus_Mons",
+                ],
+                "default_timezone",
+            ),
         ] {
             let out = cli.run(&args).await;
             let stderr = String::from_utf8_lossy(&out.stderr);
