@@ -389,6 +389,43 @@ macro_rules! inbound_store {
                 Ok(vec![(); batch.len()])
             }
 
+            /// Stores many chats in one statement (the last write of a chat in the batch wins,
+            /// as it would have one after the other).
+            async fn upsert_chats(pool: $pool, batch: Vec<ChatRecord>) -> StoreResult<Vec<()>> {
+                let mut last = std::collections::HashMap::new();
+                for (i, c) in batch.iter().enumerate() {
+                    last.insert((c.bot_id.as_str(), c.chat_id), i);
+                }
+                let rows: Vec<&ChatRecord> = batch
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, c)| last.get(&(c.bot_id.as_str(), c.chat_id)) == Some(i))
+                    .map(|(_, c)| c)
+                    .collect();
+                let sql = format!(
+                    "INSERT INTO chats (bot_id, chat_id, type, title, username, state, migrated_to, \
+                     updated_at) VALUES {} \
+                     ON CONFLICT (bot_id, chat_id) DO UPDATE SET type = excluded.type, \
+                     title = excluded.title, username = excluded.username, state = excluded.state, \
+                     migrated_to = excluded.migrated_to, updated_at = excluded.updated_at",
+                    placeholders(rows.len(), 8, $numbered)
+                );
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for c in &rows {
+                    query = query
+                        .bind(&c.bot_id)
+                        .bind(c.chat_id)
+                        .bind(&c.kind)
+                        .bind(c.title.as_deref())
+                        .bind(c.username.as_deref())
+                        .bind(c.state.as_str())
+                        .bind(c.migrated_to)
+                        .bind(c.updated_at);
+                }
+                query.execute(&pool).await?;
+                Ok(vec![(); batch.len()])
+            }
+
             /// Reads many chats in one statement; for each key, its chat if known.
             async fn read_chats(
                 pool: $pool,
@@ -606,24 +643,21 @@ macro_rules! inbound_store {
             }
 
             async fn upsert_chat(&self, c: &ChatRecord) -> StoreResult<()> {
-                sqlx::query(
-                    "INSERT INTO chats (bot_id, chat_id, type, title, username, state, migrated_to, \
-                     updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                     ON CONFLICT (bot_id, chat_id) DO UPDATE SET type = excluded.type, \
-                     title = excluded.title, username = excluded.username, state = excluded.state, \
-                     migrated_to = excluded.migrated_to, updated_at = excluded.updated_at",
-                )
-                .bind(&c.bot_id)
-                .bind(c.chat_id)
-                .bind(&c.kind)
-                .bind(c.title.as_deref())
-                .bind(c.username.as_deref())
-                .bind(c.state.as_str())
-                .bind(c.migrated_to)
-                .bind(c.updated_at)
-                .execute(&self.pool)
-                .await?;
-                Ok(())
+                // First-seen chats come in bursts (a campaign brings many new users): their
+                // writes go together, like the updates'.
+                let queue = self.hot.chat_writes.get_or_init(|| {
+                    let (a, b) = (self.pool.clone(), self.pool.clone());
+                    GroupCommit::new(
+                        MAX_BATCH,
+                        $writers,
+                        move |batch| Self::upsert_chats(a.clone(), batch),
+                        move |one| {
+                            let pool = b.clone();
+                            async move { Ok(Self::upsert_chats(pool, vec![one]).await?.remove(0)) }
+                        },
+                    )
+                });
+                queue.submit(c.clone()).await
             }
 
             async fn get_chat(&self, bot_id: &str, chat_id: i64) -> StoreResult<Option<ChatRecord>> {

@@ -271,20 +271,30 @@ async fn poll_leases(store: Arc<dyn Store>) {
 async fn batched_reads_and_events(store: Arc<dyn Store>) {
     let engine = store.engine();
     setup(&store).await;
+    let chat = |chat_id: i64, title: &str| ChatRecord {
+        bot_id: "bot_i".into(),
+        chat_id,
+        kind: "private".into(),
+        title: Some(title.to_string()),
+        username: None,
+        state: ChatState::Active,
+        migrated_to: None,
+        updated_at: 1,
+    };
+    // Concurrent writes of distinct chats are written together; a later write of a chat
+    // replaces the earlier one.
+    let mut writes = tokio::task::JoinSet::new();
     for chat_id in [1, 2, 3] {
-        store
-            .upsert_chat(&ChatRecord {
-                bot_id: "bot_i".into(),
-                chat_id,
-                kind: "private".into(),
-                title: Some(format!("chat {chat_id}")),
-                username: None,
-                state: ChatState::Active,
-                migrated_to: None,
-                updated_at: 1,
-            })
-            .await
-            .unwrap();
+        let store = store.clone();
+        let first = chat(chat_id, "before");
+        writes.spawn(async move { store.upsert_chat(&first).await });
+    }
+    for done in writes.join_all().await {
+        done.unwrap();
+    }
+    for chat_id in [1, 2, 3] {
+        let title = format!("chat {chat_id}");
+        store.upsert_chat(&chat(chat_id, &title)).await.unwrap();
     }
     let mut reads = tokio::task::JoinSet::new();
     for chat_id in [1, 2, 3, 4, 1, 3, 5] {

@@ -183,6 +183,8 @@ pub(super) struct Hot {
     pub(super) finishes: OnceLock<GroupCommit<Finished, ()>>,
     /// `insert_event`.
     pub(super) events: OnceLock<GroupCommit<NewEvent, EventRecord>>,
+    /// `upsert_chat`.
+    pub(super) chat_writes: OnceLock<GroupCommit<ChatRecord, ()>>,
     /// `get_chat` (reads batch as well as writes).
     pub(super) chat_reads: OnceLock<GroupCommit<(String, i64), Option<ChatRecord>>>,
     /// `queue_reply` (the router's replies into the outbox).
