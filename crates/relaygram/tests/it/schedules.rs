@@ -360,6 +360,14 @@ async fn walk_from(app: &TestApp, s: &Setup, id: &str, text: &str, expected: &[&
     }
 }
 
+/// Sets the clock to `now` and creates a schedule; its id.
+async fn create_at(app: &TestApp, s: &Setup, now: &str, body: Value) -> String {
+    app.clock().set_millis(ms(now));
+    let created = app.post("/v1/schedules", &s.key, body).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    created.body["id"].as_str().unwrap().to_string()
+}
+
 #[tokio::test]
 async fn fires_once_per_occurrence_across_dst_in_two_zones() {
     for engine in engines() {
@@ -368,17 +376,14 @@ async fn fires_once_per_occurrence_across_dst_in_two_zones() {
 
         // America/New_York, spring forward (14 March 2027), by an interval of one day from
         // 02:30: 02:30 does not exist → 03:00 EDT.
-        app.clock().set_millis(ms("2027-03-12T12:00:00Z"));
-        let spring = app
-            .post(
-                "/v1/schedules",
-                &s.key,
-                json!({"name": "nys", "every": "1d", "timezone": "America/New_York",
+        let spring_id = create_at(
+            &app,
+            &s,
+            "2027-03-12T12:00:00Z",
+            json!({"name": "nys", "every": "1d", "timezone": "America/New_York",
                        "start_at": "2027-03-13T07:30:00Z", "message": message(&s, "ny spring")}),
-            )
-            .await;
-        assert_eq!(spring.status, StatusCode::CREATED, "{}", spring.text);
-        let spring_id = spring.body["id"].as_str().unwrap().to_string();
+        )
+        .await;
         walk(
             &app,
             &s,
@@ -395,16 +400,14 @@ async fn fires_once_per_occurrence_across_dst_in_two_zones() {
             .await;
 
         // Europe/Berlin, spring forward (28 March 2027): 02:30 does not exist → 03:00.
-        app.clock().set_millis(ms("2027-03-26T12:00:00Z"));
-        let berlin = app
-            .post(
-                "/v1/schedules",
-                &s.key,
-                json!({"name": "b", "cron": "30 2 * * *", "timezone": "Europe/Berlin",
+        let berlin_id = create_at(
+            &app,
+            &s,
+            "2027-03-26T12:00:00Z",
+            json!({"name": "b", "cron": "30 2 * * *", "timezone": "Europe/Berlin",
                        "message": message(&s, "berlin")}),
-            )
-            .await;
-        let berlin_id = berlin.body["id"].as_str().unwrap().to_string();
+        )
+        .await;
         walk(
             &app,
             &s,
@@ -421,16 +424,14 @@ async fn fires_once_per_occurrence_across_dst_in_two_zones() {
             .await;
 
         // Europe/Berlin, fall back (31 October 2027): 02:30 happens twice → once.
-        app.clock().set_millis(ms("2027-10-29T12:00:00Z"));
-        let fall = app
-            .post(
-                "/v1/schedules",
-                &s.key,
-                json!({"name": "bf", "cron": "30 2 * * *", "timezone": "Europe/Berlin",
+        let fall_id = create_at(
+            &app,
+            &s,
+            "2027-10-29T12:00:00Z",
+            json!({"name": "bf", "cron": "30 2 * * *", "timezone": "Europe/Berlin",
                        "message": message(&s, "berlin fall")}),
-            )
-            .await;
-        let fall_id = fall.body["id"].as_str().unwrap().to_string();
+        )
+        .await;
         walk(
             &app,
             &s,
@@ -460,16 +461,14 @@ async fn fires_once_per_occurrence_across_dst_in_two_zones() {
             .await;
 
         // America/New_York, fall back (7 November 2027): 01:30 happens twice → once.
-        app.clock().set_millis(ms("2027-11-05T12:00:00Z"));
-        let ny = app
-            .post(
-                "/v1/schedules",
-                &s.key,
-                json!({"name": "ny", "cron": "30 1 * * *", "timezone": "America/New_York",
+        let ny_id = create_at(
+            &app,
+            &s,
+            "2027-11-05T12:00:00Z",
+            json!({"name": "ny", "cron": "30 1 * * *", "timezone": "America/New_York",
                        "message": message(&s, "new york")}),
-            )
-            .await;
-        let ny_id = ny.body["id"].as_str().unwrap().to_string();
+        )
+        .await;
         walk(
             &app,
             &s,
