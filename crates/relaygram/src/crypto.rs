@@ -6,9 +6,11 @@ use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::fmt;
 use std::io::Write;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use subtle::ConstantTimeEq;
 
 use crate::ids::{hex, unhex};
@@ -43,7 +45,14 @@ pub enum CryptoError {
 #[derive(Clone)]
 pub struct SecretBox {
     cipher: XChaCha20Poly1305,
+    /// Secrets opened by [`SecretBox::open_cached`], by sealed form. Every inbound update
+    /// opens its bot's webhook secret and token; a sealed value always opens to the same
+    /// plaintext, so entries never go stale (a changed secret is a new sealed value).
+    opened: Arc<Mutex<HashMap<String, Arc<SecretString>>>>,
 }
+
+/// Opened secrets kept by one [`SecretBox`]; past this the cache starts over.
+const MAX_OPENED: usize = 4096;
 
 impl fmt::Debug for SecretBox {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -55,7 +64,10 @@ impl SecretBox {
     /// A box from raw key bytes.
     pub fn new(key: &[u8; 32]) -> Self {
         let cipher = XChaCha20Poly1305::new_from_slice(key).expect("32-byte key");
-        SecretBox { cipher }
+        SecretBox {
+            cipher,
+            opened: Arc::default(),
+        }
     }
 
     /// The key from `RELAYGRAM_SECRET_KEY` (64 hex characters, already validated by the
@@ -125,6 +137,21 @@ impl SecretBox {
         format!("{VERSION_PREFIX}{}", hex(&out))
     }
 
+    /// [`SecretBox::open`], remembering the answer: for secrets read on hot paths.
+    pub fn open_cached(&self, sealed: &str) -> Result<Arc<SecretString>, CryptoError> {
+        let cache = || self.opened.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(plain) = cache().get(sealed) {
+            return Ok(plain.clone());
+        }
+        let plain = Arc::new(self.open(sealed)?);
+        let mut opened = cache();
+        if opened.len() >= MAX_OPENED {
+            opened.clear();
+        }
+        opened.insert(sealed.to_string(), plain.clone());
+        Ok(plain)
+    }
+
     /// Decrypts a value made by [`SecretBox::seal`].
     pub fn open(&self, sealed: &str) -> Result<SecretString, CryptoError> {
         let bytes = sealed
@@ -168,12 +195,15 @@ mod tests {
         assert!(!sealed.contains("AAHdqTcv"));
         assert_ne!(sealed, sb.seal(token), "nonces must differ");
         assert_eq!(sb.open(&sealed).unwrap().expose_secret(), token);
+        assert_eq!(sb.open_cached(&sealed).unwrap().expose_secret(), token);
+        assert_eq!(sb.open_cached(&sealed).unwrap().expose_secret(), token);
     }
 
     #[test]
     fn wrong_key_or_tampering_fails() {
         let sealed = SecretBox::new(&[1u8; 32]).seal("secret");
         assert!(SecretBox::new(&[2u8; 32]).open(&sealed).is_err());
+        assert!(SecretBox::new(&[2u8; 32]).open_cached(&sealed).is_err());
         let mut tampered = sealed.clone();
         let last = tampered.pop().unwrap();
         tampered.push(if last == '0' { '1' } else { '0' });

@@ -427,7 +427,7 @@ impl Services {
 
     /// The bot's token, opened from its sealed form.
     pub fn token_of(&self, bot: &BotRecord) -> ServiceResult<BotToken> {
-        let plain = self.secrets.open(&bot.token_sealed)?;
+        let plain = self.secrets.open_cached(&bot.token_sealed)?;
         BotToken::parse(plain.expose_secret()).map_err(|_| {
             ServiceError::Store(StoreError::Corrupt(format!(
                 "bot {} has an invalid stored token",

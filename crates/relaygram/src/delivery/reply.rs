@@ -4,8 +4,8 @@
 //! a bot the router already holds, so none of [`Services::accept_message`]'s planning
 //! applies: no bot lookup, templates, targets, throttle or broadcast, and no answer to
 //! store after the commit (it is known before and stored with the key). What is left is
-//! one item of a group commit in the store ([`crate::store::ReplyStore`]), so the replies
-//! of concurrent processors commit together.
+//! rendering it here; the store writes it with the update's outcome, in one transaction
+//! with the outcomes of the other updates finishing at the same time.
 
 use super::content::{OwnButtons, render_content};
 use super::request::{ButtonSpec, parse_mode};
@@ -35,11 +35,11 @@ pub struct Reply<'a> {
 }
 
 impl Services {
-    /// Queues a reply in the outbox, at most once per `reply:{bot}:{update}:{seq}`: a
-    /// reply queued by an earlier run of the update stores nothing (even when the text
-    /// differs now). Returns the reply's message id, or `None` when an earlier run stored
-    /// it and its answer was lost. The sender is woken.
-    pub async fn queue_reply(&self, reply: Reply<'_>) -> ServiceResult<Option<String>> {
+    /// Prepares a reply for the outbox, stored with the outcome of the update that made it
+    /// ([`crate::store::InboundStore::finish_update`]) at most once per
+    /// `reply:{bot}:{update}:{seq}`: a reply stored by an earlier run of the update is not
+    /// stored again (even when the text differs now).
+    pub fn prepare_reply(&self, reply: Reply<'_>) -> ServiceResult<NewReply> {
         let content = Content {
             source: reply.text,
             parse_mode: parse_mode(None)?,
@@ -65,9 +65,9 @@ impl Services {
             broadcast_id: None,
             digest_ids: vec![],
         };
-        let new = NewReply {
+        Ok(NewReply {
             request_id,
-            message_id: message_id.clone(),
+            message_id,
             tenant_id: reply.tenant_id.to_string(),
             bot_id: reply.bot_id.to_string(),
             chat_id: reply.chat_id,
@@ -76,20 +76,6 @@ impl Services {
             callbacks,
             response: serde_json::to_string(&answer).unwrap_or_default(),
             now,
-        };
-        let id = match self.store.queue_reply(&new).await? {
-            None => {
-                metrics::counter!("relaygram_messages_accepted_total", "status" => "queued")
-                    .increment(1);
-                Some(message_id)
-            }
-            // Stored by an earlier run: sent or on its way (its answer may be empty after
-            // a crash between an API acceptance's commit and its answer).
-            Some(first) => serde_json::from_str::<Accepted>(&first)
-                .ok()
-                .and_then(|a| a.messages.into_iter().next().map(|m| m.id)),
-        };
-        super::sender::wake();
-        Ok(id)
+        })
     }
 }

@@ -465,7 +465,7 @@ impl Services {
                 (key.clone(), Some(key))
             }
         };
-        // Apps never send relaygram's own buttons (the router's replies take `queue_reply`).
+        // Apps never send relaygram's own buttons (the router's replies take `prepare_reply`).
         let plan = self
             .plan_message(tenant_id, req, OwnButtons::Refused)
             .await?;

@@ -236,10 +236,11 @@ impl Dispatcher {
         Ok(u32::from(response.status().as_u16()))
     }
 
-    /// Steps until nothing is due or `shutdown` flips, then waits for a new event, a
-    /// replay, the poll interval or `shutdown`; repeats until `shutdown`.
+    /// Steps until nothing is due or `shutdown` flips, then waits for new deliveries (an
+    /// event an endpoint wants, a replay), the poll interval or `shutdown`; repeats until
+    /// `shutdown`.
     pub async fn run(self, mut shutdown: Shutdown) {
-        let mut changes = super::subscribe();
+        let mut changes = super::subscribe_deliveries();
         loop {
             if *shutdown.borrow() {
                 return;

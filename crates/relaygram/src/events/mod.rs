@@ -33,14 +33,26 @@ const PULL_RECHECK: Duration = Duration::from_secs(1);
 pub const MAX_ENDPOINTS_PER_TENANT: usize = 50;
 
 static CHANGES: LazyLock<watch::Sender<u64>> = LazyLock::new(|| watch::channel(0).0);
+static DELIVERIES: LazyLock<watch::Sender<u64>> = LazyLock::new(|| watch::channel(0).0);
 
 /// A receiver that sees a change after every [`emit`] or replay in this process.
 pub fn subscribe() -> watch::Receiver<u64> {
     CHANGES.subscribe()
 }
 
-fn notify() {
+/// A receiver that sees a change whenever deliveries were created in this process (the
+/// dispatcher's wake-up: most events of a tenant without endpoints create none, and need
+/// no look for due deliveries).
+pub fn subscribe_deliveries() -> watch::Receiver<u64> {
+    DELIVERIES.subscribe()
+}
+
+/// Wakes pulls waiting for events and, when `deliveries` were created, the dispatcher.
+pub(crate) fn notify(deliveries: usize) {
     CHANGES.send_modify(|n| *n = n.wrapping_add(1));
+    if deliveries > 0 {
+        DELIVERIES.send_modify(|n| *n = n.wrapping_add(1));
+    }
 }
 
 /// Stores an event for `tenant_id` and one pending delivery per enabled endpoint whose
@@ -64,18 +76,24 @@ pub async fn emit(
     event_type: &str,
     data: serde_json::Value,
 ) -> StoreResult<String> {
-    let event = NewEvent {
+    let event = new_event(tenant_id, event_type, &data);
+    let stored = store.insert_event(&event).await?;
+    metrics::counter!("relaygram_events_emitted_total").increment(1);
+    tracing::debug!(event_id = %event.id, tenant_id, event_type, "event emitted");
+    notify(stored.deliveries);
+    Ok(event.id)
+}
+
+/// An event of `event_type` for `tenant_id`, happening now, not stored yet (the inbound
+/// processor stores its updates' events with their outcomes; others call [`emit`]).
+pub fn new_event(tenant_id: &str, event_type: &str, data: &serde_json::Value) -> NewEvent {
+    NewEvent {
         id: new_id("evt"),
         tenant_id: tenant_id.to_string(),
         event_type: event_type.to_string(),
         data: data.to_string(),
         created_at: now_millis(),
-    };
-    store.insert_event(&event).await?;
-    metrics::counter!("relaygram_events_emitted_total").increment(1);
-    tracing::debug!(event_id = %event.id, tenant_id, event_type, "event emitted");
-    notify();
-    Ok(event.id)
+    }
 }
 
 /// A new endpoint, as asked for.
@@ -441,6 +459,6 @@ pub async fn replay(
         }
     }
     tracing::info!(event_id, deliveries = scheduled.len(), "event replayed");
-    notify();
+    notify(scheduled.len());
     Ok(scheduled)
 }

@@ -64,7 +64,7 @@ pub async fn accept_webhook(
         .ok_or(IntakeError::UnknownBot)?;
     let expected = services
         .secrets
-        .open(expected)
+        .open_cached(expected)
         .map_err(|_| IntakeError::Secret)?;
     match secret {
         Some(s) if ct_eq(s, expected.expose_secret()) => {}

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
 use super::intake::STORED;
-use super::router::Router;
+use super::router::{Effects, Router};
 use crate::ids::now_millis;
 use crate::services::Services;
-use crate::store::{UpdateOutcome, UpdateRecord, UpdateStatus};
+use crate::store::{ProcessedUpdate, UpdateOutcome, UpdateRecord, UpdateStatus};
 use crate::workers::Shutdown;
 
 /// How often idle processors look at the store (other instances store updates too).
@@ -93,39 +93,64 @@ impl Processor {
         Ok(true)
     }
 
-    /// Handles one claimed update and records its outcome. The outcome is written with
-    /// those of other updates finishing at the same time (one statement for all).
+    /// Handles one claimed update and records its outcome with what handling wrote (chats,
+    /// events, replies), together with those of other updates finishing at the same time
+    /// (one transaction for all).
     async fn process(&self, update: UpdateRecord) -> Result<(), crate::store::StoreError> {
         let started = Instant::now();
         let result = self.router.handle(&update).await;
         let handling_ms = started.elapsed().as_millis() as i64;
-        let outcome = match result {
-            Ok(h) => UpdateOutcome {
-                status: h.status,
-                outcome: Some(h.outcome),
-                error: None,
-                processed_at: now_millis(),
-                handling_ms,
-            },
+        let (outcome, effects) = match result {
+            Ok(h) => (
+                UpdateOutcome {
+                    status: h.status,
+                    outcome: Some(h.outcome),
+                    error: None,
+                    processed_at: now_millis(),
+                    handling_ms,
+                },
+                h.effects,
+            ),
             Err(e) => {
                 tracing::warn!(bot_id = %update.bot_id, update_id = update.update_id, error = %e, "update processing failed");
-                UpdateOutcome {
+                let failed = UpdateOutcome {
                     status: UpdateStatus::Failed,
                     outcome: None,
                     error: Some(e.to_string()),
                     processed_at: now_millis(),
                     handling_ms,
-                }
+                };
+                (failed, Effects::default())
             }
         };
-        metrics::counter!("relaygram_updates_processed_total", "status" => outcome.status.as_str())
+        let status = outcome.status;
+        let events = effects.events.len();
+        let report = self
+            .services
+            .store
+            .finish_update(ProcessedUpdate {
+                bot_id: update.bot_id,
+                update_id: update.update_id,
+                outcome,
+                chats: effects.chats,
+                events: effects.events,
+                replies: effects.replies,
+            })
+            .await?;
+        metrics::counter!("relaygram_updates_processed_total", "status" => status.as_str())
             .increment(1);
         metrics::histogram!("relaygram_update_handling_seconds")
             .record(handling_ms as f64 / 1000.0);
-        self.services
-            .store
-            .finish_update(&update.bot_id, update.update_id, &outcome)
-            .await
+        if events > 0 {
+            metrics::counter!("relaygram_events_emitted_total").increment(events as u64);
+            crate::events::notify(report.deliveries);
+        }
+        if report.new_replies > 0 {
+            metrics::counter!("relaygram_messages_accepted_total", "status" => "queued")
+                .increment(report.new_replies as u64);
+            crate::delivery::sender::wake();
+        }
+        Ok(())
     }
 
     /// Processes until told to stop: claims ready updates in batches, handles up to

@@ -2,7 +2,6 @@
 //! and chat-state changes. Called by the [`Processor`](super::processor::Processor), which
 //! owns claiming and recording; this module owns what an update means.
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -14,7 +13,9 @@ use crate::delivery::reply::Reply;
 use crate::ids::now_millis;
 use crate::linking::service::{ChatRef, Redeemed, SETTINGS_BUTTON, SettingsView};
 use crate::services::Services;
-use crate::store::{BotRecord, ChatRecord, ChatState, UpdateRecord, UpdateStatus};
+use crate::store::{
+    BotRecord, ChatRecord, ChatState, NewEvent, NewReply, UpdateRecord, UpdateStatus,
+};
 use crate::telegram::{BotToken, TelegramError};
 
 /// Callback data of relaygram's own buttons starts with this.
@@ -39,6 +40,23 @@ pub struct Handled {
     pub status: UpdateStatus,
     /// A short description for the audit log.
     pub outcome: String,
+    /// What is to be stored with the outcome.
+    pub effects: Effects,
+}
+
+/// What handling an update writes: stored by the processor together with the update's
+/// outcome, in one transaction. So an update's chats, events and replies are stored
+/// exactly when its outcome is: a crash before leaves none of them, and the update is
+/// processed again from the start. (Changes made through other services, such as a link
+/// redeemed, are written at once; they are idempotent.)
+#[derive(Debug, Default)]
+pub struct Effects {
+    /// Chats seen or changed.
+    pub chats: Vec<ChatRecord>,
+    /// Events for the app.
+    pub events: Vec<NewEvent>,
+    /// Replies for the outbox.
+    pub replies: Vec<NewReply>,
 }
 
 impl Handled {
@@ -46,6 +64,7 @@ impl Handled {
         Handled {
             status: UpdateStatus::Handled,
             outcome: outcome.into(),
+            effects: Effects::default(),
         }
     }
 
@@ -53,6 +72,15 @@ impl Handled {
         Handled {
             status: UpdateStatus::Ignored,
             outcome: outcome.into(),
+            effects: Effects::default(),
+        }
+    }
+
+    fn rate_limited(outcome: impl Into<String>) -> Handled {
+        Handled {
+            status: UpdateStatus::RateLimited,
+            outcome: outcome.into(),
+            effects: Effects::default(),
         }
     }
 }
@@ -105,8 +133,7 @@ impl Router {
             token: self.services.token_of(&bot)?,
             bot,
             update_id: update.update_id,
-            replies: AtomicU32::new(0),
-            queued: Mutex::new(Vec::new()),
+            effects: Mutex::new(Effects::default()),
         };
         let mut handled = match update.kind.as_str() {
             "message" => ctx.message(payload, update).await,
@@ -114,14 +141,15 @@ impl Router {
             "my_chat_member" => ctx.my_chat_member(payload).await,
             other => Ok(Handled::ignored(format!("no handler for {other} updates"))),
         }?;
-        let queued = ctx
-            .queued
+        handled.effects = ctx
+            .effects
             .into_inner()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if !queued.is_empty() {
-            // The replies' messages (or `queued` when an earlier run stored them and its
-            // answer was lost): `GET /v1/messages/{id}` follows their delivery.
-            handled.outcome = format!("{} (reply {})", handled.outcome, queued.join(", "));
+        let replies = &handled.effects.replies;
+        if !replies.is_empty() {
+            // The replies' messages: `GET /v1/messages/{id}` follows their delivery.
+            let ids: Vec<&str> = replies.iter().map(|r| r.message_id.as_str()).collect();
+            handled.outcome = format!("{} (reply {})", handled.outcome, ids.join(", "));
         }
         Ok(handled)
     }
@@ -134,10 +162,8 @@ struct Ctx<'a> {
     token: BotToken,
     /// Telegram's id of the update (part of its replies' idempotency keys).
     update_id: i64,
-    /// Replies made so far: the next one's number.
-    replies: AtomicU32,
-    /// The messages of the replies made.
-    queued: Mutex<Vec<String>>,
+    /// What handling wrote so far.
+    effects: Mutex<Effects>,
 }
 
 impl Ctx<'_> {
@@ -149,12 +175,7 @@ impl Ctx<'_> {
     /// delivers it at the bot's limits and records its message id; a blocked or migrated
     /// chat is handled as for any message. Its idempotency key is the update and the
     /// reply's number in it, so processing the update again sends nothing twice.
-    async fn send(
-        &self,
-        chat_id: i64,
-        text: &str,
-        markup: Option<Value>,
-    ) -> Result<(), HandleError> {
+    fn send(&self, chat_id: i64, text: &str, markup: Option<Value>) -> Result<(), HandleError> {
         let buttons: Vec<Vec<crate::delivery::ButtonSpec>> = match markup {
             // relaygram's own buttons (`rg:stop:yes`, `rg:cat:<id>`) are sent as they are
             // and handled by the router when pressed.
@@ -162,31 +183,30 @@ impl Ctx<'_> {
                 .map_err(|e| HandleError::Other(format!("a reply's keyboard: {e}")))?,
             None => Vec::new(),
         };
-        let seq = self.replies.fetch_add(1, Ordering::Relaxed);
-        // The fast path: one item of a group commit, not a full acceptance.
-        let queued = self
-            .services()
-            .queue_reply(Reply {
-                tenant_id: &self.bot.tenant_id,
-                bot_id: &self.bot.id,
-                chat_id,
-                text,
-                buttons: &buttons,
-                update_id: self.update_id,
-                seq,
-            })
-            .await?;
-        let id = queued.unwrap_or_else(|| "queued".to_string());
-        self.queued
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(id);
+        let mut effects = self.effects();
+        let reply = self.services().prepare_reply(Reply {
+            tenant_id: &self.bot.tenant_id,
+            bot_id: &self.bot.id,
+            chat_id,
+            text,
+            buttons: &buttons,
+            update_id: self.update_id,
+            seq: effects.replies.len() as u32,
+        })?;
+        effects.replies.push(reply);
         Ok(())
     }
 
-    async fn emit(&self, kind: &str, data: Value) -> Result<(), HandleError> {
-        crate::events::emit(&*self.services().store, &self.bot.tenant_id, kind, data).await?;
-        Ok(())
+    /// An event for the app, stored with the update's outcome.
+    fn emit(&self, kind: &str, data: Value) {
+        let event = crate::events::new_event(&self.bot.tenant_id, kind, &data);
+        self.effects().events.push(event);
+    }
+
+    fn effects(&self) -> std::sync::MutexGuard<'_, Effects> {
+        self.effects
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     async fn set_chat_state(
@@ -222,7 +242,7 @@ impl Ctx<'_> {
                 && c.state == record.state
         });
         if !unchanged {
-            self.services().store.upsert_chat(&record).await?;
+            self.effects().chats.push(record);
         }
         Ok(())
     }
@@ -250,8 +270,7 @@ impl Ctx<'_> {
                 self.emit(
                     "message.received",
                     json!({"bot_id": self.bot.id, "chat": chat, "from": m["from"], "message": m}),
-                )
-                .await?;
+                );
                 return Ok(Handled::done("forwarded as message.received"));
             }
             Parsed::Command(cmd) => cmd,
@@ -268,18 +287,17 @@ impl Ctx<'_> {
                     chat_id,
                     "You are sending commands a little fast. Please wait a minute and try again.",
                     None,
-                )
-                .await?;
-                return Ok(Handled {
-                    status: UpdateStatus::RateLimited,
-                    outcome: format!("/{} over the command limit: asked to slow down", cmd.name),
-                });
+                )?;
+                return Ok(Handled::rate_limited(format!(
+                    "/{} over the command limit: asked to slow down",
+                    cmd.name
+                )));
             }
             LimitDecision::Drop => {
-                return Ok(Handled {
-                    status: UpdateStatus::RateLimited,
-                    outcome: format!("/{} over the command limit: dropped", cmd.name),
-                });
+                return Ok(Handled::rate_limited(format!(
+                    "/{} over the command limit: dropped",
+                    cmd.name
+                )));
             }
         }
         let custom = self
@@ -297,7 +315,7 @@ impl Ctx<'_> {
                     "Welcome to {}! Send /help to see what I can do.",
                     self.bot.first_name
                 );
-                self.send(chat_id, &text, None).await?;
+                self.send(chat_id, &text, None)?;
                 Ok(Handled::done("replied to /start"))
             }
             "start" | "link" if !cmd.args.is_empty() => {
@@ -308,7 +326,7 @@ impl Ctx<'_> {
                 };
                 match self.services().redeem(&self.bot, from, &cmd.args).await? {
                     Redeemed::Known { reply, outcome } => {
-                        self.send(chat_id, &reply, None).await?;
+                        self.send(chat_id, &reply, None)?;
                         Ok(Handled::done(format!("/{}: {outcome}", cmd.name)))
                     }
                     Redeemed::Unknown { reply } => {
@@ -317,9 +335,8 @@ impl Ctx<'_> {
                         self.emit(
                             "command.received",
                             json!({"bot_id": self.bot.id, "command": cmd.name, "args": cmd.args, "chat": chat, "from": m["from"], "message": m}),
-                        )
-                        .await?;
-                        self.send(chat_id, &reply, None).await?;
+                        );
+                        self.send(chat_id, &reply, None)?;
                         Ok(Handled::done(format!(
                             "/{} with a code the gateway does not know",
                             cmd.name
@@ -332,21 +349,20 @@ impl Ctx<'_> {
                     chat_id,
                     "Send /link followed by the code the app gave you.",
                     None,
-                )
-                .await?;
+                )?;
                 Ok(Handled::done("explained /link"))
             }
             "help" => {
-                self.send(chat_id, &help_text(&custom), None).await?;
+                self.send(chat_id, &help_text(&custom), None)?;
                 Ok(Handled::done("replied to /help"))
             }
             "settings" => {
                 match self.services().chat_settings(&self.bot, chat_id).await? {
                     SettingsView::NotLinked(text) | SettingsView::NoCategories(text) => {
-                        self.send(chat_id, &text, None).await?;
+                        self.send(chat_id, &text, None)?;
                     }
                     SettingsView::Menu { text, keyboard } => {
-                        self.send(chat_id, &text, Some(keyboard)).await?;
+                        self.send(chat_id, &text, Some(keyboard))?;
                     }
                 }
                 Ok(Handled::done("replied to /settings"))
@@ -360,22 +376,20 @@ impl Ctx<'_> {
                     chat_id,
                     "Stop notifications in this chat? The app will no longer reach you here.",
                     Some(keyboard),
-                )
-                .await?;
+                )?;
                 Ok(Handled::done("asked to confirm /stop"))
             }
             name => match custom.iter().find(|c| c.command == name) {
                 Some(c) => match &c.action {
                     CommandAction::Reply { text } => {
-                        self.send(chat_id, text, None).await?;
+                        self.send(chat_id, text, None)?;
                         Ok(Handled::done(format!("replied to custom /{name}")))
                     }
                     CommandAction::Forward => {
                         self.emit(
                             "command.received",
                             json!({"bot_id": self.bot.id, "command": name, "args": cmd.args, "chat": chat, "from": m["from"], "message": m}),
-                        )
-                        .await?;
+                        );
                         Ok(Handled::done(format!(
                             "forwarded /{name} as command.received"
                         )))
@@ -383,7 +397,7 @@ impl Ctx<'_> {
                 },
                 None => {
                     let text = format!("Sorry, I don't know /{name}.\n\n{}", help_text(&custom));
-                    self.send(chat_id, &text, None).await?;
+                    self.send(chat_id, &text, None)?;
                     Ok(Handled::done(format!(
                         "unknown command /{name}: replied with help"
                     )))
@@ -425,8 +439,7 @@ impl Ctx<'_> {
         self.emit(
             "chat.migrated",
             json!({"bot_id": self.bot.id, "chat_id": chat_id, "migrate_to_chat_id": to}),
-        )
-        .await?;
+        );
         Ok(Handled::done(format!("group {chat_id} migrated to {to}")))
     }
 
@@ -495,8 +508,7 @@ impl Ctx<'_> {
                 self.emit(
                     "chat.stopped",
                     json!({"bot_id": self.bot.id, "chat_id": chat_id, "from": q["from"]}),
-                )
-                .await?;
+                );
             }
             return Ok(Handled::done(format!("answered relaygram button {own}")));
         }
@@ -507,8 +519,7 @@ impl Ctx<'_> {
         self.emit(
             "callback.received",
             json!({"bot_id": self.bot.id, "data": data, "from": q["from"], "message": q["message"], "chat_id": chat_id}),
-        )
-        .await?;
+        );
         Ok(Handled::done("answered and forwarded as callback.received"))
     }
 
@@ -539,8 +550,7 @@ impl Ctx<'_> {
             "chat.member_updated",
             json!({"bot_id": self.bot.id, "chat": chat, "from": m["from"], "status": status,
                    "old_status": m["old_chat_member"]["status"], "state": state.as_str()}),
-        )
-        .await?;
+        );
         Ok(Handled::done(format!(
             "chat {chat_id} is now {}",
             state.as_str()

@@ -21,7 +21,7 @@ use super::{StoreError, StoreResult};
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 type Job<T, R> = (T, oneshot::Sender<StoreResult<R>>);
-type BatchFn<T, R> = Arc<dyn Fn(Vec<T>) -> BoxFuture<StoreResult<Vec<R>>> + Send + Sync>;
+type BatchFn<T, R> = Arc<dyn Fn(Arc<Vec<T>>) -> BoxFuture<StoreResult<Vec<R>>> + Send + Sync>;
 type SingleFn<T, R> = Arc<dyn Fn(T) -> BoxFuture<StoreResult<R>> + Send + Sync>;
 
 /// A queue of writes of one kind with its writer tasks (started on first use, in the
@@ -45,11 +45,12 @@ impl<T, R> std::fmt::Debug for GroupCommit<T, R> {
 
 impl<T, R> GroupCommit<T, R>
 where
-    T: Clone + Send + 'static,
+    T: Clone + Send + Sync + 'static,
     R: Send + 'static,
 {
     /// `batch` writes many items in one go and answers one result per item, in order;
-    /// `single` writes one (used when a batch failed). At most `max_batch` items per batch;
+    /// `single` writes one (used when a batch failed: each item is cloned then, so a batch
+    /// that succeeds copies nothing). At most `max_batch` items per batch;
     /// `writers` batches may be in flight at once (1 for SQLite: one writer anyway).
     pub(super) fn new<B, BF, S, SF>(
         max_batch: usize,
@@ -58,7 +59,7 @@ where
         single: S,
     ) -> GroupCommit<T, R>
     where
-        B: Fn(Vec<T>) -> BF + Send + Sync + 'static,
+        B: Fn(Arc<Vec<T>>) -> BF + Send + Sync + 'static,
         BF: Future<Output = StoreResult<Vec<R>>> + Send + 'static,
         S: Fn(T) -> SF + Send + Sync + 'static,
         SF: Future<Output = StoreResult<R>> + Send + 'static,
@@ -116,7 +117,7 @@ where
     }
 }
 
-async fn write_loop<T: Clone, R>(
+async fn write_loop<T: Clone + Send + Sync, R>(
     queue: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Job<T, R>>>>,
     batch: BatchFn<T, R>,
     single: SingleFn<T, R>,
@@ -138,6 +139,7 @@ async fn write_loop<T: Clone, R>(
             jobs
         };
         let (items, answers): (Vec<T>, Vec<_>) = jobs.into_iter().unzip();
+        let items = Arc::new(items);
         match batch(items.clone()).await {
             Ok(results) if results.len() == answers.len() => {
                 for (answer, result) in answers.into_iter().zip(results) {
@@ -159,8 +161,8 @@ async fn write_loop<T: Clone, R>(
             }
             Err(e) => {
                 tracing::debug!(error = %e, size = answers.len(), "a batch failed; writing its items one by one");
-                for (item, answer) in items.into_iter().zip(answers) {
-                    let _ = answer.send(single(item).await);
+                for (item, answer) in items.iter().zip(answers) {
+                    let _ = answer.send(single(item.clone()).await);
                 }
             }
         }

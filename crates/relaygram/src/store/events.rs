@@ -13,7 +13,7 @@ use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 
 use super::batch::GroupCommit;
-use super::sql::{PgStore, SqliteStore};
+use super::sql::{Col, JsonRows, PgStore, SqliteStore, json_array};
 use super::{Listed, Page, StoreError, StoreResult};
 use crate::ids::new_id;
 
@@ -100,6 +100,15 @@ pub struct EventRecord {
     pub data: String,
     /// Creation time (UTC ms).
     pub created_at: i64,
+}
+
+/// An event just stored, and how many deliveries it was given (endpoints that want it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// The event.
+    pub event: EventRecord,
+    /// Deliveries created for it (0 when no endpoint of its tenant wants it).
+    pub deliveries: usize,
 }
 
 /// Where a delivery stands.
@@ -246,7 +255,7 @@ pub trait EventStore: Send + Sync {
 
     /// Stores an event and one pending delivery (due now) per enabled endpoint of its
     /// tenant that wants its type, in one transaction. Returns the stored event.
-    async fn insert_event(&self, event: &NewEvent) -> StoreResult<EventRecord>;
+    async fn insert_event(&self, event: &NewEvent) -> StoreResult<StoredEvent>;
     /// One event.
     async fn get_event(&self, id: &str) -> StoreResult<Option<EventRecord>>;
     /// A tenant's events after a cursor, in `seq` order.
@@ -349,9 +358,40 @@ macro_rules! events_store {
             /// events of every processor finishing at the same time go together).
             async fn insert_events(
                 pool: sqlx::Pool<<$row as sqlx::Row>::Database>,
-                evs: Vec<NewEvent>,
-            ) -> StoreResult<Vec<EventRecord>> {
+                evs: std::sync::Arc<Vec<NewEvent>>,
+            ) -> StoreResult<Vec<StoredEvent>> {
                 let mut tx = pool.begin().await?;
+                let all: Vec<&NewEvent> = evs.iter().collect();
+                let written = Self::write_events(&mut *tx, &all).await?;
+                tx.commit().await?;
+                Ok(evs
+                    .iter()
+                    .zip(written)
+                    .map(|(ev, (seq, deliveries))| StoredEvent {
+                        event: EventRecord {
+                            seq,
+                            id: ev.id.clone(),
+                            tenant_id: ev.tenant_id.clone(),
+                            event_type: ev.event_type.clone(),
+                            data: ev.data.clone(),
+                            created_at: ev.created_at,
+                        },
+                        deliveries,
+                    })
+                    .collect())
+            }
+
+            /// Stores events and one pending delivery per enabled endpoint of their tenant
+            /// that wants each, inside the caller's transaction: a statement for the events,
+            /// one for the endpoints, one for the deliveries, however many events. Answers
+            /// each event's `seq` and its number of deliveries, in order.
+            pub(super) async fn write_events(
+                conn: &mut <<$row as sqlx::Row>::Database as sqlx::Database>::Connection,
+                evs: &[&NewEvent],
+            ) -> StoreResult<Vec<(i64, usize)>> {
+                if evs.is_empty() {
+                    return Ok(Vec::new());
+                }
                 let mut tenants: Vec<&str> = evs.iter().map(|e| e.tenant_id.as_str()).collect();
                 tenants.sort_unstable();
                 tenants.dedup();
@@ -362,85 +402,95 @@ macro_rules! events_store {
                     for tenant in &tenants {
                         sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
                             .bind(*tenant)
-                            .execute(&mut *tx)
+                            .execute(&mut *conn)
                             .await?;
                     }
                 }
-                // The first statement writes, so SQLite takes its write lock up front.
                 let sql = format!(
-                    "INSERT INTO events (id, tenant_id, type, data, created_at) \
-                     VALUES {} RETURNING {EVENT_COLS}",
-                    super::inbound::placeholders(evs.len(), 5, $engine == "postgres")
+                    "{} RETURNING id, seq",
+                    <$store>::json_insert(
+                        "events",
+                        &[
+                            Col::Text("id"),
+                            Col::Text("tenant_id"),
+                            Col::Text("type"),
+                            Col::Text("data"),
+                            Col::Int("created_at"),
+                        ],
+                    )
                 );
-                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-                for ev in &evs {
-                    query = query
-                        .bind(&ev.id)
-                        .bind(&ev.tenant_id)
-                        .bind(&ev.event_type)
-                        .bind(&ev.data)
-                        .bind(ev.created_at);
-                }
-                let mut stored: std::collections::HashMap<String, EventRecord> = query
-                    .fetch_all(&mut *tx)
+                let rows = json_array(
+                    evs.iter()
+                        .map(|e| (&e.id, &e.tenant_id, &e.event_type, &e.data, e.created_at)),
+                );
+                let mut seqs = std::collections::HashMap::with_capacity(evs.len());
+                for row in sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(rows)
+                    .fetch_all(&mut *conn)
                     .await?
-                    .iter()
-                    .map(|row| Self::event(row).map(|e| (e.id.clone(), e)))
-                    .collect::<StoreResult<_>>()?;
+                {
+                    seqs.insert(row.try_get::<String, _>("id")?, row.try_get::<i64, _>("seq")?);
+                }
                 let sql = format!(
                     "SELECT {ENDPOINT_COLS} FROM event_endpoints \
-                     WHERE enabled = $1 AND tenant_id IN ({}) ORDER BY id",
-                    (0..tenants.len())
-                        .map(|i| format!("${}", i + 2))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                     WHERE enabled AND tenant_id IN (SELECT t FROM ({}) AS r) ORDER BY id",
+                    <$store>::json_rows("$1", &[Col::Text("t")])
                 );
-                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(true);
-                for tenant in &tenants {
-                    query = query.bind(*tenant);
-                }
-                let endpoints = query
-                    .fetch_all(&mut *tx)
+                let endpoints = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(json_array(tenants.iter().map(|t| (t,))))
+                    .fetch_all(&mut *conn)
                     .await?
                     .iter()
                     .map(Self::endpoint)
                     .collect::<StoreResult<Vec<_>>>()?;
-                let deliveries: Vec<(&NewEvent, &EndpointRecord)> = evs
-                    .iter()
-                    .flat_map(|ev| {
-                        endpoints
-                            .iter()
-                            .filter(move |e| e.tenant_id == ev.tenant_id && e.wants(&ev.event_type))
-                            .map(move |e| (ev, e))
-                    })
-                    .collect();
-                for chunk in deliveries.chunks(256) {
-                    let sql = format!(
-                        "INSERT INTO event_deliveries (id, event_id, endpoint_id, tenant_id, \
-                         status, attempts, next_attempt_at, created_at, updated_at) VALUES {}",
-                        super::inbound::placeholders(chunk.len(), 9, $engine == "postgres")
-                    );
-                    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-                    for (ev, endpoint) in chunk {
-                        query = query
-                            .bind(new_id("dlv"))
-                            .bind(&ev.id)
-                            .bind(&endpoint.id)
-                            .bind(&ev.tenant_id)
-                            .bind(DeliveryStatus::Pending.as_str())
-                            .bind(0i64)
-                            .bind(ev.created_at)
-                            .bind(ev.created_at)
-                            .bind(ev.created_at);
+                let mut counts = vec![0usize; evs.len()];
+                let mut deliveries = Vec::new();
+                for (i, ev) in evs.iter().enumerate() {
+                    for e in endpoints
+                        .iter()
+                        .filter(|e| e.tenant_id == ev.tenant_id && e.wants(&ev.event_type))
+                    {
+                        counts[i] += 1;
+                        deliveries.push((
+                            new_id("dlv"),
+                            &ev.id,
+                            &e.id,
+                            &ev.tenant_id,
+                            DeliveryStatus::Pending.as_str(),
+                            0i64,
+                            ev.created_at,
+                            ev.created_at,
+                            ev.created_at,
+                        ));
                     }
-                    query.execute(&mut *tx).await?;
                 }
-                tx.commit().await?;
+                if !deliveries.is_empty() {
+                    let sql = <$store>::json_insert(
+                        "event_deliveries",
+                        &[
+                            Col::Text("id"),
+                            Col::Text("event_id"),
+                            Col::Text("endpoint_id"),
+                            Col::Text("tenant_id"),
+                            Col::Text("status"),
+                            Col::Int("attempts"),
+                            Col::Int("next_attempt_at"),
+                            Col::Int("created_at"),
+                            Col::Int("updated_at"),
+                        ],
+                    );
+                    sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .bind(json_array(deliveries))
+                        .execute(&mut *conn)
+                        .await?;
+                }
                 evs.iter()
-                    .map(|ev| {
-                        stored.remove(&ev.id).ok_or_else(|| {
+                    .zip(counts)
+                    .map(|(ev, n)| {
+                        let seq = seqs.get(&ev.id).copied().ok_or_else(|| {
                             StoreError::Corrupt(format!("event {} was not stored", ev.id))
-                        })
+                        })?;
+                        Ok((seq, n))
                     })
                     .collect()
             }
@@ -448,8 +498,10 @@ macro_rules! events_store {
             async fn insert_one_event(
                 pool: sqlx::Pool<<$row as sqlx::Row>::Database>,
                 ev: NewEvent,
-            ) -> StoreResult<EventRecord> {
-                Ok(Self::insert_events(pool, vec![ev]).await?.remove(0))
+            ) -> StoreResult<StoredEvent> {
+                Ok(Self::insert_events(pool, std::sync::Arc::new(vec![ev]))
+                    .await?
+                    .remove(0))
             }
 
             fn attempt(row: &$row) -> StoreResult<AttemptRecord> {
@@ -528,7 +580,7 @@ macro_rules! events_store {
                 Ok(done.rows_affected() == 1)
             }
 
-            async fn insert_event(&self, ev: &NewEvent) -> StoreResult<EventRecord> {
+            async fn insert_event(&self, ev: &NewEvent) -> StoreResult<StoredEvent> {
                 let queue = self.hot.events.get_or_init(|| {
                     let (a, b) = (self.pool.clone(), self.pool.clone());
                     GroupCommit::new(
@@ -843,6 +895,12 @@ mod tests {
             .insert_event(&event("evt_3", "ten_b", "link.created", 102))
             .await
             .unwrap();
+        assert_eq!(
+            (e1.deliveries, e2.deliveries, e3.deliveries),
+            (1, 2, 1),
+            "{engine}"
+        );
+        let (e1, e2, e3) = (e1.event, e2.event, e3.event);
         assert!(
             e1.seq < e2.seq && e2.seq < e3.seq,
             "{engine}: seq increases"

@@ -1,8 +1,10 @@
 //! Storage for inbound updates (stored once per bot and `update_id`, then processed in order
 //! per chat) and for the chats they reveal.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -12,8 +14,8 @@ use sqlx::sqlite::SqliteRow;
 use utoipa::ToSchema;
 
 use super::batch::GroupCommit;
-use super::sql::{PgStore, SqliteStore};
-use super::{Listed, Page, StoreError, StoreResult};
+use super::sql::{Col, JsonRows, PgStore, SqliteStore, json_array};
+use super::{Listed, NewEvent, NewReply, Page, StoreError, StoreResult};
 
 /// Where an update is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -219,14 +221,10 @@ pub trait InboundStore: Send + Sync {
     /// Puts updates whose processor's lease ended before `now` (it crashed) back to pending;
     /// returns how many.
     async fn reclaim_updates(&self, now: i64) -> StoreResult<u64>;
-    /// Records how processing ended. Concurrent calls are written together (group commit);
-    /// each returns once its outcome is committed.
-    async fn finish_update(
-        &self,
-        bot_id: &str,
-        update_id: i64,
-        outcome: &UpdateOutcome,
-    ) -> StoreResult<()>;
+    /// Records how processing ended, with what processing wrote (chats, events, replies),
+    /// in one transaction: an update's effects are stored exactly when its outcome is.
+    /// Concurrent calls are written together (group commit); each returns once committed.
+    async fn finish_update(&self, processed: ProcessedUpdate) -> StoreResult<FinishReport>;
     /// One update.
     async fn get_update(&self, bot_id: &str, update_id: i64) -> StoreResult<Option<UpdateRecord>>;
     /// Updates, newest first, after the cursor; at most `limit` (clamped like pages).
@@ -272,86 +270,95 @@ const CLAIMABLE: &str = "SELECT u.bot_id, u.update_id FROM updates u \
      AND NOT EXISTS (SELECT 1 FROM updates o WHERE o.bot_id = u.bot_id AND o.chat_id = u.chat_id \
          AND o.status = 'pending' \
          AND (o.received_at < u.received_at OR (o.received_at = u.received_at AND o.update_id < u.update_id))) \
-     ORDER BY u.received_at, u.update_id LIMIT $2";
+     ORDER BY u.received_at, u.update_id LIMIT ";
 
-/// Rows per group-commit statement (7 parameters each: far below both engines' limits).
+/// Items per group-commit batch (its rows travel as one JSON parameter per statement).
 const MAX_BATCH: usize = 256;
 
-/// One outcome waiting to be written with others.
-#[derive(Debug, Clone)]
-pub(super) struct Finished {
-    bot_id: String,
-    update_id: i64,
-    outcome: UpdateOutcome,
+/// An update processed: its outcome and everything processing wrote, stored together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessedUpdate {
+    /// The bot it came to.
+    pub bot_id: String,
+    /// Telegram's id.
+    pub update_id: i64,
+    /// How processing ended.
+    pub outcome: UpdateOutcome,
+    /// Chats seen or changed (written first; the last write of a chat wins).
+    pub chats: Vec<ChatRecord>,
+    /// Events for the app.
+    pub events: Vec<NewEvent>,
+    /// Replies into the outbox. A reply whose key an earlier run of the update stored is
+    /// not stored again, and the outcome names the earlier reply's message instead.
+    pub replies: Vec<NewReply>,
 }
 
-/// `($1, $2, …), ($8, …)`: `rows` groups of `width` placeholders, numbered (`$n`, for
-/// PostgreSQL) or anonymous (`?`, for SQLite: sqlx looks each named parameter up by a
-/// linear search in SQLite, quadratic over a batch of thousands; anonymous ones skip it).
-pub(super) fn placeholders(rows: usize, width: usize, numbered: bool) -> String {
-    let mut out = String::with_capacity(rows * width * 5);
-    for r in 0..rows {
-        if r > 0 {
-            out.push_str(", ");
-        }
-        out.push('(');
-        for c in 0..width {
-            if c > 0 {
-                out.push_str(", ");
-            }
-            if numbered {
-                out.push('$');
-                out.push_str(&(r * width + c + 1).to_string());
-            } else {
-                out.push('?');
-            }
-        }
-        out.push(')');
-    }
-    out
+/// What recording a processed update stored besides its outcome.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FinishReport {
+    /// Event deliveries created (the dispatcher has work).
+    pub deliveries: usize,
+    /// Replies stored now (not replays of an earlier run's).
+    pub new_replies: usize,
 }
 
 macro_rules! inbound_store {
-    ($store:ty, $row:ty, $pool:ty, $lock:literal, $writers:literal, $numbered:literal) => {
+    ($store:ty, $row:ty, $pool:ty, $lock:literal, $writers:literal) => {
         impl $store {
             /// Inserts many updates in one statement; for each, whether it was new.
-            async fn insert_batch(pool: $pool, batch: Vec<UpdateRecord>) -> StoreResult<Vec<bool>> {
+            async fn insert_batch(
+                pool: $pool,
+                batch: Arc<Vec<UpdateRecord>>,
+            ) -> StoreResult<Vec<bool>> {
                 // A replay inside the batch is a replay: only the first copy is inserted.
-                let mut seen = std::collections::HashSet::new();
+                let mut seen = HashSet::new();
                 let firsts: Vec<bool> = batch
                     .iter()
                     .map(|u| seen.insert((u.bot_id.as_str(), u.update_id)))
                     .collect();
-                let rows: Vec<&UpdateRecord> = batch
-                    .iter()
-                    .zip(&firsts)
-                    .filter(|(_, first)| **first)
-                    .map(|(u, _)| u)
-                    .collect();
                 let sql = format!(
-                    "INSERT INTO updates (bot_id, update_id, kind, chat_id, user_id, body, status, \
-                     received_at) VALUES {} ON CONFLICT (bot_id, update_id) DO NOTHING \
+                    "{} WHERE true ON CONFLICT (bot_id, update_id) DO NOTHING \
                      RETURNING bot_id, update_id",
-                    placeholders(rows.len(), 8, $numbered)
+                    <$store>::json_insert(
+                        "updates",
+                        &[
+                            Col::Text("bot_id"),
+                            Col::Int("update_id"),
+                            Col::Text("kind"),
+                            Col::Int("chat_id"),
+                            Col::Int("user_id"),
+                            Col::Text("body"),
+                            Col::Text("status"),
+                            Col::Int("received_at"),
+                        ],
+                    )
                 );
-                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-                for u in &rows {
-                    query = query
-                        .bind(&u.bot_id)
-                        .bind(u.update_id)
-                        .bind(&u.kind)
-                        .bind(u.chat_id)
-                        .bind(u.user_id)
-                        .bind(&u.body)
-                        .bind(UpdateStatus::Pending.as_str())
-                        .bind(u.received_at);
-                }
-                let inserted = query
+                let rows = json_array(batch.iter().zip(&firsts).filter(|(_, f)| **f).map(
+                    |(u, _)| {
+                        (
+                            &u.bot_id,
+                            u.update_id,
+                            &u.kind,
+                            u.chat_id,
+                            u.user_id,
+                            &u.body,
+                            UpdateStatus::Pending.as_str(),
+                            u.received_at,
+                        )
+                    },
+                ));
+                let inserted = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(rows)
                     .fetch_all(&pool)
                     .await?
                     .iter()
-                    .map(|r| Ok((r.try_get::<String, _>("bot_id")?, r.try_get::<i64, _>("update_id")?)))
-                    .collect::<StoreResult<std::collections::HashSet<_>>>()?;
+                    .map(|r| {
+                        Ok((
+                            r.try_get::<String, _>("bot_id")?,
+                            r.try_get::<i64, _>("update_id")?,
+                        ))
+                    })
+                    .collect::<StoreResult<HashSet<_>>>()?;
                 Ok(batch
                     .iter()
                     .zip(firsts)
@@ -361,85 +368,162 @@ macro_rules! inbound_store {
 
             /// Inserts one update; whether it was new.
             async fn insert_one(pool: $pool, u: UpdateRecord) -> StoreResult<bool> {
-                Ok(Self::insert_batch(pool, vec![u]).await?[0])
+                Ok(Self::insert_batch(pool, Arc::new(vec![u])).await?[0])
             }
 
-            /// Records many outcomes in one statement.
-            async fn finish_batch(pool: $pool, batch: Vec<Finished>) -> StoreResult<Vec<()>> {
-                let sql = format!(
-                    "WITH v (bot_id, update_id, status, outcome, error, processed_at, handling_ms) \
-                     AS (VALUES {}) \
-                     UPDATE updates SET status = v.status, outcome = v.outcome, error = v.error, \
-                     processed_at = v.processed_at, handling_ms = v.handling_ms, claimed_until = NULL \
-                     FROM v WHERE updates.bot_id = v.bot_id AND updates.update_id = v.update_id",
-                    placeholders(batch.len(), 7, $numbered)
-                );
-                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-                for f in &batch {
-                    query = query
-                        .bind(&f.bot_id)
-                        .bind(f.update_id)
-                        .bind(f.outcome.status.as_str())
-                        .bind(f.outcome.outcome.as_deref())
-                        .bind(f.outcome.error.as_deref())
-                        .bind(f.outcome.processed_at)
-                        .bind(f.outcome.handling_ms);
+            /// Records many processed updates in one transaction: their chats, events,
+            /// replies and outcomes, a few statements for the whole batch.
+            async fn finish_batch(
+                pool: $pool,
+                batch: Arc<Vec<ProcessedUpdate>>,
+            ) -> StoreResult<Vec<FinishReport>> {
+                let mut tx = pool.begin().await?;
+                let chats: Vec<&ChatRecord> = batch.iter().flat_map(|p| &p.chats).collect();
+                // Written first: the first statement writes, so SQLite takes its write lock
+                // up front (an upgrade from a read lock could find the database busy).
+                Self::write_chats(&mut *tx, &chats).await?;
+                let events: Vec<&NewEvent> = batch.iter().flat_map(|p| &p.events).collect();
+                let mut written = Self::write_events(&mut *tx, &events).await?.into_iter();
+                let replies: Vec<&NewReply> = batch.iter().flat_map(|p| &p.replies).collect();
+                let mut answers = Self::write_replies(&mut *tx, &replies).await?.into_iter();
+                let mut reports = Vec::with_capacity(batch.len());
+                let mut outcomes = Vec::with_capacity(batch.len());
+                for p in batch.iter() {
+                    let deliveries = written.by_ref().take(p.events.len()).map(|(_, n)| n).sum();
+                    let mut text = p.outcome.outcome.clone();
+                    let mut new_replies = 0;
+                    for (reply, answer) in p.replies.iter().zip(answers.by_ref()) {
+                        match answer {
+                            None => new_replies += 1,
+                            // Stored by an earlier run of this update: the outcome names
+                            // the message that holds the reply, not this run's unused id.
+                            Some(first) => {
+                                let held = super::replies::answered_message_id(&first)
+                                    .unwrap_or_else(|| "queued".to_string());
+                                text = text.map(|t| t.replace(&reply.message_id, &held));
+                            }
+                        }
+                    }
+                    reports.push(FinishReport {
+                        deliveries,
+                        new_replies,
+                    });
+                    outcomes.push((
+                        &p.bot_id,
+                        p.update_id,
+                        p.outcome.status.as_str(),
+                        text,
+                        p.outcome.error.as_deref(),
+                        p.outcome.processed_at,
+                        p.outcome.handling_ms,
+                    ));
                 }
-                query.execute(&pool).await?;
-                Ok(vec![(); batch.len()])
+                let sql = format!(
+                    "WITH o AS ({}) \
+                     UPDATE updates SET status = o.status, outcome = o.outcome, error = o.error, \
+                     processed_at = o.processed_at, handling_ms = o.handling_ms, claimed_until = NULL \
+                     FROM o WHERE updates.bot_id = o.bot_id AND updates.update_id = o.update_id",
+                    <$store>::json_rows(
+                        "$1",
+                        &[
+                            Col::Text("bot_id"),
+                            Col::Int("update_id"),
+                            Col::Text("status"),
+                            Col::Text("outcome"),
+                            Col::Text("error"),
+                            Col::Int("processed_at"),
+                            Col::Int("handling_ms"),
+                        ],
+                    )
+                );
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(json_array(outcomes))
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(reports)
             }
 
-            /// Stores many chats in one statement (the last write of a chat in the batch wins,
-            /// as it would have one after the other).
-            async fn upsert_chats(pool: $pool, batch: Vec<ChatRecord>) -> StoreResult<Vec<()>> {
-                let mut last = std::collections::HashMap::new();
+            async fn finish_one(pool: $pool, p: ProcessedUpdate) -> StoreResult<FinishReport> {
+                Ok(Self::finish_batch(pool, Arc::new(vec![p])).await?.remove(0))
+            }
+
+            /// Stores many chats in one statement inside the caller's transaction (the last
+            /// write of a chat wins, as it would one after the other).
+            async fn write_chats(
+                conn: &mut <<$row as sqlx::Row>::Database as sqlx::Database>::Connection,
+                batch: &[&ChatRecord],
+            ) -> StoreResult<()> {
+                if batch.is_empty() {
+                    return Ok(());
+                }
+                let mut last = HashMap::new();
                 for (i, c) in batch.iter().enumerate() {
                     last.insert((c.bot_id.as_str(), c.chat_id), i);
                 }
-                let rows: Vec<&ChatRecord> = batch
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, c)| last.get(&(c.bot_id.as_str(), c.chat_id)) == Some(i))
-                    .map(|(_, c)| c)
-                    .collect();
+                let rows = json_array(
+                    batch
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, c)| last.get(&(c.bot_id.as_str(), c.chat_id)) == Some(i))
+                        .map(|(_, c)| {
+                            (
+                                &c.bot_id,
+                                c.chat_id,
+                                &c.kind,
+                                &c.title,
+                                &c.username,
+                                c.state.as_str(),
+                                c.migrated_to,
+                                c.updated_at,
+                            )
+                        }),
+                );
                 let sql = format!(
-                    "INSERT INTO chats (bot_id, chat_id, type, title, username, state, migrated_to, \
-                     updated_at) VALUES {} \
-                     ON CONFLICT (bot_id, chat_id) DO UPDATE SET type = excluded.type, \
+                    "{} WHERE true ON CONFLICT (bot_id, chat_id) DO UPDATE SET type = excluded.type, \
                      title = excluded.title, username = excluded.username, state = excluded.state, \
                      migrated_to = excluded.migrated_to, updated_at = excluded.updated_at",
-                    placeholders(rows.len(), 8, $numbered)
+                    <$store>::json_insert(
+                        "chats",
+                        &[
+                            Col::Text("bot_id"),
+                            Col::Int("chat_id"),
+                            Col::Text("type"),
+                            Col::Text("title"),
+                            Col::Text("username"),
+                            Col::Text("state"),
+                            Col::Int("migrated_to"),
+                            Col::Int("updated_at"),
+                        ],
+                    )
                 );
-                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-                for c in &rows {
-                    query = query
-                        .bind(&c.bot_id)
-                        .bind(c.chat_id)
-                        .bind(&c.kind)
-                        .bind(c.title.as_deref())
-                        .bind(c.username.as_deref())
-                        .bind(c.state.as_str())
-                        .bind(c.migrated_to)
-                        .bind(c.updated_at);
-                }
-                query.execute(&pool).await?;
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(rows)
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(())
+            }
+
+            /// Stores many chats in one transaction (group commit).
+            async fn upsert_chats(pool: $pool, batch: Arc<Vec<ChatRecord>>) -> StoreResult<Vec<()>> {
+                let mut conn = pool.acquire().await?;
+                let all: Vec<&ChatRecord> = batch.iter().collect();
+                Self::write_chats(&mut *conn, &all).await?;
                 Ok(vec![(); batch.len()])
             }
 
             /// Reads many chats in one statement; for each key, its chat if known.
             async fn read_chats(
                 pool: $pool,
-                keys: Vec<(String, i64)>,
+                keys: Arc<Vec<(String, i64)>>,
             ) -> StoreResult<Vec<Option<ChatRecord>>> {
                 let sql = format!(
-                    "SELECT {CHAT_COLS} FROM chats WHERE (bot_id, chat_id) IN (VALUES {})",
-                    placeholders(keys.len(), 2, $numbered)
+                    "SELECT {CHAT_COLS} FROM chats WHERE (bot_id, chat_id) IN \
+                     (SELECT b, c FROM ({}) AS k)",
+                    <$store>::json_rows("$1", &[Col::Text("b"), Col::Int("c")])
                 );
-                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-                for (bot_id, chat_id) in &keys {
-                    query = query.bind(bot_id).bind(*chat_id);
-                }
-                let found: std::collections::HashMap<(String, i64), ChatRecord> = query
+                let found: HashMap<(String, i64), ChatRecord> = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(json_array(keys.iter()))
                     .fetch_all(&pool)
                     .await?
                     .iter()
@@ -447,11 +531,6 @@ macro_rules! inbound_store {
                     .collect::<StoreResult<_>>()?;
                 // The same chat may be asked for twice in one batch.
                 Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
-            }
-
-            async fn finish_one(pool: $pool, f: Finished) -> StoreResult<()> {
-                Self::finish_batch(pool, vec![f]).await?;
-                Ok(())
             }
 
             fn update_row(row: &$row) -> StoreResult<UpdateRecord> {
@@ -509,16 +588,19 @@ macro_rules! inbound_store {
                 lease_until: i64,
                 limit: u32,
             ) -> StoreResult<Vec<UpdateRecord>> {
+                // The limit is written into the text, not bound: SQLite plans `LIMIT ?`
+                // with the bound value and so prepares the statement again on every run.
+                // Processors ask for a few sizes only, so few texts are cached.
                 let sql = format!(
                     "UPDATE updates AS u SET status = 'processing', claimed_until = $1 \
-                     WHERE (u.bot_id, u.update_id) IN ({CLAIMABLE}{}) \
+                     WHERE (u.bot_id, u.update_id) IN ({CLAIMABLE}{}{}) \
                      RETURNING {}",
+                    limit.max(1),
                     $lock,
                     UPDATE_COLS.replace("u.", "")
                 );
                 let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(lease_until)
-                    .bind(i64::from(limit.max(1)))
                     .fetch_all(&self.pool)
                     .await?;
                 let mut claimed = rows
@@ -540,12 +622,7 @@ macro_rules! inbound_store {
                 Ok(done.rows_affected())
             }
 
-            async fn finish_update(
-                &self,
-                bot_id: &str,
-                update_id: i64,
-                o: &UpdateOutcome,
-            ) -> StoreResult<()> {
+            async fn finish_update(&self, p: ProcessedUpdate) -> StoreResult<FinishReport> {
                 let queue = self.hot.finishes.get_or_init(|| {
                     let (a, b) = (self.pool.clone(), self.pool.clone());
                     GroupCommit::new(
@@ -555,13 +632,7 @@ macro_rules! inbound_store {
                         move |one| Self::finish_one(b.clone(), one),
                     )
                 });
-                queue
-                    .submit(Finished {
-                        bot_id: bot_id.to_string(),
-                        update_id,
-                        outcome: o.clone(),
-                    })
-                    .await
+                queue.submit(p).await
             }
 
             async fn get_update(
@@ -653,7 +724,9 @@ macro_rules! inbound_store {
                         move |batch| Self::upsert_chats(a.clone(), batch),
                         move |one| {
                             let pool = b.clone();
-                            async move { Ok(Self::upsert_chats(pool, vec![one]).await?.remove(0)) }
+                            async move {
+                                Ok(Self::upsert_chats(pool, Arc::new(vec![one])).await?.remove(0))
+                            }
                         },
                     )
                 });
@@ -671,7 +744,9 @@ macro_rules! inbound_store {
                         move |batch| Self::read_chats(a.clone(), batch),
                         move |one| {
                             let pool = b.clone();
-                            async move { Ok(Self::read_chats(pool, vec![one]).await?.remove(0)) }
+                            async move {
+                                Ok(Self::read_chats(pool, Arc::new(vec![one])).await?.remove(0))
+                            }
                         },
                     )
                 });
@@ -757,12 +832,5 @@ impl FromStr for UpdateCursor {
 
 // SQLite has one writer (and this store one connection): one batch at a time. PostgreSQL
 // writes batches side by side.
-inbound_store!(SqliteStore, SqliteRow, sqlx::SqlitePool, "", 1, false);
-inbound_store!(
-    PgStore,
-    PgRow,
-    sqlx::PgPool,
-    " FOR UPDATE SKIP LOCKED",
-    2,
-    true
-);
+inbound_store!(SqliteStore, SqliteRow, sqlx::SqlitePool, "", 1);
+inbound_store!(PgStore, PgRow, sqlx::PgPool, " FOR UPDATE SKIP LOCKED", 2);

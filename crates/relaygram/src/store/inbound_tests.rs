@@ -14,6 +14,18 @@ async fn open(engine: &str, dir: &std::path::Path) -> (Arc<dyn Store>, testing::
     (store, db)
 }
 
+/// `u` processed to `outcome`, having written nothing else.
+fn finished(u: &UpdateRecord, outcome: UpdateOutcome) -> ProcessedUpdate {
+    ProcessedUpdate {
+        bot_id: u.bot_id.clone(),
+        update_id: u.update_id,
+        outcome,
+        chats: vec![],
+        events: vec![],
+        replies: vec![],
+    }
+}
+
 fn update(bot_id: &str, update_id: i64, chat_id: Option<i64>, received_at: i64) -> UpdateRecord {
     UpdateRecord {
         bot_id: bot_id.into(),
@@ -158,10 +170,7 @@ async fn batch_claims(store: Arc<dyn Store>) {
                 processed_at: 99,
                 handling_ms: u.update_id,
             };
-            store
-                .finish_update(&u.bot_id, u.update_id, &outcome)
-                .await
-                .unwrap();
+            store.finish_update(finished(&u, outcome)).await.unwrap();
         });
     }
     while calls.join_next().await.is_some() {}
@@ -342,7 +351,7 @@ async fn batched_reads_and_events(store: Arc<dyn Store>) {
                 data: format!(r#"{{"i":{i}}}"#),
                 created_at: 10 + i,
             };
-            (ev.clone(), store.insert_event(&ev).await.unwrap())
+            (ev.clone(), store.insert_event(&ev).await.unwrap().event)
         });
     }
     let mut seqs = std::collections::HashSet::new();

@@ -21,12 +21,12 @@ pub use commands::CommandStore;
 pub use digests::{DigestItem, DigestRecord, DigestStore, NewDigest};
 pub use events::{
     AttemptRecord, ClaimedDelivery, DeliveryOutcome, DeliveryRecord, DeliveryStatus,
-    EndpointRecord, EventQuery, EventRecord, EventStore, NewEvent, type_matches,
+    EndpointRecord, EventQuery, EventRecord, EventStore, NewEvent, StoredEvent, type_matches,
 };
 pub use holds::{Hold, HoldCandidate, HoldStore};
 pub use inbound::{
-    ChatRecord, ChatState, InboundStore, UpdateCursor, UpdateFilter, UpdateOutcome, UpdateRecord,
-    UpdateStatus,
+    ChatRecord, ChatState, FinishReport, InboundStore, ProcessedUpdate, UpdateCursor, UpdateFilter,
+    UpdateOutcome, UpdateRecord, UpdateStatus,
 };
 pub use links::{
     CategoryRecord, ConnectCodeRecord, LinkFilter, LinkRecord, LinkStore, LinkTokenRecord,
@@ -36,7 +36,7 @@ pub use outbox::{
     Acceptance, Accepted, BotLimitsRecord, BotStats, BroadcastRecord, Claimed, FINAL_STATES,
     Fanout, MessageFilter, MessageRecord, NewMessage, NewRequest, OutboxStore, Outcome,
 };
-pub use replies::{NewReply, ReplyStore};
+pub use replies::NewReply;
 pub use schedules::{
     Advance, CatchUp, Decide, RunKind, RunOutcome, RunRecord, RunState, ScheduleRecord,
     ScheduleStore,
@@ -306,7 +306,6 @@ pub trait Store:
     + ScheduleStore
     + HoldStore
     + DigestStore
-    + ReplyStore
     + Send
     + Sync
     + fmt::Debug

@@ -3,22 +3,17 @@
 //! A reply is always one plain message to one known chat of one known bot, so it needs none
 //! of an API acceptance's planning (no fan-out, throttle, broadcast, link lookups). What it
 //! does need is to be stored exactly once per `reply:{bot}:{update}:{seq}` key and before the
-//! update's outcome. Each reply is one item of a group commit (`batch.rs`): the replies of
-//! every processor finishing at the same time are written in one transaction of a few
-//! multi-row statements. The key is taken by the database (`ON CONFLICT` on the
-//! idempotency keys' primary key) in that same transaction, with the answer for replays
-//! already in it, so a replayed reply reads one row and stores nothing.
+//! update's outcome. Replies are written with the outcome of the update that made them, in
+//! the transaction that records the outcomes of every update finishing at the same time
+//! (`InboundStore::finish_update`), a statement per table for the whole batch. The key is
+//! taken by the database (`ON CONFLICT` on the idempotency keys' primary key) in that same
+//! transaction, with the answer for replays already in it, so a replayed reply reads one
+//! row and stores nothing.
 
-use async_trait::async_trait;
 use sqlx::Row;
 
 use super::StoreResult;
-use super::batch::GroupCommit;
-use super::inbound::placeholders;
-use super::sql::{PgStore, SqliteStore};
-
-/// Replies per batch (each binds at most 9 parameters per statement).
-const MAX_BATCH: usize = 256;
+use super::sql::{Col, JsonRows, PgStore, SqliteStore, json_array};
 
 /// One reply to store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,75 +40,64 @@ pub struct NewReply {
     pub now: i64,
 }
 
-/// Storage of the router's replies.
-#[async_trait]
-pub trait ReplyStore: Send + Sync {
-    /// Stores a reply's request, message and button data with its key, batched with other
-    /// replies. `None` when stored now; the stored answer when the key was taken before (a
-    /// key older than a day is taken again, as for API keys).
-    async fn queue_reply(&self, reply: &NewReply) -> StoreResult<Option<String>>;
-}
-
-/// `rows` copies of `template` with each `#` replaced by the next placeholder.
-fn values(rows: usize, template: &str, numbered: bool) -> String {
-    let mut out = String::with_capacity(rows * template.len() * 2);
-    let mut n = 0;
-    for r in 0..rows {
-        if r > 0 {
-            out.push_str(", ");
-        }
-        for ch in template.chars() {
-            if ch == '#' {
-                n += 1;
-                if numbered {
-                    out.push('$');
-                    out.push_str(&n.to_string());
-                } else {
-                    out.push('?');
-                }
-            } else {
-                out.push(ch);
-            }
-        }
-    }
-    out
+/// The message an earlier run's reply went into, from the answer stored with its key (the
+/// acceptance's JSON: `{"messages": [{"id": …}], …}`).
+pub(super) fn answered_message_id(answer: &str) -> Option<String> {
+    let answer: serde_json::Value = serde_json::from_str(answer).ok()?;
+    answer["messages"][0]["id"].as_str().map(str::to_string)
 }
 
 macro_rules! reply_store {
-    ($store:ty, $pool:ty, $writers:literal, $numbered:literal) => {
+    ($store:ty, $row:ty) => {
         impl $store {
-            async fn queue_replies(
-                pool: $pool,
-                batch: Vec<NewReply>,
+            /// Stores replies (their keys, requests, messages and button data, a statement
+            /// each for the whole batch) inside the caller's transaction. For each reply:
+            /// `None` when stored now, or the answer stored with its key by an earlier run
+            /// (a key older than a day is taken again, as for API keys).
+            pub(super) async fn write_replies(
+                conn: &mut <<$row as sqlx::Row>::Database as sqlx::Database>::Connection,
+                batch: &[&NewReply],
             ) -> StoreResult<Vec<Option<String>>> {
+                if batch.is_empty() {
+                    return Ok(Vec::new());
+                }
                 // A key twice in one batch: the first copy is stored, the others replay it.
                 let mut seen = std::collections::HashSet::new();
                 let firsts: Vec<&NewReply> = batch
                     .iter()
+                    .copied()
                     .filter(|r| seen.insert((r.tenant_id.as_str(), r.key.as_str())))
                     .collect();
                 let cutoff = batch.iter().map(|r| r.now).min().unwrap_or(0) - 86_400_000;
-                let mut tx = pool.begin().await?;
-                // The keys first (the first statement writes, so SQLite takes its write lock
-                // up front). A conflict is a replay, unless the key is older than a day.
+                // A conflict is a replay, unless the key is older than a day.
                 let sql = format!(
-                    "INSERT INTO idempotency_keys (tenant_id, key, body_hash, response, created_at) \
-                     VALUES {} ON CONFLICT (tenant_id, key) DO UPDATE SET body_hash = excluded.body_hash, \
-                     response = excluded.response, created_at = excluded.created_at \
-                     WHERE idempotency_keys.created_at < {cutoff} RETURNING tenant_id, key",
-                    placeholders(firsts.len(), 5, $numbered)
+                    "{} WHERE true ON CONFLICT (tenant_id, key) DO UPDATE SET \
+                     body_hash = excluded.body_hash, response = excluded.response, \
+                     created_at = excluded.created_at \
+                     WHERE idempotency_keys.created_at < $2 RETURNING tenant_id, key",
+                    <$store>::json_insert(
+                        "idempotency_keys",
+                        &[
+                            Col::Text("tenant_id"),
+                            Col::Text("key"),
+                            Col::Text("body_hash"),
+                            Col::Text("response"),
+                            Col::Int("created_at"),
+                        ],
+                    )
                 );
-                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-                for r in &firsts {
-                    query = query
-                        .bind(&r.tenant_id)
-                        .bind(&r.key)
-                        .bind("reply")
-                        .bind(&r.response)
-                        .bind(r.now);
-                }
+                let rows = json_array(
+                    firsts
+                        .iter()
+                        .map(|r| (&r.tenant_id, &r.key, "reply", &r.response, r.now)),
+                );
                 let mut taken = std::collections::HashSet::new();
-                for row in query.fetch_all(&mut *tx).await? {
+                for row in sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(rows)
+                    .bind(cutoff)
+                    .fetch_all(&mut *conn)
+                    .await?
+                {
                     let tenant: String = row.try_get("tenant_id")?;
                     let key: String = row.try_get("key")?;
                     taken.insert((tenant, key));
@@ -123,113 +107,106 @@ macro_rules! reply_store {
                     .filter(|r| taken.contains(&(r.tenant_id.clone(), r.key.clone())))
                     .collect();
                 if !new.is_empty() {
-                    let sql = format!(
-                        "INSERT INTO message_requests (id, tenant_id, origin, content, created_at) \
-                         VALUES {}",
-                        placeholders(new.len(), 5, $numbered)
+                    let sql = <$store>::json_insert(
+                        "message_requests",
+                        &[
+                            Col::Text("id"),
+                            Col::Text("tenant_id"),
+                            Col::Text("origin"),
+                            Col::Text("content"),
+                            Col::Int("created_at"),
+                        ],
                     );
-                    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-                    for r in &new {
-                        query = query
-                            .bind(&r.request_id)
-                            .bind(&r.tenant_id)
-                            .bind(&r.key)
-                            .bind(&r.content)
-                            .bind(r.now);
-                    }
-                    query.execute(&mut *tx).await?;
-                    let sql = format!(
-                        "INSERT INTO messages (id, request_id, tenant_id, bot_id, chat_id, link_id, \
-                         broadcast_id, status, priority, send_at, next_attempt_at, created_at, \
-                         updated_at, finished_at) VALUES {}",
-                        values(
-                            new.len(),
-                            "(#, #, #, #, #, NULL, NULL, 'queued', 0, #, #, #, #, NULL)",
-                            $numbered
-                        )
+                    sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .bind(json_array(new.iter().map(|r| {
+                            (&r.request_id, &r.tenant_id, &r.key, &r.content, r.now)
+                        })))
+                        .execute(&mut *conn)
+                        .await?;
+                    let sql = <$store>::json_insert(
+                        "messages",
+                        &[
+                            Col::Text("id"),
+                            Col::Text("request_id"),
+                            Col::Text("tenant_id"),
+                            Col::Text("bot_id"),
+                            Col::Int("chat_id"),
+                            Col::Text("status"),
+                            Col::Int("priority"),
+                            Col::Int("send_at"),
+                            Col::Int("next_attempt_at"),
+                            Col::Int("created_at"),
+                            Col::Int("updated_at"),
+                        ],
                     );
-                    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-                    for r in &new {
-                        query = query
-                            .bind(&r.message_id)
-                            .bind(&r.request_id)
-                            .bind(&r.tenant_id)
-                            .bind(&r.bot_id)
-                            .bind(r.chat_id)
-                            .bind(r.now)
-                            .bind(r.now)
-                            .bind(r.now)
-                            .bind(r.now);
-                    }
-                    query.execute(&mut *tx).await?;
-                    let callbacks: Vec<(&NewReply, &(String, String))> = new
+                    sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .bind(json_array(new.iter().map(|r| {
+                            (
+                                &r.message_id,
+                                &r.request_id,
+                                &r.tenant_id,
+                                &r.bot_id,
+                                r.chat_id,
+                                "queued",
+                                0,
+                                r.now,
+                                r.now,
+                                r.now,
+                                r.now,
+                            )
+                        })))
+                        .execute(&mut *conn)
+                        .await?;
+                    let callbacks: Vec<_> = new
                         .iter()
-                        .flat_map(|r| r.callbacks.iter().map(move |c| (*r, c)))
+                        .flat_map(|r| {
+                            r.callbacks.iter().map(move |(id, data)| {
+                                (id, &r.tenant_id, &r.request_id, data, r.now)
+                            })
+                        })
                         .collect();
                     if !callbacks.is_empty() {
-                        let sql = format!(
-                            "INSERT INTO callback_data (id, tenant_id, request_id, data, created_at) \
-                             VALUES {}",
-                            placeholders(callbacks.len(), 5, $numbered)
+                        let sql = <$store>::json_insert(
+                            "callback_data",
+                            &[
+                                Col::Text("id"),
+                                Col::Text("tenant_id"),
+                                Col::Text("request_id"),
+                                Col::Text("data"),
+                                Col::Int("created_at"),
+                            ],
                         );
-                        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-                        for (r, (id, data)) in &callbacks {
-                            query = query
-                                .bind(id)
-                                .bind(&r.tenant_id)
-                                .bind(&r.request_id)
-                                .bind(data)
-                                .bind(r.now);
-                        }
-                        query.execute(&mut *tx).await?;
+                        sqlx::query(sqlx::AssertSqlSafe(sql))
+                            .bind(json_array(callbacks))
+                            .execute(&mut *conn)
+                            .await?;
                     }
                 }
                 let stored: std::collections::HashSet<&str> =
                     new.iter().map(|r| r.message_id.as_str()).collect();
                 let mut answers = Vec::with_capacity(batch.len());
-                for r in &batch {
+                for r in batch {
                     if stored.contains(r.message_id.as_str()) {
                         answers.push(None);
                         continue;
                     }
-                    // A replay (rare: an update processed again): its first answer.
+                    // A replay (rare: an update processed twice): its first answer.
                     let response: Option<String> = sqlx::query(
                         "SELECT response FROM idempotency_keys WHERE tenant_id = $1 AND key = $2",
                     )
                     .bind(&r.tenant_id)
                     .bind(&r.key)
-                    .fetch_optional(&mut *tx)
+                    .fetch_optional(&mut *conn)
                     .await?
                     .map(|row| row.try_get("response"))
                     .transpose()?;
                     answers.push(Some(response.unwrap_or_default()));
                 }
-                tx.commit().await?;
                 Ok(answers)
-            }
-        }
-
-        #[async_trait]
-        impl ReplyStore for $store {
-            async fn queue_reply(&self, reply: &NewReply) -> StoreResult<Option<String>> {
-                let queue = self.hot.replies.get_or_init(|| {
-                    let (a, b) = (self.pool.clone(), self.pool.clone());
-                    GroupCommit::new(
-                        MAX_BATCH,
-                        $writers,
-                        move |batch| Self::queue_replies(a.clone(), batch),
-                        move |one| {
-                            let pool = b.clone();
-                            async move { Ok(Self::queue_replies(pool, vec![one]).await?.remove(0)) }
-                        },
-                    )
-                });
-                queue.submit(reply.clone()).await
             }
         }
     };
 }
 
-// As for updates: one writer on SQLite, batches side by side on PostgreSQL.
-reply_store!(SqliteStore, sqlx::SqlitePool, 1, false);
-reply_store!(PgStore, sqlx::PgPool, 2, true);
+reply_store!(SqliteStore, sqlx::sqlite::SqliteRow);
+reply_store!(PgStore, sqlx::postgres::PgRow);

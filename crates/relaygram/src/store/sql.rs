@@ -16,10 +16,10 @@ use sqlx::{Row, SqlSafeStr};
 
 use super::batch::GroupCommit;
 use super::cache::BotCache;
-use super::inbound::Finished;
+use super::inbound::{FinishReport, ProcessedUpdate};
 use super::{
-    ApiKeyRecord, BotFilter, BotMode, BotRecord, ChatRecord, EventRecord, KeyOwner, KeyScope,
-    Listed, NewEvent, Page, Store, StoreError, StoreResult, Tenant, UpdateRecord,
+    ApiKeyRecord, BotFilter, BotMode, BotRecord, ChatRecord, KeyOwner, KeyScope, Listed, NewEvent,
+    Page, Store, StoreError, StoreResult, Tenant, UpdateRecord,
 };
 use crate::commands::CustomCommand;
 
@@ -180,15 +180,13 @@ pub(super) struct Hot {
     /// `insert_update`.
     pub(super) inserts: OnceLock<GroupCommit<UpdateRecord, bool>>,
     /// `finish_update`.
-    pub(super) finishes: OnceLock<GroupCommit<Finished, ()>>,
+    pub(super) finishes: OnceLock<GroupCommit<ProcessedUpdate, FinishReport>>,
     /// `insert_event`.
-    pub(super) events: OnceLock<GroupCommit<NewEvent, EventRecord>>,
+    pub(super) events: OnceLock<GroupCommit<NewEvent, super::StoredEvent>>,
     /// `upsert_chat`.
     pub(super) chat_writes: OnceLock<GroupCommit<ChatRecord, ()>>,
     /// `get_chat` (reads batch as well as writes).
     pub(super) chat_reads: OnceLock<GroupCommit<(String, i64), Option<ChatRecord>>>,
-    /// `queue_reply` (the router's replies into the outbox).
-    pub(super) replies: OnceLock<GroupCommit<super::NewReply, Option<String>>>,
 }
 
 /// SQLite store (WAL mode, foreign keys on).
@@ -665,6 +663,13 @@ pub(crate) trait JsonRows {
             Self::json_rows("$1", cols)
         )
     }
+}
+
+/// `rows` as one JSON array of arrays (each row a tuple), the parameter of a [`JsonRows`]
+/// statement.
+pub(crate) fn json_array<R: serde::Serialize>(rows: impl IntoIterator<Item = R>) -> String {
+    let rows: Vec<R> = rows.into_iter().collect();
+    serde_json::to_string(&rows).expect("rows of strings and integers serialize")
 }
 
 impl Col {

@@ -439,8 +439,9 @@ async fn commands_story_on_every_engine() {
     }
 }
 
-/// The router's replies: one message per key however often (and however concurrently) it
-/// is queued, the first answer on a replay, button data stored, a day-old key taken again.
+/// The router's replies, stored with their updates' outcomes: one message per key however
+/// often (and however concurrently) it is queued, a replay's outcome naming the message
+/// that holds the reply, button data stored, a day-old key taken again.
 async fn replies_story(store: Arc<dyn Store>) {
     let engine = store.engine();
     store.insert_tenant(&tenant("ten_r", "R")).await.unwrap();
@@ -455,37 +456,72 @@ async fn replies_story(store: Arc<dyn Store>) {
         key: key.into(),
         content: r#"{"parts":["hi"],"parse_mode":null,"media":null,"reply_markup":null,"message_thread_id":null,"silent":false}"#.into(),
         callbacks: vec![(format!("cb_r{n}"), "app:data".into())],
-        response: format!("answer {n}"),
+        response: format!(r#"{{"request_id":"req_r{n}","messages":[{{"id":"msg_r{n}"}}]}}"#),
         now,
     }
     };
-    // Twenty concurrent calls, four keys: four messages, each key's first answer for all.
+    let processed = |n: u32, reply: NewReply| ProcessedUpdate {
+        bot_id: "bot_r".into(),
+        update_id: i64::from(n),
+        outcome: UpdateOutcome {
+            status: UpdateStatus::Handled,
+            outcome: Some(format!("replied (reply {})", reply.message_id)),
+            error: None,
+            processed_at: 1_000,
+            handling_ms: 1,
+        },
+        chats: vec![],
+        events: vec![],
+        replies: vec![reply],
+    };
+    // Twenty updates finishing concurrently, four reply keys: four messages; the others'
+    // outcomes name the message their key holds.
+    for n in 0..20u32 {
+        let u = UpdateRecord {
+            bot_id: "bot_r".into(),
+            update_id: i64::from(n),
+            kind: "message".into(),
+            chat_id: Some(42),
+            user_id: Some(42),
+            body: "{}".into(),
+            status: UpdateStatus::Pending,
+            outcome: None,
+            error: None,
+            received_at: 1,
+            processed_at: None,
+            handling_ms: None,
+        };
+        assert!(store.insert_update(&u).await.unwrap());
+    }
     let calls: Vec<_> = (0..20u32)
         .map(|n| {
             let store = store.clone();
             let r = reply(n, &format!("reply:bot_r:7:{}", n % 4), 1_000);
-            tokio::spawn(async move { (n, store.queue_reply(&r).await.unwrap()) })
+            tokio::spawn(async move { (n, store.finish_update(processed(n, r)).await.unwrap()) })
         })
         .collect();
-    let mut answers = Vec::new();
+    let mut stored = Vec::new();
     for call in calls {
-        answers.push(call.await.unwrap());
-    }
-    let stored: Vec<u32> = answers
-        .iter()
-        .filter(|(_, a)| a.is_none())
-        .map(|(n, _)| *n)
-        .collect();
-    assert_eq!(
-        stored.len(),
-        4,
-        "{engine}: one message per key: {answers:?}"
-    );
-    for (n, a) in &answers {
-        if let Some(a) = a {
-            let first = stored.iter().find(|s| *s % 4 == n % 4).unwrap();
-            assert_eq!(a, &format!("answer {first}"), "{engine}");
+        let (n, report) = call.await.unwrap();
+        assert_eq!(report.deliveries, 0, "{engine}");
+        if report.new_replies == 1 {
+            stored.push(n);
         }
+    }
+    assert_eq!(stored.len(), 4, "{engine}: one message per key: {stored:?}");
+    for n in 0..20u32 {
+        let first = stored.iter().find(|s| *s % 4 == n % 4).unwrap();
+        let u = store
+            .get_update("bot_r", i64::from(n))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(u.status, UpdateStatus::Handled, "{engine}");
+        assert_eq!(
+            u.outcome.as_deref(),
+            Some(format!("replied (reply msg_r{first})").as_str()),
+            "{engine}: update {n}"
+        );
     }
     let filter = MessageFilter {
         tenant_id: "ten_r".into(),
@@ -515,7 +551,8 @@ async fn replies_story(store: Arc<dyn Store>) {
     assert!(store.get_callback("cb_r99").await.unwrap().is_none());
     // A day later the key is free again (as API keys are).
     let again = reply(50, "reply:bot_r:7:0", 1_000 + 86_400_001);
-    assert_eq!(store.queue_reply(&again).await.unwrap(), None, "{engine}");
+    let report = store.finish_update(processed(0, again)).await.unwrap();
+    assert_eq!(report.new_replies, 1, "{engine}");
     let listed = store
         .list_messages(&filter, &Page::first(100))
         .await
