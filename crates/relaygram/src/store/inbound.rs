@@ -302,14 +302,41 @@ pub struct FinishReport {
     pub new_replies: usize,
 }
 
+/// One operation of the inbound queue: the writes and reads every update makes besides its
+/// claim, done in rounds (one transaction per round, see `round`).
+#[derive(Debug, Clone)]
+pub(super) enum Op {
+    /// Store a new update.
+    Insert(UpdateRecord),
+    /// Record a processed update.
+    Finish(ProcessedUpdate),
+    /// Read a chat.
+    ReadChat((String, i64)),
+}
+
+/// The answer to an [`Op`], of the same kind.
+#[derive(Debug)]
+pub(super) enum Answer {
+    Inserted(bool),
+    Finished(FinishReport),
+    Chat(Option<ChatRecord>),
+}
+
+fn wrong_answer() -> StoreError {
+    StoreError::Corrupt("an inbound round answered with the wrong kind".into())
+}
+
 macro_rules! inbound_store {
     ($store:ty, $row:ty, $pool:ty, $lock:literal, $writers:literal) => {
         impl $store {
             /// Inserts many updates in one statement; for each, whether it was new.
-            async fn insert_batch(
-                pool: $pool,
-                batch: Arc<Vec<UpdateRecord>>,
+            async fn write_inserts(
+                conn: &mut <<$row as sqlx::Row>::Database as sqlx::Database>::Connection,
+                batch: &[&UpdateRecord],
             ) -> StoreResult<Vec<bool>> {
+                if batch.is_empty() {
+                    return Ok(Vec::new());
+                }
                 // A replay inside the batch is a replay: only the first copy is inserted.
                 let mut seen = HashSet::new();
                 let firsts: Vec<bool> = batch
@@ -349,7 +376,7 @@ macro_rules! inbound_store {
                 ));
                 let inserted = sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(rows)
-                    .fetch_all(&pool)
+                    .fetch_all(&mut *conn)
                     .await?
                     .iter()
                     .map(|r| {
@@ -366,21 +393,16 @@ macro_rules! inbound_store {
                     .collect())
             }
 
-            /// Inserts one update; whether it was new.
-            async fn insert_one(pool: $pool, u: UpdateRecord) -> StoreResult<bool> {
-                Ok(Self::insert_batch(pool, Arc::new(vec![u])).await?[0])
-            }
-
-            /// Records many processed updates in one transaction: their chats, events,
-            /// replies and outcomes, a few statements for the whole batch.
-            async fn finish_batch(
-                pool: $pool,
-                batch: Arc<Vec<ProcessedUpdate>>,
+            /// Records many processed updates: their chats, events, replies and outcomes, a
+            /// few statements for the whole batch, inside the caller's transaction.
+            async fn write_finished(
+                tx: &mut <<$row as sqlx::Row>::Database as sqlx::Database>::Connection,
+                batch: &[&ProcessedUpdate],
             ) -> StoreResult<Vec<FinishReport>> {
-                let mut tx = pool.begin().await?;
+                if batch.is_empty() {
+                    return Ok(Vec::new());
+                }
                 let chats: Vec<&ChatRecord> = batch.iter().flat_map(|p| &p.chats).collect();
-                // Written first: the first statement writes, so SQLite takes its write lock
-                // up front (an upgrade from a read lock could find the database busy).
                 Self::write_chats(&mut *tx, &chats).await?;
                 let events: Vec<&NewEvent> = batch.iter().flat_map(|p| &p.events).collect();
                 let mut written = Self::write_events(&mut *tx, &events).await?.into_iter();
@@ -388,7 +410,7 @@ macro_rules! inbound_store {
                 let mut answers = Self::write_replies(&mut *tx, &replies).await?.into_iter();
                 let mut reports = Vec::with_capacity(batch.len());
                 let mut outcomes = Vec::with_capacity(batch.len());
-                for p in batch.iter() {
+                for p in batch {
                     let deliveries = written.by_ref().take(p.events.len()).map(|(_, n)| n).sum();
                     let mut text = p.outcome.outcome.clone();
                     let mut new_replies = 0;
@@ -440,12 +462,98 @@ macro_rules! inbound_store {
                     .bind(json_array(outcomes))
                     .execute(&mut *tx)
                     .await?;
-                tx.commit().await?;
                 Ok(reports)
             }
 
-            async fn finish_one(pool: $pool, p: ProcessedUpdate) -> StoreResult<FinishReport> {
-                Ok(Self::finish_batch(pool, Arc::new(vec![p])).await?.remove(0))
+            /// Takes up to `limit` ready updates (see [`InboundStore::claim_updates`]).
+            async fn claim_rows(
+                conn: &mut <<$row as sqlx::Row>::Database as sqlx::Database>::Connection,
+                lease_until: i64,
+                limit: u32,
+            ) -> StoreResult<Vec<UpdateRecord>> {
+                // The limit is written into the text, not bound: SQLite plans `LIMIT ?`
+                // with the bound value and so prepares the statement again on every run.
+                // Processors ask for a few sizes only, so few texts are cached.
+                let sql = format!(
+                    "UPDATE updates AS u SET status = 'processing', claimed_until = $1 \
+                     WHERE (u.bot_id, u.update_id) IN ({CLAIMABLE}{}{}) \
+                     RETURNING {}",
+                    limit.max(1),
+                    $lock,
+                    UPDATE_COLS.replace("u.", "")
+                );
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(lease_until)
+                    .fetch_all(&mut *conn)
+                    .await?;
+                let mut claimed = rows
+                    .iter()
+                    .map(Self::update_row)
+                    .collect::<StoreResult<Vec<_>>>()?;
+                claimed.sort_by_key(|u| (u.received_at, u.update_id));
+                Ok(claimed)
+            }
+
+            /// One round of the inbound queue, in one transaction: finished updates first
+            /// (freeing their chats), then new updates, then chat reads. The hot path's
+            /// writes share one connection on SQLite; a round costs one trip through the
+            /// pool instead of one per kind, and a webhook's insert waits for at most the
+            /// round ahead. (Claims stay apart: in the rounds, processors waited behind
+            /// inserts and fell behind; see BENCHMARKS.md.)
+            async fn round(pool: $pool, ops: Arc<Vec<Op>>) -> StoreResult<Vec<Answer>> {
+                let mut tx = pool.begin().await?;
+                let finished: Vec<&ProcessedUpdate> = ops
+                    .iter()
+                    .filter_map(|op| match op {
+                        Op::Finish(p) => Some(p),
+                        _ => None,
+                    })
+                    .collect();
+                let mut reports = Self::write_finished(&mut *tx, &finished).await?.into_iter();
+                let inserts: Vec<&UpdateRecord> = ops
+                    .iter()
+                    .filter_map(|op| match op {
+                        Op::Insert(u) => Some(u),
+                        _ => None,
+                    })
+                    .collect();
+                let mut inserted = Self::write_inserts(&mut *tx, &inserts).await?.into_iter();
+                let keys: Vec<&(String, i64)> = ops
+                    .iter()
+                    .filter_map(|op| match op {
+                        Op::ReadChat(key) => Some(key),
+                        _ => None,
+                    })
+                    .collect();
+                let mut chats = Self::read_chat_rows(&mut *tx, &keys).await?.into_iter();
+                tx.commit().await?;
+                let missing = || StoreError::Corrupt("an inbound round lost an answer".into());
+                ops.iter()
+                    .map(|op| {
+                        Ok(match op {
+                            Op::Finish(_) => Answer::Finished(reports.next().ok_or_else(missing)?),
+                            Op::Insert(_) => Answer::Inserted(inserted.next().ok_or_else(missing)?),
+                            Op::ReadChat(_) => Answer::Chat(chats.next().ok_or_else(missing)?),
+                        })
+                    })
+                    .collect()
+            }
+
+            /// Submits one operation to the inbound queue (group commit of rounds).
+            async fn submit(&self, op: Op) -> StoreResult<Answer> {
+                let queue = self.hot.inbound.get_or_init(|| {
+                    let (a, b) = (self.pool.clone(), self.pool.clone());
+                    GroupCommit::new(
+                        MAX_BATCH,
+                        $writers,
+                        move |ops| Self::round(a.clone(), ops),
+                        move |op| {
+                            let pool = b.clone();
+                            async move { Ok(Self::round(pool, Arc::new(vec![op])).await?.remove(0)) }
+                        },
+                    )
+                });
+                queue.submit(op).await
             }
 
             /// Stores many chats in one statement inside the caller's transaction (the last
@@ -513,10 +621,13 @@ macro_rules! inbound_store {
             }
 
             /// Reads many chats in one statement; for each key, its chat if known.
-            async fn read_chats(
-                pool: $pool,
-                keys: Arc<Vec<(String, i64)>>,
+            async fn read_chat_rows(
+                conn: &mut <<$row as sqlx::Row>::Database as sqlx::Database>::Connection,
+                keys: &[&(String, i64)],
             ) -> StoreResult<Vec<Option<ChatRecord>>> {
+                if keys.is_empty() {
+                    return Ok(Vec::new());
+                }
                 let sql = format!(
                     "SELECT {CHAT_COLS} FROM chats WHERE (bot_id, chat_id) IN \
                      (SELECT b, c FROM ({}) AS k)",
@@ -524,13 +635,13 @@ macro_rules! inbound_store {
                 );
                 let found: HashMap<(String, i64), ChatRecord> = sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(json_array(keys.iter()))
-                    .fetch_all(&pool)
+                    .fetch_all(&mut *conn)
                     .await?
                     .iter()
                     .map(|row| Self::chat_row(row).map(|c| ((c.bot_id.clone(), c.chat_id), c)))
                     .collect::<StoreResult<_>>()?;
                 // The same chat may be asked for twice in one batch.
-                Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
+                Ok(keys.iter().map(|k| found.get(*k).cloned()).collect())
             }
 
             fn update_row(row: &$row) -> StoreResult<UpdateRecord> {
@@ -567,16 +678,10 @@ macro_rules! inbound_store {
         #[async_trait]
         impl InboundStore for $store {
             async fn insert_update(&self, u: &UpdateRecord) -> StoreResult<bool> {
-                let queue = self.hot.inserts.get_or_init(|| {
-                    let (a, b) = (self.pool.clone(), self.pool.clone());
-                    GroupCommit::new(
-                        MAX_BATCH,
-                        $writers,
-                        move |batch| Self::insert_batch(a.clone(), batch),
-                        move |one| Self::insert_one(b.clone(), one),
-                    )
-                });
-                queue.submit(u.clone()).await
+                match self.submit(Op::Insert(u.clone())).await? {
+                    Answer::Inserted(new) => Ok(new),
+                    _ => Err(wrong_answer()),
+                }
             }
 
             async fn claim_update(&self, lease_until: i64) -> StoreResult<Option<UpdateRecord>> {
@@ -588,27 +693,8 @@ macro_rules! inbound_store {
                 lease_until: i64,
                 limit: u32,
             ) -> StoreResult<Vec<UpdateRecord>> {
-                // The limit is written into the text, not bound: SQLite plans `LIMIT ?`
-                // with the bound value and so prepares the statement again on every run.
-                // Processors ask for a few sizes only, so few texts are cached.
-                let sql = format!(
-                    "UPDATE updates AS u SET status = 'processing', claimed_until = $1 \
-                     WHERE (u.bot_id, u.update_id) IN ({CLAIMABLE}{}{}) \
-                     RETURNING {}",
-                    limit.max(1),
-                    $lock,
-                    UPDATE_COLS.replace("u.", "")
-                );
-                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(lease_until)
-                    .fetch_all(&self.pool)
-                    .await?;
-                let mut claimed = rows
-                    .iter()
-                    .map(Self::update_row)
-                    .collect::<StoreResult<Vec<_>>>()?;
-                claimed.sort_by_key(|u| (u.received_at, u.update_id));
-                Ok(claimed)
+                let mut conn = self.pool.acquire().await?;
+                Self::claim_rows(&mut *conn, lease_until, limit).await
             }
 
             async fn reclaim_updates(&self, now: i64) -> StoreResult<u64> {
@@ -623,16 +709,10 @@ macro_rules! inbound_store {
             }
 
             async fn finish_update(&self, p: ProcessedUpdate) -> StoreResult<FinishReport> {
-                let queue = self.hot.finishes.get_or_init(|| {
-                    let (a, b) = (self.pool.clone(), self.pool.clone());
-                    GroupCommit::new(
-                        MAX_BATCH,
-                        $writers,
-                        move |batch| Self::finish_batch(a.clone(), batch),
-                        move |one| Self::finish_one(b.clone(), one),
-                    )
-                });
-                queue.submit(p).await
+                match self.submit(Op::Finish(p)).await? {
+                    Answer::Finished(report) => Ok(report),
+                    _ => Err(wrong_answer()),
+                }
             }
 
             async fn get_update(
@@ -735,22 +815,11 @@ macro_rules! inbound_store {
 
             async fn get_chat(&self, bot_id: &str, chat_id: i64) -> StoreResult<Option<ChatRecord>> {
                 // Read for nearly every update: the reads of concurrent processors go to the
-                // database together (one statement), like the writes.
-                let queue = self.hot.chat_reads.get_or_init(|| {
-                    let (a, b) = (self.pool.clone(), self.pool.clone());
-                    GroupCommit::new(
-                        MAX_BATCH,
-                        $writers,
-                        move |batch| Self::read_chats(a.clone(), batch),
-                        move |one| {
-                            let pool = b.clone();
-                            async move {
-                                Ok(Self::read_chats(pool, Arc::new(vec![one])).await?.remove(0))
-                            }
-                        },
-                    )
-                });
-                queue.submit((bot_id.to_string(), chat_id)).await
+                // database in the rounds that carry the writes.
+                match self.submit(Op::ReadChat((bot_id.to_string(), chat_id))).await? {
+                    Answer::Chat(chat) => Ok(chat),
+                    _ => Err(wrong_answer()),
+                }
             }
 
             async fn lease_polling(

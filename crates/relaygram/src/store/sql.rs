@@ -16,10 +16,10 @@ use sqlx::{Row, SqlSafeStr};
 
 use super::batch::GroupCommit;
 use super::cache::BotCache;
-use super::inbound::{FinishReport, ProcessedUpdate};
+use super::inbound::{Answer as InboundAnswer, Op as InboundOp};
 use super::{
     ApiKeyRecord, BotFilter, BotMode, BotRecord, ChatRecord, KeyOwner, KeyScope, Listed, NewEvent,
-    Page, Store, StoreError, StoreResult, Tenant, UpdateRecord,
+    Page, Store, StoreError, StoreResult, Tenant,
 };
 use crate::commands::CustomCommand;
 
@@ -177,16 +177,12 @@ pub(super) struct Hot {
     pub(super) bots: BotCache<BotRecord>,
     /// `list_bot_commands`.
     pub(super) commands: BotCache<Vec<CustomCommand>>,
-    /// `insert_update`.
-    pub(super) inserts: OnceLock<GroupCommit<UpdateRecord, bool>>,
-    /// `finish_update`.
-    pub(super) finishes: OnceLock<GroupCommit<ProcessedUpdate, FinishReport>>,
+    /// `insert_update`, `finish_update` and `get_chat`: one queue, written in rounds.
+    pub(super) inbound: OnceLock<GroupCommit<InboundOp, InboundAnswer>>,
     /// `insert_event`.
     pub(super) events: OnceLock<GroupCommit<NewEvent, super::StoredEvent>>,
     /// `upsert_chat`.
     pub(super) chat_writes: OnceLock<GroupCommit<ChatRecord, ()>>,
-    /// `get_chat` (reads batch as well as writes).
-    pub(super) chat_reads: OnceLock<GroupCommit<(String, i64), Option<ChatRecord>>>,
 }
 
 /// SQLite store (WAL mode, foreign keys on).
