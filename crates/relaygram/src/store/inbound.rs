@@ -569,12 +569,18 @@ macro_rules! inbound_store {
                 for (i, c) in batch.iter().enumerate() {
                     last.insert((c.bot_id.as_str(), c.chat_id), i);
                 }
+                // In key order, so two PostgreSQL writers upserting the same chats lock
+                // their rows in the same order (in any other, they could deadlock).
+                let mut rows: Vec<&&ChatRecord> = batch
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, c)| last.get(&(c.bot_id.as_str(), c.chat_id)) == Some(i))
+                    .map(|(_, c)| c)
+                    .collect();
+                rows.sort_by_key(|c| (c.bot_id.as_str(), c.chat_id));
                 let rows = json_array(
-                    batch
-                        .iter()
-                        .enumerate()
-                        .filter(|(i, c)| last.get(&(c.bot_id.as_str(), c.chat_id)) == Some(i))
-                        .map(|(_, c)| {
+                    rows.into_iter()
+                        .map(|c| {
                             (
                                 &c.bot_id,
                                 c.chat_id,

@@ -434,6 +434,52 @@ pub trait OutboxStore: Send + Sync {
     ) -> StoreResult<()>;
 }
 
+/// A `message_requests` row set (see [`JsonRows`]): API acceptances and router replies.
+pub(super) const REQUEST_ROWS: &[Col] = &[
+    Col::Text("id"),
+    Col::Text("tenant_id"),
+    Col::Text("origin"),
+    Col::Text("content"),
+    Col::Int("created_at"),
+];
+
+/// A `callback_data` row set: the server-side data of a request's buttons.
+pub(super) const CALLBACK_ROWS: &[Col] = &[
+    Col::Text("id"),
+    Col::Text("tenant_id"),
+    Col::Text("request_id"),
+    Col::Text("data"),
+    Col::Int("created_at"),
+];
+
+/// A row set of queued messages, inserted by [`insert_queued`].
+pub(super) const QUEUED_ROWS: &[Col] = &[
+    Col::Text("id"),
+    Col::Text("request_id"),
+    Col::Text("tenant_id"),
+    Col::Text("bot_id"),
+    Col::Int("chat_id"),
+    Col::Text("link_id"),
+    Col::Int("priority"),
+    Col::Int("send_at"),
+    Col::Int("created_at"),
+    Col::Text("local_at"),
+    Col::Text("local_zone"),
+];
+
+/// `INSERT INTO messages` the `queued` messages of a [`QUEUED_ROWS`] row set bound at `$1`,
+/// due at their `send_at`.
+pub(super) fn insert_queued<S: JsonRows>() -> String {
+    format!(
+        "INSERT INTO messages (id, request_id, tenant_id, bot_id, chat_id, link_id, \
+         broadcast_id, status, priority, send_at, next_attempt_at, created_at, \
+         updated_at, finished_at, local_at, local_zone) \
+         SELECT id, request_id, tenant_id, bot_id, chat_id, link_id, NULL, 'queued', \
+         priority, send_at, send_at, created_at, created_at, NULL, local_at, local_zone FROM ({}) AS r",
+        S::json_rows("$1", QUEUED_ROWS)
+    )
+}
+
 const MESSAGE_COLS: &str = "id, request_id, tenant_id, bot_id, chat_id, link_id, broadcast_id, \
      status, priority, send_at, next_attempt_at, attempts, retries, rate_limited, parts_sent, \
      telegram_message_ids, error_class, last_error, errors, created_at, updated_at, finished_at, \
@@ -624,16 +670,7 @@ macro_rules! outbox_store {
                             json!([r.id, r.tenant_id, r.origin, r.content, r.created_at])
                         })
                         .collect();
-                    let sql = <$store>::json_insert(
-                        "message_requests",
-                        &[
-                            Col::Text("id"),
-                            Col::Text("tenant_id"),
-                            Col::Text("origin"),
-                            Col::Text("content"),
-                            Col::Int("created_at"),
-                        ],
-                    );
+                    let sql = <$store>::json_insert("message_requests", REQUEST_ROWS);
                     sqlx::query(sqlx::AssertSqlSafe(sql))
                         .bind(Value::Array(requests).to_string())
                         .execute(&mut *tx)
@@ -660,29 +697,7 @@ macro_rules! outbox_store {
                         })
                         .collect();
                     if !rows.is_empty() {
-                        let sql = format!(
-                            "INSERT INTO messages (id, request_id, tenant_id, bot_id, chat_id, link_id, \
-                             broadcast_id, status, priority, send_at, next_attempt_at, created_at, \
-                             updated_at, finished_at, local_at, local_zone) \
-                             SELECT id, request_id, tenant_id, bot_id, chat_id, link_id, NULL, 'queued', \
-                             priority, send_at, send_at, created_at, created_at, NULL, local_at, local_zone FROM ({}) AS r",
-                            <$store>::json_rows(
-                                "$1",
-                                &[
-                                    Col::Text("id"),
-                                    Col::Text("request_id"),
-                                    Col::Text("tenant_id"),
-                                    Col::Text("bot_id"),
-                                    Col::Int("chat_id"),
-                                    Col::Text("link_id"),
-                                    Col::Int("priority"),
-                                    Col::Int("send_at"),
-                                    Col::Int("created_at"),
-                                    Col::Text("local_at"),
-                                    Col::Text("local_zone"),
-                                ]
-                            )
-                        );
+                        let sql = insert_queued::<$store>();
                         sqlx::query(sqlx::AssertSqlSafe(sql))
                             .bind(Value::Array(rows).to_string())
                             .execute(&mut *tx)
@@ -698,16 +713,7 @@ macro_rules! outbox_store {
                         })
                         .collect();
                     if !callbacks.is_empty() {
-                        let sql = <$store>::json_insert(
-                            "callback_data",
-                            &[
-                                Col::Text("id"),
-                                Col::Text("tenant_id"),
-                                Col::Text("request_id"),
-                                Col::Text("data"),
-                                Col::Int("created_at"),
-                            ],
-                        );
+                        let sql = <$store>::json_insert("callback_data", CALLBACK_ROWS);
                         sqlx::query(sqlx::AssertSqlSafe(sql))
                             .bind(Value::Array(callbacks).to_string())
                             .execute(&mut *tx)

@@ -13,6 +13,7 @@
 use sqlx::Row;
 
 use super::StoreResult;
+use super::outbox::{CALLBACK_ROWS, REQUEST_ROWS, insert_queued};
 use super::sql::{Col, JsonRows, PgStore, SqliteStore, json_array};
 
 /// One reply to store.
@@ -107,52 +108,29 @@ macro_rules! reply_store {
                     .filter(|r| taken.contains(&(r.tenant_id.clone(), r.key.clone())))
                     .collect();
                 if !new.is_empty() {
-                    let sql = <$store>::json_insert(
-                        "message_requests",
-                        &[
-                            Col::Text("id"),
-                            Col::Text("tenant_id"),
-                            Col::Text("origin"),
-                            Col::Text("content"),
-                            Col::Int("created_at"),
-                        ],
-                    );
+                    let sql = <$store>::json_insert("message_requests", REQUEST_ROWS);
                     sqlx::query(sqlx::AssertSqlSafe(sql))
                         .bind(json_array(new.iter().map(|r| {
                             (&r.request_id, &r.tenant_id, &r.key, &r.content, r.now)
                         })))
                         .execute(&mut *conn)
                         .await?;
-                    let sql = <$store>::json_insert(
-                        "messages",
-                        &[
-                            Col::Text("id"),
-                            Col::Text("request_id"),
-                            Col::Text("tenant_id"),
-                            Col::Text("bot_id"),
-                            Col::Int("chat_id"),
-                            Col::Text("status"),
-                            Col::Int("priority"),
-                            Col::Int("send_at"),
-                            Col::Int("next_attempt_at"),
-                            Col::Int("created_at"),
-                            Col::Int("updated_at"),
-                        ],
-                    );
-                    sqlx::query(sqlx::AssertSqlSafe(sql))
+                    // Due now, with no link, local time or priority.
+                    sqlx::query(sqlx::AssertSqlSafe(insert_queued::<$store>()))
                         .bind(json_array(new.iter().map(|r| {
+                            let none: Option<&str> = None;
                             (
                                 &r.message_id,
                                 &r.request_id,
                                 &r.tenant_id,
                                 &r.bot_id,
                                 r.chat_id,
-                                "queued",
+                                none,
                                 0,
                                 r.now,
                                 r.now,
-                                r.now,
-                                r.now,
+                                none,
+                                none,
                             )
                         })))
                         .execute(&mut *conn)
@@ -166,16 +144,7 @@ macro_rules! reply_store {
                         })
                         .collect();
                     if !callbacks.is_empty() {
-                        let sql = <$store>::json_insert(
-                            "callback_data",
-                            &[
-                                Col::Text("id"),
-                                Col::Text("tenant_id"),
-                                Col::Text("request_id"),
-                                Col::Text("data"),
-                                Col::Int("created_at"),
-                            ],
-                        );
+                        let sql = <$store>::json_insert("callback_data", CALLBACK_ROWS);
                         sqlx::query(sqlx::AssertSqlSafe(sql))
                             .bind(json_array(callbacks))
                             .execute(&mut *conn)

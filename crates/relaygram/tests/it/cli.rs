@@ -436,6 +436,36 @@ async fn send_and_broadcast_follow_delivery_with_progress() {
             vec!["hello from the CLI".to_string()]
         );
 
+        // A wall-clock time in the recipient's zone that has already passed: accepted and
+        // sent at once (the zone given as the default, since this chat has no link).
+        let out = cli
+            .run(&[
+                "send",
+                "--tenant",
+                &tenant,
+                "--chat-id",
+                &users[0],
+                "--text",
+                "at nine, local time",
+                "--send-at-local",
+                "2020-01-01T09:00",
+                "--default-timezone",
+                "Asia/Tokyo",
+                "--timeout",
+                "60",
+            ])
+            .await;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{stdout}");
+        assert!(
+            stdout.contains("done: sent 1 failed 0 remaining 0 of 1"),
+            "{stdout}"
+        );
+        assert_eq!(
+            outbound(users[0].clone()).await,
+            ["hello from the CLI", "at nine, local time"]
+        );
+
         // A broadcast to 201 chats: progress lines with what is left and an ETA, then done.
         let mut args = vec![
             "broadcast",
@@ -576,7 +606,7 @@ async fn send_and_broadcast_follow_delivery_with_progress() {
         }
         assert_eq!(
             outbound(users[0].clone()).await.len(),
-            2,
+            3,
             "nothing more was sent"
         );
         server.kill().await.unwrap();

@@ -655,8 +655,9 @@ async fn chat_messages(app: &TestApp, chat: &Chat) -> Vec<Value> {
     a.body["data"].as_array().unwrap().clone()
 }
 
-/// Puts a processed update back to `pending`, as a crash after its reply was accepted but
-/// before its outcome was recorded leaves it (the store's lease then hands it out again).
+/// Puts a processed update back to `pending`, as if a second run were due: an update whose
+/// lease ran out while a slow first run was still going is processed twice (a crash cannot
+/// leave a reply without its outcome: the two are stored in one transaction).
 async fn put_back(app: &TestApp, bot_id: &str, update_id: i64) {
     const SQL: &str = "UPDATE updates SET status = 'pending', outcome = NULL, \
                        processed_at = NULL, claimed_until = NULL \
@@ -702,8 +703,8 @@ async fn a_reprocessed_update_does_not_repeat_its_reply() {
         assert_eq!(first["status"], "handled");
         assert_eq!(outcome(&first), "replied to /help");
 
-        // Processed again, as after a crash: the same reply key is accepted again, which
-        // stores nothing new and names the same message.
+        // Processed again (a second run after a lease ran out): the same reply key is
+        // offered again, which stores nothing new and names the same message.
         let update_id = first["update_id"].as_i64().unwrap();
         put_back(&app, &chat.bot_id, update_id).await;
         let again = until("the update to be processed again", || async {
