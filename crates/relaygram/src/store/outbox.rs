@@ -434,7 +434,17 @@ pub trait OutboxStore: Send + Sync {
     ) -> StoreResult<()>;
 }
 
-/// A `message_requests` row set (see [`JsonRows`]): API acceptances and router replies.
+/// An `idempotency_keys` row set (see [`JsonRows`]): API acceptances and router replies.
+pub(super) const KEY_ROWS: &[Col] = &[
+    Col::Text("tenant_id"),
+    Col::Text("key"),
+    Col::Text("body_hash"),
+    Col::Text("response"),
+    Col::Int("created_at"),
+    Col::Text("request_id"),
+];
+
+/// A `message_requests` row set: API acceptances and router replies.
 pub(super) const REQUEST_ROWS: &[Col] = &[
     Col::Text("id"),
     Col::Text("tenant_id"),
@@ -639,17 +649,7 @@ macro_rules! outbox_store {
                         ]));
                     }
                     if !taken.is_empty() {
-                        let sql = <$store>::json_insert(
-                            "idempotency_keys",
-                            &[
-                                Col::Text("tenant_id"),
-                                Col::Text("key"),
-                                Col::Text("body_hash"),
-                                Col::Text("response"),
-                                Col::Int("created_at"),
-                                Col::Text("request_id"),
-                            ],
-                        );
+                        let sql = <$store>::json_insert("idempotency_keys", KEY_ROWS);
                         sqlx::query(sqlx::AssertSqlSafe(sql))
                             .bind(Value::Array(taken).to_string())
                             .execute(&mut *tx)

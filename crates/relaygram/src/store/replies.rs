@@ -13,8 +13,8 @@
 use sqlx::Row;
 
 use super::StoreResult;
-use super::outbox::{CALLBACK_ROWS, REQUEST_ROWS, insert_queued};
-use super::sql::{Col, JsonRows, PgStore, SqliteStore, json_array};
+use super::outbox::{CALLBACK_ROWS, KEY_ROWS, REQUEST_ROWS, insert_queued};
+use super::sql::{JsonRows, PgStore, SqliteStore, json_array};
 
 /// One reply to store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,22 +76,18 @@ macro_rules! reply_store {
                      body_hash = excluded.body_hash, response = excluded.response, \
                      created_at = excluded.created_at \
                      WHERE idempotency_keys.created_at < $2 RETURNING tenant_id, key",
-                    <$store>::json_insert(
-                        "idempotency_keys",
-                        &[
-                            Col::Text("tenant_id"),
-                            Col::Text("key"),
-                            Col::Text("body_hash"),
-                            Col::Text("response"),
-                            Col::Int("created_at"),
-                        ],
+                    <$store>::json_insert("idempotency_keys", KEY_ROWS)
+                );
+                let rows = json_array(firsts.iter().map(|r| {
+                    (
+                        &r.tenant_id,
+                        &r.key,
+                        "reply",
+                        &r.response,
+                        r.now,
+                        &r.request_id,
                     )
-                );
-                let rows = json_array(
-                    firsts
-                        .iter()
-                        .map(|r| (&r.tenant_id, &r.key, "reply", &r.response, r.now)),
-                );
+                }));
                 let mut taken = std::collections::HashSet::new();
                 for row in sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(rows)
