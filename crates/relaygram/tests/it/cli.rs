@@ -5,7 +5,7 @@ use std::process::Output;
 use relaygram_sandbox::{Sandbox, SandboxConfig};
 use serde_json::{Value, json};
 
-use crate::helpers::engines;
+use crate::helpers::{engines, sandbox_bot_texts};
 
 struct Cli {
     envs: Vec<(String, String)>,
@@ -380,27 +380,8 @@ async fn send_and_broadcast_follow_delivery_with_progress() {
             users.push(id.to_string());
         }
         let outbound = |chat: String| {
-            let http = http.clone();
-            let s = s.clone();
-            async move {
-                let v: Value = http
-                    .get(format!(
-                        "{s}/sandbox/chats/{chat}/messages?bot=send_cli_bot"
-                    ))
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
-                v["messages"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .filter(|m| m["direction"] == "out")
-                    .filter_map(|m| m["text"].as_str().map(str::to_string))
-                    .collect::<Vec<_>>()
-            }
+            let (http, s) = (http.clone(), s.clone());
+            async move { sandbox_bot_texts(&http, &s, &chat, "send_cli_bot").await }
         };
 
         // One message: queued, followed until sent; progress lines without a terminal.

@@ -346,26 +346,34 @@ impl TestApp {
     /// The texts the bot `@bot` sent to `chat`, oldest first (the sandbox's transcript).
     #[allow(dead_code)]
     pub async fn bot_texts(&self, chat: i64, bot: &str) -> Vec<String> {
-        let v: Value = self
-            .http
-            .get(format!(
-                "{}/sandbox/chats/{chat}/messages?bot={bot}",
-                self.sandbox.url()
-            ))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        v["messages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|m| m["direction"] == "out")
-            .filter_map(|m| m["text"].as_str().map(str::to_string))
-            .collect()
+        sandbox_bot_texts(&self.http, &self.sandbox.url(), &chat.to_string(), bot).await
     }
+}
+
+/// The texts the bot `@bot` sent to `chat`, oldest first, from the sandbox at `sandbox_url`.
+pub async fn sandbox_bot_texts(
+    http: &reqwest::Client,
+    sandbox_url: &str,
+    chat: &str,
+    bot: &str,
+) -> Vec<String> {
+    let v: Value = http
+        .get(format!(
+            "{sandbox_url}/sandbox/chats/{chat}/messages?bot={bot}"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["direction"] == "out")
+        .filter_map(|m| m["text"].as_str().map(str::to_string))
+        .collect()
 }
 
 /// An update's outcome without the replies it queued (`replied to /help (reply msg_…)` →
