@@ -229,6 +229,12 @@ impl RunningServer {
 
 /// Binds `config.bind` and serves `services` until [`RunningServer::shutdown`].
 pub async fn spawn(config: &Config, services: Services) -> anyhow::Result<RunningServer> {
+    // Before listening: a second server on one SQLite database stops here, not mid-way.
+    services
+        .store
+        .own_updates()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let listener = TcpListener::bind(config.bind)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {} (bind): {e}", config.bind))?;

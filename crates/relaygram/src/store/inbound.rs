@@ -15,6 +15,7 @@ use utoipa::ToSchema;
 
 use super::batch::GroupCommit;
 use super::sql::{Col, JsonRows, PgStore, SqliteStore, json_array};
+use super::update_queue::UpdateQueue;
 use super::{Listed, NewEvent, NewReply, Page, StoreError, StoreResult};
 
 /// Where an update is in its life.
@@ -23,7 +24,8 @@ use super::{Listed, NewEvent, NewReply, Page, StoreError, StoreResult};
 pub enum UpdateStatus {
     /// Stored, waiting to be processed.
     Pending,
-    /// Taken by a processor (until its lease ends).
+    /// Taken by a processor until its lease ends (PostgreSQL; on SQLite an update in hand
+    /// stays `pending` in the store, see `InboundStore::own_updates`).
     Processing,
     /// Processed: something was done.
     Handled,
@@ -218,6 +220,12 @@ pub trait InboundStore: Send + Sync {
     /// statement: each is the oldest open update of its chat, so they are of distinct chats
     /// (updates without a chat are independent). Oldest first.
     async fn claim_updates(&self, lease_until: i64, limit: u32) -> StoreResult<Vec<UpdateRecord>>;
+    /// Makes this process one that processes the stored updates (call it before the first
+    /// claim, to fail early). PostgreSQL: any number of servers may, each claiming with a
+    /// statement. SQLite: only one, which then keeps the updates waiting in memory and
+    /// claims without a statement (updates in hand stay `pending` in the store); a lock
+    /// file next to the database keeps a second away, and this fails when another holds it.
+    async fn own_updates(&self) -> StoreResult<()>;
     /// Puts updates whose processor's lease ended before `now` (it crashed) back to pending;
     /// returns how many.
     async fn reclaim_updates(&self, now: i64) -> StoreResult<u64>;
@@ -465,6 +473,47 @@ macro_rules! inbound_store {
                 Ok(reports)
             }
 
+            /// The oldest pending updates, at most `room`, and whether that is all of them
+            /// (the scan of a store whose updates wait in memory). Updates a server of an
+            /// earlier version left `processing` are pending again: nothing else holds them.
+            async fn read_pending(&self, room: usize) -> StoreResult<(Vec<UpdateRecord>, bool)> {
+                const PAGE: usize = 1000;
+                sqlx::query(
+                    "UPDATE updates SET status = 'pending', claimed_until = NULL \
+                     WHERE status = 'processing'",
+                )
+                .execute(&self.pool)
+                .await?;
+                let sql = format!(
+                    "SELECT {UPDATE_COLS} FROM updates u WHERE u.status = 'pending' \
+                     AND (u.received_at, u.update_id, u.bot_id) > ($1, $2, $3) \
+                     ORDER BY u.received_at, u.update_id, u.bot_id LIMIT {PAGE}"
+                );
+                let mut found: Vec<UpdateRecord> = Vec::new();
+                let mut after = (i64::MIN, i64::MIN, String::new());
+                loop {
+                    let rows = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                        .bind(after.0)
+                        .bind(after.1)
+                        .bind(after.2.as_str())
+                        .fetch_all(&self.pool)
+                        .await?;
+                    let last_page = rows.len() < PAGE;
+                    for row in &rows {
+                        if found.len() == room {
+                            return Ok((found, false));
+                        }
+                        found.push(Self::update_row(row)?);
+                    }
+                    match found.last() {
+                        Some(u) if !last_page => {
+                            after = (u.received_at, u.update_id, u.bot_id.clone());
+                        }
+                        _ => return Ok((found, true)),
+                    }
+                }
+            }
+
             /// Takes up to `limit` ready updates (see [`InboundStore::claim_updates`]).
             async fn claim_rows(
                 conn: &mut <<$row as sqlx::Row>::Database as sqlx::Database>::Connection,
@@ -500,7 +549,11 @@ macro_rules! inbound_store {
             /// pool instead of one per kind, and a webhook's insert waits for at most the
             /// round ahead. (Claims stay apart: in the rounds, processors waited behind
             /// inserts and fell behind; see BENCHMARKS.md.)
-            async fn round(pool: $pool, ops: Arc<Vec<Op>>) -> StoreResult<Vec<Answer>> {
+            async fn round(
+                pool: $pool,
+                updates: Option<Arc<UpdateQueue>>,
+                ops: Arc<Vec<Op>>,
+            ) -> StoreResult<Vec<Answer>> {
                 let mut tx = pool.begin().await?;
                 let finished: Vec<&ProcessedUpdate> = ops
                     .iter()
@@ -527,6 +580,17 @@ macro_rules! inbound_store {
                     .collect();
                 let mut chats = Self::read_chat_rows(&mut *tx, &keys).await?.into_iter();
                 tx.commit().await?;
+                if let Some(queue) = &updates {
+                    // Committed: finished updates free their chats, new ones may be taken.
+                    queue.finished(finished.iter().map(|p| (p.bot_id.as_str(), p.update_id)));
+                    queue.offer(
+                        inserts
+                            .iter()
+                            .zip(inserted.as_slice())
+                            .filter(|(_, new)| **new)
+                            .map(|(u, _)| (*u).clone()),
+                    );
+                }
                 let missing = || StoreError::Corrupt("an inbound round lost an answer".into());
                 ops.iter()
                     .map(|op| {
@@ -543,13 +607,16 @@ macro_rules! inbound_store {
             async fn submit(&self, op: Op) -> StoreResult<Answer> {
                 let queue = self.hot.inbound.get_or_init(|| {
                     let (a, b) = (self.pool.clone(), self.pool.clone());
+                    let (qa, qb) = (self.hot.updates.clone(), self.hot.updates.clone());
                     GroupCommit::new(
                         MAX_BATCH,
                         $writers,
-                        move |ops| Self::round(a.clone(), ops),
+                        move |ops| Self::round(a.clone(), qa.clone(), ops),
                         move |op| {
-                            let pool = b.clone();
-                            async move { Ok(Self::round(pool, Arc::new(vec![op])).await?.remove(0)) }
+                            let (pool, updates) = (b.clone(), qb.clone());
+                            async move {
+                                Ok(Self::round(pool, updates, Arc::new(vec![op])).await?.remove(0))
+                            }
                         },
                     )
                 });
@@ -699,11 +766,32 @@ macro_rules! inbound_store {
                 lease_until: i64,
                 limit: u32,
             ) -> StoreResult<Vec<UpdateRecord>> {
+                if let Some(queue) = &self.hot.updates {
+                    queue.own()?;
+                    if let Some(scan) = queue.scan().await {
+                        let (found, complete) = self.read_pending(scan.room()).await?;
+                        if !found.is_empty() {
+                            tracing::info!(updates = found.len(), complete, "taking up stored updates");
+                        }
+                        scan.done(found, complete);
+                    }
+                    return Ok(queue.take(lease_until, limit as usize));
+                }
                 let mut conn = self.pool.acquire().await?;
                 Self::claim_rows(&mut *conn, lease_until, limit).await
             }
 
+            async fn own_updates(&self) -> StoreResult<()> {
+                match &self.hot.updates {
+                    Some(queue) => queue.own(),
+                    None => Ok(()),
+                }
+            }
+
             async fn reclaim_updates(&self, now: i64) -> StoreResult<u64> {
+                if let Some(queue) = &self.hot.updates {
+                    return Ok(queue.reclaim(now));
+                }
                 let done = sqlx::query(
                     "UPDATE updates SET status = 'pending', claimed_until = NULL \
                      WHERE status = 'processing' AND claimed_until < $1",

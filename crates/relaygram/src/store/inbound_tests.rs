@@ -2,6 +2,8 @@
 //! caller truthfully (new or replay), batch claims keep each chat in order, batched
 //! outcomes land on the right rows, and cached bots and commands follow writes.
 
+use std::collections::HashMap;
+
 use super::testing::{engines, fresh};
 use super::*;
 
@@ -415,4 +417,133 @@ async fn caches_follow_writes_on_every_engine() {
         let (store, _db) = open(engine, dir.path()).await;
         caches_follow_writes(store).await;
     }
+}
+
+/// A SQLite store whose in-memory update queue holds at most `capacity` updates.
+async fn sqlite_with_queue(db: &testing::TestDatabase, capacity: usize) -> Arc<dyn Store> {
+    let store = SqliteStore::connect(&db.url).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    let queue = super::update_queue::UpdateQueue::new(db.sqlite_file.clone(), capacity);
+    Arc::new(SqliteStore {
+        pool: store.pool.clone(),
+        hot: Arc::new(super::sql::Hot {
+            updates: Some(Arc::new(queue)),
+            ..Default::default()
+        }),
+    })
+}
+
+fn done(u: &UpdateRecord) -> ProcessedUpdate {
+    finished(
+        u,
+        UpdateOutcome {
+            status: UpdateStatus::Handled,
+            outcome: Some("done".into()),
+            error: None,
+            processed_at: 1,
+            handling_ms: 0,
+        },
+    )
+}
+
+#[tokio::test]
+async fn one_sqlite_server_processes_and_the_next_takes_up_what_was_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, db) = open("sqlite", dir.path()).await;
+    setup(&store).await;
+    store.own_updates().await.unwrap();
+    for (id, chat, at) in [(1, 1, 10), (2, 2, 11), (3, 1, 12)] {
+        assert!(
+            store
+                .insert_update(&update("bot_i", id, Some(chat), at))
+                .await
+                .unwrap()
+        );
+    }
+    let ids = |v: &[UpdateRecord]| v.iter().map(|u| u.update_id).collect::<Vec<_>>();
+    let first = store.claim_updates(i64::MAX, 100).await.unwrap();
+    assert_eq!(ids(&first), vec![1, 2]);
+    store.finish_update(done(&first[0])).await.unwrap();
+    // In hand without a statement: the store still says pending.
+    let held = store.get_update("bot_i", 2).await.unwrap().unwrap();
+    assert_eq!(held.status, UpdateStatus::Pending);
+
+    // A second server on the same database may not process its updates.
+    let other = connect(&SecretString::from(db.url.clone())).await.unwrap();
+    let refused = other.own_updates().await.unwrap_err().to_string();
+    assert!(refused.contains("another relaygram server"), "{refused}");
+    assert!(other.claim_updates(i64::MAX, 100).await.is_err());
+    other.close().await;
+
+    // The first stops with 2 in hand and 3 waiting: the next server takes both up.
+    store.close().await;
+    let next = connect(&SecretString::from(db.url.clone())).await.unwrap();
+    next.own_updates().await.unwrap();
+    let again = next.claim_updates(i64::MAX, 100).await.unwrap();
+    assert_eq!(ids(&again), vec![2, 3]);
+    next.close().await;
+}
+
+#[tokio::test]
+async fn a_full_sqlite_queue_loses_nothing_and_keeps_each_chat_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fresh("sqlite", dir.path()).await.unwrap();
+    // Smaller than the backlog, and larger than a page of the scan (1,000).
+    let store = sqlite_with_queue(&db, 1_500).await;
+    setup(&store).await;
+    store.own_updates().await.unwrap();
+    let mut next_id = 0i64;
+    let mut store_some = |n: usize| {
+        let store = store.clone();
+        let ids: Vec<i64> = (0..n)
+            .map(|_| {
+                next_id += 1;
+                next_id
+            })
+            .collect();
+        async move {
+            let mut calls = tokio::task::JoinSet::new();
+            for id in ids {
+                let store = store.clone();
+                calls.spawn(async move {
+                    store
+                        .insert_update(&update("bot_i", id, Some(id % 40), id))
+                        .await
+                        .unwrap()
+                });
+            }
+            while let Some(new) = calls.join_next().await {
+                assert!(new.unwrap());
+            }
+        }
+    };
+    // A backlog at start (read by scans: pages, then a full queue), more stored while the
+    // backlog is processed.
+    store_some(2_600).await;
+    let mut seen: HashMap<i64, Vec<i64>> = HashMap::new();
+    let mut rounds = 0;
+    loop {
+        let batch = store.claim_updates(i64::MAX, 300).await.unwrap();
+        if batch.is_empty() {
+            if rounds > 0 && seen.values().map(Vec::len).sum::<usize>() == 3_400 {
+                break;
+            }
+            assert!(rounds < 1_000, "stuck");
+        }
+        for u in &batch {
+            seen.entry(u.chat_id.unwrap())
+                .or_default()
+                .push(u.update_id);
+            store.finish_update(done(u)).await.unwrap();
+        }
+        rounds += 1;
+        if rounds == 3 {
+            store_some(800).await;
+        }
+    }
+    for (chat, ids) in &seen {
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "chat {chat}: {ids:?}");
+    }
+    assert_eq!(store.count_open_updates().await.unwrap(), 0);
+    store.close().await;
 }

@@ -16,6 +16,7 @@ mod schedules;
 mod sql;
 mod templates;
 pub mod testing;
+mod update_queue;
 
 pub use commands::CommandStore;
 pub use digests::{DigestItem, DigestRecord, DigestStore, NewDigest};

@@ -17,6 +17,7 @@ use sqlx::{Row, SqlSafeStr};
 use super::batch::GroupCommit;
 use super::cache::BotCache;
 use super::inbound::{Answer as InboundAnswer, Op as InboundOp};
+use super::update_queue::{self, UpdateQueue};
 use super::{
     ApiKeyRecord, BotFilter, BotMode, BotRecord, ChatRecord, KeyOwner, KeyScope, Listed, NewEvent,
     Page, Store, StoreError, StoreResult, Tenant,
@@ -183,6 +184,9 @@ pub(super) struct Hot {
     pub(super) events: OnceLock<GroupCommit<NewEvent, super::StoredEvent>>,
     /// `upsert_chat`.
     pub(super) chat_writes: OnceLock<GroupCommit<ChatRecord, ()>>,
+    /// Updates waiting for processing, in memory (SQLite: one server per database), or
+    /// `None` where servers share the database and claim with statements (PostgreSQL).
+    pub(super) updates: Option<Arc<UpdateQueue>>,
 }
 
 /// SQLite store (WAL mode, foreign keys on).
@@ -210,6 +214,7 @@ impl SqliteStore {
             })?;
         }
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let db_file = (!in_memory).then(|| file.to_path_buf());
         // One connection: SQLite has one writer at a time, and several connections writing
         // at once wait on each other in SQLite's busy handler (sleeping, then failing with
         // "database is locked"). Queued on the pool instead, writes go one after another at
@@ -226,9 +231,13 @@ impl SqliteStore {
                 .max_lifetime(None);
         }
         let pool = pool_options.connect_with(options).await?;
+        let queue = UpdateQueue::new(db_file, update_queue::CAPACITY);
         Ok(SqliteStore {
             pool,
-            hot: Arc::default(),
+            hot: Arc::new(Hot {
+                updates: Some(Arc::new(queue)),
+                ..Hot::default()
+            }),
         })
     }
 }
@@ -324,6 +333,9 @@ macro_rules! sql_store {
 
             async fn close(&self) {
                 self.pool.close().await;
+                if let Some(queue) = &self.hot.updates {
+                    queue.disown();
+                }
             }
 
             async fn get_meta(&self, name: &str) -> StoreResult<Option<String>> {

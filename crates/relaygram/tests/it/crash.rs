@@ -188,10 +188,27 @@ async fn kill_9_mid_processing_loses_and_repeats_nothing() {
                 v["data"].as_array().cloned()
             }
         };
+        // The press is in hand once its answer has hit the fault (spent faults are
+        // forgotten). PostgreSQL shows it `processing` (leased); on SQLite one server owns
+        // the updates, claims them in memory, and the store says `pending` until the end.
+        let in_hand = if engine == "postgres" {
+            "processing"
+        } else {
+            "pending"
+        };
         until("the press in hand and /help stored", || async {
             let l = list(http.clone(), base.clone()).await?;
             let statuses: Vec<&str> = l.iter().filter_map(|u| u["status"].as_str()).collect();
-            (statuses == ["pending", "processing", "handled"]).then_some(())
+            let faults: Value = http
+                .get(format!("{s}/sandbox/faults"))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            let hit = faults["faults"].as_array()?.is_empty();
+            (hit && statuses == ["pending", in_hand, "handled"]).then_some(())
         })
         .await;
 
@@ -240,4 +257,38 @@ async fn kill_9_mid_processing_loses_and_repeats_nothing() {
         child.kill().await.unwrap();
         sandbox.shutdown().await;
     }
+}
+
+/// SQLite allows one server per database (it keeps the updates waiting in memory): a second
+/// `relaygram serve` on the same file stops with a plain message, and once the first is
+/// gone (even by kill -9) another may start.
+#[tokio::test]
+async fn a_second_server_on_one_sqlite_database_is_refused() {
+    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = testing::fresh("sqlite", dir.path()).await.unwrap();
+    let mut first = start(&db.url, &dir.path().join("a"), free_port(), &sandbox.url()).await;
+
+    let second = tokio::process::Command::new(env!("CARGO_BIN_EXE_relaygram"))
+        .arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RELAYGRAM_DATABASE_URL", &db.url)
+        .env("RELAYGRAM_DATA_DIR", dir.path().join("a"))
+        .env("RELAYGRAM_BIND", format!("127.0.0.1:{}", free_port()))
+        .env("RELAYGRAM_TELEGRAM_API_URL", sandbox.url())
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("another relaygram server is serving this SQLite database"),
+        "{stderr}"
+    );
+
+    first.kill().await.unwrap();
+    let mut next = start(&db.url, &dir.path().join("a"), free_port(), &sandbox.url()).await;
+    next.kill().await.unwrap();
+    sandbox.shutdown().await;
 }

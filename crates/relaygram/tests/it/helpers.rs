@@ -24,6 +24,7 @@ pub struct TestApp {
     pub sandbox: Sandbox,
     pub http: reqwest::Client,
     pub admin_key: String,
+    config: Config,
     /// Keeps the database (dropped with it on PostgreSQL) alive for the test's duration.
     _db: testing::TestDatabase,
     /// Keeps the SQLite file and data folder alive for the test's duration.
@@ -121,8 +122,38 @@ impl TestApp {
             sandbox,
             http: reqwest::Client::new(),
             admin_key,
+            config,
             _db: db,
             _dir: dir,
+        }
+    }
+
+    /// Stops the server gracefully and starts it again on the same database, data folder
+    /// and port (the sandbox keeps running, so webhooks still arrive).
+    pub async fn restarted(self) -> TestApp {
+        let TestApp {
+            server,
+            sandbox,
+            http,
+            admin_key,
+            mut config,
+            _db,
+            _dir,
+        } = self;
+        config.bind = server.addr;
+        server.shutdown().await.expect("graceful shutdown");
+        let boot = server::boot(&config).await.expect("boot");
+        let server = server::spawn(&config, boot.services)
+            .await
+            .expect("server starts again");
+        TestApp {
+            server,
+            sandbox,
+            http,
+            admin_key,
+            config,
+            _db,
+            _dir,
         }
     }
 
