@@ -14,7 +14,7 @@ use sqlx::sqlite::SqliteRow;
 use utoipa::ToSchema;
 
 use super::batch::GroupCommit;
-use super::sql::{Col, JsonRows, PgStore, SqliteStore, json_array};
+use super::sql::{ChatCache, Col, JsonRows, PgStore, SqliteStore, json_array};
 use super::update_queue::UpdateQueue;
 use super::{Listed, NewEvent, NewReply, Page, StoreError, StoreResult};
 
@@ -473,19 +473,15 @@ macro_rules! inbound_store {
                 Ok(reports)
             }
 
-            /// The oldest pending updates, at most `room`, and whether that is all of them
-            /// (the scan of a store whose updates wait in memory). Updates a server of an
-            /// earlier version left `processing` are pending again: nothing else holds them.
+            /// The oldest open updates, at most `room`, and whether that is all of them (the
+            /// scan of a store whose updates wait in memory). Open includes `processing`,
+            /// which a server of an earlier version may have left: nothing holds them now.
             async fn read_pending(&self, room: usize) -> StoreResult<(Vec<UpdateRecord>, bool)> {
                 const PAGE: usize = 1000;
-                sqlx::query(
-                    "UPDATE updates SET status = 'pending', claimed_until = NULL \
-                     WHERE status = 'processing'",
-                )
-                .execute(&self.pool)
-                .await?;
+                // The status test is written as in SQLite's partial index `updates_open`.
                 let sql = format!(
-                    "SELECT {UPDATE_COLS} FROM updates u WHERE u.status = 'pending' \
+                    "SELECT {UPDATE_COLS} FROM updates u \
+                     WHERE u.status IN ('pending', 'processing') \
                      AND (u.received_at, u.update_id, u.bot_id) > ($1, $2, $3) \
                      ORDER BY u.received_at, u.update_id, u.bot_id LIMIT {PAGE}"
                 );
@@ -552,6 +548,7 @@ macro_rules! inbound_store {
             async fn round(
                 pool: $pool,
                 updates: Option<Arc<UpdateQueue>>,
+                chat_cache: Arc<ChatCache>,
                 ops: Arc<Vec<Op>>,
             ) -> StoreResult<Vec<Answer>> {
                 let mut tx = pool.begin().await?;
@@ -580,6 +577,9 @@ macro_rules! inbound_store {
                     .collect();
                 let mut chats = Self::read_chat_rows(&mut *tx, &keys).await?.into_iter();
                 tx.commit().await?;
+                for c in finished.iter().flat_map(|p| &p.chats) {
+                    chat_cache.forget(&(c.bot_id.clone(), c.chat_id));
+                }
                 if let Some(queue) = &updates {
                     // Committed: finished updates free their chats, new ones may be taken.
                     queue.finished(finished.iter().map(|p| (p.bot_id.as_str(), p.update_id)));
@@ -608,14 +608,16 @@ macro_rules! inbound_store {
                 let queue = self.hot.inbound.get_or_init(|| {
                     let (a, b) = (self.pool.clone(), self.pool.clone());
                     let (qa, qb) = (self.hot.updates.clone(), self.hot.updates.clone());
+                    let (ca, cb) = (self.hot.chats.clone(), self.hot.chats.clone());
                     GroupCommit::new(
                         MAX_BATCH,
                         $writers,
-                        move |ops| Self::round(a.clone(), qa.clone(), ops),
+                        move |ops| Self::round(a.clone(), qa.clone(), ca.clone(), ops),
                         move |op| {
-                            let (pool, updates) = (b.clone(), qb.clone());
+                            let (pool, updates, chats) = (b.clone(), qb.clone(), cb.clone());
                             async move {
-                                Ok(Self::round(pool, updates, Arc::new(vec![op])).await?.remove(0))
+                                let ops = Arc::new(vec![op]);
+                                Ok(Self::round(pool, updates, chats, ops).await?.remove(0))
                             }
                         },
                     )
@@ -686,10 +688,17 @@ macro_rules! inbound_store {
             }
 
             /// Stores many chats in one transaction (group commit).
-            async fn upsert_chats(pool: $pool, batch: Arc<Vec<ChatRecord>>) -> StoreResult<Vec<()>> {
+            async fn upsert_chats(
+                pool: $pool,
+                cache: Arc<ChatCache>,
+                batch: Arc<Vec<ChatRecord>>,
+            ) -> StoreResult<Vec<()>> {
                 let mut conn = pool.acquire().await?;
                 let all: Vec<&ChatRecord> = batch.iter().collect();
                 Self::write_chats(&mut *conn, &all).await?;
+                for c in batch.iter() {
+                    cache.forget(&(c.bot_id.clone(), c.chat_id));
+                }
                 Ok(vec![(); batch.len()])
             }
 
@@ -892,14 +901,16 @@ macro_rules! inbound_store {
                 // writes go together, like the updates'.
                 let queue = self.hot.chat_writes.get_or_init(|| {
                     let (a, b) = (self.pool.clone(), self.pool.clone());
+                    let (ca, cb) = (self.hot.chats.clone(), self.hot.chats.clone());
                     GroupCommit::new(
                         MAX_BATCH,
                         $writers,
-                        move |batch| Self::upsert_chats(a.clone(), batch),
+                        move |batch| Self::upsert_chats(a.clone(), ca.clone(), batch),
                         move |one| {
-                            let pool = b.clone();
+                            let (pool, cache) = (b.clone(), cb.clone());
                             async move {
-                                Ok(Self::upsert_chats(pool, Arc::new(vec![one])).await?.remove(0))
+                                let batch = Arc::new(vec![one]);
+                                Ok(Self::upsert_chats(pool, cache, batch).await?.remove(0))
                             }
                         },
                     )
@@ -908,10 +919,22 @@ macro_rules! inbound_store {
             }
 
             async fn get_chat(&self, bot_id: &str, chat_id: i64) -> StoreResult<Option<ChatRecord>> {
-                // Read for nearly every update: the reads of concurrent processors go to the
-                // database in the rounds that carry the writes.
-                match self.submit(Op::ReadChat((bot_id.to_string(), chat_id))).await? {
-                    Answer::Chat(chat) => Ok(chat),
+                // Read for nearly every update: kept in memory where this server is the
+                // only one writing chats; otherwise the reads of concurrent processors go to
+                // the database in the rounds that carry the writes.
+                let key = (bot_id.to_string(), chat_id);
+                let cache = self.hot.owned_chats();
+                if let Some(known) = cache.and_then(|c| c.get(&key)) {
+                    return Ok(known);
+                }
+                let ticket = cache.map(|c| c.ticket());
+                match self.submit(Op::ReadChat(key.clone())).await? {
+                    Answer::Chat(chat) => {
+                        if let (Some(cache), Some(ticket)) = (cache, ticket) {
+                            cache.put(ticket, key, chat.clone());
+                        }
+                        Ok(chat)
+                    }
                     _ => Err(wrong_answer()),
                 }
             }

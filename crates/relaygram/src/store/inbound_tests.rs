@@ -236,6 +236,54 @@ async fn caches_follow_writes(store: Arc<dyn Store>) {
     );
     store.delete_bot_command("bot_i", "price").await.unwrap();
     assert!(store.list_bot_commands("bot_i").await.unwrap().is_empty());
+
+    // Chats (kept in memory on SQLite, whose one server writes them all): every way a chat
+    // is written is seen by the next read, an unknown chat included.
+    store.own_updates().await.unwrap();
+    let state = |chat: i64| {
+        let store = store.clone();
+        async move { store.get_chat("bot_i", chat).await.unwrap().map(|c| c.state) }
+    };
+    assert_eq!(state(5).await, None);
+    let chat = ChatRecord {
+        bot_id: "bot_i".into(),
+        chat_id: 5,
+        kind: "group".into(),
+        title: Some("G".into()),
+        username: None,
+        state: ChatState::Active,
+        migrated_to: None,
+        updated_at: 1,
+    };
+    store.upsert_chat(&chat).await.unwrap();
+    assert_eq!(state(5).await, Some(ChatState::Active), "{engine}");
+    store.mark_chat_gone("bot_i", 5, "kicked", 2).await.unwrap();
+    assert_eq!(state(5).await, Some(ChatState::Kicked), "{engine}");
+    assert_eq!(state(-100).await, None);
+    store.migrate_chat("bot_i", 5, -100, 3).await.unwrap();
+    assert_eq!(state(5).await, Some(ChatState::Migrated), "{engine}");
+    assert_eq!(state(-100).await, Some(ChatState::Active), "{engine}");
+    let u = update("bot_i", 1, Some(6), 1);
+    assert!(store.insert_update(&u).await.unwrap());
+    assert_eq!(state(6).await, None);
+    let mut processed = finished(
+        &u,
+        UpdateOutcome {
+            status: UpdateStatus::Handled,
+            outcome: None,
+            error: None,
+            processed_at: 4,
+            handling_ms: 0,
+        },
+    );
+    processed.chats.push(ChatRecord {
+        chat_id: 6,
+        state: ChatState::Blocked,
+        ..chat.clone()
+    });
+    store.finish_update(processed).await.unwrap();
+    assert_eq!(state(6).await, Some(ChatState::Blocked), "{engine}");
+
     store.delete_bot("bot_i").await.unwrap();
     assert!(
         store.get_bot("bot_i").await.unwrap().is_none(),

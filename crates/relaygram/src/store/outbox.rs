@@ -1251,6 +1251,7 @@ macro_rules! outbox_store {
                 .bind(now)
                 .execute(&self.pool)
                 .await?;
+                self.hot.chats.forget(&(bot_id.to_string(), chat_id));
                 Ok(())
             }
 
@@ -1304,6 +1305,9 @@ macro_rules! outbox_store {
                 .execute(&mut *tx)
                 .await?;
                 tx.commit().await?;
+                for chat in [from, to] {
+                    self.hot.chats.forget(&(bot_id.to_string(), chat));
+                }
                 Ok(())
             }
 

@@ -15,7 +15,7 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqlSafeStr};
 
 use super::batch::GroupCommit;
-use super::cache::BotCache;
+use super::cache::{BotCache, Cache};
 use super::inbound::{Answer as InboundAnswer, Op as InboundOp};
 use super::update_queue::{self, UpdateQueue};
 use super::{
@@ -88,6 +88,11 @@ const SQLITE_MIGRATIONS: &[Embedded] = &[
         13,
         "local_send",
         include_str!("../../migrations/sqlite/0013_local_send.sql"),
+    ),
+    (
+        14,
+        "owned_updates",
+        include_str!("../../migrations/sqlite/0014_owned_updates.sql"),
     ),
 ];
 const POSTGRES_MIGRATIONS: &[Embedded] = &[
@@ -171,8 +176,8 @@ fn migrator(migrations: &'static [Embedded]) -> Migrator {
 }
 
 /// What keeps the inbound path fast, per store: group-commit queues for the writes every
-/// update makes, and short-lived caches of what every update reads.
-#[derive(Debug, Default)]
+/// update makes, and caches of what every update reads.
+#[derive(Debug)]
 pub(super) struct Hot {
     /// `get_bot`.
     pub(super) bots: BotCache<BotRecord>,
@@ -187,6 +192,39 @@ pub(super) struct Hot {
     /// Updates waiting for processing, in memory (SQLite: one server per database), or
     /// `None` where servers share the database and claim with statements (PostgreSQL).
     pub(super) updates: Option<Arc<UpdateQueue>>,
+    /// `get_chat`, used while this process owns the store's updates (and so is the only
+    /// one writing chats). Every chat write forgets the chats it wrote.
+    pub(super) chats: Arc<ChatCache>,
+}
+
+/// Chats by bot and chat id (`None`: not known).
+pub(super) type ChatCache = Cache<(String, i64), Option<ChatRecord>>;
+
+/// Chats kept at most (then the cache starts over).
+const CHAT_CACHE_CAPACITY: usize = 100_000;
+
+impl Default for Hot {
+    fn default() -> Self {
+        Hot {
+            bots: BotCache::default(),
+            commands: BotCache::default(),
+            inbound: OnceLock::new(),
+            events: OnceLock::new(),
+            chat_writes: OnceLock::new(),
+            updates: None,
+            chats: Arc::new(Cache::new(None, CHAT_CACHE_CAPACITY)),
+        }
+    }
+}
+
+impl Hot {
+    /// The chat cache, when this process owns the store's updates.
+    pub(super) fn owned_chats(&self) -> Option<&ChatCache> {
+        self.updates
+            .as_ref()
+            .filter(|q| q.owned())
+            .map(|_| self.chats.as_ref())
+    }
 }
 
 /// SQLite store (WAL mode, foreign keys on).

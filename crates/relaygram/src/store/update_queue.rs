@@ -11,6 +11,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::fs::{File, TryLockError};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use super::{StoreError, StoreResult, UpdateRecord, UpdateStatus};
@@ -83,6 +84,8 @@ pub(super) struct UpdateQueue {
     /// The database file, locked while this store processes its updates (`None` in memory).
     lock_path: Option<PathBuf>,
     lock: Mutex<Option<File>>,
+    /// [`UpdateQueue::own`] succeeded and the store is open.
+    owned: AtomicBool,
 }
 
 impl UpdateQueue {
@@ -105,7 +108,14 @@ impl UpdateQueue {
                 PathBuf::from(name)
             }),
             lock: Mutex::new(None),
+            owned: AtomicBool::new(false),
         }
+    }
+
+    /// Whether this process owns the database's updates (and so is the only one writing
+    /// what processing writes, such as chats).
+    pub(super) fn owned(&self) -> bool {
+        self.owned.load(Ordering::Acquire)
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -116,6 +126,7 @@ impl UpdateQueue {
     /// the store is open: fails when another process (or store) already is.
     pub(super) fn own(&self) -> StoreResult<()> {
         let Some(path) = &self.lock_path else {
+            self.owned.store(true, Ordering::Release);
             return Ok(());
         };
         let mut held = self.lock.lock().unwrap_or_else(|p| p.into_inner());
@@ -133,6 +144,7 @@ impl UpdateQueue {
         match file.try_lock() {
             Ok(()) => {
                 *held = Some(file);
+                self.owned.store(true, Ordering::Release);
                 Ok(())
             }
             Err(TryLockError::WouldBlock) => Err(StoreError::Setup(format!(
@@ -150,6 +162,7 @@ impl UpdateQueue {
 
     /// Lets another process own the database (the store is closing).
     pub(super) fn disown(&self) {
+        self.owned.store(false, Ordering::Release);
         *self.lock.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
