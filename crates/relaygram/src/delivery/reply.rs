@@ -3,13 +3,12 @@
 //! A reply is one plain-text message (with at most relaygram's own buttons) to one chat of
 //! a bot the router already holds, so none of [`Services::accept_message`]'s planning
 //! applies: no bot lookup, templates, targets, throttle or broadcast, and no answer to
-//! store after the commit (it is known before and stored with the key). What is left is
-//! rendering it here; the store writes it with the update's outcome, in one transaction
-//! with the outcomes of the other updates finishing at the same time.
+//! store for a replay. What is left is rendering it here; the store writes it with the
+//! update's outcome, in one transaction with the outcomes of the other updates finishing at
+//! the same time.
 
 use super::content::{OwnButtons, render_content};
 use super::request::{ButtonSpec, parse_mode};
-use super::service::{Accepted, AcceptedMessage};
 use crate::ids::new_id;
 use crate::services::{ServiceResult, Services};
 use crate::store::NewReply;
@@ -30,15 +29,18 @@ pub struct Reply<'a> {
     pub buttons: &'a [Vec<ButtonSpec>],
     /// Telegram's id of the update replied to.
     pub update_id: i64,
+    /// When that update was stored (UTC ms): with its id, names the stored update (Telegram
+    /// reuses ids after a week of silence).
+    pub received_at: i64,
     /// Which reply of the update (0, 1, …).
     pub seq: u32,
 }
 
 impl Services {
     /// Prepares a reply for the outbox, stored with the outcome of the update that made it
-    /// ([`crate::store::InboundStore::finish_update`]) at most once per
-    /// `reply:{bot}:{update}:{seq}`: a reply stored by an earlier run of the update is not
-    /// stored again (even when the text differs now).
+    /// ([`crate::store::InboundStore::finish_update`]) at most once per origin
+    /// `reply:{bot}:{update}:{received_at}:{seq}`: a reply stored by an earlier run of the
+    /// update is not stored again (even when the text differs now).
     pub fn prepare_reply(&self, reply: Reply<'_>) -> ServiceResult<NewReply> {
         let content = Content {
             source: reply.text,
@@ -49,33 +51,19 @@ impl Services {
         };
         let (content, callbacks) =
             render_content(&content, None, None, false, OwnButtons::Allowed)?;
-        let now = self.clock.now_millis();
-        let request_id = new_id("req");
-        let message_id = new_id("msg");
-        let answer = Accepted {
-            request_id: request_id.clone(),
-            status: "queued".into(),
-            count: 1,
-            messages: vec![AcceptedMessage {
-                id: message_id.clone(),
-                bot_id: reply.bot_id.to_string(),
-                chat_id: reply.chat_id,
-                link_id: None,
-            }],
-            broadcast_id: None,
-            digest_ids: vec![],
-        };
         Ok(NewReply {
-            request_id,
-            message_id,
+            request_id: new_id("req"),
+            message_id: new_id("msg"),
             tenant_id: reply.tenant_id.to_string(),
             bot_id: reply.bot_id.to_string(),
             chat_id: reply.chat_id,
-            key: format!("reply:{}:{}:{}", reply.bot_id, reply.update_id, reply.seq),
+            origin: format!(
+                "reply:{}:{}:{}:{}",
+                reply.bot_id, reply.update_id, reply.received_at, reply.seq
+            ),
             content: serde_json::to_string(&content).unwrap_or_default(),
             callbacks,
-            response: serde_json::to_string(&answer).unwrap_or_default(),
-            now,
+            now: self.clock.now_millis(),
         })
     }
 }

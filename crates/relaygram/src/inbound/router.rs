@@ -133,6 +133,7 @@ impl Router {
             token: self.services.token_of(&bot)?,
             bot,
             update_id: update.update_id,
+            received_at: update.received_at,
             effects: Mutex::new(Effects::default()),
         };
         let mut handled = match update.kind.as_str() {
@@ -160,8 +161,9 @@ struct Ctx<'a> {
     router: &'a Router,
     bot: BotRecord,
     token: BotToken,
-    /// Telegram's id of the update (part of its replies' idempotency keys).
+    /// Telegram's id of the update and when it was stored (its replies' origins).
     update_id: i64,
+    received_at: i64,
     /// What handling wrote so far.
     effects: Mutex<Effects>,
 }
@@ -173,7 +175,7 @@ impl Ctx<'_> {
 
     /// Replies in `chat_id` through the outbox (plain text, exactly as given): the sender
     /// delivers it at the bot's limits and records its message id; a blocked or migrated
-    /// chat is handled as for any message. Its idempotency key is the update and the
+    /// chat is handled as for any message. Its origin names the stored update and the
     /// reply's number in it, so processing the update again sends nothing twice.
     fn send(&self, chat_id: i64, text: &str, markup: Option<Value>) -> Result<(), HandleError> {
         let buttons: Vec<Vec<crate::delivery::ButtonSpec>> = match markup {
@@ -191,6 +193,7 @@ impl Ctx<'_> {
             text,
             buttons: &buttons,
             update_id: self.update_id,
+            received_at: self.received_at,
             seq: effects.replies.len() as u32,
         })?;
         effects.replies.push(reply);

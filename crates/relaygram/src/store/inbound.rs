@@ -427,9 +427,7 @@ macro_rules! inbound_store {
                             None => new_replies += 1,
                             // Stored by an earlier run of this update: the outcome names
                             // the message that holds the reply, not this run's unused id.
-                            Some(first) => {
-                                let held = super::replies::answered_message_id(&first)
-                                    .unwrap_or_else(|| "queued".to_string());
+                            Some(held) => {
                                 text = text.map(|t| t.replace(&reply.message_id, &held));
                             }
                         }

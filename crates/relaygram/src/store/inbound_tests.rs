@@ -242,7 +242,13 @@ async fn caches_follow_writes(store: Arc<dyn Store>) {
     store.own_updates().await.unwrap();
     let state = |chat: i64| {
         let store = store.clone();
-        async move { store.get_chat("bot_i", chat).await.unwrap().map(|c| c.state) }
+        async move {
+            store
+                .get_chat("bot_i", chat)
+                .await
+                .unwrap()
+                .map(|c| c.state)
+        }
     };
     assert_eq!(state(5).await, None);
     let chat = ChatRecord {

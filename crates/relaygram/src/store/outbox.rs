@@ -434,8 +434,8 @@ pub trait OutboxStore: Send + Sync {
     ) -> StoreResult<()>;
 }
 
-/// An `idempotency_keys` row set (see [`JsonRows`]): API acceptances and router replies.
-pub(super) const KEY_ROWS: &[Col] = &[
+/// An `idempotency_keys` row set (see [`JsonRows`]).
+const KEY_ROWS: &[Col] = &[
     Col::Text("tenant_id"),
     Col::Text("key"),
     Col::Text("body_hash"),

@@ -2,18 +2,18 @@
 //!
 //! A reply is always one plain message to one known chat of one known bot, so it needs none
 //! of an API acceptance's planning (no fan-out, throttle, broadcast, link lookups). What it
-//! does need is to be stored exactly once per `reply:{bot}:{update}:{seq}` key and before the
+//! does need is to be stored exactly once per reply of a stored update, and with the
 //! update's outcome. Replies are written with the outcome of the update that made them, in
 //! the transaction that records the outcomes of every update finishing at the same time
-//! (`InboundStore::finish_update`), a statement per table for the whole batch. The key is
-//! taken by the database (`ON CONFLICT` on the idempotency keys' primary key) in that same
-//! transaction, with the answer for replays already in it, so a replayed reply reads one
-//! row and stores nothing.
+//! (`InboundStore::finish_update`), a statement per table for the whole batch. Once is kept
+//! by the request's origin, `reply:{bot}:{update_id}:{received_at}:{n}`, unique among
+//! replies (a partial unique index): a second run of the update offers the same origins and
+//! stores nothing.
 
 use sqlx::Row;
 
 use super::StoreResult;
-use super::outbox::{CALLBACK_ROWS, KEY_ROWS, REQUEST_ROWS, insert_queued};
+use super::outbox::{CALLBACK_ROWS, REQUEST_ROWS, insert_queued};
 use super::sql::{JsonRows, PgStore, SqliteStore, json_array};
 
 /// One reply to store.
@@ -29,32 +29,24 @@ pub struct NewReply {
     pub bot_id: String,
     /// Telegram chat id.
     pub chat_id: i64,
-    /// The idempotency key (`reply:{bot}:{update}:{seq}`), also the request's origin.
-    pub key: String,
+    /// The request's origin, one per reply of a stored update:
+    /// `reply:{bot}:{update_id}:{received_at}:{n}`.
+    pub origin: String,
     /// The rendered content, JSON.
     pub content: String,
     /// Server-side button data: (id, data).
     pub callbacks: Vec<(String, String)>,
-    /// The answer kept with the key for a replay (the acceptance's JSON).
-    pub response: String,
     /// Acceptance time (UTC ms): also when it may be sent.
     pub now: i64,
-}
-
-/// The message an earlier run's reply went into, from the answer stored with its key (the
-/// acceptance's JSON: `{"messages": [{"id": …}], …}`).
-pub(super) fn answered_message_id(answer: &str) -> Option<String> {
-    let answer: serde_json::Value = serde_json::from_str(answer).ok()?;
-    answer["messages"][0]["id"].as_str().map(str::to_string)
 }
 
 macro_rules! reply_store {
     ($store:ty, $row:ty) => {
         impl $store {
-            /// Stores replies (their keys, requests, messages and button data, a statement
-            /// each for the whole batch) inside the caller's transaction. For each reply:
-            /// `None` when stored now, or the answer stored with its key by an earlier run
-            /// (a key older than a day is taken again, as for API keys).
+            /// Stores replies (their requests, messages and button data, a statement each
+            /// for the whole batch) inside the caller's transaction. For each reply: `None`
+            /// when stored now, or the message an earlier run of its update stored (its
+            /// origin was taken).
             pub(super) async fn write_replies(
                 conn: &mut <<$row as sqlx::Row>::Database as sqlx::Database>::Connection,
                 batch: &[&NewReply],
@@ -62,55 +54,37 @@ macro_rules! reply_store {
                 if batch.is_empty() {
                     return Ok(Vec::new());
                 }
-                // A key twice in one batch: the first copy is stored, the others replay it.
+                // An origin twice in one batch: the first copy is stored, the others replay it.
                 let mut seen = std::collections::HashSet::new();
                 let firsts: Vec<&NewReply> = batch
                     .iter()
                     .copied()
-                    .filter(|r| seen.insert((r.tenant_id.as_str(), r.key.as_str())))
+                    .filter(|r| seen.insert(r.origin.as_str()))
                     .collect();
-                let cutoff = batch.iter().map(|r| r.now).min().unwrap_or(0) - 86_400_000;
-                // A conflict is a replay, unless the key is older than a day.
+                // The conflict target names the partial index `message_requests_reply`.
                 let sql = format!(
-                    "{} WHERE true ON CONFLICT (tenant_id, key) DO UPDATE SET \
-                     body_hash = excluded.body_hash, response = excluded.response, \
-                     created_at = excluded.created_at \
-                     WHERE idempotency_keys.created_at < $2 RETURNING tenant_id, key",
-                    <$store>::json_insert("idempotency_keys", KEY_ROWS)
+                    "{} WHERE true ON CONFLICT (origin) WHERE origin LIKE 'reply:%' DO NOTHING \
+                     RETURNING id",
+                    <$store>::json_insert("message_requests", REQUEST_ROWS)
                 );
-                let rows = json_array(firsts.iter().map(|r| {
-                    (
-                        &r.tenant_id,
-                        &r.key,
-                        "reply",
-                        &r.response,
-                        r.now,
-                        &r.request_id,
-                    )
-                }));
+                let rows = json_array(
+                    firsts
+                        .iter()
+                        .map(|r| (&r.request_id, &r.tenant_id, &r.origin, &r.content, r.now)),
+                );
                 let mut taken = std::collections::HashSet::new();
                 for row in sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(rows)
-                    .bind(cutoff)
                     .fetch_all(&mut *conn)
                     .await?
                 {
-                    let tenant: String = row.try_get("tenant_id")?;
-                    let key: String = row.try_get("key")?;
-                    taken.insert((tenant, key));
+                    taken.insert(row.try_get::<String, _>("id")?);
                 }
                 let new: Vec<&NewReply> = firsts
                     .into_iter()
-                    .filter(|r| taken.contains(&(r.tenant_id.clone(), r.key.clone())))
+                    .filter(|r| taken.contains(&r.request_id))
                     .collect();
                 if !new.is_empty() {
-                    let sql = <$store>::json_insert("message_requests", REQUEST_ROWS);
-                    sqlx::query(sqlx::AssertSqlSafe(sql))
-                        .bind(json_array(new.iter().map(|r| {
-                            (&r.request_id, &r.tenant_id, &r.key, &r.content, r.now)
-                        })))
-                        .execute(&mut *conn)
-                        .await?;
                     // Due now, with no link, local time or priority.
                     sqlx::query(sqlx::AssertSqlSafe(insert_queued::<$store>()))
                         .bind(json_array(new.iter().map(|r| {
@@ -155,17 +129,18 @@ macro_rules! reply_store {
                         answers.push(None);
                         continue;
                     }
-                    // A replay (rare: an update processed twice): its first answer.
-                    let response: Option<String> = sqlx::query(
-                        "SELECT response FROM idempotency_keys WHERE tenant_id = $1 AND key = $2",
+                    // A replay (rare: an update processed twice): the first run's message.
+                    // The origin test repeats the index's, so the index serves the lookup.
+                    let first: Option<String> = sqlx::query(
+                        "SELECT m.id FROM message_requests q JOIN messages m ON m.request_id = q.id \
+                         WHERE q.origin = $1 AND q.origin LIKE 'reply:%'",
                     )
-                    .bind(&r.tenant_id)
-                    .bind(&r.key)
+                    .bind(&r.origin)
                     .fetch_optional(&mut *conn)
                     .await?
-                    .map(|row| row.try_get("response"))
+                    .map(|row| row.try_get("id"))
                     .transpose()?;
-                    answers.push(Some(response.unwrap_or_default()));
+                    answers.push(Some(first.unwrap_or_else(|| "queued".to_string())));
                 }
                 Ok(answers)
             }

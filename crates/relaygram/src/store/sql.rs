@@ -94,6 +94,11 @@ const SQLITE_MIGRATIONS: &[Embedded] = &[
         "owned_updates",
         include_str!("../../migrations/sqlite/0014_owned_updates.sql"),
     ),
+    (
+        15,
+        "reply_origin",
+        include_str!("../../migrations/sqlite/0015_reply_origin.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[Embedded] = &[
     (
@@ -155,6 +160,11 @@ const POSTGRES_MIGRATIONS: &[Embedded] = &[
         13,
         "local_send",
         include_str!("../../migrations/postgres/0013_local_send.sql"),
+    ),
+    (
+        15,
+        "reply_origin",
+        include_str!("../../migrations/postgres/0015_reply_origin.sql"),
     ),
 ];
 

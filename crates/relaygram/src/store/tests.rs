@@ -439,9 +439,9 @@ async fn commands_story_on_every_engine() {
     }
 }
 
-/// The router's replies, stored with their updates' outcomes: one message per key however
+/// The router's replies, stored with their updates' outcomes: one message per origin however
 /// often (and however concurrently) it is queued, a replay's outcome naming the message
-/// that holds the reply, button data stored, a day-old key taken again.
+/// that holds the reply, button data stored, an origin taken for good.
 async fn replies_story(store: Arc<dyn Store>) {
     let engine = store.engine();
     store.insert_tenant(&tenant("ten_r", "R")).await.unwrap();
@@ -453,10 +453,9 @@ async fn replies_story(store: Arc<dyn Store>) {
         tenant_id: "ten_r".into(),
         bot_id: "bot_r".into(),
         chat_id: 42,
-        key: key.into(),
+        origin: key.into(),
         content: r#"{"parts":["hi"],"parse_mode":null,"media":null,"reply_markup":null,"message_thread_id":null,"silent":false}"#.into(),
         callbacks: vec![(format!("cb_r{n}"), "app:data".into())],
-        response: format!(r#"{{"request_id":"req_r{n}","messages":[{{"id":"msg_r{n}"}}]}}"#),
         now,
     }
     };
@@ -474,8 +473,8 @@ async fn replies_story(store: Arc<dyn Store>) {
         events: vec![],
         replies: vec![reply],
     };
-    // Twenty updates finishing concurrently, four reply keys: four messages; the others'
-    // outcomes name the message their key holds.
+    // Twenty updates finishing concurrently, four reply origins: four messages; the others'
+    // outcomes name the message their origin holds.
     for n in 0..20u32 {
         let u = UpdateRecord {
             bot_id: "bot_r".into(),
@@ -549,9 +548,13 @@ async fn replies_story(store: Arc<dyn Store>) {
         "{engine}"
     );
     assert!(store.get_callback("cb_r99").await.unwrap().is_none());
-    // A day later the key is free again (as API keys are).
+    // An origin names one stored update's reply (its time of receipt included, so a reused
+    // update id makes new origins): taken for good, a day later too.
     let again = reply(50, "reply:bot_r:7:0", 1_000 + 86_400_001);
     let report = store.finish_update(processed(0, again)).await.unwrap();
+    assert_eq!(report.new_replies, 0, "{engine}");
+    let other = reply(51, "reply:bot_r:7:86401001:0", 1_000 + 86_400_001);
+    let report = store.finish_update(processed(1, other)).await.unwrap();
     assert_eq!(report.new_replies, 1, "{engine}");
     let listed = store
         .list_messages(&filter, &Page::first(100))

@@ -681,7 +681,7 @@ async fn a_reprocessed_update_does_not_repeat_its_reply() {
         assert_eq!(outcome(&first), "replied to /help");
 
         // Processed again (a second run after a lease ran out, here after a restart, which
-        // takes up every pending update): the same reply key is offered again, which
+        // takes up every pending update): the same reply origin is offered again, which
         // stores nothing new and names the same message.
         let update_id = first["update_id"].as_i64().unwrap();
         put_back(&app, &chat.bot_id, update_id).await;
