@@ -135,7 +135,7 @@ hold_store!(
     SqliteStore,
     "IN (SELECT value FROM json_each($1))",
     "SELECT value ->> 'id' AS id, value ->> 'until' AS until, \
-     value ->> 'send_at' AS send_at FROM json_each($1)"
+     value ->> 'send_at' AS send_at FROM jsonb_each($1)"
 );
 hold_store!(
     PgStore,

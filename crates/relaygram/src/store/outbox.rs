@@ -1512,9 +1512,9 @@ outbox_store!(
      value ->> 'telegram_message_ids' AS telegram_message_ids, \
      value ->> 'error_class' AS error_class, value ->> 'error' AS error, \
      value ->> 'errors' AS errors, value ->> 'retried' AS retried, \
-     value ->> 'rate_limited' AS rate_limited, value ->> 'chat_id' AS chat_id FROM json_each($1)",
+     value ->> 'rate_limited' AS rate_limited, value ->> 'chat_id' AS chat_id FROM jsonb_each($1)",
     "SELECT value ->> 0 AS id, value ->> 1 AS bot_id, value ->> 2 AS chat_id, \
-     value ->> 3 AS link_id FROM json_each($9)"
+     value ->> 3 AS link_id FROM jsonb_each($9)"
 );
 outbox_store!(
     PgStore,
