@@ -1,5 +1,6 @@
-//! Background workers (tokio tasks in this process). Each takes its work from the store, not
-//! from memory, so a crash loses nothing; each stops when told to.
+//! Background workers (tokio tasks in this process). Each takes its work from the store, so a
+//! crash loses nothing (inbound updates on SQLite come through memory the store fills after
+//! each commit and refills by a scan at start); each stops when told to.
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;

@@ -1,7 +1,8 @@
 //! Processing stored updates: one at a time per chat (in order), in parallel across chats.
 //! A processor claims a batch of updates of distinct chats with a lease, handles them side
 //! by side, and records each outcome; an update whose processor crashed is taken again when
-//! its lease ends.
+//! its lease ends. How a claim is made is the store's affair (a statement on PostgreSQL, an
+//! in-memory queue on SQLite: see `InboundStore::own_updates`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
