@@ -6,9 +6,10 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
-use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
+use metrics::SharedString;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -132,13 +133,26 @@ async fn sanitize_request_id(mut request: Request, next: Next) -> Response {
 
 async fn record_metrics(request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().to_string();
-    let route = request
+    // Labels without a copy where they are known in advance (every request pays for them).
+    let method: SharedString = match *request.method() {
+        Method::GET => "GET".into(),
+        Method::POST => "POST".into(),
+        Method::PATCH => "PATCH".into(),
+        Method::PUT => "PUT".into(),
+        Method::DELETE => "DELETE".into(),
+        ref other => other.to_string().into(),
+    };
+    let route: SharedString = request
         .extensions()
         .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+        .map_or_else(|| "unmatched".into(), |p| p.as_str().to_string().into());
     let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
+    let status: SharedString = match response.status().as_u16() {
+        200 => "200".into(),
+        201 => "201".into(),
+        204 => "204".into(),
+        code => code.to_string().into(),
+    };
     let labels = [("method", method), ("route", route), ("status", status)];
     metrics::counter!("relaygram_http_requests_total", &labels).increment(1);
     metrics::histogram!("relaygram_http_request_duration_seconds", &labels)

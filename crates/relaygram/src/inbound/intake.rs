@@ -106,7 +106,7 @@ pub async fn store_update(
         processed_at: None,
         handling_ms: None,
     };
-    let new = services.store.insert_update(&record).await?;
+    let new = services.store.insert_update(record).await?;
     metrics::counter!(
         "relaygram_updates_received_total",
         "outcome" => if new { "new" } else { "replay" }

@@ -158,6 +158,8 @@ impl Processor {
     /// [`IN_FLIGHT`] at once (each of a different chat, so each chat stays in order), and
     /// claims more when half of them are done. On shutdown, finishes what it holds.
     pub async fn run(self, mut shutdown: Shutdown) {
+        // Shared by the tasks it spawns (one per update) without copying its services.
+        let this = Arc::new(self);
         let mut in_flight: JoinSet<()> = JoinSet::new();
         // Whether the store may hold updates this processor could take now.
         let mut more = true;
@@ -171,12 +173,12 @@ impl Processor {
             }
             if more && in_flight.len() <= IN_FLIGHT / 2 {
                 let room = IN_FLIGHT - in_flight.len();
-                match self.claim(room).await {
+                match this.claim(room).await {
                     Ok(batch) => {
                         more = batch.len() == room;
                         let took_some = !batch.is_empty();
                         for update in batch {
-                            let processor = self.clone();
+                            let processor = this.clone();
                             in_flight.spawn(async move {
                                 let key = (update.bot_id.clone(), update.update_id);
                                 if let Err(e) = processor.process(update).await {

@@ -212,7 +212,7 @@ pub trait InboundStore: Send + Sync {
     /// Stores a pending update; `false` when `(bot_id, update_id)` is already stored (a replay).
     /// Concurrent calls are written together in one statement (group commit); each returns
     /// once its update is committed, so a caller may acknowledge it.
-    async fn insert_update(&self, update: &UpdateRecord) -> StoreResult<bool>;
+    async fn insert_update(&self, update: UpdateRecord) -> StoreResult<bool>;
     /// Takes the oldest pending update that may be processed now (the oldest open one of its
     /// chat, with no other of that chat in hand) and marks it `processing` until `lease_until`.
     async fn claim_update(&self, lease_until: i64) -> StoreResult<Option<UpdateRecord>>;
@@ -757,8 +757,8 @@ macro_rules! inbound_store {
 
         #[async_trait]
         impl InboundStore for $store {
-            async fn insert_update(&self, u: &UpdateRecord) -> StoreResult<bool> {
-                match self.submit(Op::Insert(u.clone())).await? {
+            async fn insert_update(&self, u: UpdateRecord) -> StoreResult<bool> {
+                match self.submit(Op::Insert(u)).await? {
                     Answer::Inserted(new) => Ok(new),
                     _ => Err(wrong_answer()),
                 }

@@ -84,7 +84,7 @@ async fn concurrent_inserts(store: Arc<dyn Store>) {
             let store = store.clone();
             calls.spawn(async move {
                 let new = store
-                    .insert_update(&update("bot_i", id, Some(id % 7), 1000 + id))
+                    .insert_update(update("bot_i", id, Some(id % 7), 1000 + id))
                     .await
                     .unwrap();
                 (id, copy, new)
@@ -109,7 +109,7 @@ async fn concurrent_inserts(store: Arc<dyn Store>) {
     for id in 300..340i64 {
         let store = store.clone();
         let bot = if id == 320 { "bot_gone" } else { "bot_i" };
-        calls.spawn(async move { (id, store.insert_update(&update(bot, id, None, 5000)).await) });
+        calls.spawn(async move { (id, store.insert_update(update(bot, id, None, 5000)).await) });
     }
     while let Some(done) = calls.join_next().await {
         let (id, result) = done.unwrap();
@@ -139,7 +139,7 @@ async fn batch_claims(store: Arc<dyn Store>) {
     for (id, chat, at) in rows {
         assert!(
             store
-                .insert_update(&update("bot_i", id, chat, at))
+                .insert_update(update("bot_i", id, chat, at))
                 .await
                 .unwrap()
         );
@@ -270,7 +270,7 @@ async fn caches_follow_writes(store: Arc<dyn Store>) {
     assert_eq!(state(5).await, Some(ChatState::Migrated), "{engine}");
     assert_eq!(state(-100).await, Some(ChatState::Active), "{engine}");
     let u = update("bot_i", 1, Some(6), 1);
-    assert!(store.insert_update(&u).await.unwrap());
+    assert!(store.insert_update(u.clone()).await.unwrap());
     assert_eq!(state(6).await, None);
     let mut processed = finished(
         &u,
@@ -509,7 +509,7 @@ async fn one_sqlite_server_processes_and_the_next_takes_up_what_was_left() {
     for (id, chat, at) in [(1, 1, 10), (2, 2, 11), (3, 1, 12)] {
         assert!(
             store
-                .insert_update(&update("bot_i", id, Some(chat), at))
+                .insert_update(update("bot_i", id, Some(chat), at))
                 .await
                 .unwrap()
         );
@@ -561,7 +561,7 @@ async fn a_full_sqlite_queue_loses_nothing_and_keeps_each_chat_in_order() {
                 let store = store.clone();
                 calls.spawn(async move {
                     store
-                        .insert_update(&update("bot_i", id, Some(id % 40), id))
+                        .insert_update(update("bot_i", id, Some(id % 40), id))
                         .await
                         .unwrap()
                 });

@@ -490,7 +490,7 @@ async fn replies_story(store: Arc<dyn Store>) {
             processed_at: None,
             handling_ms: None,
         };
-        assert!(store.insert_update(&u).await.unwrap());
+        assert!(store.insert_update(u.clone()).await.unwrap());
     }
     let calls: Vec<_> = (0..20u32)
         .map(|n| {
