@@ -675,24 +675,7 @@ async fn a_custom_reply_is_answered_and_excess_commands_are_limited_and_counted(
         assert!(r.status().is_success(), "{}", r.status());
     }
     let replies: Vec<String> = until("the bot's replies", || async {
-        let v: Value = app
-            .http
-            .get(format!(
-                "{}/sandbox/chats/{user}/messages?bot=limits_bot",
-                app.sandbox.url()
-            ))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        let out: Vec<String> = v["messages"]
-            .as_array()?
-            .iter()
-            .filter(|m| m["direction"] == "out")
-            .filter_map(|m| m["text"].as_str().map(str::to_string))
-            .collect();
+        let out = app.bot_texts(user, "limits_bot").await;
         (out.len() >= 11).then_some(out)
     })
     .await;

@@ -7,7 +7,7 @@ use relaygram::store::testing;
 use relaygram_sandbox::{Sandbox, SandboxConfig};
 use serde_json::{Value, json};
 
-use crate::helpers::{outcome, until};
+use crate::helpers::{outcome, outgoing, sandbox_transcript, until};
 
 pub(crate) const ADMIN_KEY: &str = "rg_crash_test_admin_key_0123456789";
 
@@ -125,21 +125,7 @@ async fn kill_9_mid_processing_loses_and_repeats_nothing() {
             let http = http.clone();
             let s = s.clone();
             async move {
-                let t: Value = http
-                    .get(format!("{s}/sandbox/chats/{user}/messages?bot=crash_bot"))
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
-                t["messages"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .filter(|m| m["direction"] == "out")
-                    .cloned()
-                    .collect::<Vec<Value>>()
+                outgoing(sandbox_transcript(&http, &s, &user.to_string(), Some("crash_bot")).await)
             }
         };
         say("/stop").await;

@@ -5,7 +5,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{Options, TestApp, engines, until};
+use crate::helpers::{Options, TestApp, engines, outgoing, until};
 
 struct Setup {
     tenant: String,
@@ -45,25 +45,7 @@ async fn user(app: &TestApp, name: &str, bot: &str) -> i64 {
 }
 
 async fn transcript(app: &TestApp, chat: i64, bot: &str) -> Vec<Value> {
-    let v: Value = app
-        .http
-        .get(format!(
-            "{}/sandbox/chats/{chat}/messages?bot={bot}",
-            app.sandbox.url()
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    v["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|m| m["direction"] == "out")
-        .cloned()
-        .collect()
+    outgoing(app.transcript(chat, Some(bot)).await)
 }
 
 async fn send(app: &TestApp, key: &str, body: Value) -> Value {

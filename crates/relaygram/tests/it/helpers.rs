@@ -379,6 +379,44 @@ impl TestApp {
     pub async fn bot_texts(&self, chat: i64, bot: &str) -> Vec<String> {
         sandbox_bot_texts(&self.http, &self.sandbox.url(), &chat.to_string(), bot).await
     }
+
+    /// The messages of a sandbox chat, oldest first, both ways: a user's private chat with
+    /// `@bot`, or a group's (`bot` `None`).
+    #[allow(dead_code)]
+    pub async fn transcript(&self, chat: i64, bot: Option<&str>) -> Vec<Value> {
+        sandbox_transcript(&self.http, &self.sandbox.url(), &chat.to_string(), bot).await
+    }
+}
+
+/// The messages of `chat` in the sandbox at `sandbox_url`, oldest first (see
+/// [`TestApp::transcript`]).
+pub async fn sandbox_transcript(
+    http: &reqwest::Client,
+    sandbox_url: &str,
+    chat: &str,
+    bot: Option<&str>,
+) -> Vec<Value> {
+    let query = bot.map(|b| format!("?bot={b}")).unwrap_or_default();
+    let v: Value = http
+        .get(format!(
+            "{sandbox_url}/sandbox/chats/{chat}/messages{query}"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["messages"].as_array().unwrap().clone()
+}
+
+/// The messages the bot sent, of a transcript.
+#[allow(dead_code)]
+pub fn outgoing(messages: Vec<Value>) -> Vec<Value> {
+    messages
+        .into_iter()
+        .filter(|m| m["direction"] == "out")
+        .collect()
 }
 
 /// The texts the bot `@bot` sent to `chat`, oldest first, from the sandbox at `sandbox_url`.
@@ -388,21 +426,8 @@ pub async fn sandbox_bot_texts(
     chat: &str,
     bot: &str,
 ) -> Vec<String> {
-    let v: Value = http
-        .get(format!(
-            "{sandbox_url}/sandbox/chats/{chat}/messages?bot={bot}"
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    v["messages"]
-        .as_array()
-        .unwrap()
+    outgoing(sandbox_transcript(http, sandbox_url, chat, Some(bot)).await)
         .iter()
-        .filter(|m| m["direction"] == "out")
         .filter_map(|m| m["text"].as_str().map(str::to_string))
         .collect()
 }

@@ -4,7 +4,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, engines, exec_sql, outcome, until};
+use crate::helpers::{TestApp, engines, exec_sql, outcome, outgoing, until};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Mode {
@@ -79,21 +79,7 @@ async fn say(app: &TestApp, chat: &Chat, text: &str) -> Value {
 }
 
 async fn transcript(app: &TestApp, chat: &Chat) -> Vec<Value> {
-    let v: Value = app
-        .http
-        .get(format!(
-            "{}/sandbox/chats/{}/messages?bot={}",
-            app.sandbox.url(),
-            chat.user,
-            chat.username
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    v["messages"].as_array().unwrap().clone()
+    app.transcript(chat.user, Some(&chat.username)).await
 }
 
 /// The bot's next reply after `after` messages in the transcript.
@@ -559,24 +545,7 @@ async fn commands_work_in_groups() {
     )
     .await;
     let reply = until("the reply in the group", || async {
-        let v: Value = app
-            .http
-            .get(format!(
-                "{}/sandbox/chats/{gid}/messages",
-                app.sandbox.url()
-            ))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        v["messages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|m| m["direction"] == "out")
-            .cloned()
+        outgoing(app.transcript(gid, None).await).into_iter().next()
     })
     .await;
     assert!(

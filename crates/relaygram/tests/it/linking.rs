@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Options, TestApp, engines, until};
+use crate::helpers::{Options, TestApp, engines, outgoing, until};
 
 const LINKED: &str = "Done! This chat is now linked to your account.";
 const SUBSCRIBED: &str = "Done! This chat is now connected.";
@@ -69,23 +69,14 @@ async fn user(app: &TestApp, name: &str) -> i64 {
 
 /// Messages of a chat (a user's private chat with `bot`, or a group).
 async fn transcript(app: &TestApp, chat: i64, bot: &str) -> Vec<Value> {
-    let v = sandbox_get(app, &format!("/sandbox/chats/{chat}/messages?bot={bot}")).await;
-    v["messages"].as_array().unwrap().clone()
-}
-
-fn outgoing(messages: &[Value]) -> Vec<Value> {
-    messages
-        .iter()
-        .filter(|m| m["direction"] == "out")
-        .cloned()
-        .collect()
+    app.transcript(chat, Some(bot)).await
 }
 
 /// Sends `text` as `user` in their private chat with the bot (or in `group`); returns the
 /// bot's reply there.
 async fn say_in(app: &TestApp, shop: &Shop, user: i64, group: Option<i64>, text: &str) -> Value {
     let chat = group.unwrap_or(user);
-    let before = outgoing(&transcript(app, chat, &shop.bot).await).len();
+    let before = outgoing(transcript(app, chat, &shop.bot).await).len();
     let body = match group {
         Some(g) => json!({"chat_id": g, "text": text}),
         None => json!({"bot": shop.bot, "text": text}),
@@ -93,7 +84,7 @@ async fn say_in(app: &TestApp, shop: &Shop, user: i64, group: Option<i64>, text:
     app.sandbox_post(&format!("/sandbox/users/{user}/messages"), body)
         .await;
     until("the bot's reply", || async {
-        outgoing(&transcript(app, chat, &shop.bot).await)
+        outgoing(transcript(app, chat, &shop.bot).await)
             .get(before)
             .cloned()
     })
@@ -729,7 +720,7 @@ async fn blocking_makes_links_inactive_and_stop_unlinks() {
             .post(&format!("/v1/links/{lid}/test"), &shop.key, json!({}))
             .await;
         assert_eq!(a.status.as_u16(), 200, "{}", a.text);
-        let test = outgoing(&transcript(&app, alice, &shop.bot).await)
+        let test = outgoing(transcript(&app, alice, &shop.bot).await)
             .pop()
             .unwrap();
         assert_starts(&test, "This is a test message from Test.");
@@ -770,7 +761,7 @@ async fn the_app_unlinks_and_the_user_is_told() {
             .to_string();
         let a = app.delete(&format!("/v1/links/{lid}"), &shop.key).await;
         assert_eq!(a.status.as_u16(), 204, "{}", a.text);
-        let told = outgoing(&transcript(&app, alice, &shop.bot).await)
+        let told = outgoing(transcript(&app, alice, &shop.bot).await)
             .pop()
             .unwrap();
         assert_starts(&told, "This chat was unlinked by the app.");

@@ -62,29 +62,7 @@ fn message(s: &Setup, text: &str) -> Value {
 
 /// Texts the bot sent the user.
 async fn received(app: &TestApp, s: &Setup) -> Vec<String> {
-    let v: Value = app
-        .http
-        .get(format!(
-            "{}/sandbox/chats/{}/messages?bot={}",
-            app.sandbox.url(),
-            s.user,
-            s.bot_username
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    v["messages"]
-        .as_array()
-        .map(|m| {
-            m.iter()
-                .filter(|m| m["direction"] == "out")
-                .filter_map(|m| m["text"].as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
+    app.bot_texts(s.user, &s.bot_username).await
 }
 
 async fn count_received(app: &TestApp, s: &Setup, text: &str) -> usize {
