@@ -50,6 +50,16 @@ pub fn new_id(prefix: &str) -> String {
     id_from_parts(prefix, millis, &bytes)
 }
 
+/// The id named by `key`: `millis` for its time, the first 80 bits of `key`'s SHA-256 for
+/// the rest. The same key and time always give the same id, so work that may run twice
+/// (an update processed again) names what it makes the same way both times.
+pub fn derived_id(prefix: &str, millis: i64, key: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(key.as_bytes());
+    let random: [u8; 10] = std::array::from_fn(|i| digest[i]);
+    id_from_parts(prefix, millis, &random)
+}
+
 fn id_from_parts(prefix: &str, millis: i64, random: &[u8; 10]) -> String {
     let millis = u128::try_from(millis.max(0)).unwrap_or(0) & ((1u128 << 48) - 1);
     let mut value: u128 = millis << 80;
@@ -147,6 +157,15 @@ mod tests {
             many.windows(2).all(|w| w[0] < w[1]),
             "ids from one process increase"
         );
+    }
+
+    #[test]
+    fn derived_ids_depend_on_key_and_time_only() {
+        let a = derived_id("msg", 1_700_000_000_000, "reply:bot_1:7:1:0");
+        assert_eq!(a, derived_id("msg", 1_700_000_000_000, "reply:bot_1:7:1:0"));
+        assert_ne!(a, derived_id("msg", 1_700_000_000_000, "reply:bot_1:7:1:1"));
+        assert!(a < derived_id("msg", 1_700_000_000_001, "reply:bot_1:7:1:0"));
+        assert_eq!(a.len(), 4 + 26);
     }
 
     #[test]

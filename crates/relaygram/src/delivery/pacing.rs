@@ -159,6 +159,15 @@ impl Pacer {
         self.chat_gcra(chat_id).peek(now)
     }
 
+    /// How many chats have no slot before `horizon`: at most this many lane heads are
+    /// passed over for their chat's pace in a claim before `horizon`.
+    pub fn chats_paced_past(&self, now: Instant, horizon: Instant) -> usize {
+        self.chats
+            .values()
+            .filter(|g| g.peek(now) > horizon)
+            .count()
+    }
+
     /// Reserves the slot for one message to `chat_id`: the chat's slot first, then the
     /// bot's at or after it.
     pub fn reserve(&mut self, chat_id: i64, now: Instant) -> Instant {
@@ -188,6 +197,26 @@ impl Pacer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chats_paced_past_a_horizon_are_counted() {
+        let now = Instant::now();
+        let mut p = Pacer::new(Limits {
+            per_bot_per_second: 0.0,
+            per_chat_per_second: 1.0,
+            per_group_per_minute: 20.0,
+        });
+        assert_eq!(p.chats_paced_past(now, now), 0);
+        p.reserve(1, now);
+        p.reserve(2, now);
+        p.reserve(2, now);
+        // Chat 1's next slot is a second away, chat 2's two.
+        assert_eq!(p.chats_paced_past(now, now + Duration::from_millis(100)), 2);
+        assert_eq!(
+            p.chats_paced_past(now, now + Duration::from_millis(1500)),
+            1
+        );
+    }
 
     #[test]
     fn reservations_are_spaced_by_the_rate_after_the_burst() {

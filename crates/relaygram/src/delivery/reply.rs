@@ -9,7 +9,7 @@
 
 use super::content::{OwnButtons, render_content};
 use super::request::{ButtonSpec, parse_mode};
-use crate::ids::new_id;
+use crate::ids::{derived_id, new_id};
 use crate::services::{ServiceResult, Services};
 use crate::store::NewReply;
 use crate::templates::Content;
@@ -51,16 +51,20 @@ impl Services {
         };
         let (content, callbacks) =
             render_content(&content, None, None, false, OwnButtons::Allowed)?;
+        let origin = format!(
+            "reply:{}:{}:{}:{}",
+            reply.bot_id, reply.update_id, reply.received_at, reply.seq
+        );
         Ok(NewReply {
             request_id: new_id("req"),
-            message_id: new_id("msg"),
+            // Named by its origin, so a second run of the update names (in its outcome) the
+            // message the first run stored; the request id stays new, which is how the
+            // store tells a request stored now from one an earlier run stored.
+            message_id: derived_id("msg", reply.received_at, &origin),
             tenant_id: reply.tenant_id.to_string(),
             bot_id: reply.bot_id.to_string(),
             chat_id: reply.chat_id,
-            origin: format!(
-                "reply:{}:{}:{}:{}",
-                reply.bot_id, reply.update_id, reply.received_at, reply.seq
-            ),
+            origin,
             content: serde_json::to_string(&content).unwrap_or_default(),
             callbacks,
             now: self.clock.now_millis(),

@@ -3,7 +3,7 @@
 //! pacer allows, send them (outside any transaction), record every outcome in one — inside a
 //! thin loop. A supervisor starts a sender for every bot with queued messages.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,8 +23,36 @@ use crate::workers::Shutdown;
 
 static WAKE: Notify = Notify::const_new();
 
-/// Wakes the senders (new messages were queued).
+/// What was woken since the supervisor last looked.
+#[derive(Debug, Default)]
+struct Woken {
+    /// Any bot (the caller did not say which).
+    any: bool,
+    bots: HashSet<String>,
+}
+
+static WOKEN: Mutex<Option<Woken>> = Mutex::new(None);
+
+fn woken() -> std::sync::MutexGuard<'static, Option<Woken>> {
+    WOKEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Wakes the senders (new messages were queued, for any bots).
 pub fn wake() {
+    woken().get_or_insert_default().any = true;
+    WAKE.notify_waiters();
+}
+
+/// Wakes the senders: new messages were queued for `bot_id`. The supervisor looks for bots
+/// to start only when one woken this way has no sender (a reply to every update would
+/// otherwise make it read the store for every update).
+pub fn wake_bot(bot_id: &str) {
+    woken()
+        .get_or_insert_default()
+        .bots
+        .insert(bot_id.to_string());
     WAKE.notify_waiters();
 }
 
@@ -220,9 +248,15 @@ impl BotSender {
                 slots.insert(c.id.clone(), slot);
                 true
             };
+            // Candidates: the budget, plus as many as the pick can pass over for their
+            // chat's pace, plus a few for chats with two heads (a later message of higher
+            // priority). Rounded up, so the store sees few sizes. Each candidate costs the
+            // claim a lane check while it holds the store (on SQLite, everyone's).
+            let passed_over = lock(&pacer).chats_paced_past(now, horizon);
+            let limit = (budget + passed_over + 8).next_power_of_two() as i64;
             self.services
                 .store
-                .claim(&self.bot_id, now_ms, budget as i64 + 200, &mut pick)
+                .claim(&self.bot_id, now_ms, limit, &mut pick)
                 .await?
         };
         lock(&self.pacer).prune(now);
@@ -617,12 +651,22 @@ async fn take_bot(
 pub async fn supervise(services: Services, config: SenderConfig, mut shutdown: Shutdown) {
     let holder = new_id("snd");
     let mut running: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
+    // Look at start and on every tick; on a wake only for a bot without a sender. (A wake
+    // missed while looking keeps its bots in `WOKEN` for the next wake or tick.)
+    let mut look = true;
     loop {
         if *shutdown.borrow() {
             break;
         }
         running.retain(|_, h| !h.is_finished());
-        match services.store.bots_with_queued().await {
+        let woken = woken().take().unwrap_or_default();
+        look |= woken.any || woken.bots.iter().any(|b| !running.contains_key(b));
+        let bots = if std::mem::take(&mut look) {
+            services.store.bots_with_queued().await
+        } else {
+            Ok(Vec::new())
+        };
+        match bots {
             Ok(bots) => {
                 for bot_id in bots {
                     if running.contains_key(&bot_id) {
@@ -652,7 +696,7 @@ pub async fn supervise(services: Services, config: SenderConfig, mut shutdown: S
             _ = WAKE.notified() => {}
             _ = shutdown.changed() => {}
             // A manual clock wakes this when a test moves time (send_at, retries).
-            _ = clock.sleep_until(i64::MAX, Duration::from_secs(1)) => {}
+            _ = clock.sleep_until(i64::MAX, Duration::from_secs(1)) => look = true,
         }
     }
     for (_, h) in running {

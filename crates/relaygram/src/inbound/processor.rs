@@ -126,6 +126,7 @@ impl Processor {
         };
         let status = outcome.status;
         let events = effects.events.len();
+        let replying = (!effects.replies.is_empty()).then(|| update.bot_id.clone());
         let report = self
             .services
             .store
@@ -146,10 +147,10 @@ impl Processor {
             metrics::counter!("relaygram_events_emitted_total").increment(events as u64);
             crate::events::notify(report.deliveries);
         }
-        if report.new_replies > 0 {
+        if let Some(bot_id) = replying.filter(|_| report.new_replies > 0) {
             metrics::counter!("relaygram_messages_accepted_total", "status" => "queued")
                 .increment(report.new_replies as u64);
-            crate::delivery::sender::wake();
+            crate::delivery::sender::wake_bot(&bot_id);
         }
         Ok(())
     }

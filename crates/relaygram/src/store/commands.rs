@@ -103,7 +103,7 @@ macro_rules! commands_store {
                 );
                 sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(bot_id)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&self.db)
                     .await?
                     .iter()
                     .map(Self::stored_command)
@@ -121,7 +121,7 @@ macro_rules! commands_store {
                 sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(bot_id)
                     .bind(command)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&self.db)
                     .await?
                     .as_ref()
                     .map(Self::stored_command)
@@ -133,7 +133,7 @@ macro_rules! commands_store {
                 c: &StoredCommand,
                 order: Option<&[String]>,
             ) -> StoreResult<()> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.db.begin().await?;
                 let result = sqlx::query(
                     "INSERT INTO bot_commands \
                      (bot_id, command, description, action, reply_text, position, created_at, updated_at) \
@@ -183,7 +183,7 @@ macro_rules! commands_store {
                 c: &StoredCommand,
                 order: Option<&[String]>,
             ) -> StoreResult<bool> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.db.begin().await?;
                 let done = sqlx::query(
                     "UPDATE bot_commands SET description = $3, action = $4, reply_text = $5, \
                      updated_at = $6 WHERE bot_id = $1 AND command = $2",
@@ -222,7 +222,7 @@ macro_rules! commands_store {
                     sqlx::query("DELETE FROM bot_commands WHERE bot_id = $1 AND command = $2")
                         .bind(bot_id)
                         .bind(command)
-                        .execute(&self.pool)
+                        .execute(&self.db)
                         .await;
                 self.hot.commands.forget(bot_id);
                 Ok(done?.rows_affected() == 1)

@@ -151,7 +151,7 @@ macro_rules! digests_store {
                 open: &NewDigest,
                 item: &DigestItem,
             ) -> StoreResult<String> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.db.begin().await?;
                 let known = sqlx::query("SELECT digest_id FROM digest_items WHERE id = $1")
                     .bind(&item.id)
                     .fetch_optional(&mut *tx)
@@ -213,7 +213,7 @@ macro_rules! digests_store {
                 let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(now)
                     .bind(limit)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&self.db)
                     .await?;
                 rows.iter().map(Self::digest).collect()
             }
@@ -225,14 +225,14 @@ macro_rules! digests_store {
                 )
                 .bind(id)
                 .bind(now)
-                .execute(&self.pool)
+                .execute(&self.db)
                 .await?;
                 let rows = sqlx::query(
                     "SELECT id, text, data, created_at FROM digest_items WHERE digest_id = $1 \
                      ORDER BY seq",
                 )
                 .bind(id)
-                .fetch_all(&self.pool)
+                .fetch_all(&self.db)
                 .await?;
                 rows.iter()
                     .map(|r| {
@@ -265,7 +265,7 @@ macro_rules! digests_store {
                 .bind(message_ids)
                 .bind(error)
                 .bind(now)
-                .execute(&self.pool)
+                .execute(&self.db)
                 .await?;
                 Ok(())
             }
@@ -282,7 +282,7 @@ macro_rules! digests_store {
                 let row = sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(tenant_id)
                     .bind(id)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&self.db)
                     .await?;
                 row.as_ref().map(Self::digest).transpose()
             }
@@ -305,7 +305,7 @@ macro_rules! digests_store {
                     .bind(status)
                     .bind(page.after.as_deref())
                     .bind(i64::from(page.size()) + 1)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&self.db)
                     .await?;
                 let items = rows
                     .iter()

@@ -13,7 +13,7 @@ use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 
 use super::batch::GroupCommit;
-use super::sql::{Col, JsonRows, PgStore, SqliteStore, json_array};
+use super::sql::{Col, Engine, JsonRows, PgStore, SqliteStore, json_array};
 use super::{Listed, Page, StoreError, StoreResult};
 use crate::ids::new_id;
 
@@ -357,10 +357,10 @@ macro_rules! events_store {
             /// Stores events and their deliveries in one transaction (group commit: the
             /// events of every processor finishing at the same time go together).
             async fn insert_events(
-                pool: sqlx::Pool<<$row as sqlx::Row>::Database>,
+                db: <$row as Engine>::Db,
                 evs: std::sync::Arc<Vec<NewEvent>>,
             ) -> StoreResult<Vec<StoredEvent>> {
-                let mut tx = pool.begin().await?;
+                let mut tx = db.begin().await?;
                 let all: Vec<&NewEvent> = evs.iter().collect();
                 let written = Self::write_events(&mut *tx, &all).await?;
                 tx.commit().await?;
@@ -496,10 +496,10 @@ macro_rules! events_store {
             }
 
             async fn insert_one_event(
-                pool: sqlx::Pool<<$row as sqlx::Row>::Database>,
+                db: <$row as Engine>::Db,
                 ev: NewEvent,
             ) -> StoreResult<StoredEvent> {
-                Ok(Self::insert_events(pool, std::sync::Arc::new(vec![ev]))
+                Ok(Self::insert_events(db, std::sync::Arc::new(vec![ev]))
                     .await?
                     .remove(0))
             }
@@ -533,7 +533,7 @@ macro_rules! events_store {
                     .bind(e.enabled)
                     .bind(encode_types(&e.event_types)?)
                     .bind(e.created_at)
-                    .execute(&self.pool)
+                    .execute(&self.db)
                     .await?;
                 Ok(())
             }
@@ -542,7 +542,7 @@ macro_rules! events_store {
                 let sql = format!("SELECT {ENDPOINT_COLS} FROM event_endpoints WHERE id = $1");
                 sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(id)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&self.db)
                     .await?
                     .as_ref()
                     .map(Self::endpoint)
@@ -563,7 +563,7 @@ macro_rules! events_store {
                     .bind(tenant_id)
                     .bind(page.after.as_deref())
                     .bind(i64::from(page.size()) + 1)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&self.db)
                     .await?;
                 let items = rows
                     .iter()
@@ -575,14 +575,14 @@ macro_rules! events_store {
             async fn delete_event_endpoint(&self, id: &str) -> StoreResult<bool> {
                 let done = sqlx::query("DELETE FROM event_endpoints WHERE id = $1")
                     .bind(id)
-                    .execute(&self.pool)
+                    .execute(&self.db)
                     .await?;
                 Ok(done.rows_affected() == 1)
             }
 
             async fn insert_event(&self, ev: &NewEvent) -> StoreResult<StoredEvent> {
                 let queue = self.hot.events.get_or_init(|| {
-                    let (a, b) = (self.pool.clone(), self.pool.clone());
+                    let (a, b) = (self.db.clone(), self.db.clone());
                     GroupCommit::new(
                         256,
                         1,
@@ -597,7 +597,7 @@ macro_rules! events_store {
                 let sql = format!("SELECT {EVENT_COLS} FROM events WHERE id = $1");
                 sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(id)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&self.db)
                     .await?
                     .as_ref()
                     .map(Self::event)
@@ -624,7 +624,7 @@ macro_rules! events_store {
                     .bind(exact)
                     .bind(prefix)
                     .bind(i64::from(q.limit.clamp(1, super::MAX_PAGE_SIZE)))
-                    .fetch_all(&self.pool)
+                    .fetch_all(&self.db)
                     .await?
                     .iter()
                     .map(Self::event)
@@ -640,7 +640,7 @@ macro_rules! events_store {
                 );
                 sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(event_id)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&self.db)
                     .await?
                     .iter()
                     .map(Self::delivery)
@@ -653,7 +653,7 @@ macro_rules! events_store {
                 );
                 sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(event_id)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&self.db)
                     .await?
                     .iter()
                     .map(Self::attempt)
@@ -683,7 +683,7 @@ macro_rules! events_store {
                 .bind(event_id)
                 .bind(endpoint_id)
                 .bind(at)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.db)
                 .await?;
                 Ok(row.map(|r| r.try_get("id")).transpose()?)
             }
@@ -709,7 +709,7 @@ macro_rules! events_store {
                     .bind(&token)
                     .bind(now.saturating_add(lease_ms))
                     .bind(now)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&self.db)
                     .await?;
                 let Some(row) = claimed else {
                     return Ok(None);
@@ -721,7 +721,7 @@ macro_rules! events_store {
                 let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(&id)
                     .bind(&token)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&self.db)
                     .await?
                 else {
                     return Ok(None);
@@ -749,7 +749,7 @@ macro_rules! events_store {
                 outcome: DeliveryOutcome,
             ) -> StoreResult<bool> {
                 let now = a.attempted_at.saturating_add(a.duration_ms);
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.db.begin().await?;
                 let logged = sqlx::query(
                     "INSERT INTO event_attempts (id, delivery_id, event_id, attempted_at, \
                      status_code, error, duration_ms) \

@@ -91,7 +91,7 @@ macro_rules! hold_store {
                 );
                 let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(ids_json(message_ids))
-                    .fetch_all(&self.pool)
+                    .fetch_all(&self.db)
                     .await?;
                 rows.iter()
                     .map(|r| {
@@ -123,7 +123,7 @@ macro_rules! hold_store {
                 sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(holds_json(holds))
                     .bind(now)
-                    .execute(&self.pool)
+                    .execute(&self.db)
                     .await?;
                 Ok(())
             }

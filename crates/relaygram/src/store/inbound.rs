@@ -14,7 +14,8 @@ use sqlx::sqlite::SqliteRow;
 use utoipa::ToSchema;
 
 use super::batch::GroupCommit;
-use super::sql::{ChatCache, Col, JsonRows, PgStore, SqliteStore, json_array};
+use super::script::{Param, RunScript, Script};
+use super::sql::{ChatCache, Col, Engine, JsonRows, PgStore, SqliteStore, json_array};
 use super::update_queue::UpdateQueue;
 use super::{Listed, NewEvent, NewReply, Page, StoreError, StoreResult};
 
@@ -335,22 +336,24 @@ fn wrong_answer() -> StoreError {
 }
 
 macro_rules! inbound_store {
-    ($store:ty, $row:ty, $pool:ty, $lock:literal, $writers:literal) => {
+    ($store:ty, $row:ty, $lock:literal, $writers:literal) => {
         impl $store {
-            /// Inserts many updates in one statement; for each, whether it was new.
-            async fn write_inserts(
-                conn: &mut <<$row as sqlx::Row>::Database as sqlx::Database>::Connection,
+            /// Adds the statement storing `batch` (new updates, each answered if it was
+            /// new) to `script`; returns its place and which updates it offers (the first
+            /// copy of each).
+            fn insert_statement(
+                script: &mut Script,
                 batch: &[&UpdateRecord],
-            ) -> StoreResult<Vec<bool>> {
-                if batch.is_empty() {
-                    return Ok(Vec::new());
-                }
+            ) -> (Option<usize>, Vec<bool>) {
                 // A replay inside the batch is a replay: only the first copy is inserted.
                 let mut seen = HashSet::new();
                 let firsts: Vec<bool> = batch
                     .iter()
                     .map(|u| seen.insert((u.bot_id.as_str(), u.update_id)))
                     .collect();
+                if batch.is_empty() {
+                    return (None, firsts);
+                }
                 let sql = format!(
                     "{} WHERE true ON CONFLICT (bot_id, update_id) DO NOTHING \
                      RETURNING bot_id, update_id",
@@ -382,10 +385,16 @@ macro_rules! inbound_store {
                         )
                     },
                 ));
-                let inserted = sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(rows)
-                    .fetch_all(&mut *conn)
-                    .await?
+                (Some(script.push(sql, vec![Param::Text(rows)])), firsts)
+            }
+
+            /// For each update of an [`Self::insert_statement`], whether it was new.
+            fn inserted(
+                batch: &[&UpdateRecord],
+                firsts: Vec<bool>,
+                rows: &[$row],
+            ) -> StoreResult<Vec<bool>> {
+                let inserted = rows
                     .iter()
                     .map(|r| {
                         Ok((
@@ -401,50 +410,10 @@ macro_rules! inbound_store {
                     .collect())
             }
 
-            /// Records many processed updates: their chats, events, replies and outcomes, a
-            /// few statements for the whole batch, inside the caller's transaction.
-            async fn write_finished(
-                tx: &mut <<$row as sqlx::Row>::Database as sqlx::Database>::Connection,
-                batch: &[&ProcessedUpdate],
-            ) -> StoreResult<Vec<FinishReport>> {
+            /// Adds the statement recording the outcomes of `batch` to `script`.
+            fn outcome_statement(script: &mut Script, batch: &[&ProcessedUpdate]) {
                 if batch.is_empty() {
-                    return Ok(Vec::new());
-                }
-                let chats: Vec<&ChatRecord> = batch.iter().flat_map(|p| &p.chats).collect();
-                Self::write_chats(&mut *tx, &chats).await?;
-                let events: Vec<&NewEvent> = batch.iter().flat_map(|p| &p.events).collect();
-                let mut written = Self::write_events(&mut *tx, &events).await?.into_iter();
-                let replies: Vec<&NewReply> = batch.iter().flat_map(|p| &p.replies).collect();
-                let mut answers = Self::write_replies(&mut *tx, &replies).await?.into_iter();
-                let mut reports = Vec::with_capacity(batch.len());
-                let mut outcomes = Vec::with_capacity(batch.len());
-                for p in batch {
-                    let deliveries = written.by_ref().take(p.events.len()).map(|(_, n)| n).sum();
-                    let mut text = p.outcome.outcome.clone();
-                    let mut new_replies = 0;
-                    for (reply, answer) in p.replies.iter().zip(answers.by_ref()) {
-                        match answer {
-                            None => new_replies += 1,
-                            // Stored by an earlier run of this update: the outcome names
-                            // the message that holds the reply, not this run's unused id.
-                            Some(held) => {
-                                text = text.map(|t| t.replace(&reply.message_id, &held));
-                            }
-                        }
-                    }
-                    reports.push(FinishReport {
-                        deliveries,
-                        new_replies,
-                    });
-                    outcomes.push((
-                        &p.bot_id,
-                        p.update_id,
-                        p.outcome.status.as_str(),
-                        text,
-                        p.outcome.error.as_deref(),
-                        p.outcome.processed_at,
-                        p.outcome.handling_ms,
-                    ));
+                    return;
                 }
                 let sql = format!(
                     "WITH o AS ({}) \
@@ -464,11 +433,41 @@ macro_rules! inbound_store {
                         ],
                     )
                 );
-                sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(json_array(outcomes))
-                    .execute(&mut *tx)
-                    .await?;
-                Ok(reports)
+                let rows = json_array(batch.iter().map(|p| {
+                    (
+                        &p.bot_id,
+                        p.update_id,
+                        p.outcome.status.as_str(),
+                        &p.outcome.outcome,
+                        p.outcome.error.as_deref(),
+                        p.outcome.processed_at,
+                        p.outcome.handling_ms,
+                    )
+                }));
+                script.push(sql, vec![Param::Text(rows)]);
+            }
+
+            /// What recording each update of `batch` stored: its event deliveries (`events`:
+            /// per event, its id and deliveries) and the replies stored now (the ids of the
+            /// requests stored, `stored`; a reply an earlier run of the update stored is not
+            /// stored again).
+            fn finish_reports(
+                batch: &[&ProcessedUpdate],
+                events: Vec<(i64, usize)>,
+                stored: &HashSet<String>,
+            ) -> Vec<FinishReport> {
+                let mut events = events.into_iter();
+                batch
+                    .iter()
+                    .map(|p| FinishReport {
+                        deliveries: events.by_ref().take(p.events.len()).map(|(_, n)| n).sum(),
+                        new_replies: p
+                            .replies
+                            .iter()
+                            .filter(|r| stored.contains(&r.request_id))
+                            .count(),
+                    })
+                    .collect()
             }
 
             /// The oldest open updates, at most `room`, and whether that is all of them (the
@@ -490,7 +489,7 @@ macro_rules! inbound_store {
                         .bind(after.0)
                         .bind(after.1)
                         .bind(after.2.as_str())
-                        .fetch_all(&self.pool)
+                        .fetch_all(&self.db)
                         .await?;
                     let last_page = rows.len() < PAGE;
                     for row in &rows {
@@ -540,16 +539,15 @@ macro_rules! inbound_store {
             /// One round of the inbound queue, in one transaction: finished updates first
             /// (freeing their chats), then new updates, then chat reads. The hot path's
             /// writes share one connection on SQLite; a round costs one trip through the
-            /// pool instead of one per kind, and a webhook's insert waits for at most the
+            /// connection instead of one per kind, and a webhook's insert waits for at most the
             /// round ahead. (Claims stay apart: in the rounds, processors waited behind
             /// inserts and fell behind; see BENCHMARKS.md.)
             async fn round(
-                pool: $pool,
+                db: <$row as Engine>::Db,
                 updates: Option<Arc<UpdateQueue>>,
                 chat_cache: Arc<ChatCache>,
                 ops: Arc<Vec<Op>>,
             ) -> StoreResult<Vec<Answer>> {
-                let mut tx = pool.begin().await?;
                 let finished: Vec<&ProcessedUpdate> = ops
                     .iter()
                     .filter_map(|op| match op {
@@ -557,7 +555,6 @@ macro_rules! inbound_store {
                         _ => None,
                     })
                     .collect();
-                let mut reports = Self::write_finished(&mut *tx, &finished).await?.into_iter();
                 let inserts: Vec<&UpdateRecord> = ops
                     .iter()
                     .filter_map(|op| match op {
@@ -565,7 +562,6 @@ macro_rules! inbound_store {
                         _ => None,
                     })
                     .collect();
-                let mut inserted = Self::write_inserts(&mut *tx, &inserts).await?.into_iter();
                 let keys: Vec<&(String, i64)> = ops
                     .iter()
                     .filter_map(|op| match op {
@@ -573,9 +569,31 @@ macro_rules! inbound_store {
                         _ => None,
                     })
                     .collect();
-                let mut chats = Self::read_chat_rows(&mut *tx, &keys).await?.into_iter();
+                // One script: finished updates' chats, replies and outcomes (freeing their
+                // chats), new updates, chat reads; on SQLite with `BEGIN` (and `COMMIT` when
+                // no events follow) in the same text.
+                let mut script = Script::default();
+                let chats_written: Vec<&ChatRecord> =
+                    finished.iter().flat_map(|p| &p.chats).collect();
+                Self::chats_statement(&mut script, &chats_written);
+                let replies: Vec<&NewReply> = finished.iter().flat_map(|p| &p.replies).collect();
+                let requests = Self::reply_statements(&mut script, &replies);
+                Self::outcome_statement(&mut script, &finished);
+                let (insert_at, firsts) = Self::insert_statement(&mut script, &inserts);
+                let read_at = Self::read_statement(&mut script, &keys);
+                let events: Vec<&NewEvent> = finished.iter().flat_map(|p| &p.events).collect();
+                let (mut tx, mut answers) =
+                    <$store as RunScript>::begin_script(&db, script, events.is_empty()).await?;
+                // Events after it, in the same transaction: which endpoints get them is read,
+                // then decided in Rust.
+                let written = Self::write_events(&mut *tx, &events).await?;
                 tx.commit().await?;
-                for c in finished.iter().flat_map(|p| &p.chats) {
+                let mut take =
+                    |at: Option<usize>| at.map(|i| std::mem::take(&mut answers[i])).unwrap_or_default();
+                let (stored, new_updates, chat_rows) = (take(requests), take(insert_at), take(read_at));
+                let mut inserted = Self::inserted(&inserts, firsts, &new_updates)?.into_iter();
+                let mut chats = Self::chat_answers(&keys, &chat_rows)?.into_iter();
+                for c in &chats_written {
                     chat_cache.forget(&(c.bot_id.clone(), c.chat_id));
                 }
                 if let Some(queue) = &updates {
@@ -589,6 +607,8 @@ macro_rules! inbound_store {
                             .map(|(u, _)| (*u).clone()),
                     );
                 }
+                let stored = Self::stored_requests(&stored)?;
+                let mut reports = Self::finish_reports(&finished, written, &stored).into_iter();
                 let missing = || StoreError::Corrupt("an inbound round lost an answer".into());
                 ops.iter()
                     .map(|op| {
@@ -604,7 +624,7 @@ macro_rules! inbound_store {
             /// Submits one operation to the inbound queue (group commit of rounds).
             async fn submit(&self, op: Op) -> StoreResult<Answer> {
                 let queue = self.hot.inbound.get_or_init(|| {
-                    let (a, b) = (self.pool.clone(), self.pool.clone());
+                    let (a, b) = (self.db.clone(), self.db.clone());
                     let (qa, qb) = (self.hot.updates.clone(), self.hot.updates.clone());
                     let (ca, cb) = (self.hot.chats.clone(), self.hot.chats.clone());
                     GroupCommit::new(
@@ -612,10 +632,10 @@ macro_rules! inbound_store {
                         $writers,
                         move |ops| Self::round(a.clone(), qa.clone(), ca.clone(), ops),
                         move |op| {
-                            let (pool, updates, chats) = (b.clone(), qb.clone(), cb.clone());
+                            let (db, updates, chats) = (b.clone(), qb.clone(), cb.clone());
                             async move {
                                 let ops = Arc::new(vec![op]);
-                                Ok(Self::round(pool, updates, chats, ops).await?.remove(0))
+                                Ok(Self::round(db, updates, chats, ops).await?.remove(0))
                             }
                         },
                     )
@@ -623,14 +643,11 @@ macro_rules! inbound_store {
                 queue.submit(op).await
             }
 
-            /// Stores many chats in one statement inside the caller's transaction (the last
-            /// write of a chat wins, as it would one after the other).
-            async fn write_chats(
-                conn: &mut <<$row as sqlx::Row>::Database as sqlx::Database>::Connection,
-                batch: &[&ChatRecord],
-            ) -> StoreResult<()> {
+            /// Adds the statement storing many chats to `script` (the last write of a chat
+            /// wins, as it would one after the other).
+            fn chats_statement(script: &mut Script, batch: &[&ChatRecord]) {
                 if batch.is_empty() {
-                    return Ok(());
+                    return;
                 }
                 let mut last = HashMap::new();
                 for (i, c) in batch.iter().enumerate() {
@@ -678,45 +695,45 @@ macro_rules! inbound_store {
                         ],
                     )
                 );
-                sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(rows)
-                    .execute(&mut *conn)
-                    .await?;
-                Ok(())
+                script.push(sql, vec![Param::Text(rows)]);
             }
 
             /// Stores many chats in one transaction (group commit).
             async fn upsert_chats(
-                pool: $pool,
+                db: <$row as Engine>::Db,
                 cache: Arc<ChatCache>,
                 batch: Arc<Vec<ChatRecord>>,
             ) -> StoreResult<Vec<()>> {
-                let mut conn = pool.acquire().await?;
+                let mut conn = db.acquire().await?;
                 let all: Vec<&ChatRecord> = batch.iter().collect();
-                Self::write_chats(&mut *conn, &all).await?;
+                let mut script = Script::default();
+                Self::chats_statement(&mut script, &all);
+                <$store as RunScript>::run_script(&mut *conn, script).await?;
                 for c in batch.iter() {
                     cache.forget(&(c.bot_id.clone(), c.chat_id));
                 }
                 Ok(vec![(); batch.len()])
             }
 
-            /// Reads many chats in one statement; for each key, its chat if known.
-            async fn read_chat_rows(
-                conn: &mut <<$row as sqlx::Row>::Database as sqlx::Database>::Connection,
-                keys: &[&(String, i64)],
-            ) -> StoreResult<Vec<Option<ChatRecord>>> {
+            /// Adds the statement reading many chats to `script`; returns its place.
+            fn read_statement(script: &mut Script, keys: &[&(String, i64)]) -> Option<usize> {
                 if keys.is_empty() {
-                    return Ok(Vec::new());
+                    return None;
                 }
                 let sql = format!(
                     "SELECT {CHAT_COLS} FROM chats WHERE (bot_id, chat_id) IN \
                      (SELECT b, c FROM ({}) AS k)",
                     <$store>::json_rows("$1", &[Col::Text("b"), Col::Int("c")])
                 );
-                let found: HashMap<(String, i64), ChatRecord> = sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(json_array(keys.iter()))
-                    .fetch_all(&mut *conn)
-                    .await?
+                Some(script.push(sql, vec![Param::Text(json_array(keys.iter()))]))
+            }
+
+            /// For each key of a [`Self::read_statement`], its chat if known.
+            fn chat_answers(
+                keys: &[&(String, i64)],
+                rows: &[$row],
+            ) -> StoreResult<Vec<Option<ChatRecord>>> {
+                let found: HashMap<(String, i64), ChatRecord> = rows
                     .iter()
                     .map(|row| Self::chat_row(row).map(|c| ((c.bot_id.clone(), c.chat_id), c)))
                     .collect::<StoreResult<_>>()?;
@@ -784,15 +801,17 @@ macro_rules! inbound_store {
                     }
                     return Ok(queue.take(lease_until, limit as usize));
                 }
-                let mut conn = self.pool.acquire().await?;
+                let mut conn = self.db.acquire().await?;
                 Self::claim_rows(&mut *conn, lease_until, limit).await
             }
 
             async fn own_updates(&self) -> StoreResult<()> {
-                match &self.hot.updates {
-                    Some(queue) => queue.own(),
-                    None => Ok(()),
+                if let Some(queue) = &self.hot.updates {
+                    queue.own()?;
+                    // The owner checkpoints the database's log (SQLite).
+                    self.start_background().await?;
                 }
+                Ok(())
             }
 
             async fn reclaim_updates(&self, now: i64) -> StoreResult<u64> {
@@ -804,7 +823,7 @@ macro_rules! inbound_store {
                      WHERE status = 'processing' AND claimed_until < $1",
                 )
                 .bind(now)
-                .execute(&self.pool)
+                .execute(&self.db)
                 .await?;
                 Ok(done.rows_affected())
             }
@@ -827,7 +846,7 @@ macro_rules! inbound_store {
                 let row = sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(bot_id)
                     .bind(update_id)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&self.db)
                     .await?;
                 row.as_ref().map(Self::update_row).transpose()
             }
@@ -862,7 +881,7 @@ macro_rules! inbound_store {
                     .bind(c_bot)
                     .bind(c_id)
                     .bind(i64::from(page.size()) + 1)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&self.db)
                     .await?;
                 let items = rows
                     .iter()
@@ -878,7 +897,7 @@ macro_rules! inbound_store {
                 let row = sqlx::query(
                     "SELECT COUNT(*) AS n FROM updates WHERE status IN ('pending', 'processing')",
                 )
-                .fetch_one(&self.pool)
+                .fetch_one(&self.db)
                 .await?;
                 Ok(row.try_get("n")?)
             }
@@ -889,7 +908,7 @@ macro_rules! inbound_store {
                      AND status NOT IN ('pending', 'processing')",
                 )
                 .bind(before)
-                .execute(&self.pool)
+                .execute(&self.db)
                 .await?;
                 Ok(done.rows_affected())
             }
@@ -898,17 +917,17 @@ macro_rules! inbound_store {
                 // First-seen chats come in bursts (a campaign brings many new users): their
                 // writes go together, like the updates'.
                 let queue = self.hot.chat_writes.get_or_init(|| {
-                    let (a, b) = (self.pool.clone(), self.pool.clone());
+                    let (a, b) = (self.db.clone(), self.db.clone());
                     let (ca, cb) = (self.hot.chats.clone(), self.hot.chats.clone());
                     GroupCommit::new(
                         MAX_BATCH,
                         $writers,
                         move |batch| Self::upsert_chats(a.clone(), ca.clone(), batch),
                         move |one| {
-                            let (pool, cache) = (b.clone(), cb.clone());
+                            let (db, cache) = (b.clone(), cb.clone());
                             async move {
                                 let batch = Arc::new(vec![one]);
-                                Ok(Self::upsert_chats(pool, cache, batch).await?.remove(0))
+                                Ok(Self::upsert_chats(db, cache, batch).await?.remove(0))
                             }
                         },
                     )
@@ -955,7 +974,7 @@ macro_rules! inbound_store {
                 .bind(holder)
                 .bind(now)
                 .bind(until)
-                .execute(&self.pool)
+                .execute(&self.db)
                 .await?;
                 Ok(done.rows_affected() == 1)
             }
@@ -964,7 +983,7 @@ macro_rules! inbound_store {
                 sqlx::query("DELETE FROM poll_leases WHERE bot_id = $1 AND holder = $2")
                     .bind(bot_id)
                     .bind(holder)
-                    .execute(&self.pool)
+                    .execute(&self.db)
                     .await?;
                 Ok(())
             }
@@ -1016,5 +1035,5 @@ impl FromStr for UpdateCursor {
 
 // SQLite has one writer (and this store one connection): one batch at a time. PostgreSQL
 // writes batches side by side.
-inbound_store!(SqliteStore, SqliteRow, sqlx::SqlitePool, "", 1);
-inbound_store!(PgStore, PgRow, sqlx::PgPool, " FOR UPDATE SKIP LOCKED", 2);
+inbound_store!(SqliteStore, SqliteRow, "", 1);
+inbound_store!(PgStore, PgRow, " FOR UPDATE SKIP LOCKED", 2);

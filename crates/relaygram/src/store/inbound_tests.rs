@@ -479,7 +479,8 @@ async fn sqlite_with_queue(db: &testing::TestDatabase, capacity: usize) -> Arc<d
     store.migrate().await.expect("migrate");
     let queue = super::update_queue::UpdateQueue::new(db.sqlite_file.clone(), capacity);
     Arc::new(SqliteStore {
-        pool: store.pool.clone(),
+        db: store.db.clone(),
+        checkpoints: store.checkpoints.clone(),
         hot: Arc::new(super::sql::Hot {
             updates: Some(Arc::new(queue)),
             ..Default::default()
@@ -600,4 +601,37 @@ async fn a_full_sqlite_queue_loses_nothing_and_keeps_each_chat_in_order() {
     }
     assert_eq!(store.count_open_updates().await.unwrap(), 0);
     store.close().await;
+}
+
+#[tokio::test]
+async fn the_owning_sqlite_server_checkpoints_its_log_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, db) = open("sqlite", dir.path()).await;
+    setup(&store).await;
+    store.own_updates().await.unwrap();
+    let file = db.sqlite_file.clone().unwrap();
+    let size = || std::fs::metadata(&file).map(|m| m.len()).unwrap();
+    let before = size();
+    // Far fewer log pages than SQLite's own checkpoint threshold (1,000): without the
+    // background checkpoints, these rows would stay in the log and the file keep its size.
+    let inserts = (1..=300).map(|id| store.insert_update(update("bot_i", id, Some(id % 7), id)));
+    for new in futures_util::future::join_all(inserts).await {
+        assert!(new.unwrap());
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while size() <= before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint copied the log into {} ({} bytes)",
+            file.display(),
+            before
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // Closing stops the checkpoints; a new owner finds every update.
+    store.close().await;
+    let next = connect(&SecretString::from(db.url.clone())).await.unwrap();
+    next.own_updates().await.unwrap();
+    assert_eq!(next.count_open_updates().await.unwrap(), 300);
+    next.close().await;
 }

@@ -372,7 +372,7 @@ macro_rules! links_store {
                 .bind(c.mandatory)
                 .bind(c.created_at)
                 .bind(c.updated_at)
-                .execute(&self.pool)
+                .execute(&self.db)
                 .await;
                 match result {
                     Ok(_) => Ok(()),
@@ -388,7 +388,7 @@ macro_rules! links_store {
                 let sql = format!("SELECT {CATEGORY_COLS} FROM categories WHERE id = $1");
                 sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(id)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&self.db)
                     .await?
                     .as_ref()
                     .map(Self::category_row)
@@ -409,7 +409,7 @@ macro_rules! links_store {
                     .bind(tenant_id)
                     .bind(page.after.as_deref())
                     .bind(i64::from(page.size()) + 1)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&self.db)
                     .await?
                     .iter()
                     .map(Self::category_row)
@@ -423,7 +423,7 @@ macro_rules! links_store {
                 );
                 sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(tenant_id)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&self.db)
                     .await?
                     .iter()
                     .map(Self::category_row)
@@ -441,13 +441,13 @@ macro_rules! links_store {
                 .bind(c.default_enabled)
                 .bind(c.mandatory)
                 .bind(c.updated_at)
-                .execute(&self.pool)
+                .execute(&self.db)
                 .await?;
                 Ok(done.rows_affected() == 1)
             }
 
             async fn delete_category(&self, id: &str) -> StoreResult<bool> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.db.begin().await?;
                 sqlx::query(
                     "DELETE FROM link_preferences WHERE category_key = \
                      (SELECT key FROM categories WHERE id = $1) AND link_id IN \
@@ -485,7 +485,7 @@ macro_rules! links_store {
                 .bind(t.used_at)
                 .bind(&t.link_id)
                 .bind(t.created_at)
-                .execute(&self.pool)
+                .execute(&self.db)
                 .await?;
                 Ok(())
             }
@@ -494,7 +494,7 @@ macro_rules! links_store {
                 let sql = format!("SELECT {TOKEN_COLS} FROM link_tokens WHERE id = $1");
                 sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(id)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&self.db)
                     .await?
                     .as_ref()
                     .map(Self::token_row)
@@ -508,7 +508,7 @@ macro_rules! links_store {
                 let sql = format!("SELECT {TOKEN_COLS} FROM link_tokens WHERE token_hash = $1");
                 sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(token_hash)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&self.db)
                     .await?
                     .as_ref()
                     .map(Self::token_row)
@@ -530,7 +530,7 @@ macro_rules! links_store {
                 .bind(c.revoked_at)
                 .bind(c.created_at)
                 .bind(c.updated_at)
-                .execute(&self.pool)
+                .execute(&self.db)
                 .await;
                 match result {
                     Ok(_) => Ok(()),
@@ -545,7 +545,7 @@ macro_rules! links_store {
                 let sql = format!("SELECT {CODE_COLS} FROM connect_codes WHERE id = $1");
                 sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(id)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&self.db)
                     .await?
                     .as_ref()
                     .map(Self::code_row)
@@ -559,7 +559,7 @@ macro_rules! links_store {
                 let sql = format!("SELECT {CODE_COLS} FROM connect_codes WHERE code = $1");
                 sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(code)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&self.db)
                     .await?
                     .as_ref()
                     .map(Self::code_row)
@@ -582,7 +582,7 @@ macro_rules! links_store {
                     .bind(bot_id)
                     .bind(page.after.as_deref())
                     .bind(i64::from(page.size()) + 1)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&self.db)
                     .await?
                     .iter()
                     .map(Self::code_row)
@@ -601,7 +601,7 @@ macro_rules! links_store {
                 .bind(keys_json(&c.categories))
                 .bind(c.revoked_at)
                 .bind(c.updated_at)
-                .execute(&self.pool)
+                .execute(&self.db)
                 .await;
                 match result {
                     Ok(done) => Ok(done.rows_affected() == 1),
@@ -620,7 +620,7 @@ macro_rules! links_store {
                 token_id: Option<&str>,
                 now: i64,
             ) -> StoreResult<bool> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.db.begin().await?;
                 if let Some(token_id) = token_id {
                     // The consumption is the guard: of two chats racing with one token,
                     // only one updates the row.
@@ -703,7 +703,7 @@ macro_rules! links_store {
                 let sql = format!("SELECT {LINK_COLS} FROM links WHERE id = $1");
                 sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(id)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&self.db)
                     .await?
                     .as_ref()
                     .map(Self::link_row)
@@ -720,7 +720,7 @@ macro_rules! links_store {
                 sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(id)
                     .bind(tenant_id)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&self.db)
                     .await?
                     .as_ref()
                     .map(Self::link_row)
@@ -754,7 +754,7 @@ macro_rules! links_store {
                     .bind(f.category.as_deref())
                     .bind(page.after.as_deref())
                     .bind(i64::from(page.size()) + 1)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&self.db)
                     .await?
                     .iter()
                     .map(Self::link_row)
@@ -769,7 +769,7 @@ macro_rules! links_store {
                 sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(bot_id)
                     .bind(chat_id)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&self.db)
                     .await?
                     .iter()
                     .map(Self::link_row)
@@ -787,7 +787,7 @@ macro_rules! links_store {
                 .bind(&l.quiet_start)
                 .bind(&l.quiet_end)
                 .bind(l.updated_at)
-                .execute(&self.pool)
+                .execute(&self.db)
                 .await?;
                 Ok(done.rows_affected() == 1)
             }
@@ -798,7 +798,7 @@ macro_rules! links_store {
                      ORDER BY category_key",
                 )
                 .bind(link_id)
-                .fetch_all(&self.pool)
+                .fetch_all(&self.db)
                 .await?;
                 rows.iter()
                     .map(|r| Ok((r.try_get("category_key")?, r.try_get("enabled")?)))
@@ -811,7 +811,7 @@ macro_rules! links_store {
                 prefs: &[(String, bool)],
                 at: i64,
             ) -> StoreResult<()> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.db.begin().await?;
                 for (key, enabled) in prefs {
                     sqlx::query(
                         "INSERT INTO link_preferences (link_id, category_key, enabled, updated_at) \
@@ -850,7 +850,7 @@ macro_rules! links_store {
                     .bind(chat_id)
                     .bind(active)
                     .bind(at)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&self.db)
                     .await?
                     .iter()
                     .map(Self::link_row)
@@ -873,7 +873,7 @@ macro_rules! links_store {
                     .bind(from)
                     .bind(to)
                     .bind(at)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&self.db)
                     .await?
                     .iter()
                     .map(Self::link_row)
@@ -881,7 +881,7 @@ macro_rules! links_store {
             }
 
             async fn delete_link(&self, id: &str) -> StoreResult<bool> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.db.begin().await?;
                 sqlx::query("DELETE FROM link_preferences WHERE link_id = $1")
                     .bind(id)
                     .execute(&mut *tx)

@@ -4,6 +4,7 @@
 
 mod batch;
 mod cache;
+mod checkpoints;
 mod commands;
 mod digests;
 mod events;
@@ -13,7 +14,9 @@ mod links;
 mod outbox;
 mod replies;
 mod schedules;
+mod script;
 mod sql;
+mod sqlite_db;
 mod templates;
 pub mod testing;
 mod update_queue;
@@ -317,7 +320,7 @@ pub trait Store:
     async fn migrate(&self) -> StoreResult<()>;
     /// Checks the database answers.
     async fn ping(&self) -> StoreResult<()>;
-    /// Closes the pool.
+    /// Closes the database connections.
     async fn close(&self);
 
     /// A stored fact.

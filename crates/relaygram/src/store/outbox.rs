@@ -534,7 +534,7 @@ macro_rules! outbox_store {
             async fn counts_of(&self, sql: &str, key: &str) -> StoreResult<Vec<(String, i64)>> {
                 let rows = sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
                     .bind(key)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&self.db)
                     .await?;
                 rows.iter()
                     .map(|r| Ok((r.try_get("status")?, r.try_get("n")?)))
@@ -554,7 +554,7 @@ macro_rules! outbox_store {
                 )
                 .bind(tenant_id)
                 .bind(link_id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.db)
                 .await?;
                 row.map(|r| Ok((r.try_get("bot_id")?, r.try_get("chat_id")?, r.try_get("active")?)))
                     .transpose()
@@ -565,7 +565,7 @@ macro_rules! outbox_store {
                     sqlx::query("SELECT 1 AS one FROM categories WHERE tenant_id = $1 AND key = $2")
                         .bind(tenant_id)
                         .bind(key)
-                        .fetch_optional(&self.pool)
+                        .fetch_optional(&self.db)
                         .await?;
                 Ok(row.is_some())
             }
@@ -576,7 +576,7 @@ macro_rules! outbox_store {
                 };
                 let now = first.request.created_at;
                 let mut answers: Vec<Option<Accepted>> = vec![None; batch.len()];
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.db.begin().await?;
 
                 // Idempotency keys, for the whole batch: purge those older than a day,
                 // look for the rest, and take the new ones inside this transaction (so two
@@ -929,7 +929,7 @@ macro_rules! outbox_store {
                 .bind(body_hash)
                 .bind(response)
                 .bind(now)
-                .execute(&self.pool)
+                .execute(&self.db)
                 .await?;
                 Ok(())
             }
@@ -940,7 +940,7 @@ macro_rules! outbox_store {
                 );
                 sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(request_id)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&self.db)
                     .await?
                     .iter()
                     .map(Self::message)
@@ -950,7 +950,7 @@ macro_rules! outbox_store {
             async fn count_request_messages(&self, request_id: &str) -> StoreResult<i64> {
                 let row = sqlx::query("SELECT COUNT(*) AS n FROM messages WHERE request_id = $1")
                     .bind(request_id)
-                    .fetch_one(&self.pool)
+                    .fetch_one(&self.db)
                     .await?;
                 Ok(row.try_get("n")?)
             }
@@ -958,7 +958,7 @@ macro_rules! outbox_store {
             async fn request_content(&self, request_id: &str) -> StoreResult<Option<String>> {
                 let row = sqlx::query("SELECT content FROM message_requests WHERE id = $1")
                     .bind(request_id)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&self.db)
                     .await?;
                 Ok(row.map(|r| r.try_get("content")).transpose()?)
             }
@@ -973,7 +973,7 @@ macro_rules! outbox_store {
                 sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(id)
                     .bind(tenant_id)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&self.db)
                     .await?
                     .as_ref()
                     .map(Self::message)
@@ -1001,7 +1001,7 @@ macro_rules! outbox_store {
                     .bind(f.broadcast_id.as_deref())
                     .bind(page.after.as_deref())
                     .bind(i64::from(page.size()) + 1)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&self.db)
                     .await?;
                 let items = rows.iter().map(Self::message).collect::<StoreResult<Vec<_>>>()?;
                 Ok(Listed::from_overfetch(items, page, |m| &m.id))
@@ -1033,7 +1033,7 @@ macro_rules! outbox_store {
                     .bind(id)
                     .bind(now)
                     .bind(ids_json(from))
-                    .execute(&self.pool)
+                    .execute(&self.db)
                     .await?;
                 Ok(done.rows_affected())
             }
@@ -1055,7 +1055,7 @@ macro_rules! outbox_store {
                 .bind(holder)
                 .bind(until)
                 .bind(now)
-                .execute(&self.pool)
+                .execute(&self.db)
                 .await?;
                 Ok(done.rows_affected() == 1)
             }
@@ -1064,7 +1064,7 @@ macro_rules! outbox_store {
                 sqlx::query("DELETE FROM sender_leases WHERE bot_id = $1 AND holder = $2")
                     .bind(bot_id)
                     .bind(holder)
-                    .execute(&self.pool)
+                    .execute(&self.db)
                     .await?;
                 Ok(())
             }
@@ -1082,7 +1082,7 @@ macro_rules! outbox_store {
                 )
                 .bind(bot_id)
                 .bind(now)
-                .fetch_all(&self.pool)
+                .fetch_all(&self.db)
                 .await?;
                 rows.iter()
                     .map(|r| Ok((r.try_get("id")?, r.try_get("tenant_id")?)))
@@ -1095,7 +1095,7 @@ macro_rules! outbox_store {
                      (SELECT 1 FROM messages m WHERE m.bot_id = b.id AND m.status = 'queued')",
                     t = $true
                 )))
-                .fetch_all(&self.pool)
+                .fetch_all(&self.db)
                 .await?;
                 rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
             }
@@ -1106,7 +1106,7 @@ macro_rules! outbox_store {
                      FROM messages WHERE bot_id = $1 AND status = 'queued'",
                 )
                 .bind(bot_id)
-                .fetch_one(&self.pool)
+                .fetch_one(&self.db)
                 .await?;
                 Ok(row.try_get("due")?)
             }
@@ -1118,9 +1118,11 @@ macro_rules! outbox_store {
                 limit: i64,
                 pick: &mut (dyn for<'c> FnMut(&'c Claimed) -> bool + Send),
             ) -> StoreResult<Vec<Claimed>> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.db.begin().await?;
                 // Lane heads: no message of the same chat is in flight, and none accepted
-                // earlier with the same or a higher priority is still waiting.
+                // earlier with the same or a higher priority is still waiting. The limit is
+                // written into the text: SQLite plans `LIMIT ?` with the bound value, so it
+                // would prepare the statement again on every run.
                 let sql = format!(
                     "SELECT m.id, m.tenant_id, m.request_id, m.chat_id, m.link_id, m.broadcast_id, \
                      m.attempts, m.parts_sent, m.telegram_message_ids, m.errors, m.local_at \
@@ -1130,13 +1132,13 @@ macro_rules! outbox_store {
                      AND NOT EXISTS (SELECT 1 FROM messages e WHERE e.bot_id = m.bot_id \
                      AND e.chat_id = m.chat_id AND (e.status = 'sending' OR (e.status = 'queued' \
                      AND e.id < m.id AND e.send_at <= $2 AND e.priority >= m.priority))) \
-                     ORDER BY m.priority DESC, m.id LIMIT $3 {lock}",
+                     ORDER BY m.priority DESC, m.id LIMIT {limit} {lock}",
+                    limit = limit.max(1),
                     lock = $lock
                 );
                 let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(bot_id)
                     .bind(now)
-                    .bind(limit)
                     .fetch_all(&mut *tx)
                     .await?;
                 let mut picked = Vec::new();
@@ -1221,7 +1223,7 @@ macro_rules! outbox_store {
                 sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(Value::Array(rows).to_string())
                     .bind(now)
-                    .execute(&self.pool)
+                    .execute(&self.db)
                     .await?;
                 Ok(())
             }
@@ -1240,7 +1242,7 @@ macro_rules! outbox_store {
                 .bind(chat_id)
                 .bind(state)
                 .bind(now)
-                .execute(&self.pool)
+                .execute(&self.db)
                 .await?;
                 sqlx::query(sqlx::AssertSqlSafe(format!(
                     "UPDATE links SET active = {f}, updated_at = $3 WHERE bot_id = $1 AND chat_id = $2",
@@ -1249,7 +1251,7 @@ macro_rules! outbox_store {
                 .bind(bot_id)
                 .bind(chat_id)
                 .bind(now)
-                .execute(&self.pool)
+                .execute(&self.db)
                 .await?;
                 self.hot.chats.forget(&(bot_id.to_string(), chat_id));
                 Ok(())
@@ -1262,7 +1264,7 @@ macro_rules! outbox_store {
                 to: i64,
                 now: i64,
             ) -> StoreResult<()> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.db.begin().await?;
                 sqlx::query(
                     "INSERT INTO chats (bot_id, chat_id, type, title, username, state, updated_at) \
                      SELECT bot_id, $3, 'supergroup', title, username, 'active', $4 FROM chats \
@@ -1322,7 +1324,7 @@ macro_rules! outbox_store {
                 )
                 .bind(id)
                 .bind(tenant_id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.db)
                 .await?;
                 let Some(r) = row else { return Ok(None) };
                 let counts = self
@@ -1356,7 +1358,7 @@ macro_rules! outbox_store {
                 .bind(tenant_id)
                 .bind(page.after.as_deref())
                 .bind(i64::from(page.size()) + 1)
-                .fetch_all(&self.pool)
+                .fetch_all(&self.db)
                 .await?;
                 let items = rows
                     .iter()
@@ -1391,7 +1393,7 @@ macro_rules! outbox_store {
                         return Err(StoreError::Corrupt(format!("broadcast status {other:?}")));
                     }
                 };
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.db.begin().await?;
                 let done = sqlx::query(
                     "UPDATE broadcasts SET status = $2, updated_at = $3 WHERE id = $1 \
                      AND status <> 'cancelled' AND ($4 = 'any' OR status = $4)",
@@ -1426,7 +1428,7 @@ macro_rules! outbox_store {
                      FROM messages WHERE ($1 IS NULL OR tenant_id = $1) GROUP BY bot_id, status ORDER BY bot_id, status",
                 )
                 .bind(tenant_id)
-                .fetch_all(&self.pool)
+                .fetch_all(&self.db)
                 .await?;
                 let mut out: Vec<BotStats> = Vec::new();
                 for r in &rows {
@@ -1448,7 +1450,7 @@ macro_rules! outbox_store {
             async fn get_callback(&self, id: &str) -> StoreResult<Option<(String, String)>> {
                 let row = sqlx::query("SELECT tenant_id, data FROM callback_data WHERE id = $1")
                     .bind(id)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&self.db)
                     .await?;
                 row.map(|r| Ok((r.try_get("tenant_id")?, r.try_get("data")?)))
                     .transpose()
@@ -1460,7 +1462,7 @@ macro_rules! outbox_store {
                      FROM bot_limits WHERE bot_id = $1",
                 )
                 .bind(bot_id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.db)
                 .await?;
                 Ok(match row {
                     Some(r) => BotLimitsRecord {
@@ -1490,7 +1492,7 @@ macro_rules! outbox_store {
                 .bind(l.per_chat_per_second)
                 .bind(l.per_group_per_minute)
                 .bind(now)
-                .execute(&self.pool)
+                .execute(&self.db)
                 .await?;
                 Ok(())
             }

@@ -5,7 +5,8 @@
 //! does need is to be stored exactly once per reply of a stored update, and with the
 //! update's outcome. Replies are written with the outcome of the update that made them, in
 //! the transaction that records the outcomes of every update finishing at the same time
-//! (`InboundStore::finish_update`), a statement per table for the whole batch. Once is kept
+//! (`InboundStore::finish_update`), a statement per table for the whole batch, sent with the
+//! round's other statements in one script (see `script`). Once is kept
 //! by the request's origin, `reply:{bot}:{update_id}:{received_at}:{n}`, unique among
 //! replies (a partial unique index): a second run of the update offers the same origins and
 //! stores nothing.
@@ -14,6 +15,7 @@ use sqlx::Row;
 
 use super::StoreResult;
 use super::outbox::{CALLBACK_ROWS, REQUEST_ROWS, insert_queued};
+use super::script::{Param, Script};
 use super::sql::{JsonRows, PgStore, SqliteStore, json_array};
 
 /// One reply to store.
@@ -47,12 +49,15 @@ macro_rules! reply_store {
             /// for the whole batch) inside the caller's transaction. For each reply: `None`
             /// when stored now, or the message an earlier run of its update stored (its
             /// origin was taken).
-            pub(super) async fn write_replies(
-                conn: &mut <<$row as sqlx::Row>::Database as sqlx::Database>::Connection,
+            /// Adds the statements storing `batch` to `script`: requests (answering the
+            /// ids stored), then their messages and buttons, for the requests stored only,
+            /// so none of them waits on an answer. Returns the requests' place.
+            pub(super) fn reply_statements(
+                script: &mut Script,
                 batch: &[&NewReply],
-            ) -> StoreResult<Vec<Option<String>>> {
+            ) -> Option<usize> {
                 if batch.is_empty() {
-                    return Ok(Vec::new());
+                    return None;
                 }
                 // An origin twice in one batch: the first copy is stored, the others replay it.
                 let mut seen = std::collections::HashSet::new();
@@ -62,87 +67,67 @@ macro_rules! reply_store {
                     .filter(|r| seen.insert(r.origin.as_str()))
                     .collect();
                 // The conflict target names the partial index `message_requests_reply`.
-                let sql = format!(
-                    "{} WHERE true ON CONFLICT (origin) WHERE origin LIKE 'reply:%' DO NOTHING \
-                     RETURNING id",
-                    <$store>::json_insert("message_requests", REQUEST_ROWS)
+                let requests = script.push(
+                    format!(
+                        "{} WHERE true ON CONFLICT (origin) WHERE origin LIKE 'reply:%' DO NOTHING \
+                         RETURNING id",
+                        <$store>::json_insert("message_requests", REQUEST_ROWS)
+                    ),
+                    vec![Param::Text(json_array(firsts.iter().map(|r| {
+                        (&r.request_id, &r.tenant_id, &r.origin, &r.content, r.now)
+                    })))],
                 );
-                let rows = json_array(
-                    firsts
-                        .iter()
-                        .map(|r| (&r.request_id, &r.tenant_id, &r.origin, &r.content, r.now)),
+                // A request id is new, so a request by that id was stored just now.
+                const STORED: &str =
+                    " WHERE EXISTS (SELECT 1 FROM message_requests q WHERE q.id = r.request_id)";
+                // Due now, with no link, local time or priority.
+                let none: Option<&str> = None;
+                script.push(
+                    format!("{}{STORED}", insert_queued::<$store>()),
+                    vec![Param::Text(json_array(firsts.iter().map(|r| {
+                        (
+                            &r.message_id,
+                            &r.request_id,
+                            &r.tenant_id,
+                            &r.bot_id,
+                            r.chat_id,
+                            none,
+                            0,
+                            r.now,
+                            r.now,
+                            none,
+                            none,
+                        )
+                    })))],
                 );
-                let mut taken = std::collections::HashSet::new();
-                for row in sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(rows)
-                    .fetch_all(&mut *conn)
-                    .await?
-                {
-                    taken.insert(row.try_get::<String, _>("id")?);
-                }
-                let new: Vec<&NewReply> = firsts
-                    .into_iter()
-                    .filter(|r| taken.contains(&r.request_id))
+                let callbacks: Vec<_> = firsts
+                    .iter()
+                    .flat_map(|r| {
+                        r.callbacks
+                            .iter()
+                            .map(move |(id, data)| (id, &r.tenant_id, &r.request_id, data, r.now))
+                    })
                     .collect();
-                if !new.is_empty() {
-                    // Due now, with no link, local time or priority.
-                    sqlx::query(sqlx::AssertSqlSafe(insert_queued::<$store>()))
-                        .bind(json_array(new.iter().map(|r| {
-                            let none: Option<&str> = None;
-                            (
-                                &r.message_id,
-                                &r.request_id,
-                                &r.tenant_id,
-                                &r.bot_id,
-                                r.chat_id,
-                                none,
-                                0,
-                                r.now,
-                                r.now,
-                                none,
-                                none,
-                            )
-                        })))
-                        .execute(&mut *conn)
-                        .await?;
-                    let callbacks: Vec<_> = new
-                        .iter()
-                        .flat_map(|r| {
-                            r.callbacks.iter().map(move |(id, data)| {
-                                (id, &r.tenant_id, &r.request_id, data, r.now)
-                            })
-                        })
-                        .collect();
-                    if !callbacks.is_empty() {
-                        let sql = <$store>::json_insert("callback_data", CALLBACK_ROWS);
-                        sqlx::query(sqlx::AssertSqlSafe(sql))
-                            .bind(json_array(callbacks))
-                            .execute(&mut *conn)
-                            .await?;
-                    }
+                if !callbacks.is_empty() {
+                    script.push(
+                        format!(
+                            "{}{STORED}",
+                            <$store>::json_insert("callback_data", CALLBACK_ROWS)
+                        ),
+                        vec![Param::Text(json_array(callbacks))],
+                    );
                 }
-                let stored: std::collections::HashSet<&str> =
-                    new.iter().map(|r| r.message_id.as_str()).collect();
-                let mut answers = Vec::with_capacity(batch.len());
-                for r in batch {
-                    if stored.contains(r.message_id.as_str()) {
-                        answers.push(None);
-                        continue;
-                    }
-                    // A replay (rare: an update processed twice): the first run's message.
-                    // The origin test repeats the index's, so the index serves the lookup.
-                    let first: Option<String> = sqlx::query(
-                        "SELECT m.id FROM message_requests q JOIN messages m ON m.request_id = q.id \
-                         WHERE q.origin = $1 AND q.origin LIKE 'reply:%'",
-                    )
-                    .bind(&r.origin)
-                    .fetch_optional(&mut *conn)
-                    .await?
-                    .map(|row| row.try_get("id"))
-                    .transpose()?;
-                    answers.push(Some(first.unwrap_or_else(|| "queued".to_string())));
-                }
-                Ok(answers)
+                Some(requests)
+            }
+
+            /// The ids of the requests a [`Self::reply_statements`] stored (its answer).
+            pub(super) fn stored_requests(
+                rows: &[$row],
+            ) -> StoreResult<std::collections::HashSet<String>> {
+                Ok(rows
+                    .iter()
+                    .map(|row| row.try_get::<String, _>("id"))
+                    .collect::<Result<_, _>>()?)
             }
         }
     };

@@ -370,7 +370,7 @@ macro_rules! schedules_store {
                     .bind(s.created_at)
                     .bind(s.updated_at)
                     .bind(s.recipient_timezone)
-                    .execute(&self.pool)
+                    .execute(&self.db)
                     .await?;
                 Ok(())
             }
@@ -379,7 +379,7 @@ macro_rules! schedules_store {
                 let sql = format!("SELECT {SCHEDULE_COLS} FROM schedules WHERE id = $1");
                 sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(id)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&self.db)
                     .await?
                     .as_ref()
                     .map(Self::schedule)
@@ -400,7 +400,7 @@ macro_rules! schedules_store {
                     .bind(tenant_id)
                     .bind(page.after.as_deref())
                     .bind(i64::from(page.size()) + 1)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&self.db)
                     .await?;
                 let items = rows
                     .iter()
@@ -431,7 +431,7 @@ macro_rules! schedules_store {
                 .bind(s.last_fire_at)
                 .bind(s.updated_at)
                 .bind(s.recipient_timezone)
-                .execute(&self.pool)
+                .execute(&self.db)
                 .await?;
                 Ok(done.rows_affected() == 1)
             }
@@ -439,7 +439,7 @@ macro_rules! schedules_store {
             async fn delete_schedule(&self, id: &str) -> StoreResult<bool> {
                 let done = sqlx::query("DELETE FROM schedules WHERE id = $1")
                     .bind(id)
-                    .execute(&self.pool)
+                    .execute(&self.db)
                     .await?;
                 Ok(done.rows_affected() == 1)
             }
@@ -451,7 +451,7 @@ macro_rules! schedules_store {
                 lease_until: i64,
                 decide: Decide<'_>,
             ) -> StoreResult<Vec<(RunRecord, ScheduleRecord)>> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.db.begin().await?;
                 let sql = format!(
                     "SELECT {SCHEDULE_COLS} FROM schedules \
                      WHERE enabled AND next_fire_at IS NOT NULL AND next_fire_at <= $1 \
@@ -614,7 +614,7 @@ macro_rules! schedules_store {
                     .bind(run.attempts)
                     .bind(run.lease_until)
                     .bind(run.claimed_at)
-                    .execute(&self.pool)
+                    .execute(&self.db)
                     .await;
                 match result {
                     Ok(_) => Ok(()),
@@ -631,7 +631,7 @@ macro_rules! schedules_store {
                 limit: u32,
                 lease_until: i64,
             ) -> StoreResult<Vec<RunRecord>> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.db.begin().await?;
                 let sql = format!(
                     "SELECT id FROM schedule_runs WHERE state = 'claimed' AND lease_until <= $1 \
                      ORDER BY lease_until, id LIMIT $2 {}",
@@ -672,7 +672,7 @@ macro_rules! schedules_store {
                      WHERE id = $1 AND state = 'claimed'",
                 )
                 .bind(run_id)
-                .execute(&self.pool)
+                .execute(&self.db)
                 .await?;
                 Ok(done.rows_affected() == 1)
             }
@@ -720,7 +720,7 @@ macro_rules! schedules_store {
                 let done = sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(serde_json::Value::Array(rows).to_string())
                     .bind(at)
-                    .execute(&self.pool)
+                    .execute(&self.db)
                     .await?;
                 Ok(done.rows_affected())
             }
@@ -729,7 +729,7 @@ macro_rules! schedules_store {
                 let sql = format!("SELECT {RUN_COLS} FROM schedule_runs WHERE id = $1");
                 sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(id)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&self.db)
                     .await?
                     .as_ref()
                     .map(Self::run)
@@ -749,7 +749,7 @@ macro_rules! schedules_store {
                     .bind(schedule_id)
                     .bind(page.after.as_deref())
                     .bind(i64::from(page.size()) + 1)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&self.db)
                     .await?;
                 let items = rows
                     .iter()
@@ -764,7 +764,7 @@ macro_rules! schedules_store {
                          WHERE enabled AND next_fire_at IS NOT NULL) AS fire, \
                      (SELECT MIN(lease_until) FROM schedule_runs WHERE state = 'claimed') AS lease",
                 )
-                .fetch_one(&self.pool)
+                .fetch_one(&self.db)
                 .await?;
                 let fire: Option<i64> = row.try_get("fire")?;
                 let lease: Option<i64> = row.try_get("lease")?;

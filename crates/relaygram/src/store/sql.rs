@@ -8,15 +8,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
-};
-use sqlx::{Row, SqlSafeStr};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteRow, SqliteSynchronous};
+use sqlx::{Connection, Row, SqlSafeStr};
 
 use super::batch::GroupCommit;
 use super::cache::{BotCache, Cache};
+use super::checkpoints::Checkpoints;
 use super::inbound::{Answer as InboundAnswer, Op as InboundOp};
+use super::sqlite_db::SqliteDb;
 use super::update_queue::{self, UpdateQueue};
 use super::{
     ApiKeyRecord, BotFilter, BotMode, BotRecord, ChatRecord, KeyOwner, KeyScope, Listed, NewEvent,
@@ -237,11 +236,62 @@ impl Hot {
     }
 }
 
+/// What each engine's store runs its queries on, named by its row type (for the code
+/// generated for both engines).
+pub(super) trait Engine {
+    type Db;
+}
+
+impl Engine for SqliteRow {
+    type Db = SqliteDb;
+}
+
+impl Engine for PgRow {
+    type Db = PgPool;
+}
+
 /// SQLite store (WAL mode, foreign keys on).
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    pub(super) pool: SqlitePool,
+    pub(super) db: SqliteDb,
     pub(super) hot: Arc<Hot>,
+    /// Checkpoints in the background while this server owns the database (a file).
+    pub(super) checkpoints: Arc<Background>,
+}
+
+/// The background checkpoints of a SQLite store: how to open their connection (`None` for
+/// an in-memory database, which has no log), and the checkpointer while it runs.
+#[derive(Debug, Default)]
+pub(super) struct Background {
+    options: Option<SqliteConnectOptions>,
+    running: tokio::sync::Mutex<Option<Checkpoints>>,
+}
+
+impl SqliteStore {
+    /// Starts the background checkpoints (once).
+    pub(super) async fn start_background(&self) -> StoreResult<()> {
+        let mut running = self.checkpoints.running.lock().await;
+        if let (None, Some(options)) = (running.as_ref(), &self.checkpoints.options) {
+            *running = Some(Checkpoints::start(&self.db, options).await?);
+        }
+        Ok(())
+    }
+
+    /// Stops them.
+    async fn stop_background(&self) {
+        if let Some(running) = self.checkpoints.running.lock().await.take() {
+            running.stop(&self.db).await;
+        }
+    }
+}
+
+impl PgStore {
+    /// PostgreSQL checkpoints on its own.
+    pub(super) async fn start_background(&self) -> StoreResult<()> {
+        Ok(())
+    }
+
+    async fn stop_background(&self) {}
 }
 
 impl SqliteStore {
@@ -252,7 +302,11 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5));
+            .busy_timeout(Duration::from_secs(5))
+            // Room for every statement text the store uses, the inbound round's scripts
+            // (one per mix of kinds in a round) among them: sqlx's default of 100 would
+            // have some prepared again and again.
+            .statement_cache_capacity(1000);
         let file = options.get_filename();
         if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty())
             && !url.contains(":memory:")
@@ -263,25 +317,16 @@ impl SqliteStore {
         }
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         let db_file = (!in_memory).then(|| file.to_path_buf());
-        // One connection: SQLite has one writer at a time, and several connections writing
-        // at once wait on each other in SQLite's busy handler (sleeping, then failing with
-        // "database is locked"). Queued on the pool instead, writes go one after another at
-        // full speed (see BENCHMARKS.md).
-        let mut pool_options = SqlitePoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(Duration::from_secs(30));
-        if in_memory {
-            // An in-memory database lives as long as a connection to it: keep one, forever.
-            pool_options = pool_options
-                .max_connections(1)
-                .min_connections(1)
-                .idle_timeout(None)
-                .max_lifetime(None);
-        }
-        let pool = pool_options.connect_with(options).await?;
+        // One connection for everything (see `sqlite_db`); an in-memory database lives as
+        // long as it does.
+        let db = SqliteDb::new(sqlx::SqliteConnection::connect_with(&options).await?);
         let queue = UpdateQueue::new(db_file, update_queue::CAPACITY);
         Ok(SqliteStore {
-            pool,
+            db,
+            checkpoints: Arc::new(Background {
+                options: (!in_memory).then_some(options),
+                running: Default::default(),
+            }),
             hot: Arc::new(Hot {
                 updates: Some(Arc::new(queue)),
                 ..Hot::default()
@@ -293,20 +338,20 @@ impl SqliteStore {
 /// PostgreSQL store.
 #[derive(Debug, Clone)]
 pub struct PgStore {
-    pub(super) pool: PgPool,
+    pub(super) db: PgPool,
     pub(super) hot: Arc<Hot>,
 }
 
 impl PgStore {
     /// Connects to a `postgres://` URL.
     pub async fn connect(url: &str, acquire_timeout: Duration) -> StoreResult<PgStore> {
-        let pool = PgPoolOptions::new()
+        let db = PgPoolOptions::new()
             .max_connections(10)
             .acquire_timeout(acquire_timeout)
             .connect(url)
             .await?;
         Ok(PgStore {
-            pool,
+            db,
             hot: Arc::default(),
         })
     }
@@ -370,17 +415,19 @@ macro_rules! sql_store {
             }
 
             async fn migrate(&self) -> StoreResult<()> {
-                migrator($migrations).run(&self.pool).await?;
+                let mut conn = self.db.acquire().await?;
+                migrator($migrations).run_direct(None, &mut *conn, false).await?;
                 Ok(())
             }
 
             async fn ping(&self) -> StoreResult<()> {
-                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                sqlx::query("SELECT 1").execute(&self.db).await?;
                 Ok(())
             }
 
             async fn close(&self) {
-                self.pool.close().await;
+                self.stop_background().await;
+                self.db.close().await;
                 if let Some(queue) = &self.hot.updates {
                     queue.disown();
                 }
@@ -389,7 +436,7 @@ macro_rules! sql_store {
             async fn get_meta(&self, name: &str) -> StoreResult<Option<String>> {
                 let row = sqlx::query("SELECT value FROM meta WHERE name = $1")
                     .bind(name)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&self.db)
                     .await?;
                 Ok(row.map(|r| r.try_get("value")).transpose()?)
             }
@@ -400,7 +447,7 @@ macro_rules! sql_store {
                 )
                 .bind(name)
                 .bind(value)
-                .execute(&self.pool)
+                .execute(&self.db)
                 .await?;
                 self.get_meta(name)
                     .await?
@@ -412,7 +459,7 @@ macro_rules! sql_store {
                     .bind(&t.id)
                     .bind(&t.name)
                     .bind(t.created_at)
-                    .execute(&self.pool)
+                    .execute(&self.db)
                     .await?;
                 Ok(())
             }
@@ -421,7 +468,7 @@ macro_rules! sql_store {
                 let sql = format!("SELECT {TENANT_COLS} FROM tenants WHERE id = $1");
                 sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(id)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&self.db)
                     .await?
                     .as_ref()
                     .map(Self::tenant)
@@ -442,7 +489,7 @@ macro_rules! sql_store {
                     .bind(only)
                     .bind(page.after.as_deref())
                     .bind(i64::from(page.size()) + 1)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&self.db)
                     .await?;
                 let items = rows.iter().map(Self::tenant).collect::<StoreResult<Vec<_>>>()?;
                 Ok(Listed::from_overfetch(items, page, |t| &t.id))
@@ -462,7 +509,7 @@ macro_rules! sql_store {
                 .bind(&k.hash)
                 .bind(k.created_at)
                 .bind(k.revoked_at)
-                .execute(&self.pool)
+                .execute(&self.db)
                 .await;
                 match result {
                     Ok(_) => Ok(()),
@@ -477,7 +524,7 @@ macro_rules! sql_store {
                 let sql = format!("SELECT {KEY_COLS} FROM api_keys WHERE id = $1");
                 sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(id)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&self.db)
                     .await?
                     .as_ref()
                     .map(Self::key)
@@ -491,7 +538,7 @@ macro_rules! sql_store {
                 let sql = format!("SELECT {KEY_COLS} FROM api_keys WHERE prefix = $1 LIMIT 16");
                 sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(prefix)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&self.db)
                     .await?
                     .iter()
                     .map(Self::key)
@@ -502,7 +549,7 @@ macro_rules! sql_store {
                 let sql = format!("SELECT {KEY_COLS} FROM api_keys WHERE hash = $1");
                 sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(hash)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&self.db)
                     .await?
                     .as_ref()
                     .map(Self::key)
@@ -528,7 +575,7 @@ macro_rules! sql_store {
                     .bind(tenant)
                     .bind(page.after.as_deref())
                     .bind(i64::from(page.size()) + 1)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&self.db)
                     .await?;
                 let items = rows.iter().map(Self::key).collect::<StoreResult<Vec<_>>>()?;
                 Ok(Listed::from_overfetch(items, page, |k| &k.id))
@@ -540,7 +587,7 @@ macro_rules! sql_store {
                 )
                 .bind(id)
                 .bind(at)
-                .execute(&self.pool)
+                .execute(&self.db)
                 .await?;
                 Ok(done.rows_affected() == 1)
             }
@@ -549,7 +596,7 @@ macro_rules! sql_store {
                 let row = sqlx::query(
                     "SELECT COUNT(*) AS n FROM api_keys WHERE scope = 'admin' AND revoked_at IS NULL",
                 )
-                .fetch_one(&self.pool)
+                .fetch_one(&self.db)
                 .await?;
                 Ok(row.try_get("n")?)
             }
@@ -572,7 +619,7 @@ macro_rules! sql_store {
                     .bind(b.enabled)
                     .bind(b.created_at)
                     .bind(b.updated_at)
-                    .execute(&self.pool)
+                    .execute(&self.db)
                     .await;
                 match result {
                     Ok(_) => Ok(()),
@@ -593,7 +640,7 @@ macro_rules! sql_store {
                 let sql = format!("SELECT {BOT_COLS} FROM bots WHERE id = $1");
                 let bot = sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(id)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&self.db)
                     .await?
                     .as_ref()
                     .map(Self::bot)
@@ -611,7 +658,7 @@ macro_rules! sql_store {
                 let sql = format!("SELECT {BOT_COLS} FROM bots WHERE telegram_id = $1");
                 sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(telegram_id)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&self.db)
                     .await?
                     .as_ref()
                     .map(Self::bot)
@@ -635,7 +682,7 @@ macro_rules! sql_store {
                     .bind(filter.mode.map(BotMode::as_str))
                     .bind(page.after.as_deref())
                     .bind(i64::from(page.size()) + 1)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&self.db)
                     .await?;
                 let items = rows.iter().map(Self::bot).collect::<StoreResult<Vec<_>>>()?;
                 Ok(Listed::from_overfetch(items, page, |b| &b.id))
@@ -647,7 +694,7 @@ macro_rules! sql_store {
                         .bind(id)
                         .bind(enabled)
                         .bind(at)
-                        .execute(&self.pool)
+                        .execute(&self.db)
                         .await;
                 // After the write: a read racing it cannot cache the old row (see cache.rs).
                 self.hot.bots.forget(id);
@@ -671,7 +718,7 @@ macro_rules! sql_store {
                 .bind(webhook_url)
                 .bind(webhook_secret_sealed)
                 .bind(at)
-                .execute(&self.pool)
+                .execute(&self.db)
                 .await;
                 self.hot.bots.forget(id);
                 Ok(done?.rows_affected() == 1)
@@ -680,7 +727,7 @@ macro_rules! sql_store {
             async fn delete_bot(&self, id: &str) -> StoreResult<bool> {
                 let done = sqlx::query("DELETE FROM bots WHERE id = $1")
                     .bind(id)
-                    .execute(&self.pool)
+                    .execute(&self.db)
                     .await;
                 self.hot.bots.forget(id);
                 self.hot.commands.forget(id);

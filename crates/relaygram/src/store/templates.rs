@@ -80,7 +80,7 @@ macro_rules! templates_store {
                 .bind(t.description.as_deref())
                 .bind(t.created_at)
                 .bind(t.updated_at)
-                .execute(&self.pool)
+                .execute(&self.db)
                 .await;
                 match result {
                     Ok(_) => Ok(()),
@@ -103,7 +103,7 @@ macro_rules! templates_store {
                 sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(tenant_id)
                     .bind(key)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&self.db)
                     .await?
                     .as_ref()
                     .map(Self::template)
@@ -124,7 +124,7 @@ macro_rules! templates_store {
                     .bind(tenant_id)
                     .bind(page.after.as_deref())
                     .bind(i64::from(page.size()) + 1)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&self.db)
                     .await?;
                 let items = rows
                     .iter()
@@ -145,7 +145,7 @@ macro_rules! templates_store {
                 .bind(buttons_json(t)?)
                 .bind(t.description.as_deref())
                 .bind(t.updated_at)
-                .execute(&self.pool)
+                .execute(&self.db)
                 .await?;
                 Ok(done.rows_affected() == 1)
             }
@@ -154,7 +154,7 @@ macro_rules! templates_store {
                 let done = sqlx::query("DELETE FROM templates WHERE tenant_id = $1 AND key = $2")
                     .bind(tenant_id)
                     .bind(key)
-                    .execute(&self.pool)
+                    .execute(&self.db)
                     .await?;
                 Ok(done.rows_affected() == 1)
             }

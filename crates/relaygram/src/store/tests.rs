@@ -277,7 +277,7 @@ async fn sqlite_uses_wal_and_creates_its_folder() {
         .unwrap();
     store.migrate().await.unwrap();
     let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
-        .fetch_one(&store.pool)
+        .fetch_one(&store.db)
         .await
         .unwrap();
     assert_eq!(mode, "wal");
@@ -441,7 +441,8 @@ async fn commands_story_on_every_engine() {
 
 /// The router's replies, stored with their updates' outcomes: one message per origin however
 /// often (and however concurrently) it is queued, a replay's outcome naming the message
-/// that holds the reply, button data stored, an origin taken for good.
+/// that holds the reply (message ids are named by their origin), button data stored, an
+/// origin taken for good.
 async fn replies_story(store: Arc<dyn Store>) {
     let engine = store.engine();
     store.insert_tenant(&tenant("ten_r", "R")).await.unwrap();
@@ -449,7 +450,7 @@ async fn replies_story(store: Arc<dyn Store>) {
     let reply = |n: u32, key: &str, now: i64| {
         NewReply {
         request_id: format!("req_r{n}"),
-        message_id: format!("msg_r{n}"),
+        message_id: crate::ids::derived_id("msg", 1, key),
         tenant_id: "ten_r".into(),
         bot_id: "bot_r".into(),
         chat_id: 42,
@@ -508,20 +509,6 @@ async fn replies_story(store: Arc<dyn Store>) {
         }
     }
     assert_eq!(stored.len(), 4, "{engine}: one message per key: {stored:?}");
-    for n in 0..20u32 {
-        let first = stored.iter().find(|s| *s % 4 == n % 4).unwrap();
-        let u = store
-            .get_update("bot_r", i64::from(n))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(u.status, UpdateStatus::Handled, "{engine}");
-        assert_eq!(
-            u.outcome.as_deref(),
-            Some(format!("replied (reply msg_r{first})").as_str()),
-            "{engine}: update {n}"
-        );
-    }
     let filter = MessageFilter {
         tenant_id: "ten_r".into(),
         ..MessageFilter::default()
@@ -537,6 +524,26 @@ async fn replies_story(store: Arc<dyn Store>) {
             .iter()
             .all(|m| m.status == "queued" && m.chat_id == 42)
     );
+    // Every outcome names a stored message: the one its origin holds.
+    let ids: Vec<&str> = listed.items.iter().map(|m| m.id.as_str()).collect();
+    for n in 0..20u32 {
+        let u = store
+            .get_update("bot_r", i64::from(n))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(u.status, UpdateStatus::Handled, "{engine}");
+        let named = crate::ids::derived_id("msg", 1, &format!("reply:bot_r:7:{}", n % 4));
+        assert_eq!(
+            u.outcome.as_deref(),
+            Some(format!("replied (reply {named})").as_str()),
+            "{engine}: update {n}"
+        );
+        assert!(
+            ids.contains(&named.as_str()),
+            "{engine}: {named} in {ids:?}"
+        );
+    }
     let n = stored[0];
     assert_eq!(
         store
