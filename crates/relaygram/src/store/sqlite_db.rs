@@ -106,26 +106,24 @@ impl SqliteTx {
     }
 
     /// Commits, then hands the connection on.
-    pub async fn commit(mut self) -> Result<(), sqlx::Error> {
-        match self.state {
-            TxState::Managed => Manager::commit(self.conn()).await?,
-            TxState::Raw => {
-                sqlx::query("COMMIT").execute(&mut **self.conn()).await?;
-            }
-            TxState::Ended => {}
-        }
-        self.state = TxState::Ended;
-        Ok(())
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.end(true).await
     }
 
     /// Rolls back, then hands the connection on.
-    pub async fn rollback(mut self) -> Result<(), sqlx::Error> {
-        match self.state {
-            TxState::Managed => Manager::rollback(self.conn()).await?,
-            TxState::Raw => {
-                sqlx::query("ROLLBACK").execute(&mut **self.conn()).await?;
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.end(false).await
+    }
+
+    async fn end(mut self, commit: bool) -> Result<(), sqlx::Error> {
+        match (self.state, commit) {
+            (TxState::Managed, true) => Manager::commit(self.conn()).await?,
+            (TxState::Managed, false) => Manager::rollback(self.conn()).await?,
+            (TxState::Raw, _) => {
+                let sql = if commit { "COMMIT" } else { "ROLLBACK" };
+                sqlx::query(sql).execute(&mut **self.conn()).await?;
             }
-            TxState::Ended => {}
+            (TxState::Ended, _) => {}
         }
         self.state = TxState::Ended;
         Ok(())
