@@ -198,14 +198,19 @@ impl Pacer {
 mod tests {
     use super::*;
 
+    /// A pacer with Telegram's chat limits (1/s per chat, 20/min per group) and `per_bot`.
+    fn telegram_pacer(per_bot: f64) -> Pacer {
+        Pacer::new(Limits {
+            per_bot_per_second: per_bot,
+            per_chat_per_second: 1.0,
+            per_group_per_minute: 20.0,
+        })
+    }
+
     #[test]
     fn chats_paced_past_a_horizon_are_counted() {
         let now = Instant::now();
-        let mut p = Pacer::new(Limits {
-            per_bot_per_second: 0.0,
-            per_chat_per_second: 1.0,
-            per_group_per_minute: 20.0,
-        });
+        let mut p = telegram_pacer(0.0);
         assert_eq!(p.chats_paced_past(now, now), 0);
         p.reserve(1, now);
         p.reserve(2, now);
@@ -232,11 +237,7 @@ mod tests {
     #[test]
     fn a_private_chat_gets_one_message_a_second_and_a_group_one_per_three() {
         let now = Instant::now();
-        let mut p = Pacer::new(Limits {
-            per_bot_per_second: 30.0,
-            per_chat_per_second: 1.0,
-            per_group_per_minute: 20.0,
-        });
+        let mut p = telegram_pacer(30.0);
         assert_eq!(p.reserve(1, now), now);
         let second = p.reserve(1, now) - now;
         assert!(second >= Duration::from_millis(999), "{second:?}");
@@ -248,11 +249,7 @@ mod tests {
     #[test]
     fn a_released_slot_is_taken_again() {
         let now = Instant::now();
-        let mut p = Pacer::new(Limits {
-            per_bot_per_second: 30.0,
-            per_chat_per_second: 1.0,
-            per_group_per_minute: 20.0,
-        });
+        let mut p = telegram_pacer(30.0);
         assert_eq!(p.reserve(1, now), now);
         // The message was held instead of sent: its chat's next slot is free again.
         p.release(1);

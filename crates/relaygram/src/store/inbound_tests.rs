@@ -501,12 +501,25 @@ fn done(u: &UpdateRecord) -> ProcessedUpdate {
     )
 }
 
+/// A SQLite store in `dir`, set up, whose updates this server owns.
+async fn owning_sqlite(dir: &std::path::Path) -> (Arc<dyn Store>, testing::TestDatabase) {
+    let (store, db) = open("sqlite", dir).await;
+    setup(&store).await;
+    store.own_updates().await.unwrap();
+    (store, db)
+}
+
+/// The next server on `db`, owning its updates (after the first closed).
+async fn next_owner(db: &testing::TestDatabase) -> Arc<dyn Store> {
+    let next = connect(&SecretString::from(db.url.clone())).await.unwrap();
+    next.own_updates().await.unwrap();
+    next
+}
+
 #[tokio::test]
 async fn one_sqlite_server_processes_and_the_next_takes_up_what_was_left() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, db) = open("sqlite", dir.path()).await;
-    setup(&store).await;
-    store.own_updates().await.unwrap();
+    let (store, db) = owning_sqlite(dir.path()).await;
     for (id, chat, at) in [(1, 1, 10), (2, 2, 11), (3, 1, 12)] {
         assert!(
             store
@@ -532,8 +545,7 @@ async fn one_sqlite_server_processes_and_the_next_takes_up_what_was_left() {
 
     // The first stops with 2 in hand and 3 waiting: the next server takes both up.
     store.close().await;
-    let next = connect(&SecretString::from(db.url.clone())).await.unwrap();
-    next.own_updates().await.unwrap();
+    let next = next_owner(&db).await;
     let again = next.claim_updates(i64::MAX, 100).await.unwrap();
     assert_eq!(ids(&again), vec![2, 3]);
     next.close().await;
@@ -606,9 +618,7 @@ async fn a_full_sqlite_queue_loses_nothing_and_keeps_each_chat_in_order() {
 #[tokio::test]
 async fn the_owning_sqlite_server_checkpoints_its_log_in_the_background() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, db) = open("sqlite", dir.path()).await;
-    setup(&store).await;
-    store.own_updates().await.unwrap();
+    let (store, db) = owning_sqlite(dir.path()).await;
     let file = db.sqlite_file.clone().unwrap();
     let size = || std::fs::metadata(&file).map(|m| m.len()).unwrap();
     let before = size();
@@ -630,8 +640,7 @@ async fn the_owning_sqlite_server_checkpoints_its_log_in_the_background() {
     }
     // Closing stops the checkpoints; a new owner finds every update.
     store.close().await;
-    let next = connect(&SecretString::from(db.url.clone())).await.unwrap();
-    next.own_updates().await.unwrap();
+    let next = next_owner(&db).await;
     assert_eq!(next.count_open_updates().await.unwrap(), 300);
     next.close().await;
 }
