@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::content::StoredContent;
-use super::pacing::{Limits, Pacer};
+use super::pacing::{Limits, SharedPacer};
 use crate::config::SendLimits;
 use crate::ids::new_id;
 use crate::services::{ServiceError, ServiceResult, Services};
@@ -99,7 +99,7 @@ pub struct BotSender {
     config: SenderConfig,
     bot_id: String,
     token: BotToken,
-    pacer: Arc<Mutex<Pacer>>,
+    pacer: SharedPacer,
     contents: HashMap<String, Arc<StoredContent>>,
     /// Sends under way (claimed, not yet recorded): the sender claims more while they run.
     inflight: JoinSet<Attempt>,
@@ -119,10 +119,6 @@ struct Failed {
 /// the answer never came): such a send must not be repeated blindly.
 fn is_ambiguous(e: &TelegramError) -> bool {
     matches!(e, TelegramError::Unanswered(_))
-}
-
-fn lock(p: &Mutex<Pacer>) -> std::sync::MutexGuard<'_, Pacer> {
-    p.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl BotSender {
@@ -148,7 +144,7 @@ impl BotSender {
             config,
             bot_id: bot_id.to_string(),
             token,
-            pacer: Arc::new(Mutex::new(Pacer::new(limits))),
+            pacer: SharedPacer::new(limits),
             contents: HashMap::new(),
             inflight: JoinSet::new(),
         })
@@ -158,7 +154,7 @@ impl BotSender {
     pub async fn reload_limits(&mut self) -> ServiceResult<()> {
         let own = self.services.store.get_bot_limits(&self.bot_id).await?;
         let limits = Limits::resolve(&self.config.defaults, &own);
-        lock(&self.pacer).set_limits(limits);
+        self.pacer.lock().set_limits(limits);
         Ok(())
     }
 
@@ -193,14 +189,14 @@ impl BotSender {
         const WINDOW: Duration = Duration::from_millis(100);
         let now = Instant::now();
         let horizon = now + WINDOW;
-        let limits = lock(&self.pacer).limits();
+        let limits = self.pacer.lock().limits();
         let budget: usize = if limits.per_bot_per_second <= 0.0 {
             512
         } else {
             ((limits.per_bot_per_second * WINDOW.as_secs_f64()).ceil() as usize + 5).min(512)
         };
         let room = budget.saturating_sub(self.inflight.len());
-        let bot_ready = lock(&self.pacer).bot_ready_at(now);
+        let bot_ready = self.pacer.lock().bot_ready_at(now);
         let mut paced_until = (bot_ready > horizon).then_some(bot_ready);
         // Claim when the pacer allows and a good share of the budget is free (not for every
         // finished send: each claim is a transaction).
@@ -238,7 +234,7 @@ impl BotSender {
                 if slots.len() >= budget {
                     return false;
                 }
-                let mut p = lock(&pacer);
+                let mut p = pacer.lock();
                 let ready = p.chat_ready_at(c.chat_id, now).max(p.bot_ready_at(now));
                 if ready > horizon {
                     paced_until = Some(paced_until.map_or(ready, |t: Instant| t.min(ready)));
@@ -252,14 +248,14 @@ impl BotSender {
             // chat's pace, plus a few for chats with two heads (a later message of higher
             // priority). Rounded up, so the store sees few sizes. Each candidate costs the
             // claim a lane check while it holds the store (on SQLite, everyone's).
-            let passed_over = lock(&pacer).chats_paced_past(now, horizon);
+            let passed_over = pacer.lock().chats_paced_past(now, horizon);
             let limit = (budget + passed_over + 8).next_power_of_two() as i64;
             self.services
                 .store
                 .claim(&self.bot_id, now_ms, limit, &mut pick)
                 .await?
         };
-        lock(&self.pacer).prune(now);
+        self.pacer.lock().prune(now);
         // Messages whose local send time has not come, or meeting a link's quiet hours, go
         // back to their lane until then; their pacing slots are given back.
         let before: Vec<(String, i64)> =
@@ -268,7 +264,7 @@ impl BotSender {
         if claimed.len() < before.len() {
             let kept: std::collections::HashSet<&str> =
                 claimed.iter().map(|c| c.id.as_str()).collect();
-            let mut p = lock(&self.pacer);
+            let mut p = self.pacer.lock();
             for (id, chat_id) in &before {
                 if !kept.contains(id.as_str()) {
                     p.release(*chat_id);
@@ -311,11 +307,15 @@ impl BotSender {
                 let mut at = slot;
                 while sent < total {
                     if sent > c.parts_sent {
-                        at = lock(&pacer).reserve(c.chat_id, Instant::now());
+                        at = pacer.lock().reserve(c.chat_id, Instant::now());
                     }
                     tokio::time::sleep_until(at).await;
                     let (method, params) = content.call_for(sent as usize, c.chat_id);
-                    match telegram.call::<_, Value>(&token, method, &params).await {
+                    // Counted from right before it leaves until its answer is in.
+                    let permit = pacer.admit(c.chat_id).await;
+                    let answer = telegram.call::<_, Value>(&token, method, &params).await;
+                    drop(permit);
+                    match answer {
                         Ok(message) => {
                             if let Some(id) = message["message_id"].as_i64() {
                                 ids.push(id);
@@ -347,7 +347,7 @@ impl BotSender {
         // bursts a few milliseconds wide; paced, one every few milliseconds, so a longer
         // window keeps it to a few transactions per 100 ms (a chat's next message waits
         // for its recording, far less than a chat's own interval).
-        let paced = lock(&self.pacer).limits().per_bot_per_second > 0.0;
+        let paced = self.pacer.lock().limits().per_bot_per_second > 0.0;
         let gather = Duration::from_millis(if paced { 25 } else { 3 });
         let mut finished = Vec::new();
         if let Some(first) = self.inflight.join_next().await {

@@ -1,9 +1,9 @@
 //! Starting the app, and small HTTP helpers.
 
-use relaygram::config::Config;
+use relaygram::config::{Config, SendLimits};
 use relaygram::server::{self, RunningServer};
 use relaygram::store::testing;
-use relaygram_sandbox::{Sandbox, SandboxConfig};
+use relaygram_sandbox::{Limits, Sandbox, SandboxConfig};
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use secrecy::{ExposeSecret, SecretString};
@@ -12,6 +12,9 @@ use serde_json::{Value, json};
 /// Public URL used by tests that need webhook mode. Never contacted: the sandbox only
 /// delivers when there are updates, and these tests create none.
 pub const PUBLIC_URL: &str = "https://relaygram.example.com";
+
+/// How much faster than Telegram's the sandbox's limits (and relaygram's) run in tests.
+pub const TIME_SCALE: f64 = 10.0;
 
 /// Engines every suite runs on.
 pub fn engines() -> Vec<&'static str> {
@@ -86,9 +89,18 @@ impl TestApp {
     }
 
     pub async fn spawn_with(engine: &'static str, options: Options) -> TestApp {
-        let sandbox = Sandbox::start(SandboxConfig::default())
-            .await
-            .expect("sandbox starts");
+        // Every suite is judged by Telegram's limits as the strictest model has them (at most
+        // N arrivals in any sliding window), ten times faster so tests stay quick; relaygram
+        // is told the same limits. `stop` fails a test that met one of the sandbox's 429s.
+        let sandbox = Sandbox::start(SandboxConfig {
+            limits: Limits::Telegram,
+            time_scale: TIME_SCALE,
+            // 10 s of real time, as without scaling.
+            webhook_timeout: std::time::Duration::from_secs(10).mul_f64(TIME_SCALE),
+            ..SandboxConfig::default()
+        })
+        .await
+        .expect("sandbox starts");
         let dir = tempfile::tempdir().expect("tempdir");
         let db = testing::fresh(engine, dir.path()).await.expect("fresh db");
         let mut config = Config {
@@ -97,6 +109,11 @@ impl TestApp {
             public_url: options.public_url,
             telegram_api_url: sandbox.url(),
             data_dir: dir.path().join("data"),
+            limits: SendLimits {
+                per_bot_per_second: 30.0 * TIME_SCALE,
+                per_chat_per_second: 1.0 * TIME_SCALE,
+                per_group_per_minute: 20.0 * TIME_SCALE,
+            },
             ..Config::default()
         };
         if let Some(max) = options.max_body_bytes {
@@ -159,7 +176,25 @@ impl TestApp {
 
     pub async fn stop(self) {
         self.server.shutdown().await.expect("graceful shutdown");
+        let stats: Value = self
+            .http
+            .get(format!("{}/sandbox/stats", self.sandbox.url()))
+            .send()
+            .await
+            .expect("sandbox stats")
+            .json()
+            .await
+            .expect("sandbox stats");
         self.sandbox.shutdown().await;
+        // 429s the sandbox's limiter gave (not injected floods): relaygram went over a limit.
+        for bot in stats["bots"].as_array().into_iter().flatten() {
+            let by_cause = &bot["too_many_requests_by_cause"];
+            let over: i64 = ["bot", "chat", "group"]
+                .iter()
+                .map(|k| by_cause[k].as_i64().unwrap_or(0))
+                .sum();
+            assert_eq!(over, 0, "relaygram went over Telegram's limits: {bot}");
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
