@@ -1008,18 +1008,31 @@ async fn stats(State(s): State<Arc<Shared>>) -> Json<Value> {
         .map(|b| {
             json!({
                 "id": b.id, "username": b.username, "calls": b.stats.calls,
+                "accepted": b.stats.sends_accepted,
                 "sends_accepted": b.stats.sends_accepted,
                 "too_many_requests": b.stats.too_many_requests,
+                "too_many_requests_by_cause": {
+                    "bot": b.stats.refused.bot,
+                    "chat": b.stats.refused.chat,
+                    "group": b.stats.refused.group,
+                },
                 "webhook_deliveries": b.stats.webhook_deliveries,
                 "webhook_failures": b.stats.webhook_failures,
                 "pending_update_count": b.pending_count(),
                 "max_bot_per_second": b.stats.rates.max_bot_per_second,
+                "max_private_chat_per_second": b.stats.rates.max_private_chat_per_second,
+                "max_group_per_minute": b.stats.rates.max_group_per_minute,
                 "max_chat_per_second": b.stats.rates.max_chat_per_second,
                 "max_chat_per_minute": b.stats.rates.max_chat_per_minute,
             })
         })
         .collect();
-    Json(json!({"bots": bots}))
+    Json(json!({
+        "limits": w.limiter.limits().as_str(),
+        "limit_model": w.limiter.model().as_str(),
+        "time_scale": w.limiter.time_scale(),
+        "bots": bots,
+    }))
 }
 
 #[derive(Deserialize)]

@@ -25,7 +25,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use limits::Limits;
+pub use limits::{LimitModel, Limits};
 
 /// How a sandbox runs.
 #[derive(Debug, Clone)]
@@ -34,6 +34,8 @@ pub struct SandboxConfig {
     pub bind: SocketAddr,
     /// Whether Telegram's flood limits are enforced.
     pub limits: Limits,
+    /// How the limits are counted: a strict sliding window (the default) or token buckets.
+    pub limit_model: LimitModel,
     /// Runs the sandbox's clock faster (> 1) or slower (< 1): flood-limit rates, webhook
     /// retry backoff and webhook timeouts are scaled by it, so tests can exercise the same
     /// rules in less time.
@@ -48,6 +50,7 @@ impl Default for SandboxConfig {
         Self {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             limits: Limits::Off,
+            limit_model: LimitModel::Window,
             time_scale: 1.0,
             webhook_timeout: Duration::from_secs(10),
         }
@@ -100,7 +103,11 @@ impl Sandbox {
             .build()
             .map_err(std::io::Error::other)?;
         let shared = Arc::new(Shared {
-            world: std::sync::Mutex::new(world::World::new(config.limits, config.time_scale)),
+            world: std::sync::Mutex::new(world::World::new(
+                config.limits,
+                config.limit_model,
+                config.time_scale,
+            )),
             config,
             dispatch: tokio::sync::Notify::new(),
             http,
@@ -176,5 +183,7 @@ fn router(shared: Arc<Shared>) -> axum::Router {
         .merge(page::routes())
         .fallback(botapi::handle)
         .layer(axum::extract::DefaultBodyLimit::max(60 * 1024 * 1024))
+        // Outermost, so the stamp is taken before the body is read or the world locked.
+        .layer(axum::middleware::from_fn(botapi::stamp_arrival))
         .with_state(shared)
 }

@@ -10,7 +10,7 @@ use rand::distr::Alphanumeric;
 use serde_json::{Value, json};
 
 use crate::faults::Fault;
-use crate::limits::{FloodLimiter, Limits, RateStats};
+use crate::limits::{FloodLimiter, LimitModel, Limits, RateStats, RefusalCounts};
 
 /// Telegram keeps undelivered updates for a day.
 pub const UPDATE_RETENTION: Duration = Duration::from_secs(24 * 3600);
@@ -64,7 +64,10 @@ pub struct PendingUpdate {
 pub struct BotStats {
     pub calls: u64,
     pub sends_accepted: u64,
+    /// Every 429, flood-limit refusals and injected `flood` faults alike.
     pub too_many_requests: u64,
+    /// Flood-limit refusals by the limit that refused.
+    pub refused: RefusalCounts,
     pub webhook_deliveries: u64,
     pub webhook_failures: u64,
     pub rates: RateStats,
@@ -299,7 +302,7 @@ pub struct World {
 }
 
 impl World {
-    pub fn new(limits: Limits, time_scale: f64) -> Self {
+    pub fn new(limits: Limits, model: LimitModel, time_scale: f64) -> Self {
         World {
             bots: BTreeMap::new(),
             users: BTreeMap::new(),
@@ -309,7 +312,7 @@ impl World {
             callbacks: HashMap::new(),
             faults: Vec::new(),
             calls: VecDeque::new(),
-            limiter: FloodLimiter::new(limits, time_scale),
+            limiter: FloodLimiter::new(limits, model, time_scale),
             next_bot_id: 7_000_000_000,
             next_user_id: 100_000_000,
             next_group_id: 0,
@@ -319,8 +322,8 @@ impl World {
 
     /// Forgets everything but the limiter's configuration.
     pub fn reset(&mut self) {
-        let limiter = FloodLimiter::new(self.limiter.limits(), self.limiter.time_scale());
-        *self = World::new(limiter.limits(), limiter.time_scale());
+        let l = &self.limiter;
+        *self = World::new(l.limits(), l.model(), l.time_scale());
     }
 
     pub fn add_bot(&mut self, username: String, first_name: String) -> &Bot {

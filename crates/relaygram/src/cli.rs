@@ -67,6 +67,10 @@ pub struct SandboxArgs {
     /// Flood limits: `telegram` (enforced like Telegram) or `off`.
     #[arg(long, default_value = "telegram", value_parser = ["telegram", "off"])]
     pub limits: String,
+    /// How limits are counted: `window` (at most N sends in any sliding window, no bursts)
+    /// or `bucket` (token buckets that allow short bursts).
+    #[arg(long, default_value = "window", value_parser = ["window", "bucket"])]
+    pub limit_model: String,
     /// Clock speed factor (2.0 runs limits and retries twice as fast).
     #[arg(long, default_value_t = 1.0)]
     pub time_scale: f64,
@@ -393,9 +397,14 @@ pub async fn sandbox(args: SandboxArgs) -> anyhow::Result<()> {
         .limits
         .parse::<relaygram_sandbox::Limits>()
         .map_err(|e| anyhow::anyhow!("--limits: {e}"))?;
+    let limit_model = args
+        .limit_model
+        .parse::<relaygram_sandbox::LimitModel>()
+        .map_err(|e| anyhow::anyhow!("--limit-model: {e}"))?;
     let config = relaygram_sandbox::SandboxConfig {
         bind: args.bind,
         limits,
+        limit_model,
         time_scale: args.time_scale,
         ..relaygram_sandbox::SandboxConfig::default()
     };

@@ -183,11 +183,14 @@ fn replied_message(
     }
 }
 
-/// Takes a flood-limit slot or answers 429.
+/// Takes a flood-limit slot for a send that arrived at `now`, or answers 429.
 fn take_send_slot(w: &mut World, bot_id: i64, chat_id: i64, now: Instant) -> Result<(), ApiError> {
-    w.limiter
-        .try_send(bot_id, chat_id, now)
-        .map_err(ApiError::too_many_requests)
+    w.limiter.try_send(bot_id, chat_id, now).map_err(|refusal| {
+        if let Some(bot) = w.bots.get_mut(&bot_id) {
+            bot.stats.refused.count(refusal.scope);
+        }
+        ApiError::too_many_requests(refusal.retry_after)
+    })
 }
 
 /// Stores a message the bot sent and counts it.

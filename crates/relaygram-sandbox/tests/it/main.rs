@@ -11,7 +11,7 @@ mod webhooks;
 
 use std::time::Duration;
 
-use relaygram_sandbox::{Limits, Sandbox, SandboxConfig};
+use relaygram_sandbox::{LimitModel, Limits, Sandbox, SandboxConfig};
 use serde_json::{Value, json};
 
 pub struct Harness {
@@ -36,6 +36,16 @@ impl Harness {
     pub async fn with_limits(time_scale: f64) -> Harness {
         Self::with(SandboxConfig {
             limits: Limits::Telegram,
+            time_scale,
+            ..SandboxConfig::default()
+        })
+        .await
+    }
+
+    pub async fn with_model(limit_model: LimitModel, time_scale: f64) -> Harness {
+        Self::with(SandboxConfig {
+            limits: Limits::Telegram,
+            limit_model,
             time_scale,
             ..SandboxConfig::default()
         })

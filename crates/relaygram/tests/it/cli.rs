@@ -278,7 +278,15 @@ async fn sandbox_command_serves_the_bot_api_until_sigterm() {
     use tokio::io::{AsyncBufReadExt, BufReader};
 
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_relaygram"))
-        .args(["sandbox", "--bind", "127.0.0.1:0", "--limits", "off"])
+        .args([
+            "sandbox",
+            "--bind",
+            "127.0.0.1:0",
+            "--limits",
+            "off",
+            "--limit-model",
+            "bucket",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)
@@ -322,6 +330,14 @@ async fn sandbox_command_serves_the_bot_api_until_sigterm() {
         .await
         .unwrap();
     assert!(!bad.status.success());
+    let bad = tokio::process::Command::new(env!("CARGO_BIN_EXE_relaygram"))
+        .args(["sandbox", "--limit-model", "leaky"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!bad.status.success());
+    let error = String::from_utf8_lossy(&bad.stderr);
+    assert!(error.contains("--limit-model"), "{error}");
 }
 
 #[tokio::test]
