@@ -1000,6 +1000,17 @@ async fn reset(State(s): State<Arc<Shared>>) -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
+/// Milliseconds from a fixed instant of this process (the first time asked) to `at`, for
+/// arrival times in stats: only their differences mean anything.
+fn since_start(at: std::time::Instant) -> f64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let start = *START.get_or_init(std::time::Instant::now);
+    match at.checked_duration_since(start) {
+        Some(d) => d.as_secs_f64() * 1000.0,
+        None => -(start.duration_since(at).as_secs_f64() * 1000.0),
+    }
+}
+
 async fn stats(State(s): State<Arc<Shared>>) -> Json<Value> {
     let w = s.world();
     let bots: Vec<Value> = w
@@ -1024,6 +1035,8 @@ async fn stats(State(s): State<Arc<Shared>>) -> Json<Value> {
                 "max_group_per_minute": b.stats.rates.max_group_per_minute,
                 "max_chat_per_second": b.stats.rates.max_chat_per_second,
                 "max_chat_per_minute": b.stats.rates.max_chat_per_minute,
+                "first_accepted_ms": b.stats.rates.first.map(since_start),
+                "last_accepted_ms": b.stats.rates.last.map(since_start),
             })
         })
         .collect();

@@ -21,6 +21,10 @@ pub struct RateStats {
     pub max_private_chat_per_second: u32,
     /// Most sends accepted into one group, supergroup or channel in any sliding minute.
     pub max_group_per_minute: u32,
+    /// The first and the last accepted send's arrival (a judge's throughput is the sends
+    /// between them over the time between them).
+    pub first: Option<Instant>,
+    pub last: Option<Instant>,
     bot: Arrivals,
     chats: HashMap<i64, Arrivals>,
     swept: Option<Instant>,
@@ -29,6 +33,8 @@ pub struct RateStats {
 impl RateStats {
     /// Counts an accepted send that arrived at `at`.
     pub fn record(&mut self, chat_id: i64, at: Instant) {
+        self.first = Some(self.first.map_or(at, |f| f.min(at)));
+        self.last = Some(self.last.map_or(at, |l| l.max(at)));
         // The busiest window holding the new send is the only one whose count changes.
         self.bot.prune_for(at, SECOND);
         let bot = self.bot.busiest_around(at, SECOND) + 1;
