@@ -12,8 +12,8 @@ use super::request::{
 use crate::ids::new_id;
 use crate::services::{ServiceError, ServiceResult, Services};
 use crate::store::{
-    Acceptance, Accepted as StoredAccepted, BotFilter, ChatState, Fanout, MessageFilter, NewMessage,
-    NewRequest, Page, StoreError,
+    Acceptance, Accepted as StoredAccepted, BotFilter, ChatState, Fanout, MessageFilter,
+    NewMessage, NewRequest, Page, StoreError,
 };
 use crate::templates::Content;
 

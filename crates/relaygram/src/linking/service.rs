@@ -16,8 +16,7 @@ use crate::ids::{new_id, random_token};
 use crate::services::{Principal, ServiceError, ServiceResult, Services};
 use crate::store::{
     BotRecord, CancelReason, CategoryRecord, ChatState, ConnectCodeRecord, LinkFilter, LinkRecord,
-    LinkTokenRecord,
-    LinkWrite, Listed, Page, StoreError,
+    LinkTokenRecord, LinkWrite, Listed, Page, StoreError,
 };
 use crate::telegram::{BotToken, TelegramError};
 

@@ -230,25 +230,21 @@ macro_rules! consent_store {
             pub(super) async fn cancel_where(
                 conn: &mut <<$row as sqlx::Row>::Database as sqlx::Database>::Connection,
                 bot_id: &str,
-                chat_ids: &[i64],
+                chat_id: i64,
                 filter: &str,
                 extra: Option<String>,
                 reason: CancelReason,
                 now: i64,
             ) -> StoreResult<Cancelled> {
-                if chat_ids.is_empty() {
-                    return Ok(Cancelled::default());
-                }
                 // The lane index (bot_id, chat_id, status) finds them.
                 let sql = format!(
-                    "UPDATE messages SET {set} WHERE bot_id = $1 AND chat_id {chats} \
+                    "UPDATE messages SET {set} WHERE bot_id = $1 AND chat_id = $2 \
                      AND status IN ('queued', 'paused') AND ({filter}) RETURNING {CANCELLED_COLS}",
                     set = CANCEL_SET.replace("$R", "$4").replace("$D", "$5").replace("$N", "$6"),
-                    chats = $in_json.replace("$X", "$2"),
                 );
                 let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(bot_id)
-                    .bind(serde_json::to_string(chat_ids).unwrap_or_else(|_| "[]".into()))
+                    .bind(chat_id)
                     .bind(extra.unwrap_or_else(|| "[]".into()))
                     .bind(reason.as_str())
                     .bind(reason.describe())
@@ -397,7 +393,7 @@ macro_rules! consent_store {
                     );
                     let links_json = serde_json::to_string(&links).unwrap_or_else(|_| "[]".into());
                     out.cancelled.add(
-                        Self::cancel_where(&mut *tx, &bot_id, &[chat_id], &filter, Some(links_json), reason, now)
+                        Self::cancel_where(&mut *tx, &bot_id, chat_id, &filter, Some(links_json), reason, now)
                             .await?,
                     );
                     let chat = chat_wide.then_some((bot_id.as_str(), chat_id));
@@ -447,7 +443,7 @@ macro_rules! consent_store {
                     .collect::<StoreResult<Vec<_>>>()?;
                 if let Some(reason) = CancelReason::for_chat(state, chat_id) {
                     out.cancelled =
-                        Self::cancel_where(&mut *tx, bot_id, &[chat_id], "$3 IS NOT NULL", None, reason, now).await?;
+                        Self::cancel_where(&mut *tx, bot_id, chat_id, "$3 IS NOT NULL", None, reason, now).await?;
                     let tenant: Option<String> = sqlx::query("SELECT tenant_id FROM bots WHERE id = $1")
                         .bind(bot_id)
                         .fetch_optional(&mut *tx)

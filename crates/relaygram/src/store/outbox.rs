@@ -13,9 +13,9 @@ use sqlx::Row;
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 
-use super::sql::{Col, JsonRows, PgStore, SqliteStore};
 use super::cancel::CancelReason;
 use super::inbound::ChatState;
+use super::sql::{Col, JsonRows, PgStore, SqliteStore};
 use super::{Listed, Page, StoreError, StoreResult};
 
 /// Message states. `queued`, `paused` and `sending` are on the way; the others are final
