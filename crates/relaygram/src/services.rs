@@ -79,6 +79,17 @@ pub enum ServiceError {
         /// Why.
         message: String,
     },
+    /// A `chat_id` target the bot can no longer write to (the user blocked it, the bot was
+    /// removed): nothing is queued for it.
+    #[error("to: chat {chat_id} is {state}: {why}; nothing was queued")]
+    ChatUnavailable {
+        /// The chat.
+        chat_id: i64,
+        /// Its state (`blocked`, `kicked`, `left`).
+        state: &'static str,
+        /// What that means.
+        why: &'static str,
+    },
     /// Telegram refused the bot token (`getMe` failed); carries Telegram's description.
     #[error("Telegram rejected the bot token: {0}")]
     BotTokenRejected(String),

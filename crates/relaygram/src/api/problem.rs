@@ -33,6 +33,8 @@ pub mod types {
     pub const METHOD_NOT_ALLOWED: &str = "urn:relaygram:problem:method-not-allowed";
     /// The resource already exists.
     pub const CONFLICT: &str = "urn:relaygram:problem:conflict";
+    /// A `chat_id` target the bot can no longer write to (blocked, removed).
+    pub const CHAT_UNAVAILABLE: &str = "urn:relaygram:problem:chat-unavailable";
     /// Telegram refused the bot token.
     pub const BOT_TOKEN_REJECTED: &str = "urn:relaygram:problem:bot-token-rejected";
     /// A webhook needs a public URL and none is configured.
@@ -180,6 +182,13 @@ impl From<ServiceError> for AppError {
             ServiceError::Invalid { field, message } => {
                 AppError::validation(field, format!("{field}: {message}"))
             }
+            ServiceError::ChatUnavailable { .. } => AppError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                types::CHAT_UNAVAILABLE,
+                "Chat unavailable",
+                e.to_string(),
+            )
+            .with_field("to"),
             ServiceError::BotTokenRejected(description) => AppError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 types::BOT_TOKEN_REJECTED,

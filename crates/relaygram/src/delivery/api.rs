@@ -66,7 +66,10 @@ pub struct MessageView {
     /// Telegram `message_id` of each delivered part.
     pub telegram_message_ids: Vec<i64>,
     /// Class of the last error: `retry_after`, `transient`, `chat_gone`, `migrated`,
-    /// `bad_request`, `unauthorized`, `ambiguous`, `interrupted`.
+    /// `bad_request`, `unauthorized`, `ambiguous`, `interrupted`. For a `cancelled` message
+    /// whose recipient withdrew, the reason: `stopped_by_user`, `link_deleted`,
+    /// `chat_blocked`, `bot_removed`, `chat_unreachable` or `link_ended` (docs/delivery.md).
+    #[schema(example = "chat_blocked")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_class: Option<String>,
     /// The last error.
@@ -224,7 +227,7 @@ pub struct Requeued {
         (status = 401, description = "Missing, unknown or revoked key", body = Problem, content_type = PROBLEM),
         (status = 404, description = "tenant_id names another tenant", body = Problem, content_type = PROBLEM),
         (status = 409, description = "The Idempotency-Key was used with another body", body = Problem, content_type = PROBLEM),
-        (status = 422, description = "Invalid request, unknown link or category, no bot; nothing stored", body = Problem, content_type = PROBLEM),
+        (status = 422, description = "Invalid request, unknown link or category, no bot, or a chat_id target the bot can no longer write to (`chat-unavailable`: blocked, kicked, left); nothing stored", body = Problem, content_type = PROBLEM),
     ),
     security(("bearer" = []))
 )]

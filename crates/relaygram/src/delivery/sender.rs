@@ -492,18 +492,12 @@ impl BotSender {
                 (o, None)
             }
             TelegramError::ChatGone(d) => {
-                let lower = d.to_ascii_lowercase();
-                let state = if lower.contains("kicked") {
-                    "kicked"
-                } else if lower.contains("blocked") || lower.contains("deactivated") {
-                    "blocked"
-                } else {
-                    "left"
-                };
+                // The chat's state, its links and everything else waiting for it end in
+                // one transaction: the rest of its lane is cancelled, not tried.
+                let state = crate::linking::service::gone_state(d);
                 if let Err(e) = self
                     .services
-                    .store
-                    .mark_chat_gone(&self.bot_id, c.chat_id, state, now)
+                    .chat_gone(&self.bot_id, c.chat_id, state, "unreachable")
                     .await
                 {
                     tracing::error!(error = %e, "could not mark a chat gone");

@@ -12,8 +12,8 @@ use super::request::{
 use crate::ids::new_id;
 use crate::services::{ServiceError, ServiceResult, Services};
 use crate::store::{
-    Acceptance, Accepted as StoredAccepted, BotFilter, Fanout, MessageFilter, NewMessage,
-    NewRequest, Page, StoreError,
+    Acceptance, Accepted as StoredAccepted, BotFilter, ChatState, Fanout, MessageFilter,
+    NewMessage, NewRequest, Page, StoreError,
 };
 use crate::templates::Content;
 
@@ -332,6 +332,31 @@ impl Services {
                     fanouts.push((format!("{}-", new_id("msg")), Fanout::Category { key }));
                 }
             }
+        }
+        // A chat the bot can no longer write to (blocked, removed) gets nothing: refused here,
+        // one read for every chat_id target (a race with the chat's end is caught by the
+        // sender's claim).
+        let direct: Vec<(String, i64)> = rows
+            .iter()
+            .filter(|m| m.link_id.is_none())
+            .map(|m| (m.bot_id.clone(), m.chat_id))
+            .collect();
+        if let Some((_, chat_id, state)) = self
+            .store
+            .unavailable_chats(&direct)
+            .await?
+            .into_iter()
+            .min_by_key(|(_, c, _)| *c)
+        {
+            return Err(ServiceError::ChatUnavailable {
+                chat_id,
+                state: state.as_str(),
+                why: match state {
+                    ChatState::Blocked => "the user blocked the bot",
+                    ChatState::Kicked => "the bot was removed from it",
+                    _ => "the bot is not in it or cannot reach it",
+                },
+            });
         }
         Ok(Planned {
             content,

@@ -143,14 +143,21 @@ pub struct PullParams {
 pub struct EventView {
     /// Opaque id (the `webhook-id` of its deliveries).
     pub id: String,
-    /// Event type.
+    /// Event type: `command.received`, `message.received`, `callback.received`,
+    /// `chat.stopped`, `chat.member_updated`, `chat.migrated`, `link.created`,
+    /// `link.updated`, `link.removed`, `message.failed`, `message.dead`,
+    /// `message.cancelled`, …
     #[serde(rename = "type")]
     pub event_type: String,
     /// When it happened (RFC 3339, UTC).
     pub timestamp: String,
     /// The tenant.
     pub tenant_id: String,
-    /// The event's data.
+    /// The event's data. `message.cancelled` (one per request, when a recipient's link
+    /// ended or its chat was lost before sending): `{"request_id", "broadcast_id",
+    /// "bot_id", "chat_ids", "reason", "count", "message_ids"}`, `reason` one of
+    /// `stopped_by_user`, `link_deleted`, `chat_blocked`, `bot_removed`,
+    /// `chat_unreachable`, `link_ended`.
     #[schema(value_type = Object)]
     pub data: serde_json::Value,
     /// This event's position: pass as `after` to read what follows it.

@@ -546,9 +546,17 @@ impl Ctx<'_> {
             _ if private => "unblocked",
             _ => "added",
         };
-        self.services()
-            .set_chat_active(&self.bot, chat_id, state == ChatState::Active, reason)
-            .await?;
+        if state == ChatState::Active {
+            self.services()
+                .set_chat_active(&self.bot, chat_id, true, reason)
+                .await?;
+        } else {
+            // Blocked or removed: the chat's state and links change, and what was waiting
+            // for it is cancelled, at once (not with the update's outcome).
+            self.services()
+                .chat_gone(&self.bot.id, chat_id, state, reason)
+                .await?;
+        }
         self.emit(
             "chat.member_updated",
             json!({"bot_id": self.bot.id, "chat": chat, "from": m["from"], "status": status,

@@ -15,8 +15,8 @@ use super::{
 use crate::ids::{new_id, random_token};
 use crate::services::{Principal, ServiceError, ServiceResult, Services};
 use crate::store::{
-    BotRecord, CategoryRecord, ConnectCodeRecord, LinkFilter, LinkRecord, LinkTokenRecord,
-    LinkWrite, Listed, Page, StoreError,
+    BotRecord, CancelReason, CategoryRecord, ChatState, ConnectCodeRecord, LinkFilter, LinkRecord,
+    LinkTokenRecord, LinkWrite, Listed, Page, StoreError,
 };
 use crate::telegram::{BotToken, TelegramError};
 
@@ -197,6 +197,18 @@ pub struct LinkPatch {
     pub quiet_end: Option<Option<String>>,
     /// Metadata object.
     pub metadata: Option<Option<Value>>,
+}
+
+/// The state of a chat Telegram refused with `description` (a chat-gone answer).
+pub fn gone_state(description: &str) -> ChatState {
+    let lower = description.to_ascii_lowercase();
+    if lower.contains("kicked") {
+        ChatState::Kicked
+    } else if lower.contains("blocked") || lower.contains("deactivated") {
+        ChatState::Blocked
+    } else {
+        ChatState::Left
+    }
 }
 
 fn invalid(field: &'static str, message: impl Into<String>) -> ServiceError {
@@ -769,7 +781,16 @@ impl Services {
     pub async fn delete_link(&self, principal: &Principal, id: &str) -> ServiceResult<()> {
         let link = self.visible_link(principal, id).await?;
         let view = self.link_view(link.clone()).await?;
-        self.store.delete_link(&link.id).await?;
+        // What was still waiting for the link is cancelled with it: the app withdrew it.
+        let ended = self
+            .store
+            .delete_links(
+                std::slice::from_ref(&link.id),
+                CancelReason::LinkDeleted,
+                self.clock.now_millis(),
+            )
+            .await?;
+        crate::events::notify(ended.cancelled.deliveries);
         if link.active
             && let Some(bot) = self.store.get_bot(&link.bot_id).await?
         {
@@ -814,8 +835,13 @@ impl Services {
         match self.send_text(&token, link.chat_id, &text).await {
             Ok(sent) => Ok(sent["message_id"].as_i64().unwrap_or_default()),
             Err(e @ TelegramError::ChatGone(_)) => {
-                self.set_chat_active(&bot, link.chat_id, false, "unreachable")
-                    .await?;
+                self.chat_gone(
+                    &bot.id,
+                    link.chat_id,
+                    gone_state(&e.description()),
+                    "unreachable",
+                )
+                .await?;
                 Err(ServiceError::Conflict(format!(
                     "Telegram says the chat is gone ({e}); the link is now inactive"
                 )))
@@ -1101,16 +1127,58 @@ impl Services {
         Ok(moved.len())
     }
 
-    /// `/stop` confirmed: every link of the chat is removed.
+    /// `/stop` confirmed: every link of the chat is removed, and what was waiting for them
+    /// (and, in a private chat, the app's messages to it by `chat_id`) is cancelled in the
+    /// same transaction.
     pub async fn stop_chat(&self, bot: &BotRecord, chat_id: i64) -> ServiceResult<usize> {
         let links = self.store.chat_links(&bot.id, chat_id).await?;
+        let mut views = Vec::with_capacity(links.len());
         for link in &links {
-            let view = self.link_view(link.clone()).await?;
-            if self.store.delete_link(&link.id).await? {
-                self.emit_link("link.removed", &view, "stop").await?;
-            }
+            views.push(self.link_view(link.clone()).await?);
         }
-        Ok(links.len())
+        let ids: Vec<String> = links.iter().map(|l| l.id.clone()).collect();
+        let ended = self
+            .store
+            .delete_links(&ids, CancelReason::StoppedByUser, self.clock.now_millis())
+            .await?;
+        crate::events::notify(ended.cancelled.deliveries);
+        for view in views
+            .iter()
+            .filter(|v| ended.deleted.iter().any(|l| l.id == v.id))
+        {
+            self.emit_link("link.removed", view, "stop").await?;
+        }
+        Ok(ended.deleted.len())
+    }
+
+    /// The bot can no longer write to a chat (`blocked`, `kicked`, `left`): the chat takes
+    /// that state, its links become inactive (`link.updated` with `reason`) and everything
+    /// waiting for it is cancelled, in one transaction.
+    pub async fn chat_gone(
+        &self,
+        bot_id: &str,
+        chat_id: i64,
+        state: ChatState,
+        reason: &str,
+    ) -> ServiceResult<usize> {
+        let ended = self
+            .store
+            .chat_gone(bot_id, chat_id, state, self.clock.now_millis())
+            .await?;
+        crate::events::notify(ended.cancelled.deliveries);
+        if ended.cancelled.messages > 0 {
+            tracing::info!(
+                bot_id,
+                chat_id,
+                cancelled = ended.cancelled.messages,
+                "chat gone: its waiting messages were cancelled"
+            );
+        }
+        for link in &ended.deactivated {
+            let view = self.link_view(link.clone()).await?;
+            self.emit_link("link.updated", &view, reason).await?;
+        }
+        Ok(ended.deactivated.len())
     }
 
     /// The chat's settings: the state shown is the first active link's (a chat usually has

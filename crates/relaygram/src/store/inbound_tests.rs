@@ -263,7 +263,10 @@ async fn caches_follow_writes(store: Arc<dyn Store>) {
     };
     store.upsert_chat(&chat).await.unwrap();
     assert_eq!(state(5).await, Some(ChatState::Active), "{engine}");
-    store.mark_chat_gone("bot_i", 5, "kicked", 2).await.unwrap();
+    store
+        .chat_gone("bot_i", 5, ChatState::Kicked, 2)
+        .await
+        .unwrap();
     assert_eq!(state(5).await, Some(ChatState::Kicked), "{engine}");
     assert_eq!(state(-100).await, None);
     store.migrate_chat("bot_i", 5, -100, 3).await.unwrap();

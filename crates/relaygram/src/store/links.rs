@@ -266,7 +266,7 @@ const TOKEN_COLS: &str = "id, tenant_id, bot_id, token_hash, token_sealed, exter
      categories, metadata, allow_shared_chat, expires_at, used_at, link_id, created_at";
 const CODE_COLS: &str =
     "id, tenant_id, bot_id, code, label, categories, revoked_at, created_at, updated_at";
-const LINK_COLS: &str = "id, tenant_id, bot_id, external_id, chat_id, chat_type, active, \
+pub(super) const LINK_COLS: &str = "id, tenant_id, bot_id, external_id, chat_id, chat_type, active, \
      source, connect_code_id, link_token_id, telegram_user_id, metadata, timezone, quiet_start, \
      quiet_end, created_at, updated_at";
 
@@ -332,7 +332,7 @@ macro_rules! links_store {
                 })
             }
 
-            fn link_row(row: &$row) -> StoreResult<LinkRecord> {
+            pub(super) fn link_row(row: &$row) -> StoreResult<LinkRecord> {
                 Ok(LinkRecord {
                     id: row.try_get("id")?,
                     tenant_id: row.try_get("tenant_id")?,
@@ -845,7 +845,7 @@ macro_rules! links_store {
                     "UPDATE links SET active = $3, updated_at = $4 \
                      WHERE bot_id = $1 AND chat_id = $2 AND active <> $3 RETURNING {LINK_COLS}"
                 );
-                sqlx::query(sqlx::AssertSqlSafe(sql))
+                let links = sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(bot_id)
                     .bind(chat_id)
                     .bind(active)
@@ -854,7 +854,22 @@ macro_rules! links_store {
                     .await?
                     .iter()
                     .map(Self::link_row)
-                    .collect()
+                    .collect::<StoreResult<Vec<_>>>()?;
+                if active {
+                    // The chat can be written to again at once (the update that says so
+                    // stores its chat later): new messages to it must not be cancelled.
+                    sqlx::query(
+                        "UPDATE chats SET state = 'active', updated_at = $3 WHERE bot_id = $1 \
+                         AND chat_id = $2 AND state IN ('blocked', 'kicked', 'left')",
+                    )
+                    .bind(bot_id)
+                    .bind(chat_id)
+                    .bind(at)
+                    .execute(&self.db)
+                    .await?;
+                    self.hot.chats.forget(&(bot_id.to_string(), chat_id));
+                }
+                Ok(links)
             }
 
             async fn migrate_chat_links(

@@ -4,6 +4,7 @@
 
 mod batch;
 mod cache;
+mod cancel;
 mod checkpoints;
 mod commands;
 mod digests;
@@ -21,6 +22,7 @@ mod templates;
 pub mod testing;
 mod update_queue;
 
+pub use cancel::{CancelReason, Cancelled, ChatEnded, ConsentStore, LinksEnded};
 pub use commands::CommandStore;
 pub use digests::{DigestItem, DigestRecord, DigestStore, NewDigest};
 pub use events::{
@@ -310,6 +312,7 @@ pub trait Store:
     + ScheduleStore
     + HoldStore
     + DigestStore
+    + ConsentStore
     + Send
     + Sync
     + fmt::Debug

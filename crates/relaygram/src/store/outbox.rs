@@ -13,6 +13,8 @@ use sqlx::Row;
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 
+use super::cancel::CancelReason;
+use super::inbound::ChatState;
 use super::sql::{Col, JsonRows, PgStore, SqliteStore};
 use super::{Listed, Page, StoreError, StoreResult};
 
@@ -393,15 +395,6 @@ pub trait OutboxStore: Send + Sync {
     ) -> StoreResult<Vec<Claimed>>;
     /// Records the outcomes of a batch in one transaction.
     async fn record(&self, outcomes: &[Outcome], now: i64) -> StoreResult<()>;
-    /// A chat cannot be written to: the chat gets `state`, the bot's links to it become
-    /// inactive.
-    async fn mark_chat_gone(
-        &self,
-        bot_id: &str,
-        chat_id: i64,
-        state: &str,
-        now: i64,
-    ) -> StoreResult<()>;
     /// A group became a supergroup: the chat, links and unfinished messages follow.
     async fn migrate_chat(&self, bot_id: &str, from: i64, to: i64, now: i64) -> StoreResult<()>;
 
@@ -1125,8 +1118,11 @@ macro_rules! outbox_store {
                 // would prepare the statement again on every run.
                 let sql = format!(
                     "SELECT m.id, m.tenant_id, m.request_id, m.chat_id, m.link_id, m.broadcast_id, \
-                     m.attempts, m.parts_sent, m.telegram_message_ids, m.errors, m.local_at \
-                     FROM messages m \
+                     m.attempts, m.parts_sent, m.telegram_message_ids, m.errors, m.local_at, \
+                     CASE WHEN m.link_id IS NULL THEN 'none' WHEN l.id IS NULL THEN 'gone' \
+                     WHEN l.active = {t} THEN 'active' ELSE 'inactive' END AS link_state, c.state AS chat_state \
+                     FROM messages m LEFT JOIN links l ON l.id = m.link_id \
+                     LEFT JOIN chats c ON c.bot_id = m.bot_id AND c.chat_id = m.chat_id \
                      WHERE m.bot_id = $1 AND m.status = 'queued' AND m.send_at <= $2 \
                      AND m.next_attempt_at <= $2 \
                      AND NOT EXISTS (SELECT 1 FROM messages e WHERE e.bot_id = m.bot_id \
@@ -1134,7 +1130,8 @@ macro_rules! outbox_store {
                      AND e.id < m.id AND e.send_at <= $2 AND e.priority >= m.priority))) \
                      ORDER BY m.priority DESC, m.id LIMIT {limit} {lock}",
                     limit = limit.max(1),
-                    lock = $lock
+                    lock = $lock,
+                    t = $true
                 );
                 let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(bot_id)
@@ -1143,7 +1140,26 @@ macro_rules! outbox_store {
                     .await?;
                 let mut picked = Vec::new();
                 let mut chats = std::collections::HashSet::new();
+                // Lane heads whose link or chat ended after they were accepted (the two
+                // crossed, or the chat's end was learnt without its queue): cancelled here,
+                // in the claim's transaction, never sent. Two primary-key reads per
+                // candidate, joined in the same statement.
+                let mut doomed: Vec<(CancelReason, String)> = Vec::new();
                 for r in &rows {
+                    let chat_state: Option<String> = r.try_get("chat_state")?;
+                    let chat_id: i64 = r.try_get("chat_id")?;
+                    let by_chat = chat_state
+                        .as_deref()
+                        .and_then(|s| s.parse::<ChatState>().ok())
+                        .and_then(|s| CancelReason::for_chat(s, chat_id));
+                    let by_link = match r.try_get::<&str, _>("link_state")? {
+                        "gone" | "inactive" => Some(CancelReason::LinkEnded),
+                        _ => None,
+                    };
+                    if let Some(reason) = by_chat.or(by_link) {
+                        doomed.push((reason, r.try_get("id")?));
+                        continue;
+                    }
                     let c = Claimed {
                         id: r.try_get("id")?,
                         tenant_id: r.try_get("tenant_id")?,
@@ -1176,6 +1192,14 @@ macro_rules! outbox_store {
                         .bind(now)
                         .execute(&mut *tx)
                         .await?;
+                }
+                if !doomed.is_empty() {
+                    doomed.sort_by_key(|(reason, _)| reason.as_str());
+                    for group in doomed.chunk_by(|a, b| a.0 == b.0) {
+                        let ids: Vec<String> = group.iter().map(|(_, id)| id.clone()).collect();
+                        // Their events wait for the dispatcher's next look (within a second).
+                        <$store>::cancel_claimed(&mut *tx, &ids, group[0].0, now).await?;
+                    }
                 }
                 tx.commit().await?;
                 Ok(picked)
@@ -1225,35 +1249,6 @@ macro_rules! outbox_store {
                     .bind(now)
                     .execute(&self.db)
                     .await?;
-                Ok(())
-            }
-
-            async fn mark_chat_gone(
-                &self,
-                bot_id: &str,
-                chat_id: i64,
-                state: &str,
-                now: i64,
-            ) -> StoreResult<()> {
-                sqlx::query(
-                    "UPDATE chats SET state = $3, updated_at = $4 WHERE bot_id = $1 AND chat_id = $2",
-                )
-                .bind(bot_id)
-                .bind(chat_id)
-                .bind(state)
-                .bind(now)
-                .execute(&self.db)
-                .await?;
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "UPDATE links SET active = {f}, updated_at = $3 WHERE bot_id = $1 AND chat_id = $2",
-                    f = if $true == "TRUE" { "FALSE" } else { "0" }
-                )))
-                .bind(bot_id)
-                .bind(chat_id)
-                .bind(now)
-                .execute(&self.db)
-                .await?;
-                self.hot.chats.forget(&(bot_id.to_string(), chat_id));
                 Ok(())
             }
 

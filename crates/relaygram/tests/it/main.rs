@@ -6,6 +6,7 @@ mod bad_input;
 mod bots;
 mod cli;
 mod commands;
+mod consent;
 mod crash;
 mod delivery;
 mod delivery_crash;
