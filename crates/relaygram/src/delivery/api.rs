@@ -111,7 +111,9 @@ impl From<MessageRecord> for MessageView {
         MessageView {
             next_attempt_at: (m.status == "queued" && m.next_attempt_at > m.send_at)
                 .then(|| rfc3339(m.next_attempt_at)),
-            held: m.held.filter(|_| m.status == "queued" || m.status == "paused"),
+            held: m
+                .held
+                .filter(|_| m.status == "queued" || m.status == "paused"),
             id: m.id,
             request_id: m.request_id,
             bot_id: m.bot_id,
@@ -228,7 +230,10 @@ fn since(value: Option<&str>) -> ApiResult<Option<i64>> {
 
 /// The window `[since, until)`; an empty or reversed one is refused (it would count
 /// nothing and look like an answer).
-fn window(since_text: Option<&str>, until_text: Option<&str>) -> ApiResult<(Option<i64>, Option<i64>)> {
+fn window(
+    since_text: Option<&str>,
+    until_text: Option<&str>,
+) -> ApiResult<(Option<i64>, Option<i64>)> {
     let (since, until) = (since(since_text)?, time("until", until_text)?);
     if let (Some(s), Some(u)) = (since, until)
         && u <= s

@@ -602,7 +602,12 @@ async fn a_large_list_is_a_broadcast_that_pauses_resumes_and_finishes_once_each(
 }
 
 /// Links a new sandbox user to `external_id` through a link token; returns (user, link id).
-pub(crate) async fn linked(app: &TestApp, s: &Setup, name: &str, external_id: &str) -> (i64, String) {
+pub(crate) async fn linked(
+    app: &TestApp,
+    s: &Setup,
+    name: &str,
+    external_id: &str,
+) -> (i64, String) {
     let t = app
         .post(
             "/v1/link-tokens",

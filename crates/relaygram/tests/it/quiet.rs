@@ -401,7 +401,11 @@ async fn a_held_message_does_not_delay_a_later_one_to_the_same_chat() {
         sent(&n.app, &n.key, &first).await;
         assert_eq!(
             n.texts().await,
-            ["by chat".to_string(), "first".to_string(), "second".to_string()]
+            [
+                "by chat".to_string(),
+                "first".to_string(),
+                "second".to_string()
+            ]
         );
         let still = n.now(&held).await;
         assert_eq!(still["status"], "queued", "{still}");

@@ -7,7 +7,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::delivery::{linked, send, settled, setup, user};
-use crate::helpers::{Options, TestApp, engines};
+use crate::helpers::{Options, TestApp, engines, until};
 
 fn ms(text: &str) -> i64 {
     text.parse::<jiff::Timestamp>().unwrap().as_millisecond()
@@ -66,13 +66,28 @@ async fn messages_list_newest_first_with_filters_and_pages_in_both_orders() {
             )
             .await;
         assert_eq!(c.status, StatusCode::CREATED, "{}", c.text);
-        let (_, alice_link) = linked(&app, &s, "Alice", "user-1").await;
+        let (alice, alice_link) = linked(&app, &s, "Alice", "user-1").await;
         let (bob, _) = linked(&app, &s, "Bob", "user-2").await;
+        // Both links' confirmations are outbox replies: delivered (so stored) before the
+        // clock moves on.
+        until("both confirmations", || async {
+            let (a, b) = (
+                app.bot_texts(alice, &s.username).await,
+                app.bot_texts(bob, &s.username).await,
+            );
+            (!a.is_empty() && !b.is_empty()).then_some(())
+        })
+        .await;
 
         // From 11:00 on, one message a minute (the links' confirmations came before).
         let t1 = "2027-03-01T11:00:00Z";
         app.clock().set_millis(ms(t1));
-        let a = send(&app, &s.key, json!({"to": {"link_id": alice_link}, "text": "one"})).await;
+        let a = send(
+            &app,
+            &s.key,
+            json!({"to": {"link_id": alice_link}, "text": "one"}),
+        )
+        .await;
         app.clock().set_millis(ms("2027-03-01T11:01:00Z"));
         let b = send(
             &app,
@@ -81,13 +96,25 @@ async fn messages_list_newest_first_with_filters_and_pages_in_both_orders() {
         )
         .await;
         app.clock().set_millis(ms("2027-03-01T11:02:00Z"));
-        let c = send(&app, &s.key, json!({"to": {"category": "alerts"}, "text": "three"})).await;
+        let c = send(
+            &app,
+            &s.key,
+            json!({"to": {"category": "alerts"}, "text": "three"}),
+        )
+        .await;
         app.clock().set_millis(ms("2027-03-01T11:03:00Z"));
-        let d = send(&app, &s.key, json!({"to": {"external_id": "user-1"}, "text": "four"})).await;
+        let d = send(
+            &app,
+            &s.key,
+            json!({"to": {"external_id": "user-1"}, "text": "four"}),
+        )
+        .await;
 
         // Fan-outs are broadcasts and, small, list their messages too.
         for fanout in [&c, &d] {
-            let bc = fanout["broadcast_id"].as_str().unwrap_or_else(|| panic!("{fanout}"));
+            let bc = fanout["broadcast_id"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{fanout}"));
             let got = app.get(&format!("/v1/broadcasts/{bc}"), &s.key).await;
             assert_eq!(got.status, StatusCode::OK, "{}", got.text);
             assert_eq!(got.body["total"], fanout["count"]);
@@ -112,10 +139,19 @@ async fn messages_list_newest_first_with_filters_and_pages_in_both_orders() {
         // Newest first by default, oldest first with order=asc; pages agree in both.
         let since = format!("since={t1}");
         assert_eq!(listed(&app, &s.key, &since).await, newest_first);
-        assert_eq!(listed(&app, &s.key, &format!("{since}&order=desc")).await, newest_first);
-        assert_eq!(listed(&app, &s.key, &format!("{since}&order=asc")).await, oldest_first);
+        assert_eq!(
+            listed(&app, &s.key, &format!("{since}&order=desc")).await,
+            newest_first
+        );
+        assert_eq!(
+            listed(&app, &s.key, &format!("{since}&order=asc")).await,
+            oldest_first
+        );
         assert_eq!(paged(&app, &s.key, &since).await, newest_first);
-        assert_eq!(paged(&app, &s.key, &format!("{since}&order=asc")).await, oldest_first);
+        assert_eq!(
+            paged(&app, &s.key, &format!("{since}&order=asc")).await,
+            oldest_first
+        );
         // Without a window, the newest five are these.
         assert_eq!(listed(&app, &s.key, "limit=5").await, newest_first);
 
@@ -131,16 +167,32 @@ async fn messages_list_newest_first_with_filters_and_pages_in_both_orders() {
             alices
         );
         assert_eq!(
-            listed(&app, &s.key, &format!("{since}&external_id=user-1&order=asc")).await,
+            listed(
+                &app,
+                &s.key,
+                &format!("{since}&external_id=user-1&order=asc")
+            )
+            .await,
             alices.iter().rev().cloned().collect::<Vec<_>>()
         );
         assert!(listed(&app, &s.key, "external_id=nobody").await.is_empty());
         // By category (each message says so) and by request.
         let cat = app.get("/v1/messages?category=alerts", &s.key).await;
         assert_eq!(ids(&cat.body), newest_first[1..3].to_vec(), "{}", cat.text);
-        assert!(cat.body["data"].as_array().unwrap().iter().all(|m| m["category"] == "alerts"));
+        assert!(
+            cat.body["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|m| m["category"] == "alerts")
+        );
         assert_eq!(
-            listed(&app, &s.key, &format!("request_id={}", c["request_id"].as_str().unwrap())).await,
+            listed(
+                &app,
+                &s.key,
+                &format!("request_id={}", c["request_id"].as_str().unwrap())
+            )
+            .await,
             newest_first[1..3].to_vec()
         );
         // The window: since inclusive, until exclusive.
@@ -159,7 +211,12 @@ async fn messages_list_newest_first_with_filters_and_pages_in_both_orders() {
         );
         // Filters combine.
         assert_eq!(
-            listed(&app, &s.key, &format!("category=alerts&link_id={alice_link}")).await,
+            listed(
+                &app,
+                &s.key,
+                &format!("category=alerts&link_id={alice_link}")
+            )
+            .await,
             vec![c_alice]
         );
 
@@ -167,7 +224,10 @@ async fn messages_list_newest_first_with_filters_and_pages_in_both_orders() {
         for (query, field) in [
             ("order=sideways", "order"),
             ("until=yesterday", "until"),
-            ("since=2027-03-01T11:00:00Z&until=2027-03-01T11:00:00Z", "until"),
+            (
+                "since=2027-03-01T11:00:00Z&until=2027-03-01T11:00:00Z",
+                "until",
+            ),
         ] {
             let r = app.get(&format!("/v1/messages?{query}"), &s.key).await;
             r.assert_problem(422, "validation-failed");
@@ -229,7 +289,13 @@ async fn stats_count_each_state_per_tenant_with_filters_and_a_window() {
             (&b.key, &b_sent, "sent"),
             (&a.key, &later, "sent"),
         ] {
-            settled(&app, key, accepted["messages"][0]["id"].as_str().unwrap(), status).await;
+            settled(
+                &app,
+                key,
+                accepted["messages"][0]["id"].as_str().unwrap(),
+                status,
+            )
+            .await;
         }
 
         // The first hour of tenant A: its counts only, in total and per bot.
@@ -239,7 +305,14 @@ async fn stats_count_each_state_per_tenant_with_filters_and_a_window() {
         assert_eq!(s["tenant_id"], a.tenant.as_str());
         assert_eq!(s["since"], t1);
         assert_eq!(s["until"], "2027-03-01T12:00:00Z");
-        for state in ["queued", "sending", "dead", "unknown", "paused", "cancelled"] {
+        for state in [
+            "queued",
+            "sending",
+            "dead",
+            "unknown",
+            "paused",
+            "cancelled",
+        ] {
             assert_eq!(s["totals"][state], 0, "{state}: {s}");
         }
         assert_eq!(s["bots"].as_array().unwrap().len(), 1, "{s}");
@@ -248,7 +321,10 @@ async fn stats_count_each_state_per_tenant_with_filters_and_a_window() {
         assert_eq!(s["bots"][0]["throttled"], 1);
         // All time and after the first hour.
         assert_eq!(totals(&stats(&app, &a.key, "").await), (3, 1, 1));
-        assert_eq!(totals(&stats(&app, &a.key, "since=2027-03-01T12:00:00Z").await), (1, 0, 0));
+        assert_eq!(
+            totals(&stats(&app, &a.key, "since=2027-03-01T12:00:00Z").await),
+            (1, 0, 0)
+        );
         // With filters: a chat, a request, a state.
         assert_eq!(
             totals(&stats(&app, &a.key, &format!("{hour}&chat_id={alice}")).await),
@@ -258,10 +334,18 @@ async fn stats_count_each_state_per_tenant_with_filters_and_a_window() {
             totals(&stats(&app, &a.key, &format!("request_id={failed_request}")).await),
             (0, 0, 1)
         );
-        assert_eq!(totals(&stats(&app, &a.key, "status=throttled").await), (0, 1, 0));
+        assert_eq!(
+            totals(&stats(&app, &a.key, "status=throttled").await),
+            (0, 1, 0)
+        );
         // Tenant B's, by its key and by the admin's; every tenant's for the admin alone.
         assert_eq!(totals(&stats(&app, &b.key, &hour).await), (1, 0, 0));
-        let admin_b = stats(&app, &app.admin_key, &format!("{hour}&tenant_id={}", b.tenant)).await;
+        let admin_b = stats(
+            &app,
+            &app.admin_key,
+            &format!("{hour}&tenant_id={}", b.tenant),
+        )
+        .await;
         assert_eq!(totals(&admin_b), (1, 0, 0));
         assert_eq!(admin_b["tenant_id"], b.tenant.as_str());
         let every = stats(&app, &app.admin_key, &hour).await;
@@ -272,9 +356,12 @@ async fn stats_count_each_state_per_tenant_with_filters_and_a_window() {
         app.get(&format!("/v1/stats?tenant_id={}", b.tenant), &a.key)
             .await
             .assert_problem(404, "not-found");
-        app.get("/v1/stats?since=2027-03-01T12:00:00Z&until=2027-03-01T11:00:00Z", &a.key)
-            .await
-            .assert_problem(422, "validation-failed");
+        app.get(
+            "/v1/stats?since=2027-03-01T12:00:00Z&until=2027-03-01T11:00:00Z",
+            &a.key,
+        )
+        .await
+        .assert_problem(422, "validation-failed");
         app.stop().await;
     }
 }
@@ -311,23 +398,41 @@ async fn the_send_body_limit_fits_the_longest_list_of_targets() {
         let max = body(relaygram::delivery::request::MAX_TARGETS, Some(limit));
         assert_eq!(max.len(), limit);
         let a = app
-            .raw(Method::POST, "/v1/messages", Some(&s.key), "application/json", max)
+            .raw(
+                Method::POST,
+                "/v1/messages",
+                Some(&s.key),
+                "application/json",
+                max,
+            )
             .await;
         assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.text);
         assert_eq!(a.body["count"], 10_000);
         assert!(a.body["broadcast_id"].is_string(), "{}", a.text);
         let over = body(relaygram::delivery::request::MAX_TARGETS + 1, None);
         let r = app
-            .raw(Method::POST, "/v1/messages", Some(&s.key), "application/json", over)
+            .raw(
+                Method::POST,
+                "/v1/messages",
+                Some(&s.key),
+                "application/json",
+                over,
+            )
             .await;
         r.assert_problem(422, "validation-failed");
         assert_eq!(r.body["field"], "to", "{}", r.text);
         assert!(r.text.contains("more than 10000 targets"), "{}", r.text);
         // One byte over the limit: a 413 problem, and nothing stored.
         let too_big = body(10, Some(limit + 1));
-        app.raw(Method::POST, "/v1/messages", Some(&s.key), "application/json", too_big)
-            .await
-            .assert_problem(413, "payload-too-large");
+        app.raw(
+            Method::POST,
+            "/v1/messages",
+            Some(&s.key),
+            "application/json",
+            too_big,
+        )
+        .await
+        .assert_problem(413, "payload-too-large");
         // Other routes keep the server's limit.
         let big_name = json!({"name": "x".repeat(relaygram::config::DEFAULT_MAX_BODY_BYTES)});
         app.post("/v1/tenants", &app.admin_key, big_name)
