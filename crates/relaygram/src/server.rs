@@ -179,7 +179,7 @@ pub fn app(services: Services, config: &Config) -> Router {
         services,
         metrics: metrics_handle(),
     };
-    api::router(state)
+    api::router(state, config.max_body_bytes)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(record_metrics))

@@ -85,7 +85,10 @@ impl Modify for BearerAuth {
 )]
 struct ApiDoc;
 
-fn routes() -> OpenApiRouter<AppState> {
+/// The routes; `POST /v1/messages` accepts bodies up to `send_body_bytes` (the others are
+/// capped by the server's `max_body_bytes`).
+fn routes(send_body_bytes: usize) -> OpenApiRouter<AppState> {
+    use utoipa_axum::router::UtoipaMethodRouterExt;
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(create_tenant, list_tenants))
         .routes(routes!(get_tenant))
@@ -116,10 +119,11 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(crate::events::http::pull_events))
         .routes(routes!(crate::events::http::get_event))
         .routes(routes!(crate::events::http::replay_event))
-        .routes(routes!(
-            crate::delivery::api::send_message,
-            crate::delivery::api::list_messages
-        ))
+        .routes(
+            routes!(crate::delivery::api::send_message)
+                .layer(axum::extract::DefaultBodyLimit::max(send_body_bytes)),
+        )
+        .routes(routes!(crate::delivery::api::list_messages))
         .routes(routes!(crate::delivery::api::get_message))
         .routes(routes!(crate::delivery::api::retry_message))
         .routes(routes!(crate::delivery::api::retry_messages))
@@ -193,12 +197,19 @@ fn routes() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI 3.1 document generated from the routes.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes().split_for_parts().1
+    routes(crate::delivery::request::send_body_limit(
+        crate::config::DEFAULT_MAX_BODY_BYTES,
+    ))
+    .split_for_parts()
+    .1
 }
 
 /// Builds the API router (without global middleware); it serves its own OpenAPI document.
-pub fn router(state: AppState) -> Router {
-    let (router, openapi) = routes().split_for_parts();
+/// `max_body_bytes` is the server's body limit; `POST /v1/messages` gets room for the
+/// longest list of targets on top ([`crate::delivery::request::send_body_limit`]).
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    let (router, openapi) =
+        routes(crate::delivery::request::send_body_limit(max_body_bytes)).split_for_parts();
     let json = openapi
         .to_pretty_json()
         .unwrap_or_else(|_| "{}".to_string());

@@ -14,7 +14,7 @@ use crate::api::problem::Problem;
 use crate::api::views::page;
 use crate::api::{ApiJson, ApiQuery, AppError, AppState, Auth};
 use crate::ids::rfc3339;
-use crate::store::{MessageFilter, MessageRecord};
+use crate::store::{ListOrder, MessageFilter, MessageRecord};
 
 const PROBLEM: &str = "application/problem+json";
 
@@ -99,6 +99,14 @@ pub struct MessageView {
     /// Reached its final state at.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<String>,
+    /// The category of the fan-out (`{"category": …}` target) that made it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    /// While `queued`: why it waits aside, `quiet` (its link's quiet hours, until
+    /// `next_attempt_at`) or `local` (its `send_at_local`, until `send_at`). A held
+    /// message does not hold up later messages to its chat.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held: Option<String>,
 }
 
 impl From<MessageRecord> for MessageView {
@@ -106,6 +114,9 @@ impl From<MessageRecord> for MessageView {
         MessageView {
             next_attempt_at: (m.status == "queued" && m.next_attempt_at > m.send_at)
                 .then(|| rfc3339(m.next_attempt_at)),
+            held: m
+                .held
+                .filter(|_| m.status == "queued" || m.status == "paused"),
             id: m.id,
             request_id: m.request_id,
             bot_id: m.bot_id,
@@ -128,6 +139,7 @@ impl From<MessageRecord> for MessageView {
             created_at: rfc3339(m.created_at),
             updated_at: rfc3339(m.updated_at),
             finished_at: m.finished_at.map(rfc3339),
+            category: m.category,
         }
     }
 }
@@ -135,13 +147,13 @@ impl From<MessageRecord> for MessageView {
 /// A page of messages.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct MessageList {
-    /// Messages in acceptance order.
+    /// Messages, newest first (or oldest first with `order=asc`).
     pub data: Vec<MessageView>,
     /// Cursor for the next page.
     pub next_cursor: Option<String>,
 }
 
-/// Filters of `GET /v1/messages` (and of a retry by filter).
+/// Filters of `GET /v1/messages`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct MessageListParams {
@@ -155,24 +167,97 @@ pub struct MessageListParams {
     pub chat_id: Option<i64>,
     /// Only this broadcast.
     pub broadcast_id: Option<String>,
+    /// Only messages addressed through this link.
+    pub link_id: Option<String>,
+    /// Only messages addressed through a link of this app user (whichever target named it).
+    pub external_id: Option<String>,
+    /// Only messages of a fan-out to this category (`{"category": …}` targets).
+    pub category: Option<String>,
+    /// Only the messages of this request (`request_id` of the `202`).
+    pub request_id: Option<String>,
     /// Only accepted at or after this time (RFC 3339).
     pub since: Option<String>,
+    /// Only accepted before this time (RFC 3339).
+    pub until: Option<String>,
+    /// `desc` (newest first, the default) or `asc`.
+    pub order: Option<String>,
     /// Page size, 1 to 200 (default 50).
     pub limit: Option<u32>,
-    /// Cursor: `next_cursor` of the previous page.
+    /// Cursor: `next_cursor` of the previous page (in the same order).
     pub after: Option<String>,
 }
 
-fn since(value: Option<&str>) -> ApiResult<Option<i64>> {
+/// Filters and window of `GET /v1/stats`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StatsParams {
+    /// The tenant (an admin key without it counts every tenant).
+    pub tenant_id: Option<String>,
+    /// Only this state.
+    pub status: Option<String>,
+    /// Only this bot.
+    pub bot_id: Option<String>,
+    /// Only this chat.
+    pub chat_id: Option<i64>,
+    /// Only this broadcast.
+    pub broadcast_id: Option<String>,
+    /// Only messages addressed through this link.
+    pub link_id: Option<String>,
+    /// Only messages addressed through a link of this app user.
+    pub external_id: Option<String>,
+    /// Only messages of a fan-out to this category.
+    pub category: Option<String>,
+    /// Only the messages of this request.
+    pub request_id: Option<String>,
+    /// Window start: accepted at or after this time (RFC 3339).
+    pub since: Option<String>,
+    /// Window end: accepted before this time (RFC 3339).
+    pub until: Option<String>,
+}
+
+fn time(field: &'static str, value: Option<&str>) -> ApiResult<Option<i64>> {
     value
         .map(|v| {
             v.parse::<jiff::Timestamp>()
                 .map(|t| t.as_millisecond())
                 .map_err(|e| {
-                    AppError::validation("since", format!("since: must be an RFC 3339 time: {e}"))
+                    AppError::validation(field, format!("{field}: must be an RFC 3339 time: {e}"))
                 })
         })
         .transpose()
+}
+
+fn since(value: Option<&str>) -> ApiResult<Option<i64>> {
+    time("since", value)
+}
+
+/// The window `[since, until)`; an empty or reversed one is refused (it would count
+/// nothing and look like an answer).
+fn window(
+    since_text: Option<&str>,
+    until_text: Option<&str>,
+) -> ApiResult<(Option<i64>, Option<i64>)> {
+    let (since, until) = (since(since_text)?, time("until", until_text)?);
+    if let (Some(s), Some(u)) = (since, until)
+        && u <= s
+    {
+        return Err(AppError::validation(
+            "until",
+            "until: must be later than since",
+        ));
+    }
+    Ok((since, until))
+}
+
+fn order(value: Option<&str>) -> ApiResult<ListOrder> {
+    match value {
+        None | Some("desc") => Ok(ListOrder::Desc),
+        Some("asc") => Ok(ListOrder::Asc),
+        Some(_) => Err(AppError::validation(
+            "order",
+            "order: must be desc (newest first, the default) or asc",
+        )),
+    }
 }
 
 /// `POST /v1/messages/{id}/retry`.
@@ -286,7 +371,7 @@ pub async fn get_message(
     Ok(Json(state.services.get_message(&tenant, &id).await?.into()))
 }
 
-/// Messages, filtered, in acceptance order (cursor pages).
+/// Messages, filtered, newest first (`order=asc`: oldest first), in cursor pages.
 #[utoipa::path(
     get, path = "/v1/messages", tag = "messages",
     params(MessageListParams),
@@ -308,13 +393,20 @@ pub async fn list_messages(
         .acting_tenant(&principal, q.tenant_id.as_deref())
         .await?;
     let page = page(q.limit, q.after)?;
+    let (since, until) = window(q.since.as_deref(), q.until.as_deref())?;
     let filter = MessageFilter {
         tenant_id: tenant,
         status: q.status,
         bot_id: q.bot_id,
         chat_id: q.chat_id,
-        since: since(q.since.as_deref())?,
+        since,
+        until,
         broadcast_id: q.broadcast_id,
+        link_id: q.link_id,
+        external_id: q.external_id,
+        category: q.category,
+        request_id: q.request_id,
+        order: order(q.order.as_deref())?,
     };
     let listed = state.services.list_messages(&filter, &page).await?;
     Ok(Json(MessageList {
@@ -386,6 +478,7 @@ pub async fn retry_messages(
         chat_id: body.chat_id,
         since: since(body.since.as_deref())?,
         broadcast_id: body.broadcast_id,
+        ..MessageFilter::default()
     };
     let requeued = state.services.retry_messages(&filter, body.anyway).await?;
     Ok(Json(Requeued { requeued }))
@@ -531,28 +624,49 @@ pub async fn cancel_broadcast(
     control(&state, &principal, &id, q.tenant_id.as_deref(), "cancelled").await
 }
 
-/// Per-bot delivery counters (a tenant key sees its own bots; an admin key every bot, or
-/// `tenant_id`'s).
+/// Delivery counters of a tenant (a tenant key: its own; an admin key: `tenant_id`'s, or
+/// every tenant's), in total and per bot, over the messages matching the filters and
+/// accepted in the window (`since`/`until`; all time without them).
 #[utoipa::path(
     get, path = "/v1/stats", tag = "messages",
-    params(TenantParam),
+    params(StatsParams),
     responses(
-        (status = 200, description = "Counters per bot", body = StatsView),
+        (status = 200, description = "Counters in total and per bot", body = StatsView),
         (status = 401, description = "Missing, unknown or revoked key", body = Problem, content_type = PROBLEM),
+        (status = 404, description = "tenant_id names another tenant", body = Problem, content_type = PROBLEM),
+        (status = 422, description = "Invalid filter or window", body = Problem, content_type = PROBLEM),
     ),
     security(("bearer" = []))
 )]
 pub async fn stats(
     State(state): State<AppState>,
     Auth(principal): Auth,
-    ApiQuery(q): ApiQuery<TenantParam>,
+    ApiQuery(q): ApiQuery<StatsParams>,
 ) -> ApiResult<Json<StatsView>> {
     let tenant = match (principal.tenant(), q.tenant_id.as_deref()) {
         (None, None) => None,
         (_, asked) => Some(state.services.acting_tenant(&principal, asked).await?),
     };
+    let (since, until) = window(q.since.as_deref(), q.until.as_deref())?;
+    let filter = MessageFilter {
+        tenant_id: tenant.clone().unwrap_or_default(),
+        status: q.status,
+        bot_id: q.bot_id,
+        chat_id: q.chat_id,
+        since,
+        until,
+        broadcast_id: q.broadcast_id,
+        link_id: q.link_id,
+        external_id: q.external_id,
+        category: q.category,
+        request_id: q.request_id,
+        order: ListOrder::default(),
+    };
     Ok(Json(
-        state.services.delivery_stats(tenant.as_deref()).await?,
+        state
+            .services
+            .delivery_stats(&filter, tenant.is_none())
+            .await?,
     ))
 }
 

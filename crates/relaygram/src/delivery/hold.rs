@@ -1,16 +1,20 @@
 //! The sender's hook between claiming and sending: of the messages it just claimed, those
-//! that must wait go back in their lane (`queued`, due later, the claim's attempt not
-//! counted) and the rest are returned to be sent.
+//! that must wait are put aside (`queued`, due later, marked `held`, the claim's attempt
+//! not counted) and the rest are returned to be sent.
 //!
 //! One store read decides both rules, in this order:
 //! 1. a **local send time** (`send_at_local`, [`super::local`]): the message waits until
 //!    that wall-clock time in the recipient's zone (the link's `timezone`, else the
-//!    message's `default_timezone`, else UTC). Its `send_at` moves there too, so it does
-//!    not hold up the chat's other messages (it is simply not due yet). Every message has
-//!    this rule, with or without a link; urgency does not skip it (the app asked for it);
+//!    message's `default_timezone`, else UTC). Its `send_at` moves there too (`held` =
+//!    `local`). Every message has this rule, with or without a link; urgency does not skip
+//!    it (the app asked for it);
 //! 2. **quiet hours** ([`super::quiet`]): a non-urgent message to a link whose window is on
-//!    waits until the window ends (only `next_attempt_at` moves: later messages to the chat
-//!    wait behind it, except urgent ones).
+//!    waits until the window ends (`next_attempt_at` moves, `held` = `quiet`).
+//!
+//! A held message waits out of its chat's lane (the claim skips held messages not yet
+//! due), so it never delays a later message to the chat that may go now. [`hold_for`] is
+//! also the rule a link's `PATCH` re-plans its held messages with, in the same transaction
+//! ([`crate::store::HoldStore::update_link_replanning`]).
 
 use super::local::{local_hold_until, parse_local, recipient_zone};
 use super::quiet::{QuietWindow, is_urgent};

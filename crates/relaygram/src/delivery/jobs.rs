@@ -8,7 +8,7 @@ use super::pacing::Limits;
 use crate::config::SendLimits;
 use crate::ids::rfc3339;
 use crate::services::{ServiceError, ServiceResult, Services};
-use crate::store::{BotLimitsRecord, BroadcastRecord, Listed, Page};
+use crate::store::{BotLimitsRecord, BroadcastRecord, Listed, MessageFilter, Page};
 
 /// A broadcast and its progress.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -52,11 +52,9 @@ pub struct BroadcastList {
     pub next_cursor: Option<String>,
 }
 
-/// Per-bot delivery counters.
+/// Delivery counters: messages per state, 429s and retries.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, Default)]
-pub struct BotStatsView {
-    /// The bot.
-    pub bot_id: String,
+pub struct CountsView {
     /// Waiting to be sent (including `send_at` in the future and retries).
     pub queued: i64,
     /// In flight.
@@ -81,10 +79,54 @@ pub struct BotStatsView {
     pub retries: i64,
 }
 
-/// `GET /v1/stats`.
+impl CountsView {
+    fn add(&mut self, other: &CountsView) {
+        for (mine, theirs) in [
+            (&mut self.queued, other.queued),
+            (&mut self.sending, other.sending),
+            (&mut self.sent, other.sent),
+            (&mut self.throttled, other.throttled),
+            (&mut self.failed, other.failed),
+            (&mut self.dead, other.dead),
+            (&mut self.unknown, other.unknown),
+            (&mut self.paused, other.paused),
+            (&mut self.cancelled, other.cancelled),
+            (&mut self.rate_limited, other.rate_limited),
+            (&mut self.retries, other.retries),
+        ] {
+            *mine += theirs;
+        }
+    }
+}
+
+/// One bot's counters.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, Default)]
+pub struct BotStatsView {
+    /// The bot.
+    pub bot_id: String,
+    /// Its counters.
+    #[serde(flatten)]
+    pub counts: CountsView,
+}
+
+/// `GET /v1/stats`: counters of the matching messages accepted in the window.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"tenant_id": "ten_01jd8y3k7q9x4m2n5p6r7s8t9v", "since": "2026-11-21T00:00:00Z",
+    "until": "2026-11-22T00:00:00Z", "totals": {"queued": 0, "sending": 0, "sent": 41, "throttled": 3,
+    "failed": 1, "dead": 0, "unknown": 0, "paused": 0, "cancelled": 0, "rate_limited": 0, "retries": 2},
+    "bots": [{"bot_id": "bot_01jd8y3k7q9x4m2n5p6r7s8t9x", "queued": 0, "sending": 0, "sent": 41,
+    "throttled": 3, "failed": 1, "dead": 0, "unknown": 0, "paused": 0, "cancelled": 0,
+    "rate_limited": 0, "retries": 2}]}))]
 pub struct StatsView {
-    /// One entry per bot that has messages.
+    /// The tenant counted (none: every tenant, for an admin key without `tenant_id`).
+    pub tenant_id: Option<String>,
+    /// Window start (accepted at or after), when given.
+    pub since: Option<String>,
+    /// Window end (accepted before), when given.
+    pub until: Option<String>,
+    /// The sum over every bot.
+    pub totals: CountsView,
+    /// One entry per bot that has matching messages.
     pub bots: Vec<BotStatsView>,
 }
 
@@ -201,36 +243,52 @@ impl Services {
         self.get_broadcast(tenant_id, id, defaults).await
     }
 
-    /// Per-bot counters (a tenant's, or every tenant's for `None`).
-    pub async fn delivery_stats(&self, tenant_id: Option<&str>) -> ServiceResult<StatsView> {
-        let stats = self.store.delivery_stats(tenant_id).await?;
-        Ok(StatsView {
-            bots: stats
-                .into_iter()
-                .map(|s| {
-                    let mut v = BotStatsView {
-                        bot_id: s.bot_id,
-                        rate_limited: s.rate_limited,
-                        retries: s.retries,
-                        ..BotStatsView::default()
+    /// Counters of the messages matching `filter`, in total and per bot (every tenant's
+    /// with `every_tenant`).
+    pub async fn delivery_stats(
+        &self,
+        filter: &MessageFilter,
+        every_tenant: bool,
+    ) -> ServiceResult<StatsView> {
+        let stats = self.store.delivery_stats(filter, every_tenant).await?;
+        let bots: Vec<BotStatsView> = stats
+            .into_iter()
+            .map(|s| {
+                let mut v = CountsView {
+                    rate_limited: s.rate_limited,
+                    retries: s.retries,
+                    ..CountsView::default()
+                };
+                for (status, n) in s.counts {
+                    let slot = match status.as_str() {
+                        "queued" => &mut v.queued,
+                        "sending" => &mut v.sending,
+                        "sent" => &mut v.sent,
+                        "throttled" => &mut v.throttled,
+                        "failed" => &mut v.failed,
+                        "dead" => &mut v.dead,
+                        "unknown" => &mut v.unknown,
+                        "paused" => &mut v.paused,
+                        _ => &mut v.cancelled,
                     };
-                    for (status, n) in s.counts {
-                        let slot = match status.as_str() {
-                            "queued" => &mut v.queued,
-                            "sending" => &mut v.sending,
-                            "sent" => &mut v.sent,
-                            "throttled" => &mut v.throttled,
-                            "failed" => &mut v.failed,
-                            "dead" => &mut v.dead,
-                            "unknown" => &mut v.unknown,
-                            "paused" => &mut v.paused,
-                            _ => &mut v.cancelled,
-                        };
-                        *slot += n;
-                    }
-                    v
-                })
-                .collect(),
+                    *slot += n;
+                }
+                BotStatsView {
+                    bot_id: s.bot_id,
+                    counts: v,
+                }
+            })
+            .collect();
+        let mut totals = CountsView::default();
+        for b in &bots {
+            totals.add(&b.counts);
+        }
+        Ok(StatsView {
+            tenant_id: (!every_tenant).then(|| filter.tenant_id.clone()),
+            since: filter.since.map(rfc3339),
+            until: filter.until.map(rfc3339),
+            totals,
+            bots,
         })
     }
 
@@ -239,7 +297,7 @@ impl Services {
     /// across restarts and instances. Empty (logged) when the store cannot answer.
     pub async fn delivery_metrics(&self) -> String {
         use std::fmt::Write;
-        let stats = match self.delivery_stats(None).await {
+        let stats = match self.delivery_stats(&MessageFilter::default(), true).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "delivery metrics unavailable");
@@ -254,15 +312,15 @@ impl Services {
         );
         for b in &stats.bots {
             for (status, n) in [
-                ("queued", b.queued),
-                ("sending", b.sending),
-                ("sent", b.sent),
-                ("throttled", b.throttled),
-                ("failed", b.failed),
-                ("dead", b.dead),
-                ("unknown", b.unknown),
-                ("paused", b.paused),
-                ("cancelled", b.cancelled),
+                ("queued", b.counts.queued),
+                ("sending", b.counts.sending),
+                ("sent", b.counts.sent),
+                ("throttled", b.counts.throttled),
+                ("failed", b.counts.failed),
+                ("dead", b.counts.dead),
+                ("unknown", b.counts.unknown),
+                ("paused", b.counts.paused),
+                ("cancelled", b.counts.cancelled),
             ] {
                 let _ = writeln!(
                     out,
@@ -275,12 +333,12 @@ impl Services {
             (
                 "relaygram_bot_rate_limited_total",
                 "429 answers Telegram gave a bot.",
-                (|b: &BotStatsView| b.rate_limited) as fn(&BotStatsView) -> i64,
+                (|b: &BotStatsView| b.counts.rate_limited) as fn(&BotStatsView) -> i64,
             ),
             (
                 "relaygram_bot_retries_total",
                 "Retries scheduled after transient failures.",
-                |b: &BotStatsView| b.retries,
+                |b: &BotStatsView| b.counts.retries,
             ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");

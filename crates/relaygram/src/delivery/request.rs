@@ -123,6 +123,18 @@ fn invalid(field: &'static str, message: impl Into<String>) -> ServiceError {
 /// Most targets one request may list.
 pub const MAX_TARGETS: usize = 10_000;
 
+/// Room for one listed target in a body: the longest form, `{"external_id": "…"}` (or
+/// `link_id`, `category`) with 200 bytes of id (16 + 200 + 2 bytes), its comma and white
+/// space, rounded up.
+pub const MAX_TARGET_BYTES: usize = 256;
+
+/// The body limit of `POST /v1/messages`: the longest list [`MAX_TARGETS`] ×
+/// [`MAX_TARGET_BYTES`] (2,560,000 bytes) on top of `max_body_bytes` for the rest of the
+/// request (text, buttons, data), so the documented maximum always fits.
+pub fn send_body_limit(max_body_bytes: usize) -> usize {
+    max_body_bytes.saturating_add(MAX_TARGETS * MAX_TARGET_BYTES)
+}
+
 /// Parses `to`.
 pub fn parse_targets(to: &Value) -> ServiceResult<Vec<Target>> {
     let items: Vec<&Value> = match to {

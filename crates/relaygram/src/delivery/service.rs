@@ -88,9 +88,10 @@ pub struct Accepted {
     pub status: String,
     /// Messages stored.
     pub count: i64,
-    /// The messages (left empty for broadcasts: list them with `broadcast_id`).
+    /// The messages (left empty above 200: list them with `broadcast_id`).
     pub messages: Vec<AcceptedMessage>,
-    /// The broadcast, when the request had more than 200 recipients or fanned out.
+    /// The broadcast, when the request fanned out (`external_id`, `category`) or listed
+    /// more than 200 recipients.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub broadcast_id: Option<String>,
     /// The digests a digest item went to (status `digested`).
@@ -496,6 +497,13 @@ impl Services {
             .await?;
         let now = self.clock.now_millis();
         let request_id = new_id("req");
+        // A fan-out (app user, category) is a broadcast from its first recipient, as the
+        // docs promise; a list becomes one above the threshold.
+        let broadcast_above = if plan.fanouts.is_empty() {
+            BROADCAST_THRESHOLD
+        } else {
+            0
+        };
         let is_fanout = !plan.fanouts.is_empty() || plan.rows.len() as i64 > BROADCAST_THRESHOLD;
         let mut acceptance = Acceptance {
             request: NewRequest {
@@ -521,7 +529,7 @@ impl Services {
             throttle: plan
                 .throttle
                 .map(|(k, secs)| (k, now + i64::from(secs) * 1000)),
-            broadcast: is_fanout.then(|| (new_id("bc"), BROADCAST_THRESHOLD)),
+            broadcast: is_fanout.then(|| (new_id("bc"), broadcast_above)),
             callbacks: plan.callbacks,
             idempotency: idempotency.map(|k| (k, body_hash)),
             answer: None,
@@ -618,7 +626,7 @@ impl Services {
                     // Its answer was kept with its key in the acceptance's transaction.
                     return Ok(plain);
                 }
-                let messages = if broadcast_id.is_some() {
+                let messages = if count > BROADCAST_THRESHOLD {
                     vec![]
                 } else if acceptance.fanouts.is_empty() {
                     // Exactly the listed rows were stored: answer from them (re-reading
@@ -669,9 +677,11 @@ impl Services {
         let broadcast_id = stored.iter().find_map(|m| m.broadcast_id.clone());
         let throttled = !stored.is_empty() && stored.iter().all(|m| m.status == "throttled");
         let (count, messages) = match &broadcast_id {
-            // A broadcast answers with its id; its messages are listed by the broadcast.
-            Some(_) => (self.store.count_request_messages(request_id).await?, vec![]),
-            None => (
+            // A large broadcast answers with its id; its messages are listed by the broadcast.
+            Some(_) if stored.len() as i64 > BROADCAST_THRESHOLD => {
+                (self.store.count_request_messages(request_id).await?, vec![])
+            }
+            _ => (
                 stored.len() as i64,
                 stored
                     .into_iter()

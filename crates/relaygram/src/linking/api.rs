@@ -590,7 +590,8 @@ pub async fn get_link(
     Ok(Json(state.services.get_link(&principal, &id).await?))
 }
 
-/// Change a link's category preferences, quiet hours or metadata (`link.updated`).
+/// Change a link's category preferences, quiet hours or metadata (`link.updated`). A change
+/// of quiet hours or time zone re-plans the link's held messages in the same transaction.
 #[utoipa::path(
     patch, path = "/v1/links/{id}", tag = "linking",
     params(("id" = String, Path, description = "Link id")),

@@ -763,8 +763,19 @@ impl Services {
         }
         let now = self.clock.now_millis();
         link.updated_at = now;
-        if !self.store.update_link(&link).await? {
+        // Its held messages are re-planned with the link, in one transaction: cleared
+        // quiet hours release them now, a changed window or zone moves their ends.
+        let replan = |c: &crate::store::HoldCandidate| crate::delivery::hold::hold_for(c, now);
+        let Some(replanned) = self
+            .store
+            .update_link_replanning(&link, &replan, now)
+            .await?
+        else {
             return Err(not_found("link", id));
+        };
+        if replanned > 0 {
+            // The sender may be asleep until an old end: let it look at the new ones.
+            crate::delivery::sender::wake();
         }
         if !prefs.is_empty() {
             self.store

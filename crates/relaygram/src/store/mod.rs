@@ -40,7 +40,7 @@ pub use links::{
 };
 pub use outbox::{
     Acceptance, Accepted, BotLimitsRecord, BotStats, BroadcastRecord, Claimed, FINAL_STATES,
-    Fanout, MessageFilter, MessageRecord, NewMessage, NewRequest, OutboxStore, Outcome,
+    Fanout, ListOrder, MessageFilter, MessageRecord, NewMessage, NewRequest, OutboxStore, Outcome,
 };
 pub use replies::NewReply;
 pub use schedules::{

@@ -189,9 +189,13 @@ pub struct MessageRecord {
     pub local_at: Option<String>,
     /// The zone of `local_at` for a recipient without one (`default_timezone`).
     pub local_zone: Option<String>,
+    /// The category of the fan-out that made it.
+    pub category: Option<String>,
+    /// Why it waits while `queued`: `quiet` (quiet hours) or `local` (its local time).
+    pub held: Option<String>,
 }
 
-/// Which messages to list or re-drive.
+/// Which messages to list, count or re-drive.
 #[derive(Debug, Clone, Default)]
 pub struct MessageFilter {
     /// Tenant (always set by services).
@@ -204,8 +208,93 @@ pub struct MessageFilter {
     pub chat_id: Option<i64>,
     /// Only accepted at or after (UTC ms).
     pub since: Option<i64>,
+    /// Only accepted before (UTC ms).
+    pub until: Option<i64>,
     /// Only this broadcast.
     pub broadcast_id: Option<String>,
+    /// Only addressed through this link.
+    pub link_id: Option<String>,
+    /// Only addressed through a link of this app user.
+    pub external_id: Option<String>,
+    /// Only from a fan-out to this category.
+    pub category: Option<String>,
+    /// Only from this request.
+    pub request_id: Option<String>,
+    /// Listing order (by id, which follows acceptance).
+    pub order: ListOrder,
+}
+
+/// The order of a message listing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ListOrder {
+    /// Newest first (the default).
+    #[default]
+    Desc,
+    /// Oldest first.
+    Asc,
+}
+
+/// A value bound to a filter's placeholder.
+enum Arg<'a> {
+    Text(&'a str),
+    Int(i64),
+}
+
+/// The `WHERE` conditions of `filter` over `messages` (no alias), with placeholders from
+/// `$first` on, and their values in order. Only the conditions given are written, so each
+/// one can use its index (`$n IS NULL OR …` would hide them from both planners). Without
+/// `tenant`, every tenant's messages match.
+fn filter_sql<'a>(f: &'a MessageFilter, tenant: bool, first: usize) -> (String, Vec<Arg<'a>>) {
+    let mut args: Vec<Arg<'a>> = Vec::new();
+    let mut conds: Vec<String> = Vec::new();
+    let mut add = |cond: &str, arg: Arg<'a>| {
+        conds.push(cond.replace("$?", &format!("${}", first + args.len())));
+        args.push(arg);
+    };
+    if tenant {
+        add("tenant_id = $?", Arg::Text(&f.tenant_id));
+    }
+    if let Some(v) = &f.status {
+        add("status = $?", Arg::Text(v));
+    }
+    if let Some(v) = &f.bot_id {
+        add("bot_id = $?", Arg::Text(v));
+    }
+    if let Some(v) = f.chat_id {
+        add("chat_id = $?", Arg::Int(v));
+    }
+    if let Some(v) = f.since {
+        add("created_at >= $?", Arg::Int(v));
+    }
+    if let Some(v) = f.until {
+        add("created_at < $?", Arg::Int(v));
+    }
+    if let Some(v) = &f.broadcast_id {
+        add("broadcast_id = $?", Arg::Text(v));
+    }
+    if let Some(v) = &f.link_id {
+        add("link_id = $?", Arg::Text(v));
+    }
+    if let Some(v) = &f.external_id {
+        // Through the links of that app user (`links_external`, then `messages_link`).
+        add(
+            "link_id IN (SELECT l.id FROM links l WHERE l.tenant_id = messages.tenant_id \
+             AND l.external_id = $?)",
+            Arg::Text(v),
+        );
+    }
+    if let Some(v) = &f.category {
+        add("category = $?", Arg::Text(v));
+    }
+    if let Some(v) = &f.request_id {
+        add("request_id = $?", Arg::Text(v));
+    }
+    let sql = if conds.is_empty() {
+        "1 = 1".to_string()
+    } else {
+        conds.join(" AND ")
+    };
+    (sql, args)
 }
 
 /// A message claimed by a sender.
@@ -347,7 +436,7 @@ pub trait OutboxStore: Send + Sync {
     async fn request_content(&self, request_id: &str) -> StoreResult<Option<String>>;
     /// One message of a tenant.
     async fn get_message(&self, tenant_id: &str, id: &str) -> StoreResult<Option<MessageRecord>>;
-    /// Messages matching `filter`, newest last, by id cursor.
+    /// Messages matching `filter` in its order, by id cursor.
     async fn list_messages(
         &self,
         filter: &MessageFilter,
@@ -412,8 +501,13 @@ pub trait OutboxStore: Send + Sync {
     ) -> StoreResult<Listed<BroadcastRecord>>;
     /// Pauses, resumes or cancels a broadcast; `false` when the change does not apply.
     async fn set_broadcast_status(&self, id: &str, status: &str, now: i64) -> StoreResult<bool>;
-    /// Per-bot counters of a tenant (or every tenant).
-    async fn delivery_stats(&self, tenant_id: Option<&str>) -> StoreResult<Vec<BotStats>>;
+    /// Per-bot counters of the messages matching `filter` (of every tenant with
+    /// `every_tenant`; the filter's order is ignored).
+    async fn delivery_stats(
+        &self,
+        filter: &MessageFilter,
+        every_tenant: bool,
+    ) -> StoreResult<Vec<BotStats>>;
     /// The tenant and data of a server-side button.
     async fn get_callback(&self, id: &str) -> StoreResult<Option<(String, String)>>;
     /// A bot's own limits.
@@ -486,7 +580,7 @@ pub(super) fn insert_queued<S: JsonRows>() -> String {
 const MESSAGE_COLS: &str = "id, request_id, tenant_id, bot_id, chat_id, link_id, broadcast_id, \
      status, priority, send_at, next_attempt_at, attempts, retries, rate_limited, parts_sent, \
      telegram_message_ids, error_class, last_error, errors, created_at, updated_at, finished_at, \
-     local_at, local_zone";
+     local_at, local_zone, category, held";
 
 fn ids_json(ids: &[&str]) -> String {
     serde_json::to_string(ids).unwrap_or_else(|_| "[]".into())
@@ -521,6 +615,8 @@ macro_rules! outbox_store {
                     finished_at: row.try_get("finished_at")?,
                     local_at: row.try_get("local_at")?,
                     local_zone: row.try_get("local_zone")?,
+                    category: row.try_get("category")?,
+                    held: row.try_get("held")?,
                 })
             }
 
@@ -796,9 +892,9 @@ macro_rules! outbox_store {
                         count += done.rows_affected() as i64;
                     }
                     for (prefix, fanout) in &a.fanouts {
-                        let (filter, arg) = match fanout {
+                        let (filter, arg, category) = match fanout {
                             Fanout::ExternalId { external_id } => {
-                                ("l.external_id = $10", external_id.as_str())
+                                ("l.external_id = $10", external_id.as_str(), None)
                             }
                             Fanout::Category { key } => (
                                 concat!(
@@ -813,6 +909,7 @@ macro_rules! outbox_store {
                                     ")))"
                                 ),
                                 key.as_str(),
+                                Some(key.as_str()),
                             ),
                         };
                         // One statement per fan-out: the rows never travel through memory. A
@@ -820,9 +917,9 @@ macro_rules! outbox_store {
                         let sql = format!(
                             "INSERT INTO messages (id, request_id, tenant_id, bot_id, chat_id, link_id, \
                              broadcast_id, status, priority, send_at, next_attempt_at, created_at, \
-                             updated_at, finished_at, local_at, local_zone) \
+                             updated_at, finished_at, local_at, local_zone, category) \
                              SELECT CAST($1 AS TEXT) || l.id, $2, l.tenant_id, l.bot_id, l.chat_id, l.id, \
-                             $4, $5, $6, $7, $7, $8, $8, $9, $12, $13 FROM links l \
+                             $4, $5, $6, $7, $7, $8, $8, $9, $12, $13, $14 FROM links l \
                              WHERE l.tenant_id = $3 AND l.active = {t} AND ({filter}) \
                              AND ($11 IS NULL OR l.bot_id = $11) \
                              AND NOT EXISTS (SELECT 1 FROM messages x WHERE x.bot_id = l.bot_id \
@@ -843,6 +940,7 @@ macro_rules! outbox_store {
                             .bind(a.bot_id.as_deref())
                             .bind(local_at)
                             .bind(local_zone)
+                            .bind(category)
                             .execute(&mut *tx)
                             .await?;
                         count += done.rows_affected() as i64;
@@ -978,24 +1076,32 @@ macro_rules! outbox_store {
                 f: &MessageFilter,
                 page: &Page,
             ) -> StoreResult<Listed<MessageRecord>> {
+                let (conds, args) = filter_sql(f, true, 1);
+                let (cmp, dir) = match f.order {
+                    ListOrder::Desc => ("<", "DESC"),
+                    ListOrder::Asc => (">", "ASC"),
+                };
+                let after = page
+                    .after
+                    .as_deref()
+                    .map(|_| format!(" AND id {cmp} ${}", args.len() + 1))
+                    .unwrap_or_default();
                 let sql = format!(
-                    "SELECT {MESSAGE_COLS} FROM messages WHERE tenant_id = $1 \
-                     AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR bot_id = $3) \
-                     AND ($4 IS NULL OR chat_id = $4) AND ($5 IS NULL OR created_at >= $5) \
-                     AND ($6 IS NULL OR broadcast_id = $6) AND ($7 IS NULL OR id > $7) \
-                     ORDER BY id LIMIT $8"
+                    "SELECT {MESSAGE_COLS} FROM messages WHERE {conds}{after} \
+                     ORDER BY id {dir} LIMIT {limit}",
+                    limit = i64::from(page.size()) + 1
                 );
-                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(&f.tenant_id)
-                    .bind(f.status.as_deref())
-                    .bind(f.bot_id.as_deref())
-                    .bind(f.chat_id)
-                    .bind(f.since)
-                    .bind(f.broadcast_id.as_deref())
-                    .bind(page.after.as_deref())
-                    .bind(i64::from(page.size()) + 1)
-                    .fetch_all(&self.db)
-                    .await?;
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for a in args {
+                    q = match a {
+                        Arg::Text(v) => q.bind(v),
+                        Arg::Int(v) => q.bind(v),
+                    };
+                }
+                if let Some(after) = page.after.as_deref() {
+                    q = q.bind(after);
+                }
+                let rows = q.fetch_all(&self.db).await?;
                 let items = rows.iter().map(Self::message).collect::<StoreResult<Vec<_>>>()?;
                 Ok(Listed::from_overfetch(items, page, |m| &m.id))
             }
@@ -1007,27 +1113,27 @@ macro_rules! outbox_store {
                 from: &[&str],
                 now: i64,
             ) -> StoreResult<u64> {
+                let (conds, args) = filter_sql(f, true, 3 + usize::from(id.is_some()));
                 let sql = format!(
-                    "UPDATE messages SET status = 'queued', next_attempt_at = $8, \
-                     claimed_until = NULL, finished_at = NULL, updated_at = $8 \
-                     WHERE tenant_id = $1 AND status {in_json} \
-                     AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR bot_id = $3) \
-                     AND ($4 IS NULL OR chat_id = $4) AND ($5 IS NULL OR created_at >= $5) \
-                     AND ($6 IS NULL OR broadcast_id = $6) AND ($7 IS NULL OR id = $7)",
-                    in_json = $in_json.replace("$X", "$9")
+                    "UPDATE messages SET status = 'queued', next_attempt_at = $1, \
+                     claimed_until = NULL, finished_at = NULL, updated_at = $1 \
+                     WHERE status {in_json}{one} AND {conds}",
+                    in_json = $in_json.replace("$X", "$2"),
+                    one = if id.is_some() { " AND id = $3" } else { "" }
                 );
-                let done = sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(&f.tenant_id)
-                    .bind(f.status.as_deref())
-                    .bind(f.bot_id.as_deref())
-                    .bind(f.chat_id)
-                    .bind(f.since)
-                    .bind(f.broadcast_id.as_deref())
-                    .bind(id)
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(now)
-                    .bind(ids_json(from))
-                    .execute(&self.db)
-                    .await?;
+                    .bind(ids_json(from));
+                if let Some(id) = id {
+                    q = q.bind(id);
+                }
+                for a in args {
+                    q = match a {
+                        Arg::Text(v) => q.bind(v),
+                        Arg::Int(v) => q.bind(v),
+                    };
+                }
+                let done = q.execute(&self.db).await?;
                 Ok(done.rows_affected())
             }
 
@@ -1113,7 +1219,9 @@ macro_rules! outbox_store {
             ) -> StoreResult<Vec<Claimed>> {
                 let mut tx = self.db.begin().await?;
                 // Lane heads: no message of the same chat is in flight, and none accepted
-                // earlier with the same or a higher priority is still waiting. The limit is
+                // earlier with the same or a higher priority is still waiting, except
+                // those held aside (quiet hours, a local time) until later: they wait out
+                // of the lane, so they never delay what may go now. The limit is
                 // written into the text: SQLite plans `LIMIT ?` with the bound value, so it
                 // would prepare the statement again on every run.
                 let sql = format!(
@@ -1127,7 +1235,8 @@ macro_rules! outbox_store {
                      AND m.next_attempt_at <= $2 \
                      AND NOT EXISTS (SELECT 1 FROM messages e WHERE e.bot_id = m.bot_id \
                      AND e.chat_id = m.chat_id AND (e.status = 'sending' OR (e.status = 'queued' \
-                     AND e.id < m.id AND e.send_at <= $2 AND e.priority >= m.priority))) \
+                     AND e.id < m.id AND e.send_at <= $2 AND e.priority >= m.priority \
+                     AND (e.held IS NULL OR e.next_attempt_at <= $2)))) \
                      ORDER BY m.priority DESC, m.id LIMIT {limit} {lock}",
                     limit = limit.max(1),
                     lock = $lock,
@@ -1184,7 +1293,8 @@ macro_rules! outbox_store {
                     let ids: Vec<&str> = picked.iter().map(|c| c.id.as_str()).collect();
                     let sql = format!(
                         "UPDATE messages SET status = 'sending', attempts = attempts + 1, \
-                         claimed_until = $2, updated_at = $2 WHERE status = 'queued' AND id {in_json}",
+                         held = NULL, claimed_until = $2, updated_at = $2 \
+                         WHERE status = 'queued' AND id {in_json}",
                         in_json = $in_json.replace("$X", "$1")
                     );
                     sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -1417,14 +1527,25 @@ macro_rules! outbox_store {
                 Ok(true)
             }
 
-            async fn delivery_stats(&self, tenant_id: Option<&str>) -> StoreResult<Vec<BotStats>> {
-                let rows = sqlx::query(
-                    "SELECT bot_id, status, COUNT(*) AS n, CAST(SUM(rate_limited) AS BIGINT) AS rl, CAST(SUM(retries) AS BIGINT) AS rt \
-                     FROM messages WHERE ($1 IS NULL OR tenant_id = $1) GROUP BY bot_id, status ORDER BY bot_id, status",
-                )
-                .bind(tenant_id)
-                .fetch_all(&self.db)
-                .await?;
+            async fn delivery_stats(
+                &self,
+                f: &MessageFilter,
+                every_tenant: bool,
+            ) -> StoreResult<Vec<BotStats>> {
+                let (conds, args) = filter_sql(f, !every_tenant, 1);
+                let sql = format!(
+                    "SELECT bot_id, status, COUNT(*) AS n, CAST(SUM(rate_limited) AS BIGINT) AS rl, \
+                     CAST(SUM(retries) AS BIGINT) AS rt FROM messages WHERE {conds} \
+                     GROUP BY bot_id, status ORDER BY bot_id, status"
+                );
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for a in args {
+                    q = match a {
+                        Arg::Text(v) => q.bind(v),
+                        Arg::Int(v) => q.bind(v),
+                    };
+                }
+                let rows = q.fetch_all(&self.db).await?;
                 let mut out: Vec<BotStats> = Vec::new();
                 for r in &rows {
                     let bot: String = r.try_get("bot_id")?;
