@@ -332,7 +332,7 @@ async fn groups_channels_button_answers_and_worded_states_in_the_browser() -> We
         assert!(chats.contains("@team_bot"), "{chats}");
         assert!(chats.contains("Team") && chats.contains("News"), "{chats}");
         driver
-            .find(By::Id(&format!("chat-{}", group.unsigned_abs())))
+            .find(By::Id(format!("chat-{}", group.unsigned_abs())))
             .await?
             .click()
             .await?;
@@ -361,7 +361,7 @@ async fn groups_channels_button_answers_and_worded_states_in_the_browser() -> We
         assert!(driver.find_all(By::Id("callback-alert")).await?.is_empty());
         // The channel: its admin posts, the bot sees a channel post and answers there.
         driver
-            .find(By::Id(&format!("chat-{}", channel.unsigned_abs())))
+            .find(By::Id(format!("chat-{}", channel.unsigned_abs())))
             .await?
             .click()
             .await?;
