@@ -281,15 +281,22 @@ async fn user_message(
     Ok(Json(out))
 }
 
-/// Stores a user's message and queues the updates; shared with the chat page.
-pub fn send_user_message_text(w: &mut World, user_id: i64, bot: &str, text: &str) -> Result<Value> {
+/// Stores a user's message and queues the updates; shared with the chat page. With `chat`,
+/// the message goes to that group or channel (every bot in it gets the update).
+pub fn send_user_message_text(
+    w: &mut World,
+    user_id: i64,
+    bot: &str,
+    chat: Option<i64>,
+    text: &str,
+) -> Result<Value> {
     send_user_message(
         w,
         user_id,
         UserMessage {
-            bot: Some(json!(bot)),
+            bot: chat.is_none().then(|| json!(bot)),
             text: text.to_string(),
-            chat_id: None,
+            chat_id: chat,
             reply_to_message_id: None,
         },
     )
@@ -310,6 +317,7 @@ fn send_user_message(w: &mut World, user_id: i64, m: UserMessage) -> Result<Valu
         )?),
         None => None,
     };
+    let mut channel = false;
     let (chat_id, recipients) = match m.chat_id {
         None | Some(0) => {
             let bot =
@@ -332,18 +340,34 @@ fn send_user_message(w: &mut World, user_id: i64, m: UserMessage) -> Result<Valu
                     g.migrated_to.unwrap_or_default()
                 )));
             }
-            if !matches!(
-                g.members.get(&user_id).map(String::as_str),
-                Some("creator" | "administrator" | "member")
-            ) {
-                return Err(ControlError::conflict(format!(
-                    "user {user_id} is not a member of {chat_id}"
-                )));
+            channel = g.kind == GroupKind::Channel;
+            let may_post = if channel {
+                // In a channel only its admins post; members read.
+                &["creator", "administrator"][..]
+            } else {
+                &["creator", "administrator", "member"][..]
+            };
+            if !g
+                .members
+                .get(&user_id)
+                .is_some_and(|s| may_post.contains(&s.as_str()))
+            {
+                return Err(ControlError::conflict(if channel {
+                    format!("user {user_id} is not an administrator of channel {chat_id}")
+                } else {
+                    format!("user {user_id} is not a member of {chat_id}")
+                }));
             }
+            // A bot in a channel sees its posts only as an administrator.
+            let bot_statuses = if channel {
+                &["administrator"][..]
+            } else {
+                &["member", "administrator"][..]
+            };
             let in_group: Vec<i64> = g
                 .bots
                 .iter()
-                .filter(|(_, m)| matches!(m.status.as_str(), "member" | "administrator"))
+                .filter(|(_, m)| bot_statuses.contains(&m.status.as_str()))
                 .map(|(id, _)| *id)
                 .filter(|id| bot.is_none_or(|b| b == *id))
                 .collect();
@@ -367,6 +391,13 @@ fn send_user_message(w: &mut World, user_id: i64, m: UserMessage) -> Result<Valu
     let mut message = json!({
         "message_id": message_id, "from": user.json(), "chat": chat, "date": unix_now(), "text": m.text,
     });
+    if channel {
+        // Channel posts are sent on behalf of the channel: `sender_chat`, no `from`.
+        message["sender_chat"] = message["chat"].clone();
+        if let Some(m) = message.as_object_mut() {
+            m.remove("from");
+        }
+    }
     if !entities.is_empty() {
         message["entities"] = json!(entities);
     }
@@ -387,7 +418,8 @@ fn send_user_message(w: &mut World, user_id: i64, m: UserMessage) -> Result<Valu
     }
     let mut update_ids = serde_json::Map::new();
     for b in &recipients {
-        if let Some(id) = w.enqueue_update(*b, json!({"message": message})) {
+        let kind = if channel { "channel_post" } else { "message" };
+        if let Some(id) = w.enqueue_update(*b, json!({ kind: message })) {
             update_ids.insert(b.to_string(), json!(id));
         }
     }

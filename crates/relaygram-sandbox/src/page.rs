@@ -1,6 +1,8 @@
-//! The chat page at `/`: pick a user and a bot, read the conversation as Telegram would show
-//! it (formatting rendered, inline buttons pressable) and type messages. Server-rendered
-//! HTML; a few lines of JavaScript refresh the conversation as the bot answers.
+//! The chat page at `/`: pick a user, then a private chat with a bot or one of the user's
+//! groups and channels; read the conversation as Telegram would show it (formatting
+//! rendered, inline buttons pressable, button answers as toasts and alerts, ✅/⬜/🔒 also in
+//! words for screens without an emoji font) and type messages. Server-rendered HTML; a few
+//! lines of JavaScript refresh the conversation as the bot answers.
 
 use std::sync::Arc;
 
@@ -14,7 +16,7 @@ use serde_json::Value;
 use crate::Shared;
 use crate::control::{press_button, send_user_message_text, transcript_items};
 use crate::markup::{self, Entity};
-use crate::world::{User, World, valid_bot_username};
+use crate::world::{Group, GroupKind, User, World, valid_bot_username};
 
 pub fn routes() -> Router<Arc<Shared>> {
     Router::new()
@@ -45,9 +47,69 @@ fn esc(s: &str) -> String {
 struct Selection {
     user: Option<i64>,
     bot: Option<i64>,
+    /// A group or channel of the user; the private chat with `bot` when absent.
+    chat: Option<i64>,
     /// A callback query just sent from this page, to show the bot's answer.
     cb: Option<String>,
     error: Option<String>,
+}
+
+/// The page's address for a chat (`extra` is more query, e.g. `cb=…`).
+fn chat_url(user: Option<i64>, bot: Option<i64>, chat: Option<i64>, extra: &str) -> String {
+    let mut url = "/?".to_string();
+    for (name, value) in [("user", user), ("bot", bot), ("chat", chat)] {
+        if let Some(v) = value {
+            url.push_str(&format!("{name}={v}&"));
+        }
+    }
+    url.push_str(extra);
+    url.trim_end_matches(['&', '?']).to_string()
+}
+
+/// Whether the user is in the group now (so it is listed and can be written to).
+fn is_member(g: &Group, user: i64) -> bool {
+    g.migrated_to.is_none()
+        && g.members
+            .get(&user)
+            .is_some_and(|s| matches!(s.as_str(), "creator" | "administrator" | "member"))
+}
+
+/// Telegram's state marks, in words: no emoji font is installed on many machines, and
+/// then ✅ and ⬜ are the same empty box.
+const STATE_WORDS: &[(char, &str)] = &[
+    ('✅', "on"),
+    ('☑', "on"),
+    ('✔', "on"),
+    ('⬜', "off"),
+    ('☐', "off"),
+    ('🔒', "locked"),
+];
+
+/// Adds the word after each state mark in rendered HTML (outside tags). A label that
+/// already says it (relaygram's "✅ Alerts: on") is left as it is.
+fn worded(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut in_tag = false;
+    let mut chars = html.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        match c {
+            '<' => in_tag = true,
+            '>' => in_tag = false,
+            _ if !in_tag => {
+                if let Some((_, word)) = STATE_WORDS.iter().find(|(mark, _)| *mark == c) {
+                    if chars.peek() == Some(&'\u{FE0F}') {
+                        out.push(chars.next().unwrap_or_default());
+                    }
+                    if !html.contains(&format!(": {word}")) {
+                        out.push_str(&format!("<span class=\"state-word\"> ({word})</span>"));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 fn user_label(u: &User) -> String {
@@ -81,6 +143,20 @@ blockquote{border-left:3px solid #517da2;margin:.2rem 0;padding-left:.5rem}
 .error{background:#fde2e2;padding:.4rem .7rem;border-radius:6px}
 .setup{display:flex;gap:1rem;flex-wrap:wrap;margin-top:1rem;font-size:.9rem}
 .setup form{background:#fff;padding:.6rem;border-radius:8px;display:flex;gap:.4rem;align-items:center}
+.layout{display:flex;gap:1rem;align-items:flex-start}
+#chats{background:#fff;border-radius:8px;padding:.6rem;min-width:180px;font-size:.9rem}
+#chats h2{font-size:.8rem;text-transform:uppercase;color:#777;margin:.4rem 0}
+#chats ul{list-style:none;margin:0;padding:0}
+#chats a{display:block;padding:.3rem .4rem;border-radius:6px;color:#2a5885;text-decoration:none}
+#chats a.current{background:#dce8f3;font-weight:600}
+.chat-area{flex:1;min-width:0}
+#chat-title{font-size:1rem;margin:0 0 .5rem}
+.from{font-size:.8rem;font-weight:600;color:#2a5885}
+.state-word{font-size:.8em;color:#555}
+.toast{position:fixed;left:50%;bottom:1.5rem;transform:translateX(-50%);background:rgba(0,0,0,.8);color:#fff;padding:.55rem 1rem;border-radius:8px;max-width:90%}
+.modal{position:fixed;inset:0;background:rgba(0,0,0,.4);display:flex;align-items:center;justify-content:center}
+.modal .dialog{background:#fff;border-radius:10px;padding:1rem 1.2rem;max-width:360px;box-shadow:0 6px 24px rgba(0,0,0,.3)}
+.modal .dialog a{float:right;color:#2a5885;font-weight:600;text-decoration:none}
 "#;
 
 const SCRIPT: &str = r#"
@@ -105,6 +181,9 @@ async fn index(State(s): State<Arc<Shared>>, Query(sel): Query<Selection>) -> Ht
     let w = s.world();
     let user = sel.user.filter(|u| w.users.contains_key(u));
     let bot = sel.bot.filter(|b| w.bots.contains_key(b));
+    let chat = sel
+        .chat
+        .filter(|c| user.is_some_and(|u| w.groups.get(c).is_some_and(|g| is_member(g, u))));
     let mut users = String::new();
     for u in w.users.values() {
         let selected = if Some(u.id) == user { " selected" } else { "" };
@@ -128,19 +207,43 @@ async fn index(State(s): State<Arc<Shared>>, Query(sel): Query<Selection>) -> Ht
         .as_deref()
         .map(|e| format!("<p class=\"error\" id=\"error\">{}</p>", esc(e)))
         .unwrap_or_default();
-    let chat = match (user, bot) {
-        (Some(u), Some(b)) => {
-            let cb = sel.cb.as_deref().map(|c| format!("&cb={}", esc(c))).unwrap_or_default();
+    let chats = user
+        .map(|u| chat_list(&w, u, bot, chat))
+        .unwrap_or_default();
+    let open = match (user, bot, chat) {
+        (Some(u), _, Some(c)) => Some((u, bot.unwrap_or(0), Some(c))),
+        (Some(u), Some(b), None) => Some((u, b, None)),
+        _ => None,
+    };
+    let conversation = match open {
+        Some((u, b, c)) => {
+            let cb = sel
+                .cb
+                .as_deref()
+                .map(|c| format!("&amp;cb={}", esc(c)))
+                .unwrap_or_default();
+            let chat_field = c
+                .map(|c| format!("<input type=\"hidden\" name=\"chat\" value=\"{c}\">"))
+                .unwrap_or_default();
+            let chat_query = c.map(|c| format!("&amp;chat={c}")).unwrap_or_default();
+            let title = match c.and_then(|c| w.groups.get(&c)) {
+                Some(g) => format!("{} · {}", esc(&g.title), g.kind.as_str()),
+                None => format!(
+                    "Private chat with @{}",
+                    esc(w.bots.get(&b).map_or("", |b| b.username.as_str()))
+                ),
+            };
             format!(
-                "<div id=\"transcript\" data-src=\"/ui/transcript?user={u}&amp;bot={b}{cb}\">{}</div>\
+                "<h2 id=\"chat-title\">{title}</h2>\
+                 <div id=\"transcript\" data-src=\"/ui/transcript?user={u}&amp;bot={b}{chat_query}{cb}\">{}</div>\
                  <form id=\"composer\" method=\"post\" action=\"/ui/send\">\
-                 <input type=\"hidden\" name=\"user\" value=\"{u}\"><input type=\"hidden\" name=\"bot\" value=\"{b}\">\
+                 <input type=\"hidden\" name=\"user\" value=\"{u}\"><input type=\"hidden\" name=\"bot\" value=\"{b}\">{chat_field}\
                  <input id=\"text\" name=\"text\" autocomplete=\"off\" placeholder=\"Message or /command\" required>\
                  <button id=\"send\" type=\"submit\">Send</button></form>",
-                render_transcript(&w, u, b, sel.cb.as_deref()),
+                render_transcript(&w, u, b, c, sel.cb.as_deref()),
             )
         }
-        _ => "<p class=\"notice\">Choose a user and a bot above, or create them below, to start a chat.</p>".to_string(),
+        None => "<p class=\"notice\">Choose a user and a bot above, or create them below, to start a chat.</p>".to_string(),
     };
     Html(format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>relaygram sandbox</title>\
@@ -149,7 +252,7 @@ async fn index(State(s): State<Arc<Shared>>, Query(sel): Query<Selection>) -> Ht
          <label>User <select name=\"user\" id=\"user\">{users}</select></label>\
          <label>Bot <select name=\"bot\" id=\"bot\">{bots}</select></label>\
          <button type=\"submit\" id=\"open\">Open chat</button></form></header>\
-         <main>{error}{chat}\
+         <main>{error}<div class=\"layout\">{chats}<div class=\"chat-area\">{conversation}</div></div>\
          <div class=\"setup\">\
          <form method=\"post\" action=\"/ui/users\"><b>New user</b><input name=\"first_name\" placeholder=\"First name\" required>\
          <input name=\"username\" placeholder=\"username\"><button type=\"submit\">Create</button></form>\
@@ -160,41 +263,138 @@ async fn index(State(s): State<Arc<Shared>>, Query(sel): Query<Selection>) -> Ht
     ))
 }
 
-fn render_transcript(w: &World, user: i64, bot: i64, cb: Option<&str>) -> String {
+/// The user's chats: a private one per bot, then the groups and channels they are in.
+fn chat_list(w: &World, user: i64, bot: Option<i64>, chat: Option<i64>) -> String {
+    let link = |href: String, current: bool, id: String, label: String| {
+        let class = if current { " class=\"current\"" } else { "" };
+        format!(
+            "<li><a href=\"{}\"{class} id=\"{id}\">{label}</a></li>",
+            esc(&href)
+        )
+    };
+    let mut out = String::from("<nav id=\"chats\"><h2>Private chats</h2><ul>");
+    for b in w.bots.values() {
+        out.push_str(&link(
+            chat_url(Some(user), Some(b.id), None, ""),
+            chat.is_none() && bot == Some(b.id),
+            format!("chat-bot-{}", b.id),
+            format!("@{}", esc(&b.username)),
+        ));
+    }
+    out.push_str("</ul><h2>Groups and channels</h2><ul>");
+    let mut any = false;
+    for g in w.groups.values().filter(|g| is_member(g, user)) {
+        any = true;
+        let kind = match g.kind {
+            GroupKind::Channel => "channel",
+            GroupKind::Group | GroupKind::Supergroup => "group",
+        };
+        out.push_str(&link(
+            chat_url(Some(user), bot, Some(g.id), ""),
+            chat == Some(g.id),
+            format!("chat-{}", g.id.unsigned_abs()),
+            format!("{} <span class=\"meta\">{kind}</span>", esc(&g.title)),
+        ));
+    }
+    out.push_str("</ul>");
+    if !any {
+        out.push_str(
+            "<p class=\"meta\">None yet: <code>POST /sandbox/groups</code> makes one.</p>",
+        );
+    }
+    out.push_str("</nav>");
+    out
+}
+
+fn render_transcript(
+    w: &World,
+    user: i64,
+    bot: i64,
+    chat: Option<i64>,
+    cb: Option<&str>,
+) -> String {
     let mut out = String::new();
-    let items = transcript_items(w, user, Some(bot));
+    let chat_id = chat.unwrap_or(user);
+    let items = transcript_items(w, chat_id, chat.is_none().then_some(bot));
     if items.is_empty() {
-        out.push_str("<p class=\"meta\">No messages yet. Send /start.</p>");
+        out.push_str(if chat.is_some() {
+            "<p class=\"meta\">No messages yet.</p>"
+        } else {
+            "<p class=\"meta\">No messages yet. Send /start.</p>"
+        });
     }
     for m in items.iter().filter(|m| m["deleted"] != Value::Bool(true)) {
-        out.push_str(&render_message(m, user, bot));
+        out.push_str(&render_message(w, m, user, bot, chat));
     }
     if let Some(id) = cb
         && let Some(c) = w.callbacks.get(id)
     {
-        let text = match &c.answer {
-            Some(a) => match a["text"].as_str() {
-                Some(t) if !t.is_empty() => format!("The bot answered: {}", esc(t)),
-                _ => "The bot acknowledged the button.".to_string(),
-            },
-            None => "Waiting for the bot to answer the button…".to_string(),
-        };
-        out.push_str(&format!(
-            "<p class=\"notice\" id=\"callback-answer\">{text}</p>"
-        ));
+        out.push_str(&render_callback_answer(c.answer.as_ref(), user, bot, chat));
     }
     out
 }
 
-fn render_message(m: &Value, user: i64, bot: i64) -> String {
+/// A button's answer as Telegram shows it: a toast for `text`, a dialog to dismiss for
+/// `show_alert`.
+fn render_callback_answer(
+    answer: Option<&Value>,
+    user: i64,
+    bot: i64,
+    chat: Option<i64>,
+) -> String {
+    let Some(a) = answer else {
+        return "<p class=\"notice\" id=\"callback-pending\">Waiting for the bot to answer the button…</p>"
+            .to_string();
+    };
+    let text = a["text"]
+        .as_str()
+        .filter(|t| !t.is_empty())
+        .map(|t| worded(&esc(t)));
+    match text {
+        Some(text) if a["show_alert"] == Value::Bool(true) => format!(
+            "<div class=\"modal\" id=\"callback-alert\" role=\"alertdialog\" aria-modal=\"true\">\
+             <div class=\"dialog\"><p id=\"alert-text\">{text}</p>\
+             <a id=\"alert-ok\" href=\"{}\">OK</a></div></div>",
+            esc(&chat_url(Some(user), Some(bot), chat, ""))
+        ),
+        Some(text) => format!(
+            "<div class=\"toast\" id=\"callback-answer\" role=\"status\">The bot answered: {text}</div>"
+        ),
+        None => "<div class=\"toast\" id=\"callback-answer\" role=\"status\">The bot acknowledged the button.</div>"
+            .to_string(),
+    }
+}
+
+fn render_message(w: &World, m: &Value, user: i64, bot: i64, chat: Option<i64>) -> String {
     let direction = m["direction"].as_str().unwrap_or("out");
     let id = m["message_id"].as_i64().unwrap_or(0);
+    // In a group the page says who wrote; the bot that sent a message is the one pressed.
+    let sender_bot = m["bot_id"].as_i64().filter(|b| *b != 0).unwrap_or(bot);
+    let from = match chat {
+        None => String::new(),
+        Some(_) if direction == "out" => w
+            .bots
+            .get(&sender_bot)
+            .map(|b| format!("<div class=\"from\">@{}</div>", esc(&b.username)))
+            .unwrap_or_default(),
+        Some(_) => match (
+            m["from"]["first_name"].as_str(),
+            m["sender_chat"]["title"].as_str(),
+        ) {
+            (Some(name), _) => format!("<div class=\"from\">{}</div>", esc(name)),
+            (None, Some(title)) => format!("<div class=\"from\">{}</div>", esc(title)),
+            (None, None) => String::new(),
+        },
+    };
+    let chat_field = chat
+        .map(|c| format!("<input type=\"hidden\" name=\"chat\" value=\"{c}\">"))
+        .unwrap_or_default();
     let entities = |field: &str| -> Vec<Entity> {
         serde_json::from_value(m[field].clone()).unwrap_or_default()
     };
     let mut body = String::new();
     if let Some(text) = m["text"].as_str() {
-        body.push_str(&markup::render_html(text, &entities("entities")));
+        body.push_str(&worded(&markup::render_html(text, &entities("entities"))));
     } else {
         if m.get("photo").is_some() {
             body.push_str("<div class=\"meta\">[photo]</div>");
@@ -206,7 +406,10 @@ fn render_message(m: &Value, user: i64, bot: i64) -> String {
             ));
         }
         if let Some(c) = m["caption"].as_str() {
-            body.push_str(&markup::render_html(c, &entities("caption_entities")));
+            body.push_str(&worded(&markup::render_html(
+                c,
+                &entities("caption_entities"),
+            )));
         }
         if let Some(users) = m["new_chat_members"].as_array() {
             let names: Vec<String> = users
@@ -223,11 +426,11 @@ fn render_message(m: &Value, user: i64, bot: i64) -> String {
         for row in rows {
             keyboard.push_str("<div class=\"row\">");
             for b in row.as_array().into_iter().flatten() {
-                let label = esc(b["text"].as_str().unwrap_or(""));
+                let label = worded(&esc(b["text"].as_str().unwrap_or("")));
                 if let Some(data) = b["callback_data"].as_str() {
                     keyboard.push_str(&format!(
                         "<form method=\"post\" action=\"/ui/press\" style=\"flex:1;display:flex\">\
-                         <input type=\"hidden\" name=\"user\" value=\"{user}\"><input type=\"hidden\" name=\"bot\" value=\"{bot}\">\
+                         <input type=\"hidden\" name=\"user\" value=\"{user}\"><input type=\"hidden\" name=\"bot\" value=\"{sender_bot}\">{chat_field}\
                          <input type=\"hidden\" name=\"message_id\" value=\"{id}\"><input type=\"hidden\" name=\"data\" value=\"{}\">\
                          <button type=\"submit\" class=\"callback\">{label}</button></form>",
                         esc(data)
@@ -258,7 +461,7 @@ fn render_message(m: &Value, user: i64, bot: i64) -> String {
         ""
     };
     format!(
-        "<div class=\"msg {direction}\" data-message-id=\"{id}\">{body}{keyboard}<div class=\"meta\">#{id}{edited}{silent}</div></div>"
+        "<div class=\"msg {direction}\" data-message-id=\"{id}\">{from}{body}{keyboard}<div class=\"meta\">#{id}{edited}{silent}</div></div>"
     )
 }
 
@@ -267,24 +470,21 @@ async fn transcript_fragment(
     Query(sel): Query<Selection>,
 ) -> Response {
     let w = s.world();
-    match (sel.user, sel.bot) {
-        (Some(u), Some(b)) if w.users.contains_key(&u) && w.bots.contains_key(&b) => {
-            Html(render_transcript(&w, u, b, sel.cb.as_deref())).into_response()
+    match (sel.user, sel.bot, sel.chat) {
+        (Some(u), Some(b), Some(c))
+            if w.users.contains_key(&u) && w.groups.get(&c).is_some_and(|g| is_member(g, u)) =>
+        {
+            Html(render_transcript(&w, u, b, Some(c), sel.cb.as_deref())).into_response()
+        }
+        (Some(u), Some(b), None) if w.users.contains_key(&u) && w.bots.contains_key(&b) => {
+            Html(render_transcript(&w, u, b, None, sel.cb.as_deref())).into_response()
         }
         _ => (axum::http::StatusCode::NOT_FOUND, "no such chat").into_response(),
     }
 }
 
 fn back(user: Option<i64>, bot: Option<i64>, extra: &str) -> Redirect {
-    let mut url = "/?".to_string();
-    if let Some(u) = user {
-        url.push_str(&format!("user={u}&"));
-    }
-    if let Some(b) = bot {
-        url.push_str(&format!("bot={b}&"));
-    }
-    url.push_str(extra);
-    Redirect::to(url.trim_end_matches(['&', '?']))
+    Redirect::to(&chat_url(user, bot, None, extra))
 }
 
 fn error_param(e: &str) -> String {
@@ -300,25 +500,28 @@ fn error_param(e: &str) -> String {
 struct SendForm {
     user: i64,
     bot: i64,
+    chat: Option<i64>,
     text: String,
 }
 
 async fn send(State(s): State<Arc<Shared>>, Form(f): Form<SendForm>) -> Redirect {
     let result = {
         let mut w = s.world();
-        send_user_message_text(&mut w, f.user, &f.bot.to_string(), &f.text)
+        send_user_message_text(&mut w, f.user, &f.bot.to_string(), f.chat, &f.text)
     };
     s.dispatch.notify_one();
-    match result {
-        Ok(_) => back(Some(f.user), Some(f.bot), ""),
-        Err(e) => back(Some(f.user), Some(f.bot), &error_param(e.message())),
-    }
+    let extra = match result {
+        Ok(_) => String::new(),
+        Err(e) => error_param(e.message()),
+    };
+    Redirect::to(&chat_url(Some(f.user), Some(f.bot), f.chat, &extra))
 }
 
 #[derive(Deserialize)]
 struct PressForm {
     user: i64,
     bot: i64,
+    chat: Option<i64>,
     message_id: i64,
     data: String,
 }
@@ -330,22 +533,17 @@ async fn press(State(s): State<Arc<Shared>>, Form(f): Form<PressForm>) -> Redire
             &mut w,
             f.user,
             &f.bot.to_string(),
-            f.user,
+            f.chat.unwrap_or(f.user),
             f.message_id,
             &f.data,
         )
     };
     s.dispatch.notify_one();
-    match result {
-        Ok(v) => {
-            let cb = v["callback_query_id"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            back(Some(f.user), Some(f.bot), &format!("cb={cb}"))
-        }
-        Err(e) => back(Some(f.user), Some(f.bot), &error_param(e.message())),
-    }
+    let extra = match result {
+        Ok(v) => format!("cb={}", v["callback_query_id"].as_str().unwrap_or_default()),
+        Err(e) => error_param(e.message()),
+    };
+    Redirect::to(&chat_url(Some(f.user), Some(f.bot), f.chat, &extra))
 }
 
 #[derive(Deserialize)]

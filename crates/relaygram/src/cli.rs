@@ -373,11 +373,8 @@ pub async fn serve(config: &Config) -> anyhow::Result<()> {
         Some(p) => println!("  public url: {p} (bots use webhooks)"),
         None => println!("  public url: unset (bots use polling)"),
     }
-    if let Some(key) = &boot.new_admin_key {
-        println!();
-        println!("  Admin API key (shown once, store it now):");
-        println!("    {}", key.key.expose_secret());
-    }
+    println!();
+    print_admin_key_status(config, boot.new_admin_key.as_ref(), boot.active_admin_keys);
     println!();
     println!("  Next: create a tenant");
     println!(
@@ -389,6 +386,33 @@ pub async fn serve(config: &Config) -> anyhow::Result<()> {
     tracing::info!("shutting down");
     running.shutdown().await.context("graceful shutdown")?;
     Ok(())
+}
+
+/// Every start says where the admin key is, so a second start is no dead end.
+fn print_admin_key_status(
+    config: &Config,
+    new_key: Option<&crate::services::CreatedKey>,
+    active: i64,
+) {
+    const MAKE: &str = "relaygram keys create --admin";
+    let with =
+        "(run it with this server's configuration: same folder, --config or RELAYGRAM_* env)";
+    if let Some(key) = new_key {
+        println!("  Admin API key (shown once, store it now):");
+        println!("    {}", key.key.expose_secret());
+        println!("  Another one: {MAKE}");
+    } else if active == 0 {
+        println!(
+            "  No active admin key (the configured admin_key / RELAYGRAM_ADMIN_KEY was revoked)."
+        );
+        println!("  Make one: {MAKE} {with}");
+    } else if config.admin_key.is_some() {
+        println!("  Admin API key: the one set in admin_key / RELAYGRAM_ADMIN_KEY.");
+        println!("  Another one: {MAKE} {with}");
+    } else {
+        println!("  An admin API key exists ({active} active; it was printed when it was made).");
+        println!("  Lost it? Make another: {MAKE} {with}");
+    }
 }
 
 /// `relaygram sandbox`.

@@ -413,61 +413,69 @@ impl Config {
         self.database_url.expose_secret().starts_with("sqlite:")
     }
 
-    /// The effective configuration as TOML, secrets masked.
+    /// The effective configuration as a valid `relaygram.toml`: secrets masked, unset
+    /// settings as comments, so the output loads back (`relaygram config > relaygram.toml`).
     pub fn render_masked(&self) -> String {
         let db = mask_database_url(self.database_url.expose_secret());
-        let mut out = String::new();
-        let mut line = |k: &str, v: String| out.push_str(&format!("{k} = {v}\n"));
-        line("database_url", quote(&db));
-        line("bind", quote(&self.bind.to_string()));
-        line(
-            "public_url",
-            self.public_url
-                .as_deref()
-                .map_or_else(|| "# unset: bots run in polling mode".to_string(), quote),
+        let mut out = String::from(
+            "# relaygram's effective configuration (defaults, relaygram.toml, RELAYGRAM_* env).\n\
+             # Secrets are not shown; unset settings are commented out.\n",
         );
-        line("telegram_api_url", quote(&self.telegram_api_url));
-        line("log_format", quote(&self.log_format.to_string()));
-        line("log_level", quote(&self.log_level));
-        line("data_dir", quote(&self.data_dir.display().to_string()));
-        line(
-            "secret_key",
-            match &self.secret_key {
-                Some(_) => quote("********"),
-                None => format!(
-                    "# unset: generated once into {}",
-                    self.data_dir.join(crate::crypto::KEY_FILE).display()
-                ),
-            },
+        set(&mut out, "database_url", quote(&db));
+        set(&mut out, "bind", quote(&self.bind.to_string()));
+        match &self.public_url {
+            Some(p) => set(&mut out, "public_url", quote(p)),
+            None => out.push_str("# public_url = \"https://relaygram.example.com\"   # unset: bots run in polling mode\n"),
+        }
+        set(&mut out, "telegram_api_url", quote(&self.telegram_api_url));
+        set(&mut out, "log_format", quote(&self.log_format.to_string()));
+        set(&mut out, "log_level", quote(&self.log_level));
+        set(
+            &mut out,
+            "data_dir",
+            quote(&self.data_dir.display().to_string()),
         );
-        line(
-            "admin_key",
-            match &self.admin_key {
-                Some(_) => quote("********"),
-                None => "# unset: generated on the first start of an empty store".to_string(),
-            },
-        );
-        line("max_body_bytes", self.max_body_bytes.to_string());
-        line(
+        out.push_str(&match &self.secret_key {
+            Some(_) => "# secret_key = \"…\"   # set (hidden)\n".to_string(),
+            None => format!(
+                "# secret_key = \"…\"   # unset: generated once into {}\n",
+                self.data_dir.join(crate::crypto::KEY_FILE).display()
+            ),
+        });
+        out.push_str(match &self.admin_key {
+            Some(_) => "# admin_key = \"…\"   # set (hidden)\n",
+            None => {
+                "# admin_key = \"…\"   # unset: generated on the first start of an empty store\n"
+            }
+        });
+        set(&mut out, "max_body_bytes", self.max_body_bytes.to_string());
+        set(
+            &mut out,
             "command_rate_per_minute",
             self.command_rate_per_minute.to_string(),
         );
-        line(
+        set(
+            &mut out,
             "update_retention_days",
             self.update_retention_days.to_string(),
         );
-        line(
+        set(
+            &mut out,
             "update_lease_seconds",
             self.update_lease_seconds.to_string(),
         );
         out.push_str(&format!(
-            "\n[limits]\nper_bot_per_second = {}\nper_chat_per_second = {}\nper_group_per_minute = {}\n",
+            "\n[limits]\nper_bot_per_second = {:?}\nper_chat_per_second = {:?}\nper_group_per_minute = {:?}\n",
             self.limits.per_bot_per_second,
             self.limits.per_chat_per_second,
             self.limits.per_group_per_minute
         ));
         out
     }
+}
+
+fn set(out: &mut String, key: &str, value: String) {
+    out.push_str(&format!("{key} = {value}\n"));
 }
 
 fn whole_number(name: &'static str, text: &str, min: u32) -> Result<u32, ConfigError> {
@@ -489,8 +497,22 @@ fn non_empty(value: Option<String>) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
+/// A TOML basic string (Rust's `{:?}` escapes are not all TOML).
 fn quote(s: &str) -> String {
-    format!("{s:?}")
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 fn parse_http_url(setting: &str, value: &str) -> Result<String, ConfigError> {
@@ -511,7 +533,7 @@ fn parse_http_url(setting: &str, value: &str) -> Result<String, ConfigError> {
     Ok(value.trim_end_matches('/').to_string())
 }
 
-/// Hides the password in a database URL.
+/// Hides the password in a URL (a database's, or a Telegram API URL with credentials).
 pub fn mask_database_url(url: &str) -> String {
     match reqwest::Url::parse(url) {
         Ok(mut parsed) if parsed.password().is_some() => {
@@ -658,6 +680,45 @@ mod tests {
         std::fs::write(&broken, "bind = [").unwrap();
         let err = Config::load_from(Some(&broken), env(&[])).unwrap_err();
         assert_eq!(err.setting, "--config");
+    }
+
+    #[test]
+    fn rendered_configuration_is_toml_that_loads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        for pairs in [
+            vec![],
+            vec![
+                ("RELAYGRAM_DATABASE_URL", "postgres://app:pw@db/rg"),
+                ("RELAYGRAM_PUBLIC_URL", "https://gw.example.com"),
+                ("RELAYGRAM_SECRET_KEY", &"ab".repeat(32)),
+                ("RELAYGRAM_ADMIN_KEY", "rg_admin_key_for_scripts_123"),
+                ("RELAYGRAM_LOG_LEVEL", "relaygram=debug,info"),
+                ("RELAYGRAM_DATA_DIR", "/tmp/a \"quoted\" dir"),
+                ("RELAYGRAM_LIMITS_PER_BOT_PER_SECOND", "100"),
+            ],
+        ] {
+            let cfg = Config::load_from(None, env(&pairs)).unwrap();
+            let shown = cfg.render_masked();
+            let parsed: toml::Table =
+                toml::from_str(&shown).unwrap_or_else(|e| panic!("{e}\n{shown}"));
+            assert_eq!(parsed["bind"].as_str(), Some(DEFAULT_BIND));
+            assert_eq!(parsed.contains_key("public_url"), cfg.public_url.is_some());
+            assert!(!parsed.contains_key("secret_key") && !parsed.contains_key("admin_key"));
+            let file = dir.path().join("relaygram.toml");
+            std::fs::write(&file, &shown).unwrap();
+            let back = Config::load_from(Some(&file), env(&[])).unwrap();
+            // Everything but the hidden secrets comes back as it was.
+            let settings = |text: &str| -> Vec<String> {
+                text.lines()
+                    .filter(|l| !l.starts_with('#'))
+                    .map(str::to_string)
+                    .collect()
+            };
+            assert_eq!(settings(&back.render_masked()), settings(&shown));
+            assert_eq!(back.data_dir, cfg.data_dir);
+            assert_eq!(back.log_level, cfg.log_level);
+            assert_eq!(back.limits, cfg.limits);
+        }
     }
 
     #[test]

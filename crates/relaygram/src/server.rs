@@ -11,6 +11,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use metrics::SharedString;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -41,6 +42,8 @@ pub struct Boot {
     pub services: Services,
     /// An admin key created now, to print once.
     pub new_admin_key: Option<CreatedKey>,
+    /// Active admin keys in the store after the start (including a new one).
+    pub active_admin_keys: i64,
     /// Whether the secret key file was generated now.
     pub key_file_created: bool,
 }
@@ -51,9 +54,11 @@ pub async fn boot(config: &Config) -> anyhow::Result<Boot> {
     let new_admin_key = services
         .bootstrap_admin_key(config.admin_key.as_ref())
         .await?;
+    let active_admin_keys = services.store.count_active_admin_keys().await?;
     Ok(Boot {
         services,
         new_admin_key,
+        active_admin_keys,
         key_file_created,
     })
 }
@@ -64,9 +69,12 @@ pub async fn open_services(config: &Config) -> anyhow::Result<Services> {
 }
 
 async fn open(config: &Config) -> anyhow::Result<(Services, bool)> {
-    let store = store::connect(&config.database_url)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot open the database (database_url): {e}"))?;
+    let store = store::connect(&config.database_url).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot open the database {} (set by database_url / RELAYGRAM_DATABASE_URL): {e}",
+            crate::config::mask_database_url(config.database_url.expose_secret())
+        )
+    })?;
     store
         .migrate()
         .await

@@ -251,6 +251,14 @@ impl TelegramClient {
         &self.base_url
     }
 
+    /// The base URL and the setting it comes from, for error messages.
+    fn where_from(&self) -> String {
+        format!(
+            "{} (set by telegram_api_url / RELAYGRAM_TELEGRAM_API_URL)",
+            crate::config::mask_database_url(&self.base_url)
+        )
+    }
+
     /// Calls `method` with JSON `params` and decodes `result`.
     pub async fn call<P, T>(
         &self,
@@ -296,14 +304,16 @@ impl TelegramClient {
             Ok(r) => r,
             Err(e) => {
                 // Never keep reqwest's URL: it contains the token.
+                // Name the base URL and the setting instead, so the operator can fix it.
                 let e = e.without_url();
+                let at = self.where_from();
                 return Err(if e.is_connect() {
                     // No connection: the request never reached Telegram.
-                    TelegramError::Transient(format!("cannot connect: {e}"))
+                    TelegramError::Transient(format!("cannot connect to {at}: {e}"))
                 } else if e.is_timeout() {
-                    TelegramError::Unanswered(format!("timeout: {e}"))
+                    TelegramError::Unanswered(format!("timeout from {at}: {e}"))
                 } else {
-                    TelegramError::Unanswered(format!("connection lost: {e}"))
+                    TelegramError::Unanswered(format!("connection to {at} lost: {e}"))
                 });
             }
         };

@@ -1211,14 +1211,15 @@ impl Services {
         let rows: Vec<Value> = categories
             .iter()
             .map(|c| {
-                let mark = if c.mandatory {
-                    "🔒"
+                // The state in words too: where no emoji font is installed the marks are boxes.
+                let (mark, state) = if c.mandatory {
+                    ("🔒", "always on")
                 } else if opted_in(c, prefs) {
-                    "✅"
+                    ("✅", "on")
                 } else {
-                    "⬜"
+                    ("⬜", "off")
                 };
-                json!([{"text": format!("{mark} {}", c.name), "callback_data": format!("{SETTINGS_BUTTON}{}", c.id)}])
+                json!([{"text": format!("{mark} {}: {state}", c.name), "callback_data": format!("{SETTINGS_BUTTON}{}", c.id)}])
             })
             .collect();
         json!({"inline_keyboard": rows})

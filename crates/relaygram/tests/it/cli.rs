@@ -6,6 +6,7 @@ use relaygram_sandbox::{Sandbox, SandboxConfig};
 use serde_json::{Value, json};
 
 use crate::helpers::{engines, sandbox_bot_texts};
+use crate::secrets::ServeProcess;
 
 struct Cli {
     envs: Vec<(String, String)>,
@@ -605,4 +606,170 @@ async fn send_and_broadcast_follow_delivery_with_progress() {
         server.kill().await.unwrap();
         sandbox.shutdown().await;
     }
+}
+
+/// `relaygram config` prints a `relaygram.toml`: valid TOML that loads back to the same settings.
+#[tokio::test]
+async fn config_output_is_toml_that_loads_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let cli = Cli::new(&[
+        (
+            "RELAYGRAM_DATABASE_URL",
+            "postgres://app:s3cr3tpassword@db.internal/rg".into(),
+        ),
+        ("RELAYGRAM_SECRET_KEY", "ab".repeat(32)),
+        ("RELAYGRAM_ADMIN_KEY", "rg_admin_key_from_env_123456".into()),
+        ("RELAYGRAM_LOG_LEVEL", "relaygram=debug,info".into()),
+        ("RELAYGRAM_DATA_DIR", dir.path().display().to_string()),
+    ]);
+    let shown = cli.ok(&["config"]).await;
+    let parsed: toml::Table = toml::from_str(&shown).unwrap_or_else(|e| panic!("{e}\n{shown}"));
+    assert_eq!(parsed["log_level"].as_str(), Some("relaygram=debug,info"));
+    assert_eq!(
+        parsed["database_url"].as_str(),
+        Some("postgres://app:********@db.internal/rg")
+    );
+    assert!(parsed["limits"]["per_bot_per_second"].is_float(), "{shown}");
+    // Unset and secret settings are comments, not values.
+    for key in ["public_url", "secret_key", "admin_key"] {
+        assert!(!parsed.contains_key(key), "{key}: {shown}");
+        assert!(shown.contains(&format!("# {key} = ")), "{key}: {shown}");
+    }
+    for secret in [
+        "s3cr3tpassword",
+        &"ab".repeat(32),
+        "rg_admin_key_from_env_123456",
+    ] {
+        assert!(!shown.contains(secret), "{shown}");
+    }
+    // Loaded back with no environment, it is the same configuration.
+    let file = dir.path().join("relaygram.toml");
+    std::fs::write(&file, &shown).unwrap();
+    let again = Cli::new(&[])
+        .ok(&["--config", file.to_str().unwrap(), "config"])
+        .await;
+    let settings = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(settings(&again), settings(&shown));
+}
+
+/// A start that finds an admin key says so and how to make another; so does a start with
+/// the key in the environment.
+#[tokio::test]
+async fn every_start_says_where_the_admin_key_is() {
+    for engine in engines() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = relaygram::store::testing::fresh(engine, dir.path())
+            .await
+            .unwrap();
+        let envs = [
+            ("RELAYGRAM_DATABASE_URL", db.url.clone()),
+            ("RELAYGRAM_BIND", "127.0.0.1:0".to_string()),
+            (
+                "RELAYGRAM_TELEGRAM_API_URL",
+                "http://127.0.0.1:9".to_string(),
+            ),
+            (
+                "RELAYGRAM_DATA_DIR",
+                dir.path().join("data").display().to_string(),
+            ),
+        ];
+        let first = ServeProcess::start(&envs).await;
+        assert!(
+            first.admin_key.is_some(),
+            "the first start makes and prints one"
+        );
+        let (out, _) = first.terminate().await;
+        assert!(
+            out.contains("Another one: relaygram keys create --admin"),
+            "{out}"
+        );
+
+        let second = ServeProcess::start(&envs).await;
+        assert_eq!(second.admin_key, None, "a key is printed once only");
+        let (out, _) = second.terminate().await;
+        assert!(out.contains("An admin API key exists (1 active"), "{out}");
+        assert!(
+            out.contains("Make another: relaygram keys create --admin"),
+            "{out}"
+        );
+
+        let mut with_key = envs.to_vec();
+        with_key.push(("RELAYGRAM_ADMIN_KEY", "rg_admin_key_from_env_123456".into()));
+        let third = ServeProcess::start(&with_key).await;
+        let (out, _) = third.terminate().await;
+        assert!(
+            out.contains("the one set in admin_key / RELAYGRAM_ADMIN_KEY"),
+            "{out}"
+        );
+        assert!(!out.contains("rg_admin_key_from_env_123456"), "{out}");
+    }
+}
+
+/// Connection errors name the URL tried and the setting that set it, never a password.
+#[tokio::test]
+async fn connection_errors_name_the_url_and_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    for engine in engines() {
+        let db = relaygram::store::testing::fresh(engine, dir.path())
+            .await
+            .unwrap();
+        // Nothing listens on port 9 (discard) here: Telegram is unreachable.
+        let cli = Cli::new(&[
+            ("RELAYGRAM_DATABASE_URL", db.url.clone()),
+            ("RELAYGRAM_TELEGRAM_API_URL", "http://127.0.0.1:9".into()),
+            (
+                "RELAYGRAM_DATA_DIR",
+                dir.path().join("data").display().to_string(),
+            ),
+        ]);
+        let created = cli.ok(&["tenants", "create", "--name", "Acme"]).await;
+        let tenant = created.split('\t').next().unwrap().trim().to_string();
+        let out = cli
+            .run_with(
+                &["bots", "add", "--tenant", &tenant],
+                &[(
+                    "RELAYGRAM_BOT_TOKEN",
+                    "123456:AAbbCCddEEffGGhhIIjjKKllMMnnOOppQQ",
+                )],
+            )
+            .await;
+        assert!(!out.status.success());
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(err.contains("http://127.0.0.1:9"), "{err}");
+        assert!(
+            err.contains("telegram_api_url / RELAYGRAM_TELEGRAM_API_URL"),
+            "{err}"
+        );
+        assert!(!err.contains("AAbbCCdd"), "{err}");
+    }
+
+    // A database that cannot be reached: its URL (password masked) and the setting.
+    let out = Cli::new(&[
+        (
+            "RELAYGRAM_DATABASE_URL",
+            "postgres://app:s3cr3tpassword@127.0.0.1:9/rg".into(),
+        ),
+        (
+            "RELAYGRAM_DATA_DIR",
+            dir.path().join("data").display().to_string(),
+        ),
+    ])
+    .run(&["tenants", "list"])
+    .await;
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("postgres://app:********@127.0.0.1:9/rg"),
+        "{err}"
+    );
+    assert!(
+        err.contains("database_url / RELAYGRAM_DATABASE_URL"),
+        "{err}"
+    );
+    assert!(!err.contains("s3cr3tpassword"), "{err}");
 }

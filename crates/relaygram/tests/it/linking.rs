@@ -559,7 +559,10 @@ async fn settings_buttons_toggle_categories_but_not_mandatory_ones() {
             .iter()
             .map(|r| r[0]["text"].as_str().unwrap())
             .collect();
-        assert_eq!(labels, ["✅ Alerts", "⬜ Reports", "🔒 Critical"]);
+        assert_eq!(
+            labels,
+            ["✅ Alerts: on", "⬜ Reports: off", "🔒 Critical: always on"]
+        );
         for r in &rows {
             let data = r[0]["callback_data"].as_str().unwrap();
             assert!(data.starts_with("rg:") && data.len() <= 64, "{data}");
@@ -588,12 +591,12 @@ async fn settings_buttons_toggle_categories_but_not_mandatory_ones() {
                 .await
                 .into_iter()
                 .find(|m| m["message_id"] == menu["message_id"])
-                .filter(|m| m["reply_markup"]["inline_keyboard"][0][0]["text"] == "⬜ Alerts")
+                .filter(|m| m["reply_markup"]["inline_keyboard"][0][0]["text"] == "⬜ Alerts: off")
         })
         .await;
         assert_eq!(
             edited["reply_markup"]["inline_keyboard"][1][0]["text"],
-            "✅ Reports"
+            "✅ Reports: on"
         );
 
         // The app reads and sets the same preferences; mandatory ones stay on.
