@@ -218,6 +218,9 @@ pub struct BotRecord {
     pub created_at: i64,
     /// Last change (UTC ms).
     pub updated_at: i64,
+    /// The update types asked of Telegram; `None` = every type (see
+    /// [`UPDATE_TYPES`](crate::telegram::UPDATE_TYPES)).
+    pub allowed_updates: Option<Vec<String>>,
 }
 
 impl fmt::Debug for BotRecord {
@@ -364,6 +367,13 @@ pub trait Store:
     async fn list_bots(&self, filter: &BotFilter, page: &Page) -> StoreResult<Listed<BotRecord>>;
     /// Sets `enabled`; `false` when the bot does not exist.
     async fn set_bot_enabled(&self, id: &str, enabled: bool, at: i64) -> StoreResult<bool>;
+    /// Sets the update types asked of Telegram (`None` = all); `false` when the bot does not exist.
+    async fn set_bot_allowed_updates(
+        &self,
+        id: &str,
+        allowed: Option<&[String]>,
+        at: i64,
+    ) -> StoreResult<bool>;
     /// Records the delivery mode and webhook; `false` when the bot does not exist.
     async fn set_bot_webhook(
         &self,
