@@ -29,7 +29,7 @@ pub use events::{
 };
 pub use holds::{Hold, HoldCandidate, HoldStore};
 pub use inbound::{
-    ChatRecord, ChatState, FinishReport, InboundStore, ProcessedUpdate, UpdateCursor, UpdateFilter,
+    ChatRecord, ChatState, FinishReport, InboundStore, ProcessedUpdate, SentMessage, UpdateCursor, UpdateFilter,
     UpdateOutcome, UpdateRecord, UpdateStatus,
 };
 pub use links::{
