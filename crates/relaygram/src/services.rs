@@ -11,9 +11,7 @@ use crate::store::{
     ApiKeyRecord, BotFilter, BotMode, BotRecord, KeyOwner, KeyScope, Listed, Page, Store,
     StoreError, Tenant,
 };
-use crate::telegram::{
-    BotToken, SetWebhookParams, TelegramClient, TelegramError, WebhookInfo,
-};
+use crate::telegram::{BotToken, SetWebhookParams, TelegramClient, TelegramError, WebhookInfo};
 
 /// Length of the key prefix kept in clear for lists (`rg_` + 8 characters).
 pub const KEY_PREFIX_LEN: usize = 11;
@@ -697,8 +695,7 @@ impl Services {
             if list.is_empty() {
                 return Err(ServiceError::Invalid {
                     field: "allowed_updates",
-                    message: "must name at least one update type, or be null for every type"
-                        .into(),
+                    message: "must name at least one update type, or be null for every type".into(),
                 });
             }
         }
@@ -717,7 +714,13 @@ impl Services {
                 .register_webhook_at(&token, id, base, allowed.as_deref())
                 .await?;
             self.store
-                .set_bot_webhook(id, BotMode::Webhook, Some(&url), Some(&secret_sealed), now_millis())
+                .set_bot_webhook(
+                    id,
+                    BotMode::Webhook,
+                    Some(&url),
+                    Some(&secret_sealed),
+                    now_millis(),
+                )
                 .await?;
         }
         self.store

@@ -506,10 +506,7 @@ pub fn answer_callback_query(
     }
     let window = CALLBACK_ANSWER_WINDOW.div_f64(w.limiter.time_scale().max(0.001));
     let record = w.callbacks.get_mut(&id).ok_or_else(too_old)?;
-    if record.bot_id != bot_id
-        || record.answer.is_some()
-        || record.created.elapsed() > window
-    {
+    if record.bot_id != bot_id || record.answer.is_some() || record.created.elapsed() > window {
         return Err(too_old());
     }
     record.answer = Some(json!({

@@ -235,7 +235,10 @@ impl Ctx<'_> {
         };
         let links: Vec<_> = links.iter().filter(|l| l.active).collect();
         data["link_ids"] = json!(links.iter().map(|l| &l.id).collect::<Vec<_>>());
-        let mut external: Vec<&String> = links.iter().filter_map(|l| l.external_id.as_ref()).collect();
+        let mut external: Vec<&String> = links
+            .iter()
+            .filter_map(|l| l.external_id.as_ref())
+            .collect();
         external.dedup();
         data["external_ids"] = json!(external);
         self.emit(kind, data);
@@ -287,7 +290,9 @@ impl Ctx<'_> {
                    "chat_id": update.chat_id, "user_id": update.user_id, "update": body}),
         )
         .await?;
-        Ok(Handled::done(format!("forwarded {kind} as update.received")))
+        Ok(Handled::done(format!(
+            "forwarded {kind} as update.received"
+        )))
     }
 
     fn effects(&self) -> std::sync::MutexGuard<'_, Effects> {
@@ -619,14 +624,15 @@ impl Ctx<'_> {
             if own == "stop:yes"
                 && let Some(chat_id) = chat_id
             {
-                // Idempotent: a second run of the update stops nothing more.
-                self.services().stop_chat(&self.bot, chat_id).await?;
+                // Named before they are removed: the app learns whose chat stopped.
                 self.emit_about(
                     "chat.stopped",
                     Some(chat_id),
                     json!({"bot_id": self.bot.id, "chat_id": chat_id, "from": q["from"]}),
                 )
                 .await?;
+                // Idempotent: a second run of the update stops nothing more.
+                self.services().stop_chat(&self.bot, chat_id).await?;
             }
             let reply = match own {
                 "stop:yes" => "Stopped. Send /start to come back.",
@@ -643,7 +649,7 @@ impl Ctx<'_> {
         )
         .await?;
         self.answer_callback(id, None, false).await;
-        Ok(Handled::done("forwarded as callback.received"))
+        Ok(Handled::done("answered and forwarded as callback.received"))
     }
 
     async fn my_chat_member(&self, m: &Value) -> Result<Handled, HandleError> {
@@ -718,7 +724,8 @@ impl Ctx<'_> {
                 .is_chat_admin(chat_id, q["from"]["id"].as_i64())
                 .await?
         {
-            self.answer_callback(query_id, Some(ADMINS_ONLY), false).await;
+            self.answer_callback(query_id, Some(ADMINS_ONLY), false)
+                .await;
             return Ok(Handled::done(
                 "refused a settings change from a group member who is not an administrator",
             ));

@@ -29,8 +29,8 @@ pub use events::{
 };
 pub use holds::{Hold, HoldCandidate, HoldStore};
 pub use inbound::{
-    ChatRecord, ChatState, FinishReport, InboundStore, ProcessedUpdate, SentMessage, UpdateCursor, UpdateFilter,
-    UpdateOutcome, UpdateRecord, UpdateStatus,
+    ChatRecord, ChatState, FinishReport, InboundStore, ProcessedUpdate, SentMessage, UpdateCursor,
+    UpdateFilter, UpdateOutcome, UpdateRecord, UpdateStatus,
 };
 pub use links::{
     CategoryRecord, ConnectCodeRecord, LinkFilter, LinkRecord, LinkStore, LinkTokenRecord,

@@ -98,6 +98,11 @@ const SQLITE_MIGRATIONS: &[Embedded] = &[
         "reply_origin",
         include_str!("../../migrations/sqlite/0015_reply_origin.sql"),
     ),
+    (
+        16,
+        "inbound_events",
+        include_str!("../../migrations/sqlite/0016_inbound_events.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[Embedded] = &[
     (
@@ -164,6 +169,11 @@ const POSTGRES_MIGRATIONS: &[Embedded] = &[
         15,
         "reply_origin",
         include_str!("../../migrations/postgres/0015_reply_origin.sql"),
+    ),
+    (
+        16,
+        "inbound_events",
+        include_str!("../../migrations/postgres/0016_inbound_events.sql"),
     ),
 ];
 

@@ -78,6 +78,8 @@ pub struct Options {
     pub max_body_bytes: Option<usize>,
     /// Run the services on a manual clock (see [`TestApp::clock`]).
     pub manual_clock: bool,
+    /// The sandbox's `time_scale` (1 when unset): its time limits pass this much faster.
+    pub sandbox_time_scale: Option<f64>,
 }
 
 impl TestApp {
@@ -86,9 +88,12 @@ impl TestApp {
     }
 
     pub async fn spawn_with(engine: &'static str, options: Options) -> TestApp {
-        let sandbox = Sandbox::start(SandboxConfig::default())
-            .await
-            .expect("sandbox starts");
+        let sandbox = Sandbox::start(SandboxConfig {
+            time_scale: options.sandbox_time_scale.unwrap_or(1.0),
+            ..SandboxConfig::default()
+        })
+        .await
+        .expect("sandbox starts");
         let dir = tempfile::tempdir().expect("tempdir");
         let db = testing::fresh(engine, dir.path()).await.expect("fresh db");
         let mut config = Config {
@@ -131,6 +136,12 @@ impl TestApp {
     /// Stops the server gracefully and starts it again on the same database, data folder
     /// and port (the sandbox keeps running, so webhooks still arrive).
     pub async fn restarted(self) -> TestApp {
+        self.restarted_after(async |_| {}).await
+    }
+
+    /// Like [`TestApp::restarted`], running `while_down` (with the sandbox) while the server
+    /// is stopped: what Telegram users do during an outage.
+    pub async fn restarted_after(self, while_down: impl AsyncFnOnce(&Sandbox)) -> TestApp {
         let TestApp {
             server,
             sandbox,
@@ -142,6 +153,7 @@ impl TestApp {
         } = self;
         config.bind = server.addr;
         server.shutdown().await.expect("graceful shutdown");
+        while_down(&sandbox).await;
         let boot = server::boot(&config).await.expect("boot");
         let server = server::spawn(&config, boot.services)
             .await
