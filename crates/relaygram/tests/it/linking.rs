@@ -13,7 +13,6 @@ const GROUP_LINKED: &str = "Done! This group is now linked.";
 const USED: &str = "This link was already used.";
 const EXPIRED: &str = "This link has expired.";
 const FOREIGN: &str = "This link or code is not for this bot.";
-const UNKNOWN: &str = "I don't recognise this link or code.";
 const REVOKED: &str = "This code is no longer valid.";
 
 /// A tenant with a tenant key, a bot added to relaygram, and three categories.
