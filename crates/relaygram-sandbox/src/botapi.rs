@@ -324,5 +324,8 @@ async fn call(
     }
 }
 
-/// How long a callback query can be answered, as Telegram allows.
-pub const CALLBACK_ANSWER_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// How long after the press a callback query can be answered (on the sandbox clock, so
+/// scaled by `time_scale`). Telegram publishes no figure; answers later than about 15 s
+/// are refused with `query is too old and response timeout expired or query ID is invalid`
+/// (what every bot library reports for presses queued while the bot was down).
+pub const CALLBACK_ANSWER_WINDOW: Duration = Duration::from_secs(15);

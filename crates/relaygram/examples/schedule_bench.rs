@@ -170,6 +170,7 @@ async fn main() -> anyhow::Result<()> {
         enabled: true,
         created_at: now,
         updated_at: now,
+        allowed_updates: None,
     };
     services.store.insert_bot(&bot).await?;
     let me = Principal::Operator;

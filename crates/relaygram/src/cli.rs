@@ -170,6 +170,14 @@ pub enum BotsCommand {
         /// Bot id (`bot_…`).
         bot_id: String,
     },
+    /// Set the update types a bot asks Telegram for.
+    Updates {
+        /// Bot id (`bot_…`).
+        bot_id: String,
+        /// Comma-separated update types (`message,callback_query,chat_join_request`), or
+        /// `all` for every type Telegram sends.
+        types: String,
+    },
 }
 
 /// `relaygram webhook …`
@@ -326,6 +334,23 @@ pub async fn run_admin_command(config: &Config, command: Command) -> anyhow::Res
         Command::Bots(BotsCommand::Remove { bot_id }) => {
             services.delete_bot(&me, &bot_id).await.map_err(explain)?;
             println!("removed {bot_id}");
+            Ok(())
+        }
+        Command::Bots(BotsCommand::Updates { bot_id, types }) => {
+            let allowed = (types.trim() != "all").then(|| {
+                types
+                    .split(',')
+                    .map(|t| t.trim().to_string())
+                    .filter(|t| !t.is_empty())
+                    .collect::<Vec<_>>()
+            });
+            let b = services
+                .set_bot_allowed_updates(&me, &bot_id, allowed)
+                .await
+                .map_err(explain)?;
+            print_bot(&b);
+            let list = crate::telegram::allowed_updates(b.allowed_updates.as_deref());
+            println!("allowed updates: {}", list.join(", "));
             Ok(())
         }
         Command::Webhook(WebhookCommand::Register { bot, base_url }) => {

@@ -11,9 +11,7 @@ use crate::store::{
     ApiKeyRecord, BotFilter, BotMode, BotRecord, KeyOwner, KeyScope, Listed, Page, Store,
     StoreError, Tenant,
 };
-use crate::telegram::{
-    BotToken, HANDLED_UPDATES, SetWebhookParams, TelegramClient, TelegramError, WebhookInfo,
-};
+use crate::telegram::{BotToken, SetWebhookParams, TelegramClient, TelegramError, WebhookInfo};
 
 /// Length of the key prefix kept in clear for lists (`rg_` + 8 characters).
 pub const KEY_PREFIX_LEN: usize = 11;
@@ -520,6 +518,7 @@ impl Services {
             enabled: true,
             created_at: now,
             updated_at: now,
+            allowed_updates: None,
         };
         // Store first: the unique Telegram id settles concurrent adds before Telegram is
         // touched. If Telegram then fails, the row is removed again.
@@ -529,7 +528,7 @@ impl Services {
         })?;
         let delivery = match self.public_url.clone() {
             Some(base) => self
-                .register_webhook_at(&token, &bot.id, &base)
+                .register_webhook_at(&token, &bot.id, &base, None)
                 .await
                 .map(Some),
             None => self
@@ -585,6 +584,7 @@ impl Services {
         token: &BotToken,
         bot_id: &str,
         base: &str,
+        allowed: Option<&[String]>,
     ) -> ServiceResult<(String, String)> {
         let url = format!("{base}/telegram/webhook/{bot_id}");
         let secret = random_token(WEBHOOK_SECRET_LEN);
@@ -593,7 +593,16 @@ impl Services {
             certificate: None,
             ip_address: None,
             max_connections: None,
-            allowed_updates: Some(HANDLED_UPDATES.to_vec()),
+            // Every name is one of Telegram's types (checked when set), so each parses.
+            allowed_updates: Some(
+                serde_json::from_value(serde_json::json!(crate::telegram::allowed_updates(
+                    allowed
+                )))
+                .map_err(|e| ServiceError::Invalid {
+                    field: "allowed_updates",
+                    message: e.to_string(),
+                })?,
+            ),
             drop_pending_updates: None,
             secret_token: Some(secret.clone()),
         };
@@ -669,6 +678,69 @@ impl Services {
         self.visible_bot(principal, id).await
     }
 
+    /// Sets the update types the bot asks Telegram for (`None` = every type) and tells
+    /// Telegram at once: a webhook bot's webhook is registered again with the new list (a
+    /// polling bot passes it with its next `getUpdates`). Unknown type names are refused.
+    pub async fn set_bot_allowed_updates(
+        &self,
+        principal: &Principal,
+        id: &str,
+        allowed: Option<Vec<String>>,
+    ) -> ServiceResult<BotRecord> {
+        if let Some(list) = &allowed {
+            let unknown: Vec<&str> = list
+                .iter()
+                .map(String::as_str)
+                .filter(|t| !crate::telegram::UPDATE_TYPES.contains(t))
+                .collect();
+            if !unknown.is_empty() {
+                return Err(ServiceError::Invalid {
+                    field: "allowed_updates",
+                    message: format!(
+                        "not Telegram update types: {} (known: {})",
+                        unknown.join(", "),
+                        crate::telegram::UPDATE_TYPES.join(", ")
+                    ),
+                });
+            }
+            if list.is_empty() {
+                return Err(ServiceError::Invalid {
+                    field: "allowed_updates",
+                    message: "must name at least one update type, or be null for every type".into(),
+                });
+            }
+        }
+        let bot = self.visible_bot(principal, id).await?;
+        let mut allowed = allowed;
+        if let Some(list) = &mut allowed {
+            list.sort();
+            list.dedup();
+        }
+        if bot.mode == BotMode::Webhook
+            && let Some(url) = &bot.webhook_url
+            && let Some(base) = url.strip_suffix(&format!("/telegram/webhook/{id}"))
+        {
+            let token = self.token_of(&bot)?;
+            let (url, secret_sealed) = self
+                .register_webhook_at(&token, id, base, allowed.as_deref())
+                .await?;
+            self.store
+                .set_bot_webhook(
+                    id,
+                    BotMode::Webhook,
+                    Some(&url),
+                    Some(&secret_sealed),
+                    now_millis(),
+                )
+                .await?;
+        }
+        self.store
+            .set_bot_allowed_updates(id, allowed.as_deref(), now_millis())
+            .await?;
+        tracing::info!(bot_id = id, allowed_updates = ?allowed, "bot's update types set");
+        self.visible_bot(principal, id).await
+    }
+
     /// Removes a bot: deletes its webhook at Telegram (best effort), then the record.
     pub async fn delete_bot(&self, principal: &Principal, id: &str) -> ServiceResult<()> {
         let bot = self.visible_bot(principal, id).await?;
@@ -694,7 +766,9 @@ impl Services {
         };
         let bot = self.visible_bot(principal, id).await?;
         let token = self.token_of(&bot)?;
-        let (url, secret_sealed) = self.register_webhook_at(&token, id, &base).await?;
+        let (url, secret_sealed) = self
+            .register_webhook_at(&token, id, &base, bot.allowed_updates.as_deref())
+            .await?;
         self.store
             .set_bot_webhook(
                 id,

@@ -17,17 +17,42 @@ pub use frankenstein::response::ResponseParameters;
 pub use frankenstein::types::BotCommand;
 pub use frankenstein::types::{AllowedUpdate, User};
 
-/// Update types relaygram asks Telegram to deliver.
-pub const HANDLED_UPDATES: &[AllowedUpdate] = &[
-    AllowedUpdate::Message,
-    AllowedUpdate::EditedMessage,
-    AllowedUpdate::ChannelPost,
-    AllowedUpdate::CallbackQuery,
-    AllowedUpdate::MyChatMember,
-    AllowedUpdate::ChatMember,
-    AllowedUpdate::ChatJoinRequest,
-    AllowedUpdate::PreCheckoutQuery,
+/// Every update type Telegram sends (the fields of the Bot API's `Update` object). Bots ask
+/// for all of them unless their `allowed_updates` setting narrows the list: Telegram sends
+/// `chat_member`, `message_reaction` and `message_reaction_count` only when asked by name.
+pub const UPDATE_TYPES: &[&str] = &[
+    "message",
+    "edited_message",
+    "channel_post",
+    "edited_channel_post",
+    "business_connection",
+    "business_message",
+    "edited_business_message",
+    "deleted_business_messages",
+    "message_reaction",
+    "message_reaction_count",
+    "inline_query",
+    "chosen_inline_result",
+    "callback_query",
+    "shipping_query",
+    "pre_checkout_query",
+    "purchased_paid_media",
+    "poll",
+    "poll_answer",
+    "my_chat_member",
+    "chat_member",
+    "chat_join_request",
+    "chat_boost",
+    "removed_chat_boost",
 ];
+
+/// The update types to ask Telegram for: the bot's own list, or every type.
+pub fn allowed_updates(setting: Option<&[String]>) -> Vec<String> {
+    match setting {
+        Some(list) => list.to_vec(),
+        None => UPDATE_TYPES.iter().map(|t| t.to_string()).collect(),
+    }
+}
 
 /// A syntactically valid bot token (`<bot id>:<secret>`). Never printed.
 #[derive(Clone)]

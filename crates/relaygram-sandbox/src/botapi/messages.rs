@@ -507,11 +507,9 @@ pub fn answer_callback_query(
     if text.as_deref().is_some_and(|t| markup::utf16_len(t) > 200) {
         return Err(ApiError::bad_request("MESSAGE_TOO_LONG"));
     }
+    let window = CALLBACK_ANSWER_WINDOW.div_f64(w.limiter.time_scale().max(0.001));
     let record = w.callbacks.get_mut(&id).ok_or_else(too_old)?;
-    if record.bot_id != bot_id
-        || record.answer.is_some()
-        || record.created.elapsed() > CALLBACK_ANSWER_WINDOW
-    {
+    if record.bot_id != bot_id || record.answer.is_some() || record.created.elapsed() > window {
         return Err(too_old());
     }
     record.answer = Some(json!({

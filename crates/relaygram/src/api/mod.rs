@@ -469,7 +469,8 @@ async fn get_bot(
     Ok(Json(BotView::from(live.bot).with_live(live.webhook_info)))
 }
 
-/// Enable or disable a bot.
+/// Enable or disable a bot, or set the update types it asks Telegram for
+/// (`allowed_updates`; a webhook bot's webhook is registered again with the new list).
 #[utoipa::path(
     patch, path = "/v1/bots/{id}", tag = "bots",
     params(("id" = String, Path, description = "Bot id")),
@@ -479,7 +480,7 @@ async fn get_bot(
         (status = 400, description = "Malformed JSON", body = Problem, content_type = PROBLEM),
         (status = 401, description = "Missing, unknown or revoked key", body = Problem, content_type = PROBLEM),
         (status = 404, description = "No such bot (or another tenant's)", body = Problem, content_type = PROBLEM),
-        (status = 422, description = "Invalid field", body = Problem, content_type = PROBLEM),
+        (status = 422, description = "Invalid field (e.g. an unknown update type, named)", body = Problem, content_type = PROBLEM),
     ),
     security(("bearer" = []))
 )]
@@ -489,14 +490,30 @@ async fn update_bot(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<UpdateBotRequest>,
 ) -> ApiResult<Json<BotView>> {
-    let enabled = body
-        .enabled
-        .ok_or_else(|| AppError::validation("enabled", "enabled: nothing to update"))?;
-    let bot = state
-        .services
-        .set_bot_enabled(&principal, &id, enabled)
-        .await?;
-    Ok(Json(bot.into()))
+    if body.enabled.is_none() && body.allowed_updates.is_none() {
+        return Err(AppError::validation(
+            "enabled",
+            "nothing to update: give enabled or allowed_updates",
+        ));
+    }
+    let mut bot = None;
+    if let Some(allowed) = body.allowed_updates {
+        bot = Some(
+            state
+                .services
+                .set_bot_allowed_updates(&principal, &id, allowed)
+                .await?,
+        );
+    }
+    if let Some(enabled) = body.enabled {
+        bot = Some(
+            state
+                .services
+                .set_bot_enabled(&principal, &id, enabled)
+                .await?,
+        );
+    }
+    Ok(Json(bot.expect("one of the fields was given").into()))
 }
 
 /// Remove a bot (its webhook is deleted at Telegram).

@@ -189,10 +189,25 @@ impl std::fmt::Debug for CreateBotRequest {
 /// `PATCH /v1/bots/{id}`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"enabled": false}))]
+#[schema(example = json!({"enabled": true, "allowed_updates": ["message", "callback_query", "chat_join_request"]}))]
 pub struct UpdateBotRequest {
     /// Whether the bot is in use.
     pub enabled: Option<bool>,
+    /// The update types the bot asks Telegram for (names of the Bot API's `Update`
+    /// fields); `null` = every type, including `chat_member`, `message_reaction` and
+    /// `message_reaction_count`, which Telegram sends only when asked. Absent: unchanged.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Vec<String>>, nullable)]
+    pub allowed_updates: Option<Option<Vec<String>>>,
+}
+
+/// A field that may be set to `null`: `Some(None)` when null, `None` when absent.
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 /// `POST /v1/bots/{id}/webhook`.
@@ -248,7 +263,7 @@ pub struct TelegramStateView {
 #[schema(example = json!({"id": "bot_01jd8y3k7q9x4m2n5p6r7s8t9v", "tenant_id": "ten_01jd8y3k7q9x4m2n5p6r7s8t9v",
     "telegram_id": 123456789, "username": "shop_bot", "first_name": "Shop", "mode": "webhook", "enabled": true,
     "webhook_url": "https://relaygram.example.com/telegram/webhook/bot_01jd8y3k7q9x4m2n5p6r7s8t9v",
-    "created_at": "2026-11-21T05:00:00Z", "updated_at": "2026-11-21T05:00:00Z"}))]
+    "allowed_updates": null, "created_at": "2026-11-21T05:00:00Z", "updated_at": "2026-11-21T05:00:00Z"}))]
 pub struct BotView {
     /// Opaque id.
     pub id: String,
@@ -266,6 +281,8 @@ pub struct BotView {
     pub enabled: bool,
     /// Where Telegram delivers updates (webhook mode).
     pub webhook_url: Option<String>,
+    /// The update types the bot asks Telegram for; `null` = every type Telegram sends.
+    pub allowed_updates: Option<Vec<String>>,
     /// Creation time (RFC 3339, UTC).
     pub created_at: String,
     /// Last change (RFC 3339, UTC).
@@ -286,6 +303,7 @@ impl From<BotRecord> for BotView {
             mode: b.mode,
             enabled: b.enabled,
             webhook_url: b.webhook_url,
+            allowed_updates: b.allowed_updates,
             created_at: rfc3339(b.created_at),
             updated_at: rfc3339(b.updated_at),
             telegram: None,

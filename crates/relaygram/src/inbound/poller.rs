@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use super::intake::store_update;
 use crate::services::Services;
 use crate::store::{BotFilter, BotMode, BotRecord, Page};
-use crate::telegram::{HANDLED_UPDATES, TelegramError};
+use crate::telegram::TelegramError;
 use crate::workers::Shutdown;
 
 /// How long one `getUpdates` waits for updates (below the client's request timeout).
@@ -140,7 +140,13 @@ async fn poll_bot(services: Services, bot: BotRecord, holder: String) {
                 continue;
             }
         }
-        let mut params = json!({"timeout": LONG_POLL_SECONDS, "allowed_updates": HANDLED_UPDATES});
+        // The bot's setting as stored now: a change reaches Telegram with the next poll.
+        let allowed = match services.store.get_bot(&bot.id).await {
+            Ok(Some(b)) => b.allowed_updates,
+            _ => bot.allowed_updates.clone(),
+        };
+        let allowed = crate::telegram::allowed_updates(allowed.as_deref());
+        let mut params = json!({"timeout": LONG_POLL_SECONDS, "allowed_updates": allowed});
         if let Some(o) = offset {
             params["offset"] = json!(o);
         }

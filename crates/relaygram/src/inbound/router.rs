@@ -135,13 +135,21 @@ impl Router {
             update_id: update.update_id,
             received_at: update.received_at,
             effects: Mutex::new(Effects::default()),
+            notes: Mutex::new(Vec::new()),
         };
         let mut handled = match update.kind.as_str() {
             "message" => ctx.message(payload, update).await,
             "callback_query" => ctx.callback_query(payload).await,
             "my_chat_member" => ctx.my_chat_member(payload).await,
-            other => Ok(Handled::ignored(format!("no handler for {other} updates"))),
+            other => ctx.forward_update(other, &body, update).await,
         }?;
+        let notes = ctx
+            .notes
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !notes.is_empty() {
+            handled.outcome = format!("{} ({})", handled.outcome, notes.join("; "));
+        }
         handled.effects = ctx
             .effects
             .into_inner()
@@ -166,7 +174,13 @@ struct Ctx<'a> {
     received_at: i64,
     /// What handling wrote so far.
     effects: Mutex<Effects>,
+    /// Remarks for the outcome (an answer Telegram refused).
+    notes: Mutex<Vec<String>>,
 }
+
+/// Names of the update types the router handles itself; every other type reaches the app
+/// as `update.received`.
+pub const HANDLED_TYPES: &[&str] = &["message", "callback_query", "my_chat_member"];
 
 impl Ctx<'_> {
     fn services(&self) -> &Services {
@@ -206,6 +220,81 @@ impl Ctx<'_> {
         self.effects().events.push(event);
     }
 
+    /// An event about chat `chat_id`: it names the chat's links and their app users
+    /// (`link_ids`, `external_ids`; empty lists when the chat is not linked), so the app
+    /// need not look up whose chat it is.
+    async fn emit_about(
+        &self,
+        kind: &str,
+        chat_id: Option<i64>,
+        mut data: Value,
+    ) -> Result<(), HandleError> {
+        let links = match chat_id {
+            Some(id) => self.services().store.chat_links(&self.bot.id, id).await?,
+            None => Vec::new(),
+        };
+        let links: Vec<_> = links.iter().filter(|l| l.active).collect();
+        data["link_ids"] = json!(links.iter().map(|l| &l.id).collect::<Vec<_>>());
+        let mut external: Vec<&String> = links
+            .iter()
+            .filter_map(|l| l.external_id.as_ref())
+            .collect();
+        external.dedup();
+        data["external_ids"] = json!(external);
+        self.emit(kind, data);
+        Ok(())
+    }
+
+    /// Answers a callback query, best effort: the press's effect does not depend on it.
+    /// Telegram refuses answers that come late (a press queued while relaygram was down)
+    /// or twice; the outcome notes it, and the update is still handled.
+    async fn answer_callback(&self, query_id: &str, text: Option<&str>, show_alert: bool) {
+        let mut p = json!({"callback_query_id": query_id});
+        if let Some(t) = text {
+            p["text"] = json!(t);
+        }
+        if show_alert {
+            p["show_alert"] = json!(true);
+        }
+        self.best_effort("answerCallbackQuery", &p).await;
+    }
+
+    /// A call whose failure must not undo what the update did (answers due within seconds,
+    /// a keyboard redrawn): a refusal is noted in the outcome.
+    async fn best_effort(&self, method: &str, params: &Value) {
+        if let Err(e) = self
+            .services()
+            .telegram
+            .call::<_, Value>(&self.token, method, params)
+            .await
+        {
+            tracing::info!(bot_id = %self.bot.id, update_id = self.update_id, method, error = %e, "a best-effort call failed");
+            self.notes
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(format!("{method} not accepted: {e}"));
+        }
+    }
+
+    /// An update relaygram does not handle itself: the app gets it whole.
+    async fn forward_update(
+        &self,
+        kind: &str,
+        body: &Value,
+        update: &UpdateRecord,
+    ) -> Result<Handled, HandleError> {
+        self.emit_about(
+            "update.received",
+            update.chat_id,
+            json!({"bot_id": self.bot.id, "type": kind, "update_id": update.update_id,
+                   "chat_id": update.chat_id, "user_id": update.user_id, "update": body}),
+        )
+        .await?;
+        Ok(Handled::done(format!(
+            "forwarded {kind} as update.received"
+        )))
+    }
+
     fn effects(&self) -> std::sync::MutexGuard<'_, Effects> {
         self.effects
             .lock()
@@ -217,7 +306,7 @@ impl Ctx<'_> {
         chat_id: i64,
         chat: Option<&Value>,
         state: ChatState,
-    ) -> Result<(), HandleError> {
+    ) -> Result<Option<ChatState>, HandleError> {
         let existing = self
             .services()
             .store
@@ -237,6 +326,7 @@ impl Ctx<'_> {
             migrated_to: existing.as_ref().and_then(|c| c.migrated_to),
             updated_at: now_millis(),
         };
+        let before = existing.as_ref().map(|c| c.state);
         // Most messages come from chats already known as they are: skip the write.
         let unchanged = existing.is_some_and(|c| {
             c.kind == record.kind
@@ -247,7 +337,7 @@ impl Ctx<'_> {
         if !unchanged {
             self.effects().chats.push(record);
         }
-        Ok(())
+        Ok(before)
     }
 
     async fn message(&self, m: &Value, update: &UpdateRecord) -> Result<Handled, HandleError> {
@@ -263,17 +353,23 @@ impl Ctx<'_> {
                 .await?;
             return Ok(Handled::ignored("the new supergroup's first message"));
         }
-        self.set_chat_state(chat_id, Some(chat), ChatState::Active)
+        let before = self
+            .set_chat_state(chat_id, Some(chat), ChatState::Active)
             .await?;
+        // A first /start, or one after the user blocked the bot (or removed it from a group).
+        let new_here = before.is_none_or(|s| s != ChatState::Active);
         let text = m["text"].as_str().unwrap_or_default();
         let parsed = command::parse(text, &self.bot.username);
         let cmd = match parsed {
             Parsed::OtherBot => return Ok(Handled::ignored("a command for another bot")),
             Parsed::Text => {
-                self.emit(
-                    "message.received",
-                    json!({"bot_id": self.bot.id, "chat": chat, "from": m["from"], "message": m}),
-                );
+                let mut data =
+                    json!({"bot_id": self.bot.id, "chat": chat, "from": m["from"], "message": m});
+                if let Some(replied) = self.replied_to(chat_id, m).await? {
+                    data["reply_to"] = replied;
+                }
+                self.emit_about("message.received", Some(chat_id), data)
+                    .await?;
                 return Ok(Handled::done("forwarded as message.received"));
             }
             Parsed::Command(cmd) => cmd,
@@ -308,17 +404,28 @@ impl Ctx<'_> {
             .store
             .list_bot_commands(&self.bot.id)
             .await?;
+        let command_event = json!({"bot_id": self.bot.id, "command": cmd.name, "args": cmd.args,
+            "built_in": true, "chat": chat, "from": m["from"], "message": m});
+        if BUILT_IN.iter().any(|(name, _)| *name == cmd.name) {
+            // The app hears of built-in commands too (it may log or add to them).
+            self.emit_about("command.received", Some(chat_id), command_event.clone())
+                .await?;
+        }
+        let started = |payload: Option<&str>| {
+            json!({"bot_id": self.bot.id, "chat": chat, "from": m["from"], "payload": payload,
+                   "returning": before.is_some()})
+        };
         match cmd.name.as_str() {
             "start" if cmd.args.is_empty() => {
                 // A user coming back (after blocking the bot) makes their links active again.
                 self.services()
                     .set_chat_active(&self.bot, chat_id, true, "restarted")
                     .await?;
-                let text = format!(
-                    "Welcome to {}! Send /help to see what I can do.",
-                    self.bot.first_name
-                );
-                self.send(chat_id, &text, None)?;
+                if new_here {
+                    self.emit_about("chat.started", Some(chat_id), started(None))
+                        .await?;
+                }
+                self.send(chat_id, &self.welcome(), None)?;
                 Ok(Handled::done("replied to /start"))
             }
             "start" | "link" if !cmd.args.is_empty() => {
@@ -332,13 +439,20 @@ impl Ctx<'_> {
                         self.send(chat_id, &reply, None)?;
                         Ok(Handled::done(format!("/{}: {outcome}", cmd.name)))
                     }
+                    Redeemed::Unknown { .. } if cmd.name == "start" => {
+                        // Not a token or code relaygram made: the app's own payload
+                        // (referrals, campaigns). The user is welcomed as for a plain /start.
+                        self.services()
+                            .set_chat_active(&self.bot, chat_id, true, "restarted")
+                            .await?;
+                        self.emit_about("chat.started", Some(chat_id), started(Some(&cmd.args)))
+                            .await?;
+                        self.send(chat_id, &self.welcome(), None)?;
+                        Ok(Handled::done(
+                            "/start with the app's payload: welcomed, forwarded as chat.started",
+                        ))
+                    }
                     Redeemed::Unknown { reply } => {
-                        // Not a token or code relaygram made: the app may have its own
-                        // payloads (referrals, campaigns), so it hears about it.
-                        self.emit(
-                            "command.received",
-                            json!({"bot_id": self.bot.id, "command": cmd.name, "args": cmd.args, "chat": chat, "from": m["from"], "message": m}),
-                        );
                         self.send(chat_id, &reply, None)?;
                         Ok(Handled::done(format!(
                             "/{} with a code the gateway does not know",
@@ -389,10 +503,10 @@ impl Ctx<'_> {
                         Ok(Handled::done(format!("replied to custom /{name}")))
                     }
                     CommandAction::Forward => {
-                        self.emit(
-                            "command.received",
-                            json!({"bot_id": self.bot.id, "command": name, "args": cmd.args, "chat": chat, "from": m["from"], "message": m}),
-                        );
+                        let mut data = command_event.clone();
+                        data["built_in"] = json!(false);
+                        self.emit_about("command.received", Some(chat_id), data)
+                            .await?;
                         Ok(Handled::done(format!(
                             "forwarded /{name} as command.received"
                         )))
@@ -407,6 +521,29 @@ impl Ctx<'_> {
                 }
             },
         }
+    }
+
+    fn welcome(&self) -> String {
+        format!(
+            "Welcome to {}! Send /help to see what I can do.",
+            self.bot.first_name
+        )
+    }
+
+    /// The message relaygram sent that `m` replies to, if any: `{"message_id", "request_id"}`.
+    async fn replied_to(&self, chat_id: i64, m: &Value) -> Result<Option<Value>, HandleError> {
+        let Some(replied) = m["reply_to_message"]["message_id"].as_i64() else {
+            return Ok(None);
+        };
+        let found = self
+            .services()
+            .store
+            .find_sent_message(&self.bot.id, chat_id, replied)
+            .await?;
+        Ok(found.map(|f| {
+            json!({"message_id": f.message_id, "request_id": f.request_id,
+                   "telegram_message_id": replied})
+        }))
     }
 
     async fn migrated(&self, chat_id: i64, to: i64, chat: &Value) -> Result<Handled, HandleError> {
@@ -446,18 +583,13 @@ impl Ctx<'_> {
         Ok(Handled::done(format!("group {chat_id} migrated to {to}")))
     }
 
+    /// A button press. Its effect (a confirmed `/stop`, a settings toggle, the app's
+    /// `callback.received`) never depends on the answer reaching Telegram: a press queued
+    /// while relaygram was down is answered too late, and Telegram refuses the answer.
     async fn callback_query(&self, q: &Value) -> Result<Handled, HandleError> {
         let id = q["id"].as_str().unwrap_or_default();
         let data = q["data"].as_str().unwrap_or_default();
         let chat_id = q["message"]["chat"]["id"].as_i64();
-        // Always answered at once, so the user's button stops spinning.
-        let answer = |text: Option<&str>| {
-            let mut p = json!({"callback_query_id": id});
-            if let Some(t) = text {
-                p["text"] = json!(t);
-            }
-            p
-        };
         // A button sent through the outbox: its data is stored server-side (delivery).
         let stored = match data.strip_prefix(crate::delivery::content::CALLBACK_PREFIX) {
             Some(id) => self
@@ -470,13 +602,12 @@ impl Ctx<'_> {
             None => None,
         };
         let data = stored.as_deref().unwrap_or(data);
-        if let Some(category_id) = data.strip_prefix(SETTINGS_BUTTON)
+        if let Some(button) = data.strip_prefix(SETTINGS_BUTTON)
             && let Some(chat_id) = chat_id
         {
-            return self.settings_button(q, id, chat_id, category_id).await;
+            return self.settings_button(q, id, chat_id, button).await;
         }
         if let Some(own) = data.strip_prefix(OWN_BUTTON) {
-            let telegram = &self.services().telegram;
             let in_group = q["message"]["chat"]["type"] != "private";
             if own == "stop:yes"
                 && in_group
@@ -485,44 +616,39 @@ impl Ctx<'_> {
                     .is_chat_admin(chat_id, q["from"]["id"].as_i64())
                     .await?
             {
-                telegram
-                    .call::<_, Value>(
-                        &self.token,
-                        "answerCallbackQuery",
-                        &answer(Some(ADMINS_ONLY)),
-                    )
-                    .await?;
+                self.answer_callback(id, Some(ADMINS_ONLY), false).await;
                 return Ok(Handled::done(
                     "refused stop:yes from a group member who is not an administrator",
                 ));
+            }
+            if own == "stop:yes"
+                && let Some(chat_id) = chat_id
+            {
+                // Named before they are removed: the app learns whose chat stopped.
+                self.emit_about(
+                    "chat.stopped",
+                    Some(chat_id),
+                    json!({"bot_id": self.bot.id, "chat_id": chat_id, "from": q["from"]}),
+                )
+                .await?;
+                // Idempotent: a second run of the update stops nothing more.
+                self.services().stop_chat(&self.bot, chat_id).await?;
             }
             let reply = match own {
                 "stop:yes" => "Stopped. Send /start to come back.",
                 "stop:no" => "Nothing changed.",
                 _ => "This button is no longer valid.",
             };
-            telegram
-                .call::<_, Value>(&self.token, "answerCallbackQuery", &answer(Some(reply)))
-                .await?;
-            if own == "stop:yes"
-                && let Some(chat_id) = chat_id
-            {
-                self.services().stop_chat(&self.bot, chat_id).await?;
-                self.emit(
-                    "chat.stopped",
-                    json!({"bot_id": self.bot.id, "chat_id": chat_id, "from": q["from"]}),
-                );
-            }
+            self.answer_callback(id, Some(reply), false).await;
             return Ok(Handled::done(format!("answered relaygram button {own}")));
         }
-        self.services()
-            .telegram
-            .call::<_, Value>(&self.token, "answerCallbackQuery", &answer(None))
-            .await?;
-        self.emit(
+        self.emit_about(
             "callback.received",
+            chat_id,
             json!({"bot_id": self.bot.id, "data": data, "from": q["from"], "message": q["message"], "chat_id": chat_id}),
-        );
+        )
+        .await?;
+        self.answer_callback(id, None, false).await;
         Ok(Handled::done("answered and forwarded as callback.received"))
     }
 
@@ -590,46 +716,47 @@ impl Ctx<'_> {
         ))
     }
 
-    /// A `/settings` button: toggles the category for the chat's links and redraws the
-    /// keyboard. In groups only administrators may change settings.
+    /// A `/settings` button (`<category id>:on|off`, the state it sets; older keyboards
+    /// carry only the id and toggle): sets the category for the chat's links and redraws
+    /// the keyboard. Setting a state is idempotent, so a second run of the update changes
+    /// nothing more. In groups only administrators may change settings.
     async fn settings_button(
         &self,
         q: &Value,
         query_id: &str,
         chat_id: i64,
-        category_id: &str,
+        button: &str,
     ) -> Result<Handled, HandleError> {
-        let telegram = &self.services().telegram;
-        let answer = |text: &str| json!({"callback_query_id": query_id, "text": text});
         if q["message"]["chat"]["type"] != "private"
             && !self
                 .is_chat_admin(chat_id, q["from"]["id"].as_i64())
                 .await?
         {
-            telegram
-                .call::<_, Value>(&self.token, "answerCallbackQuery", &answer(ADMINS_ONLY))
-                .await?;
+            self.answer_callback(query_id, Some(ADMINS_ONLY), false)
+                .await;
             return Ok(Handled::done(
                 "refused a settings change from a group member who is not an administrator",
             ));
         }
+        let (category_id, target) = match button.rsplit_once(':') {
+            Some((id, "on")) => (id, Some(true)),
+            Some((id, "off")) => (id, Some(false)),
+            _ => (button, None),
+        };
         let toggled = self
             .services()
-            .toggle_category(&self.bot, chat_id, category_id)
+            .toggle_category(&self.bot, chat_id, category_id, target)
             .await?;
-        telegram
-            .call::<_, Value>(&self.token, "answerCallbackQuery", &answer(&toggled.answer))
-            .await?;
+        self.answer_callback(query_id, Some(&toggled.answer), false)
+            .await;
         if let (Some(keyboard), Some(message_id)) =
             (toggled.keyboard, q["message"]["message_id"].as_i64())
         {
-            telegram
-                .call::<_, Value>(
-                    &self.token,
-                    "editMessageReplyMarkup",
-                    &json!({"chat_id": chat_id, "message_id": message_id, "reply_markup": keyboard}),
-                )
-                .await?;
+            self.best_effort(
+                "editMessageReplyMarkup",
+                &json!({"chat_id": chat_id, "message_id": message_id, "reply_markup": keyboard}),
+            )
+            .await;
         }
         Ok(Handled::done(toggled.outcome))
     }

@@ -20,7 +20,7 @@ use crate::store::{
 };
 use crate::telegram::{BotToken, TelegramError};
 
-/// Callback data prefix of the `/settings` buttons: `rg:cat:<category id>` (at most 37 bytes,
+/// Callback data prefix of the `/settings` buttons: `rg:cat:<category id>:on|off` (at most 41 bytes,
 /// within Telegram's 64).
 pub const SETTINGS_BUTTON: &str = "rg:cat:";
 
@@ -1219,7 +1219,10 @@ impl Services {
                 } else {
                     ("⬜", "off")
                 };
-                json!([{"text": format!("{mark} {}: {state}", c.name), "callback_data": format!("{SETTINGS_BUTTON}{}", c.id)}])
+                // The state a press sets, so pressing (or processing a press) twice is
+                // the same as once.
+                let target = if opted_in(c, prefs) { "off" } else { "on" };
+                json!([{"text": format!("{mark} {}: {state}", c.name), "callback_data": format!("{SETTINGS_BUTTON}{}:{target}", c.id)}])
             })
             .collect();
         json!({"inline_keyboard": rows})
@@ -1248,12 +1251,15 @@ impl Services {
         })
     }
 
-    /// A `/settings` button (`rg:cat:<category id>`) was pressed in a chat.
+    /// A `/settings` button (`rg:cat:<category id>:on|off`) was pressed in a chat: sets
+    /// the category to `target` (toggles it when `None`, for keyboards drawn before the
+    /// buttons named their state).
     pub async fn toggle_category(
         &self,
         bot: &BotRecord,
         chat_id: i64,
         category_id: &str,
+        target: Option<bool>,
     ) -> ServiceResult<Toggled> {
         let stale = |outcome: &str| Toggled {
             answer: "This button is no longer valid. Send /settings again.".into(),
@@ -1285,8 +1291,14 @@ impl Services {
                 outcome: format!("refused to turn off mandatory category {}", category.key),
             });
         }
-        let enabled = !opted_in(&category, &prefs);
+        let enabled = target.unwrap_or_else(|| !opted_in(&category, &prefs));
         let now = self.clock.now_millis();
+        let links: Vec<_> = if opted_in(&category, &prefs) == enabled {
+            // Already so (a second press, or the same press processed again).
+            Vec::new()
+        } else {
+            links
+        };
         for link in &links {
             self.store
                 .set_link_preferences(&link.id, &[(category.key.clone(), enabled)], now)

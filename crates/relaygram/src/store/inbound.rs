@@ -262,6 +262,23 @@ pub trait InboundStore: Send + Sync {
     ) -> StoreResult<bool>;
     /// Gives up `holder`'s polling lease on `bot_id` (another instance may take it at once).
     async fn release_polling(&self, bot_id: &str, holder: &str) -> StoreResult<()>;
+    /// The outbox message whose delivery made Telegram message `telegram_message_id` in a
+    /// chat (the ledger of Telegram message ids), so a user's reply can name what it answers.
+    async fn find_sent_message(
+        &self,
+        bot_id: &str,
+        chat_id: i64,
+        telegram_message_id: i64,
+    ) -> StoreResult<Option<SentMessage>>;
+}
+
+/// A message relaygram sent, found by one of its Telegram message ids.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SentMessage {
+    /// relaygram's id (`msg_…`).
+    pub message_id: String,
+    /// Its request.
+    pub request_id: String,
 }
 
 const UPDATE_COLS: &str = "u.bot_id, u.update_id, u.kind, u.chat_id, u.user_id, u.body, \
@@ -986,6 +1003,42 @@ macro_rules! inbound_store {
                     .execute(&self.db)
                     .await?;
                 Ok(())
+            }
+
+            async fn find_sent_message(
+                &self,
+                bot_id: &str,
+                chat_id: i64,
+                telegram_message_id: i64,
+            ) -> StoreResult<Option<SentMessage>> {
+                // The chat's lane (an index), then the id as an element of the JSON array
+                // the sender writes (`[41,42]`, no spaces), checked again after parsing.
+                let id = telegram_message_id.to_string();
+                let rows = sqlx::query(
+                    "SELECT id, request_id, telegram_message_ids FROM messages \
+                     WHERE bot_id = $1 AND chat_id = $2 AND (telegram_message_ids = $3 \
+                     OR telegram_message_ids LIKE $4 OR telegram_message_ids LIKE $5 \
+                     OR telegram_message_ids LIKE $6) ORDER BY id DESC LIMIT 5",
+                )
+                .bind(bot_id)
+                .bind(chat_id)
+                .bind(format!("[{id}]"))
+                .bind(format!("[{id},%"))
+                .bind(format!("%,{id}]"))
+                .bind(format!("%,{id},%"))
+                .fetch_all(&self.db)
+                .await?;
+                for row in rows {
+                    let ids: String = row.try_get("telegram_message_ids")?;
+                    let ids: Vec<i64> = serde_json::from_str(&ids).unwrap_or_default();
+                    if ids.contains(&telegram_message_id) {
+                        return Ok(Some(SentMessage {
+                            message_id: row.try_get("id")?,
+                            request_id: row.try_get("request_id")?,
+                        }));
+                    }
+                }
+                Ok(None)
             }
         }
     };

@@ -68,6 +68,7 @@ async fn setup(store: &Arc<dyn Store>) {
             enabled: true,
             created_at: 1,
             updated_at: 1,
+            allowed_updates: None,
         })
         .await
         .unwrap();

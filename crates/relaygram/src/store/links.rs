@@ -1001,6 +1001,7 @@ mod tests {
                 enabled: true,
                 created_at: 1,
                 updated_at: 1,
+                allowed_updates: None,
             })
             .await
             .unwrap();

@@ -31,8 +31,8 @@ pub use events::{
 };
 pub use holds::{Hold, HoldCandidate, HoldStore};
 pub use inbound::{
-    ChatRecord, ChatState, FinishReport, InboundStore, ProcessedUpdate, UpdateCursor, UpdateFilter,
-    UpdateOutcome, UpdateRecord, UpdateStatus,
+    ChatRecord, ChatState, FinishReport, InboundStore, ProcessedUpdate, SentMessage, UpdateCursor,
+    UpdateFilter, UpdateOutcome, UpdateRecord, UpdateStatus,
 };
 pub use links::{
     CategoryRecord, ConnectCodeRecord, LinkFilter, LinkRecord, LinkStore, LinkTokenRecord,
@@ -220,6 +220,9 @@ pub struct BotRecord {
     pub created_at: i64,
     /// Last change (UTC ms).
     pub updated_at: i64,
+    /// The update types asked of Telegram; `None` = every type (see
+    /// [`UPDATE_TYPES`](crate::telegram::UPDATE_TYPES)).
+    pub allowed_updates: Option<Vec<String>>,
 }
 
 impl fmt::Debug for BotRecord {
@@ -367,6 +370,13 @@ pub trait Store:
     async fn list_bots(&self, filter: &BotFilter, page: &Page) -> StoreResult<Listed<BotRecord>>;
     /// Sets `enabled`; `false` when the bot does not exist.
     async fn set_bot_enabled(&self, id: &str, enabled: bool, at: i64) -> StoreResult<bool>;
+    /// Sets the update types asked of Telegram (`None` = all); `false` when the bot does not exist.
+    async fn set_bot_allowed_updates(
+        &self,
+        id: &str,
+        allowed: Option<&[String]>,
+        at: i64,
+    ) -> StoreResult<bool>;
     /// Records the delivery mode and webhook; `false` when the bot does not exist.
     async fn set_bot_webhook(
         &self,

@@ -103,6 +103,11 @@ const SQLITE_MIGRATIONS: &[Embedded] = &[
         "message_reporting",
         include_str!("../../migrations/sqlite/0016_message_reporting.sql"),
     ),
+    (
+        17,
+        "inbound_events",
+        include_str!("../../migrations/sqlite/0017_inbound_events.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[Embedded] = &[
     (
@@ -174,6 +179,11 @@ const POSTGRES_MIGRATIONS: &[Embedded] = &[
         16,
         "message_reporting",
         include_str!("../../migrations/postgres/0016_message_reporting.sql"),
+    ),
+    (
+        17,
+        "inbound_events",
+        include_str!("../../migrations/postgres/0017_inbound_events.sql"),
     ),
 ];
 
@@ -374,7 +384,7 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
 const TENANT_COLS: &str = "id, name, created_at";
 const KEY_COLS: &str = "id, tenant_id, scope, name, prefix, hash, created_at, revoked_at";
 const BOT_COLS: &str = "id, tenant_id, telegram_id, username, first_name, token_sealed, \
-     webhook_secret_sealed, webhook_url, mode, enabled, created_at, updated_at";
+     webhook_secret_sealed, webhook_url, mode, enabled, created_at, updated_at, allowed_updates";
 
 macro_rules! sql_store {
     ($store:ty, $row:ty, $engine:literal, $migrations:expr) => {
@@ -414,6 +424,11 @@ macro_rules! sql_store {
                     enabled: row.try_get("enabled")?,
                     created_at: row.try_get("created_at")?,
                     updated_at: row.try_get("updated_at")?,
+                    allowed_updates: row
+                        .try_get::<Option<String>, _>("allowed_updates")?
+                        .map(|a| serde_json::from_str(&a))
+                        .transpose()
+                        .map_err(|e| StoreError::Corrupt(format!("bots.allowed_updates: {e}")))?,
                 })
             }
         }
@@ -614,8 +629,12 @@ macro_rules! sql_store {
             async fn insert_bot(&self, b: &BotRecord) -> StoreResult<()> {
                 let sql = format!(
                     "INSERT INTO bots ({BOT_COLS}) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
                 );
+                let allowed = b
+                    .allowed_updates
+                    .as_ref()
+                    .map(|a| serde_json::Value::from(a.clone()).to_string());
                 let result = sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(&b.id)
                     .bind(&b.tenant_id)
@@ -629,6 +648,7 @@ macro_rules! sql_store {
                     .bind(b.enabled)
                     .bind(b.created_at)
                     .bind(b.updated_at)
+                    .bind(allowed)
                     .execute(&self.db)
                     .await;
                 match result {
@@ -707,6 +727,25 @@ macro_rules! sql_store {
                         .execute(&self.db)
                         .await;
                 // After the write: a read racing it cannot cache the old row (see cache.rs).
+                self.hot.bots.forget(id);
+                Ok(done?.rows_affected() == 1)
+            }
+
+            async fn set_bot_allowed_updates(
+                &self,
+                id: &str,
+                allowed: Option<&[String]>,
+                at: i64,
+            ) -> StoreResult<bool> {
+                let allowed = allowed.map(|a| serde_json::Value::from(a.to_vec()).to_string());
+                let done = sqlx::query(
+                    "UPDATE bots SET allowed_updates = $2, updated_at = $3 WHERE id = $1",
+                )
+                .bind(id)
+                .bind(allowed)
+                .bind(at)
+                .execute(&self.db)
+                .await;
                 self.hot.bots.forget(id);
                 Ok(done?.rows_affected() == 1)
             }

@@ -52,6 +52,7 @@ fn bot(id: &str, tenant_id: &str, telegram_id: i64) -> BotRecord {
         enabled: true,
         created_at: 5,
         updated_at: 5,
+        allowed_updates: None,
     }
 }
 

@@ -81,6 +81,8 @@ pub struct Options {
     pub max_body_bytes: Option<usize>,
     /// Run the services on a manual clock (see [`TestApp::clock`]).
     pub manual_clock: bool,
+    /// The sandbox's `time_scale` (1 when unset): its time limits pass this much faster.
+    pub sandbox_time_scale: Option<f64>,
 }
 
 impl TestApp {
@@ -92,11 +94,12 @@ impl TestApp {
         // Every suite is judged by Telegram's limits as the strictest model has them (at most
         // N arrivals in any sliding window), ten times faster so tests stay quick; relaygram
         // is told the same limits. `stop` fails a test that met one of the sandbox's 429s.
+        let time_scale = options.sandbox_time_scale.unwrap_or(TIME_SCALE);
         let sandbox = Sandbox::start(SandboxConfig {
             limits: Limits::Telegram,
-            time_scale: TIME_SCALE,
+            time_scale,
             // 10 s of real time, as without scaling.
-            webhook_timeout: std::time::Duration::from_secs(10).mul_f64(TIME_SCALE),
+            webhook_timeout: std::time::Duration::from_secs(10).mul_f64(time_scale),
             ..SandboxConfig::default()
         })
         .await
@@ -148,6 +151,12 @@ impl TestApp {
     /// Stops the server gracefully and starts it again on the same database, data folder
     /// and port (the sandbox keeps running, so webhooks still arrive).
     pub async fn restarted(self) -> TestApp {
+        self.restarted_after(async |_| {}).await
+    }
+
+    /// Like [`TestApp::restarted`], running `while_down` (with the sandbox) while the server
+    /// is stopped: what Telegram users do during an outage.
+    pub async fn restarted_after(self, while_down: impl AsyncFnOnce(&Sandbox)) -> TestApp {
         let TestApp {
             server,
             sandbox,
@@ -159,6 +168,7 @@ impl TestApp {
         } = self;
         config.bind = server.addr;
         server.shutdown().await.expect("graceful shutdown");
+        while_down(&sandbox).await;
         let boot = server::boot(&config).await.expect("boot");
         let server = server::spawn(&config, boot.services)
             .await

@@ -469,10 +469,10 @@ async fn webhook_intake_checks_the_caller_and_stores_each_update_once() {
             200
         );
         let list = settled(&app, &chat, 2).await;
-        assert_eq!(list[1]["status"], "ignored");
+        assert_eq!(list[1]["status"], "handled");
         assert_eq!(
             list[1]["outcome"],
-            "no handler for business_connection updates"
+            "forwarded business_connection as update.received"
         );
 
         // A disabled bot's webhook answers 404.
@@ -758,6 +758,484 @@ async fn a_reply_is_recorded_as_a_message() {
             .await;
         assert_eq!(one.status.as_u16(), 200, "{}", one.text);
         assert_eq!(one.body["status"], "sent");
+        app.stop().await;
+    }
+}
+
+/// The tenant's events, oldest first, once there are at least `count`.
+async fn events_of(app: &TestApp, chat: &Chat, count: usize) -> Vec<Value> {
+    until("the events", || async {
+        let a = app
+            .get(
+                &format!("/v1/events?tenant_id={}&limit=200", chat.tenant),
+                &app.admin_key,
+            )
+            .await;
+        let data = a.body["data"].as_array()?.clone();
+        (data.len() >= count).then_some(data)
+    })
+    .await
+}
+
+/// Telegram's update types as the Bot API lists them.
+const UPDATE_TYPES: [&str; 23] = [
+    "message",
+    "edited_message",
+    "channel_post",
+    "edited_channel_post",
+    "business_connection",
+    "business_message",
+    "edited_business_message",
+    "deleted_business_messages",
+    "message_reaction",
+    "message_reaction_count",
+    "inline_query",
+    "chosen_inline_result",
+    "callback_query",
+    "shipping_query",
+    "pre_checkout_query",
+    "purchased_paid_media",
+    "poll",
+    "poll_answer",
+    "my_chat_member",
+    "chat_member",
+    "chat_join_request",
+    "chat_boost",
+    "removed_chat_boost",
+];
+
+/// A small but well-formed payload of each type, from `user` in their chat with the bot.
+fn payload(kind: &str, user: i64, bot: i64) -> Value {
+    let from = json!({"id": user, "is_bot": false, "first_name": "Alice"});
+    let chat = json!({"id": user, "type": "private", "first_name": "Alice"});
+    let channel = json!({"id": -1001, "type": "channel", "title": "News"});
+    let message = json!({"message_id": 900, "date": 1, "chat": chat, "from": from, "text": "hi"});
+    let member = |status: &str| json!({"status": status, "user": from});
+    match kind {
+        "message" | "edited_message" | "business_message" | "edited_business_message" => message,
+        "channel_post" | "edited_channel_post" => {
+            json!({"message_id": 901, "date": 1, "chat": channel, "text": "news"})
+        }
+        "business_connection" => json!({"id": "bc1", "user": from, "user_chat_id": user,
+            "date": 1, "is_enabled": true}),
+        "deleted_business_messages" => {
+            json!({"business_connection_id": "bc1", "chat": chat, "message_ids": [1]})
+        }
+        "message_reaction" => json!({"chat": chat, "message_id": 1, "user": from, "date": 1,
+            "old_reaction": [], "new_reaction": [{"type": "emoji", "emoji": "👍"}]}),
+        "message_reaction_count" => json!({"chat": channel, "message_id": 1, "date": 1,
+            "reactions": [{"type": {"type": "emoji", "emoji": "👍"}, "total_count": 2}]}),
+        "inline_query" => json!({"id": "iq1", "from": from, "query": "shoes", "offset": ""}),
+        "chosen_inline_result" => json!({"result_id": "r1", "from": from, "query": "shoes"}),
+        "callback_query" => json!({"id": "cq-raw", "from": from, "chat_instance": "ci",
+            "message": message, "data": "app:1"}),
+        "shipping_query" => json!({"id": "sq1", "from": from, "invoice_payload": "p",
+            "shipping_address": {"country_code": "FR", "state": "", "city": "Paris",
+                "street_line1": "1 rue", "street_line2": "", "post_code": "75001"}}),
+        "pre_checkout_query" => json!({"id": "pc1", "from": from, "currency": "XTR",
+            "total_amount": 5, "invoice_payload": "order-42"}),
+        "purchased_paid_media" => json!({"from": from, "paid_media_payload": "m1"}),
+        "poll" => json!({"id": "p1", "question": "Q?", "options": [], "total_voter_count": 0,
+            "is_closed": false, "is_anonymous": true, "type": "regular",
+            "allows_multiple_answers": false}),
+        "poll_answer" => json!({"poll_id": "p1", "user": from, "option_ids": [0]}),
+        "my_chat_member" | "chat_member" => json!({"chat": chat, "from": from, "date": 1,
+            "old_chat_member": member("member"), "new_chat_member": member("member")}),
+        "chat_join_request" => json!({"chat": {"id": -1002, "type": "supergroup", "title": "Club"},
+            "from": from, "user_chat_id": user, "date": 1}),
+        "chat_boost" => json!({"chat": channel, "boost": {"boost_id": "b1", "add_date": 1,
+            "expiration_date": 2, "source": {"source": "premium", "user": from}}}),
+        "removed_chat_boost" => json!({"chat": channel, "boost_id": "b1", "remove_date": 1,
+            "source": {"source": "premium", "user": from}}),
+        other => panic!("no payload for {other} (bot {bot})"),
+    }
+}
+
+#[tokio::test]
+async fn every_update_type_reaches_the_app_once() {
+    for (engine, mode) in engines_and_modes() {
+        let app = TestApp::spawn(engine).await;
+        let chat = setup(&app, "all_bot", mode).await;
+        // The bot asks for every type, the opt-in ones too (a polling bot with its first
+        // getUpdates).
+        until("the bot to ask for every update type", || async {
+            let state = app.sandbox_bot_state(chat.telegram_id).await;
+            let asked: Vec<String> =
+                serde_json::from_value(state["allowed_updates"].clone()).ok()?;
+            (asked.len() == UPDATE_TYPES.len()).then_some(())
+        })
+        .await;
+        for kind in UPDATE_TYPES {
+            let queued = app
+                .sandbox_post(
+                    &format!("/sandbox/bots/{}/updates", chat.username),
+                    json!({kind: payload(kind, chat.user, chat.telegram_id)}),
+                )
+                .await;
+            assert_eq!(queued["queued"], true, "{engine} {mode:?} {kind}: {queued}");
+        }
+        let list = settled(&app, &chat, UPDATE_TYPES.len()).await;
+        for u in &list {
+            assert_ne!(u["status"], "failed", "{engine} {mode:?}: {u}");
+            assert_ne!(u["status"], "ignored", "{engine} {mode:?}: {u}");
+        }
+        let events = events_of(&app, &chat, UPDATE_TYPES.len()).await;
+        assert_eq!(
+            events.len(),
+            UPDATE_TYPES.len(),
+            "{engine} {mode:?}: {events:?}"
+        );
+        for kind in UPDATE_TYPES {
+            let expected = match kind {
+                "message" => "message.received",
+                "callback_query" => "callback.received",
+                "my_chat_member" => "chat.member_updated",
+                _ => "update.received",
+            };
+            let of_kind: Vec<&Value> = events
+                .iter()
+                .filter(|e| match expected {
+                    "update.received" => e["type"] == expected && e["data"]["type"] == kind,
+                    _ => e["type"] == expected,
+                })
+                .collect();
+            assert_eq!(of_kind.len(), 1, "{engine} {mode:?} {kind}: {events:?}");
+            if expected == "update.received" {
+                assert_eq!(
+                    of_kind[0]["data"]["update"][kind],
+                    payload(kind, chat.user, chat.telegram_id)
+                );
+                assert_eq!(of_kind[0]["data"]["bot_id"], json!(chat.bot_id));
+            }
+        }
+        // The raw callback query's answer came too late (Telegram does not know its id): the
+        // press still reached the app, and the outcome says so.
+        let press = list
+            .iter()
+            .find(|u| u["type"] == "callback_query")
+            .expect("the callback query");
+        assert_eq!(press["status"], "handled", "{press}");
+        assert!(
+            outcome(press).contains("answerCallbackQuery not accepted"),
+            "{press}"
+        );
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_bots_update_types_can_be_narrowed_and_unknown_ones_are_refused() {
+    for engine in engines() {
+        let app = TestApp::spawn(engine).await;
+        let chat = setup(&app, "narrow_bot", Mode::Webhook).await;
+        let path = format!("/v1/bots/{}", chat.bot_id);
+        let bad = app
+            .patch(
+                &path,
+                &app.admin_key,
+                json!({"allowed_updates": ["message", "mesage", "polls"]}),
+            )
+            .await;
+        bad.assert_problem(422, "validation-failed");
+        assert!(bad.text.contains("mesage, polls"), "{}", bad.text);
+        assert!(app.get(&path, &app.admin_key).await.body["allowed_updates"].is_null());
+
+        let a = app
+            .patch(
+                &path,
+                &app.admin_key,
+                json!({"allowed_updates": ["message", "chat_join_request"]}),
+            )
+            .await;
+        assert_eq!(a.status.as_u16(), 200, "{}", a.text);
+        assert_eq!(
+            a.body["allowed_updates"],
+            json!(["chat_join_request", "message"])
+        );
+        assert_eq!(a.body["enabled"], true);
+        let state = app.sandbox_bot_state(chat.telegram_id).await;
+        assert_eq!(
+            state["allowed_updates"],
+            json!(["chat_join_request", "message"])
+        );
+        // Telegram (the sandbox) now sends no polls.
+        let queued = app
+            .sandbox_post(
+                &format!("/sandbox/bots/{}/updates", chat.username),
+                json!({"poll": payload("poll", chat.user, chat.telegram_id)}),
+            )
+            .await;
+        assert_eq!(queued["queued"], false, "{queued}");
+
+        // Back to every type.
+        let a = app
+            .patch(&path, &app.admin_key, json!({"allowed_updates": null}))
+            .await;
+        assert_eq!(a.status.as_u16(), 200, "{}", a.text);
+        assert!(a.body["allowed_updates"].is_null());
+        let state = app.sandbox_bot_state(chat.telegram_id).await;
+        assert_eq!(
+            state["allowed_updates"].as_array().unwrap().len(),
+            UPDATE_TYPES.len()
+        );
+        let empty = app.patch(&path, &app.admin_key, json!({})).await;
+        empty.assert_problem(422, "validation-failed");
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn start_links_referrals_and_replies_reach_the_app() {
+    for (engine, mode) in engines_and_modes() {
+        let app = TestApp::spawn(engine).await;
+        let chat = setup(&app, "hello_bot", mode).await;
+        // A plain /start: the welcome, and the app learns of the new user.
+        say(&app, &chat, "/start").await;
+        let welcome = reply_after(&app, &chat, 1).await;
+        assert!(
+            welcome["text"].as_str().unwrap().starts_with("Welcome"),
+            "{welcome}"
+        );
+        let events = events_of(&app, &chat, 2).await;
+        let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+        assert_eq!(
+            types,
+            ["command.received", "chat.started"],
+            "{engine} {mode:?}"
+        );
+        assert_eq!(events[0]["data"]["command"], "start");
+        assert_eq!(events[0]["data"]["built_in"], true);
+        assert_eq!(events[1]["data"]["payload"], Value::Null);
+        assert_eq!(events[1]["data"]["from"]["id"], json!(chat.user));
+        assert_eq!(events[1]["data"]["link_ids"], json!([]));
+
+        // A referral payload: welcomed, and the app gets it.
+        say(&app, &chat, "/start ref_42").await;
+        let reply = reply_after(&app, &chat, 3).await;
+        assert_eq!(reply["text"], welcome["text"], "{engine} {mode:?}");
+        let events = events_of(&app, &chat, 4).await;
+        assert_eq!(events[3]["type"], "chat.started");
+        assert_eq!(events[3]["data"]["payload"], "ref_42");
+        assert_eq!(events[3]["data"]["returning"], true);
+
+        // Linked: events name the link and the app user.
+        let t = app
+            .post(
+                "/v1/link-tokens",
+                &app.admin_key,
+                json!({"bot_id": chat.bot_id, "external_id": "user-7"}),
+            )
+            .await;
+        assert_eq!(t.status.as_u16(), 201, "{}", t.text);
+        say(
+            &app,
+            &chat,
+            &format!("/start {}", t.body["token"].as_str().unwrap()),
+        )
+        .await;
+        reply_after(&app, &chat, 5).await;
+        // A notification, and the user's reply to it.
+        let sent = app
+            .post(
+                "/v1/messages",
+                &app.tenant_key(&chat.tenant).await.1,
+                json!({"bot_id": chat.bot_id, "to": {"external_id": "user-7"}, "text": "Visitor: hello?"}),
+            )
+            .await;
+        assert_eq!(sent.status.as_u16(), 202, "{}", sent.text);
+        let message_id = sent.body["messages"][0]["id"].as_str().unwrap().to_string();
+        let notification = reply_after(&app, &chat, 6).await;
+        app.sandbox_post(
+            &format!("/sandbox/users/{}/messages", chat.user),
+            json!({"bot": chat.username, "text": "On my way", "reply_to_message_id": notification["message_id"]}),
+        )
+        .await;
+        let received = until("the reply's event", || async {
+            let a = app
+                .get(
+                    &format!(
+                        "/v1/events?tenant_id={}&limit=200&type=message.received",
+                        chat.tenant
+                    ),
+                    &app.admin_key,
+                )
+                .await;
+            a.body["data"].as_array()?.first().cloned()
+        })
+        .await;
+        let link = received["data"]["link_ids"][0].as_str().unwrap();
+        assert!(link.starts_with("link_"), "{received}");
+        assert_eq!(received["data"]["external_ids"], json!(["user-7"]));
+        assert_eq!(
+            received["data"]["reply_to"]["message_id"],
+            json!(message_id),
+            "{received}"
+        );
+        assert_eq!(
+            received["data"]["reply_to"]["telegram_message_id"],
+            notification["message_id"]
+        );
+        let list = settled(&app, &chat, 4).await;
+        assert!(list.iter().all(|u| u["status"] == "handled"), "{list:?}");
+        assert!(
+            !outcome(&list[1]).contains("does not know"),
+            "{:?}",
+            list[1]
+        );
+        app.stop().await;
+    }
+}
+
+/// A sandbox user presses a button of a message the bot sent.
+async fn press_in(
+    sandbox: &relaygram_sandbox::Sandbox,
+    http: &reqwest::Client,
+    chat: &Chat,
+    message: &Value,
+    data: &str,
+) {
+    let r = http
+        .post(format!(
+            "{}/sandbox/users/{}/callback",
+            sandbox.url(),
+            chat.user
+        ))
+        .json(&json!({"bot": chat.username, "message_id": message["message_id"], "data": data}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+}
+
+#[tokio::test]
+async fn presses_made_while_relaygram_is_down_are_applied_once() {
+    for (engine, mode) in engines_and_modes() {
+        // A sandbox 30 times faster: answers later than half a second are refused.
+        let app = TestApp::spawn_with(
+            engine,
+            crate::helpers::Options {
+                sandbox_time_scale: Some(30.0),
+                ..Default::default()
+            },
+        )
+        .await;
+        let chat = setup(&app, "outage_bot", mode).await;
+        let a = app
+            .post(
+                "/v1/categories",
+                &app.admin_key,
+                json!({"tenant_id": chat.tenant, "key": "alerts", "name": "Alerts"}),
+            )
+            .await;
+        assert_eq!(a.status.as_u16(), 201, "{}", a.text);
+        let t = app
+            .post(
+                "/v1/link-tokens",
+                &app.admin_key,
+                json!({"bot_id": chat.bot_id, "external_id": "user-7"}),
+            )
+            .await;
+        say(
+            &app,
+            &chat,
+            &format!("/start {}", t.body["token"].as_str().unwrap()),
+        )
+        .await;
+        reply_after(&app, &chat, 1).await;
+        let toggled = |events: &[Value]| {
+            events
+                .iter()
+                .filter(|e| e["type"] == "link.updated" && e["data"]["reason"] == "settings")
+                .map(|e| e["data"]["link"]["categories"][0]["enabled"].clone())
+                .collect::<Vec<_>>()
+        };
+        // A settings press processed twice (as after a crash) is applied once.
+        say(&app, &chat, "/settings").await;
+        let first = reply_after(&app, &chat, 3).await;
+        assert_eq!(
+            first["reply_markup"]["inline_keyboard"][0][0]["text"],
+            "✅ Alerts"
+        );
+        let off = first["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        press_in(&app.sandbox, &app.http, &chat, &first, &off).await;
+        let list = settled(&app, &chat, 3).await;
+        put_back(&app, &chat.bot_id, list[2]["update_id"].as_i64().unwrap()).await;
+        let app = app.restarted().await;
+        settled(&app, &chat, 3).await;
+        assert_eq!(
+            toggled(&events_of(&app, &chat, 1).await),
+            [json!(false)],
+            "{engine} {mode:?}"
+        );
+
+        say(&app, &chat, "/settings").await;
+        let menu = until("the new settings message", || async {
+            outgoing(transcript(&app, &chat).await)
+                .into_iter()
+                .filter(|m| m["reply_markup"]["inline_keyboard"][0][0]["text"] == "⬜ Alerts")
+                .nth(1)
+        })
+        .await;
+        let toggle = menu["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let seen = transcript(&app, &chat).await.len();
+        let sent = app
+            .post(
+                "/v1/messages",
+                &app.tenant_key(&chat.tenant).await.1,
+                json!({"bot_id": chat.bot_id, "to": {"chat_id": chat.user}, "text": "Order #1",
+                       "buttons": [[{"text": "Ship it", "callback_data": "ship:1"}]]}),
+            )
+            .await;
+        assert_eq!(sent.status.as_u16(), 202, "{}", sent.text);
+        let order = reply_after(&app, &chat, seen).await;
+        let ship = order["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        say(&app, &chat, "/stop").await;
+        let ask = reply_after(&app, &chat, seen + 2).await;
+        let before = settled(&app, &chat, 5).await.len();
+
+        let chat_ref = &chat;
+        let http = app.http.clone();
+        let app = app
+            .restarted_after(async |sandbox| {
+                press_in(sandbox, &http, chat_ref, &menu, &toggle).await;
+                press_in(sandbox, &http, chat_ref, &order, &ship).await;
+                press_in(sandbox, &http, chat_ref, &ask, "rg:stop:yes").await;
+                // Past the (scaled) 15 s Telegram gives an answer.
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            })
+            .await;
+        let list = settled(&app, &chat, before + 3).await;
+        let presses = &list[before..];
+        for p in presses {
+            assert_eq!(p["status"], "handled", "{engine} {mode:?}: {p}");
+            assert!(
+                outcome(p).contains("answerCallbackQuery not accepted"),
+                "{p}"
+            );
+        }
+        let events = events_of(&app, &chat, 1).await;
+        let count = |t: &str| events.iter().filter(|e| e["type"] == t).count();
+        assert_eq!(count("callback.received"), 1, "{events:?}");
+        assert_eq!(count("chat.stopped"), 1, "{events:?}");
+        let cb = events
+            .iter()
+            .find(|e| e["type"] == "callback.received")
+            .unwrap();
+        assert_eq!(cb["data"]["data"], "ship:1");
+        assert_eq!(cb["data"]["external_ids"], json!(["user-7"]));
+        assert_eq!(toggled(&events), [json!(false), json!(true)], "{events:?}");
+        let stopped = events.iter().find(|e| e["type"] == "chat.stopped").unwrap();
+        assert_eq!(stopped["data"]["external_ids"], json!(["user-7"]));
+        assert_eq!(count("link.removed"), 1, "{events:?}");
         app.stop().await;
     }
 }
