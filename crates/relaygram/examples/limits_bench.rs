@@ -191,7 +191,12 @@ async fn run(bin: &std::path::Path, s: Scenario) -> Figures {
     let server_pid = server.0.id().unwrap();
     wait_ready(&http, &format!("{base}/healthz")).await;
 
-    let tenant = post(&http, &format!("{base}/v1/tenants"), json!({"name": "bench"})).await;
+    let tenant = post(
+        &http,
+        &format!("{base}/v1/tenants"),
+        json!({"name": "bench"}),
+    )
+    .await;
     let tenant = tenant["id"].as_str().unwrap().to_string();
     let bot = post(
         &http,

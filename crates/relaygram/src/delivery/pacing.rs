@@ -128,11 +128,7 @@ impl Window {
     }
 
     fn forget_before(&mut self, now: Instant) {
-        while self
-            .answered
-            .front()
-            .is_some_and(|t| *t + self.span <= now)
-        {
+        while self.answered.front().is_some_and(|t| *t + self.span <= now) {
             self.answered.pop_front();
         }
     }
@@ -568,7 +564,10 @@ mod tests {
                 .iter()
                 .filter(|(_, answered)| *answered > *left - SECOND)
                 .count();
-            assert!(in_window < 30, "send {i} had {in_window} before it in a second");
+            assert!(
+                in_window < 30,
+                "send {i} had {in_window} before it in a second"
+            );
         }
         let span = sent.last().unwrap().0 - sent[0].0;
         let rate = (sent.len() - 1) as f64 / span.as_secs_f64();
@@ -589,7 +588,10 @@ mod tests {
             ..p.limits()
         });
         p.try_admit(5, now).unwrap();
-        assert!(p.try_admit(6, now).is_err(), "the two earlier sends still count");
+        assert!(
+            p.try_admit(6, now).is_err(),
+            "the two earlier sends still count"
+        );
     }
 
     #[test]
