@@ -77,16 +77,21 @@ pub enum ServiceError {
         /// Why.
         message: String,
     },
-    /// A `chat_id` target the bot can no longer write to (the user blocked it, the bot was
-    /// removed): nothing is queued for it.
-    #[error("to: chat {chat_id} is {state}: {why}; nothing was queued")]
-    ChatUnavailable {
-        /// The chat.
-        chat_id: i64,
-        /// Its state (`blocked`, `kicked`, `left`).
-        state: &'static str,
-        /// What that means.
-        why: &'static str,
+    /// A query parameter is invalid (answered 400, not 422: the resource was not read).
+    #[error("{field}: {message}")]
+    InvalidQuery {
+        /// The parameter.
+        field: &'static str,
+        /// Why.
+        message: String,
+    },
+    /// No target of a send reaches anyone now: nothing was stored. Each entry is a
+    /// delivery `Skipped` (target, reason, detail) as JSON: this kit does not know the
+    /// delivery types.
+    #[error("to: no target reaches anyone; nothing was queued")]
+    NoRecipients {
+        /// Every target, with why it reaches nobody.
+        skipped: Vec<serde_json::Value>,
     },
     /// Telegram refused the bot token (`getMe` failed); carries Telegram's description.
     #[error("Telegram rejected the bot token: {0}")]

@@ -1,7 +1,7 @@
 //! Request extractors that answer with problem+json instead of axum's plain-text rejections.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
@@ -82,7 +82,9 @@ where
     }
 }
 
-/// Query parameters; unparsable ones → 400 problem.
+/// Query parameters. An unknown parameter (the params struct denies unknown fields) or a
+/// bad value → 400 with the problem type of a bad body field, naming the parameter: a
+/// typo'd filter must not quietly list everything.
 #[derive(Debug)]
 pub struct ApiQuery<T>(pub T);
 
@@ -93,19 +95,31 @@ where
 {
     type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        Query::<T>::from_request_parts(parts, state)
-            .await
-            .map(|Query(v)| ApiQuery(v))
-            .map_err(|e| {
-                AppError::new(
-                    StatusCode::BAD_REQUEST,
-                    types::INVALID_QUERY,
-                    "Invalid query",
-                    e.body_text(),
-                )
-            })
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        parse_query(query).map(ApiQuery)
     }
+}
+
+/// Parses a query string into `T`, naming the parameter at fault.
+pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, AppError> {
+    let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        // An unknown field's error comes before its name is a path segment.
+        let field = match inner.strip_prefix("unknown field `") {
+            Some(rest) => rest.split('`').next().unwrap_or_default().to_string(),
+            None if path != "." => path,
+            None => String::new(),
+        };
+        let detail = match inner.strip_prefix("unknown field ") {
+            Some(rest) => format!("unknown query parameter {rest}"),
+            None if field.is_empty() => inner,
+            None => format!("{field}: {inner}"),
+        };
+        AppError::bad_query(&field, detail)
+    })
 }
 
 /// The caller, from `Authorization: Bearer <api key>`.

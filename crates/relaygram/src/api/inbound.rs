@@ -7,6 +7,7 @@ use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::views::PageSize;
 use super::{ApiQuery, ApiResult, AppError, AppState, Auth, PROBLEM, Problem};
 use crate::ids::rfc3339;
 use crate::inbound::intake::{self, IntakeError};
@@ -61,9 +62,10 @@ pub async fn telegram_webhook(
 /// `GET /v1/updates` parameters.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct UpdateListParams {
     /// Page size, 1 to 200 (default 50).
-    pub limit: Option<u32>,
+    pub limit: Option<PageSize>,
     /// Cursor: `next_cursor` of the previous page.
     pub after: Option<String>,
     /// Only this tenant's bots (admin keys).
@@ -150,6 +152,7 @@ pub struct UpdateList {
     get, path = "/v1/updates", tag = "updates",
     params(UpdateListParams),
     responses(
+        (status = 400, description = "Unknown query parameter or bad value (`field` names it)", body = Problem, content_type = PROBLEM),
         (status = 200, description = "A page of updates, newest first", body = UpdateList),
         (status = 401, description = "Missing, unknown or revoked key", body = Problem, content_type = PROBLEM),
         (status = 404, description = "Unknown bot", body = Problem, content_type = PROBLEM),
@@ -162,7 +165,7 @@ pub async fn list_updates(
     Auth(principal): Auth,
     ApiQuery(params): ApiQuery<UpdateListParams>,
 ) -> ApiResult<Json<UpdateList>> {
-    let page = super::views::page(params.limit, None)?;
+    let page = super::views::page(params.limit, None);
     let listed = state
         .services
         .list_updates(

@@ -68,7 +68,7 @@ impl Modify for BearerAuth {
         license(name = "Apache-2.0", identifier = "Apache-2.0")
     ),
     modifiers(&BearerAuth),
-    components(schemas(Problem)),
+    components(schemas(Problem, PageSize)),
     tags(
         (name = "tenants", description = "Isolation boundaries"),
         (name = "api-keys", description = "Tenant API keys"),
@@ -252,6 +252,7 @@ async fn create_tenant(
     get, path = "/v1/tenants", tag = "tenants",
     params(ListParams),
     responses(
+        (status = 400, description = "Unknown query parameter or bad value (`field` names it)", body = Problem, content_type = PROBLEM),
         (status = 200, description = "A page of tenants", body = TenantList),
         (status = 401, description = "Missing, unknown or revoked key", body = Problem, content_type = PROBLEM),
         (status = 422, description = "Invalid limit", body = Problem, content_type = PROBLEM),
@@ -263,7 +264,7 @@ async fn list_tenants(
     Auth(principal): Auth,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> ApiResult<Json<TenantList>> {
-    let page = page(params.limit, params.after)?;
+    let page = page(params.limit, params.after);
     let listed = state.services.list_tenants(&principal, &page).await?;
     Ok(Json(TenantList {
         data: listed.items.into_iter().map(Into::into).collect(),
@@ -337,6 +338,7 @@ async fn create_api_key(
     get, path = "/v1/tenants/{id}/api-keys", tag = "api-keys",
     params(("id" = String, Path, description = "Tenant id"), ListParams),
     responses(
+        (status = 400, description = "Unknown query parameter or bad value (`field` names it)", body = Problem, content_type = PROBLEM),
         (status = 200, description = "A page of keys", body = ApiKeyList),
         (status = 401, description = "Missing, unknown or revoked key", body = Problem, content_type = PROBLEM),
         (status = 404, description = "No such tenant (or another tenant's)", body = Problem, content_type = PROBLEM),
@@ -349,7 +351,7 @@ async fn list_api_keys(
     Path(id): Path<String>,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> ApiResult<Json<ApiKeyList>> {
-    let page = page(params.limit, params.after)?;
+    let page = page(params.limit, params.after);
     let listed = state.services.list_api_keys(&principal, &id, &page).await?;
     Ok(Json(ApiKeyList {
         data: listed.items.into_iter().map(Into::into).collect(),
@@ -419,6 +421,7 @@ async fn create_bot(
     get, path = "/v1/bots", tag = "bots",
     params(BotListParams),
     responses(
+        (status = 400, description = "Unknown query parameter or bad value (`field` names it)", body = Problem, content_type = PROBLEM),
         (status = 200, description = "A page of bots", body = BotList),
         (status = 401, description = "Missing, unknown or revoked key", body = Problem, content_type = PROBLEM),
         (status = 422, description = "Invalid limit", body = Problem, content_type = PROBLEM),
@@ -430,7 +433,7 @@ async fn list_bots(
     Auth(principal): Auth,
     ApiQuery(params): ApiQuery<BotListParams>,
 ) -> ApiResult<Json<BotList>> {
-    let page = page(params.limit, params.after)?;
+    let page = page(params.limit, params.after);
     let listed = state
         .services
         .list_bots(

@@ -17,8 +17,6 @@ pub mod types {
     pub const MALFORMED_JSON: &str = "urn:relaygram:problem:malformed-json";
     /// The JSON is well formed but a field is missing, of the wrong type or invalid.
     pub const VALIDATION: &str = "urn:relaygram:problem:validation-failed";
-    /// Query parameters could not be parsed.
-    pub const INVALID_QUERY: &str = "urn:relaygram:problem:invalid-query";
     /// The body is not `application/json`.
     pub const UNSUPPORTED_MEDIA_TYPE: &str = "urn:relaygram:problem:unsupported-media-type";
     /// The body is larger than `max_body_bytes`.
@@ -33,8 +31,8 @@ pub mod types {
     pub const METHOD_NOT_ALLOWED: &str = "urn:relaygram:problem:method-not-allowed";
     /// The resource already exists.
     pub const CONFLICT: &str = "urn:relaygram:problem:conflict";
-    /// A `chat_id` target the bot can no longer write to (blocked, removed).
-    pub const CHAT_UNAVAILABLE: &str = "urn:relaygram:problem:chat-unavailable";
+    /// No target of a send reaches anyone (each is listed in `skipped` with the reason).
+    pub const NO_RECIPIENTS: &str = "urn:relaygram:problem:no-recipients";
     /// Telegram refused the bot token.
     pub const BOT_TOKEN_REJECTED: &str = "urn:relaygram:problem:bot-token-rejected";
     /// A webhook needs a public URL and none is configured.
@@ -72,13 +70,19 @@ pub struct Problem {
     /// Seconds to wait before retrying (rate limits).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<u64>,
+    /// `no-recipients`: every target with why it reaches nobody (`target`, `reason`,
+    /// `detail`, as in a `202`'s `skipped`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub skipped: Option<Vec<serde_json::Value>>,
 }
 
 /// The error every handler returns.
 #[derive(Debug)]
 pub struct AppError {
     status: StatusCode,
-    problem: Problem,
+    /// Boxed: handlers return `Result<_, AppError>` everywhere, and the problem is large.
+    problem: Box<Problem>,
 }
 
 impl AppError {
@@ -91,14 +95,15 @@ impl AppError {
     ) -> AppError {
         AppError {
             status,
-            problem: Problem {
+            problem: Box::new(Problem {
                 type_uri,
                 title,
                 status: status.as_u16(),
                 detail: detail.into(),
                 field: None,
                 retry_after: None,
-            },
+                skipped: None,
+            }),
         }
     }
 
@@ -132,6 +137,18 @@ impl AppError {
             StatusCode::UNPROCESSABLE_ENTITY,
             types::VALIDATION,
             "Validation failed",
+            detail,
+        )
+        .with_field(field)
+    }
+
+    /// 400 for a query parameter: unknown, or a bad value (the problem type of a bad body
+    /// field).
+    pub fn bad_query(field: &str, detail: impl Into<String>) -> AppError {
+        AppError::new(
+            StatusCode::BAD_REQUEST,
+            types::VALIDATION,
+            "Invalid query parameter",
             detail,
         )
         .with_field(field)
@@ -182,13 +199,20 @@ impl From<ServiceError> for AppError {
             ServiceError::Invalid { field, message } => {
                 AppError::validation(field, format!("{field}: {message}"))
             }
-            ServiceError::ChatUnavailable { .. } => AppError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                types::CHAT_UNAVAILABLE,
-                "Chat unavailable",
-                e.to_string(),
-            )
-            .with_field("to"),
+            ServiceError::InvalidQuery { field, message } => {
+                AppError::bad_query(field, format!("{field}: {message}"))
+            }
+            ServiceError::NoRecipients { skipped } => {
+                let mut err = AppError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    types::NO_RECIPIENTS,
+                    "No recipients",
+                    "no target of this request reaches anyone now (see `skipped`); nothing was queued",
+                )
+                .with_field("to");
+                err.problem.skipped = Some(skipped);
+                err
+            }
             ServiceError::BotTokenRejected(description) => AppError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 types::BOT_TOKEN_REJECTED,

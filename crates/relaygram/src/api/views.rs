@@ -10,9 +10,10 @@ use crate::telegram::{TelegramError, WebhookInfo};
 /// Cursor pagination parameters.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct ListParams {
     /// Page size, 1 to 200 (default 50).
-    pub limit: Option<u32>,
+    pub limit: Option<PageSize>,
     /// Cursor: `next_cursor` of the previous page.
     pub after: Option<String>,
 }
@@ -20,9 +21,10 @@ pub struct ListParams {
 /// Bot list parameters.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct BotListParams {
     /// Page size, 1 to 200 (default 50).
-    pub limit: Option<u32>,
+    pub limit: Option<PageSize>,
     /// Cursor: `next_cursor` of the previous page.
     pub after: Option<String>,
     /// Only bots of this tenant (admin keys; tenant keys always see their own).
@@ -33,22 +35,33 @@ pub struct BotListParams {
     pub mode: Option<BotMode>,
 }
 
-/// Turns `limit`/`after` into a page request, rejecting out-of-range sizes.
-pub fn page(limit: Option<u32>, after: Option<String>) -> Result<Page, super::AppError> {
-    let limit = limit.unwrap_or(crate::store::DEFAULT_PAGE_SIZE);
-    if !(1..=crate::store::MAX_PAGE_SIZE).contains(&limit) {
-        return Err(super::AppError::validation(
-            "limit",
-            format!(
-                "limit: must be between 1 and {}",
+/// A page size from a query, 1 to 200: refused while the query is parsed (a 400 before
+/// anything else is looked at).
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(try_from = "u32")]
+pub struct PageSize(u32);
+
+impl TryFrom<u32> for PageSize {
+    type Error = String;
+
+    fn try_from(n: u32) -> Result<PageSize, String> {
+        if (1..=crate::store::MAX_PAGE_SIZE).contains(&n) {
+            Ok(PageSize(n))
+        } else {
+            Err(format!(
+                "must be between 1 and {}",
                 crate::store::MAX_PAGE_SIZE
-            ),
-        ));
+            ))
+        }
     }
-    Ok(Page {
+}
+
+/// Turns `limit`/`after` into a page request.
+pub fn page(limit: Option<PageSize>, after: Option<String>) -> Page {
+    Page {
         after: after.filter(|a| !a.is_empty()),
-        limit,
-    })
+        limit: limit.map_or(crate::store::DEFAULT_PAGE_SIZE, |PageSize(n)| n),
+    }
 }
 
 /// `POST /v1/tenants`.

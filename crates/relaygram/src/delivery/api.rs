@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::jobs::{BotLimitsBody, BotLimitsView, BroadcastList, BroadcastView, StatsView};
 use super::{Accepted, Origin, SendRequest, default_limits};
 use crate::api::problem::Problem;
-use crate::api::views::page;
+use crate::api::views::{PageSize, page};
 use crate::api::{ApiJson, ApiQuery, AppError, AppState, Auth};
 use crate::ids::rfc3339;
 use crate::store::{ListOrder, MessageFilter, MessageRecord};
@@ -23,6 +23,7 @@ type ApiResult<T> = Result<T, AppError>;
 /// Which tenant (admin keys only).
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct TenantParam {
     /// The tenant (required with an admin key; a tenant key acts on its own).
     pub tenant_id: Option<String>,
@@ -156,6 +157,7 @@ pub struct MessageList {
 /// Filters of `GET /v1/messages`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct MessageListParams {
     /// The tenant (admin keys).
     pub tenant_id: Option<String>,
@@ -182,7 +184,7 @@ pub struct MessageListParams {
     /// `desc` (newest first, the default) or `asc`.
     pub order: Option<String>,
     /// Page size, 1 to 200 (default 50).
-    pub limit: Option<u32>,
+    pub limit: Option<PageSize>,
     /// Cursor: `next_cursor` of the previous page (in the same order).
     pub after: Option<String>,
 }
@@ -190,6 +192,7 @@ pub struct MessageListParams {
 /// Filters and window of `GET /v1/stats`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct StatsParams {
     /// The tenant (an admin key without it counts every tenant).
     pub tenant_id: Option<String>,
@@ -221,7 +224,7 @@ fn time(field: &'static str, value: Option<&str>) -> ApiResult<Option<i64>> {
             v.parse::<jiff::Timestamp>()
                 .map(|t| t.as_millisecond())
                 .map_err(|e| {
-                    AppError::validation(field, format!("{field}: must be an RFC 3339 time: {e}"))
+                    AppError::bad_query(field, format!("{field}: must be an RFC 3339 time: {e}"))
                 })
         })
         .transpose()
@@ -241,7 +244,7 @@ fn window(
     if let (Some(s), Some(u)) = (since, until)
         && u <= s
     {
-        return Err(AppError::validation(
+        return Err(AppError::bad_query(
             "until",
             "until: must be later than since",
         ));
@@ -249,11 +252,25 @@ fn window(
     Ok((since, until))
 }
 
+/// A `status` filter: a message state, or 400 (a typo must not count or list nothing).
+fn status(value: Option<String>) -> ApiResult<Option<String>> {
+    match value {
+        Some(s) if !super::service::is_status(&s) => Err(AppError::bad_query(
+            "status",
+            format!(
+                "status: {s:?} is not a message state (queued, paused, sending, {})",
+                crate::store::FINAL_STATES.join(", ")
+            ),
+        )),
+        other => Ok(other),
+    }
+}
+
 fn order(value: Option<&str>) -> ApiResult<ListOrder> {
     match value {
         None | Some("desc") => Ok(ListOrder::Desc),
         Some("asc") => Ok(ListOrder::Asc),
-        Some(_) => Err(AppError::validation(
+        Some(_) => Err(AppError::bad_query(
             "order",
             "order: must be desc (newest first, the default) or asc",
         )),
@@ -312,7 +329,7 @@ pub struct Requeued {
         (status = 401, description = "Missing, unknown or revoked key", body = Problem, content_type = PROBLEM),
         (status = 404, description = "tenant_id names another tenant", body = Problem, content_type = PROBLEM),
         (status = 409, description = "The Idempotency-Key was used with another body", body = Problem, content_type = PROBLEM),
-        (status = 422, description = "Invalid request, unknown link or category, no bot, or a chat_id target the bot can no longer write to (`chat-unavailable`: blocked, kicked, left); nothing stored", body = Problem, content_type = PROBLEM),
+        (status = 422, description = "Invalid request (an unknown category or connect code, no bot, a bad field), or no target reaches anyone now (`no-recipients`, each target listed in `skipped` with its reason); nothing stored", body = Problem, content_type = PROBLEM),
     ),
     security(("bearer" = []))
 )]
@@ -352,6 +369,7 @@ pub async fn send_message(
     get, path = "/v1/messages/{id}", tag = "messages",
     params(("id" = String, Path, description = "Message id"), TenantParam),
     responses(
+        (status = 400, description = "Unknown query parameter or bad value (`field` names it)", body = Problem, content_type = PROBLEM),
         (status = 200, description = "The message", body = MessageView),
         (status = 401, description = "Missing, unknown or revoked key", body = Problem, content_type = PROBLEM),
         (status = 404, description = "No such message (or another tenant's)", body = Problem, content_type = PROBLEM),
@@ -377,9 +395,9 @@ pub async fn get_message(
     params(MessageListParams),
     responses(
         (status = 200, description = "A page of messages", body = MessageList),
-        (status = 400, description = "Unparsable query", body = Problem, content_type = PROBLEM),
+        (status = 400, description = "Unknown query parameter or bad value (`field` names it)", body = Problem, content_type = PROBLEM),
         (status = 401, description = "Missing, unknown or revoked key", body = Problem, content_type = PROBLEM),
-        (status = 422, description = "Invalid filter", body = Problem, content_type = PROBLEM),
+        (status = 422, description = "An admin key without `tenant_id`", body = Problem, content_type = PROBLEM),
     ),
     security(("bearer" = []))
 )]
@@ -388,15 +406,17 @@ pub async fn list_messages(
     Auth(principal): Auth,
     ApiQuery(q): ApiQuery<MessageListParams>,
 ) -> ApiResult<Json<MessageList>> {
+    // The query first: a bad value is a 400 whoever asks.
+    let page = page(q.limit, q.after);
+    let (since, until) = window(q.since.as_deref(), q.until.as_deref())?;
+    let (status, order) = (status(q.status)?, order(q.order.as_deref())?);
     let tenant = state
         .services
         .acting_tenant(&principal, q.tenant_id.as_deref())
         .await?;
-    let page = page(q.limit, q.after)?;
-    let (since, until) = window(q.since.as_deref(), q.until.as_deref())?;
     let filter = MessageFilter {
         tenant_id: tenant,
-        status: q.status,
+        status,
         bot_id: q.bot_id,
         chat_id: q.chat_id,
         since,
@@ -406,7 +426,7 @@ pub async fn list_messages(
         external_id: q.external_id,
         category: q.category,
         request_id: q.request_id,
-        order: order(q.order.as_deref())?,
+        order,
     };
     let listed = state.services.list_messages(&filter, &page).await?;
     Ok(Json(MessageList {
@@ -487,11 +507,12 @@ pub async fn retry_messages(
 /// Pages of broadcasts.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct BroadcastListParams {
     /// The tenant (admin keys).
     pub tenant_id: Option<String>,
     /// Page size, 1 to 200 (default 50).
-    pub limit: Option<u32>,
+    pub limit: Option<PageSize>,
     /// Cursor.
     pub after: Option<String>,
 }
@@ -501,6 +522,7 @@ pub struct BroadcastListParams {
     get, path = "/v1/broadcasts", tag = "messages",
     params(BroadcastListParams),
     responses(
+        (status = 400, description = "Unknown query parameter or bad value (`field` names it)", body = Problem, content_type = PROBLEM),
         (status = 200, description = "A page of broadcasts", body = BroadcastList),
         (status = 401, description = "Missing, unknown or revoked key", body = Problem, content_type = PROBLEM),
     ),
@@ -515,7 +537,7 @@ pub async fn list_broadcasts(
         .services
         .acting_tenant(&principal, q.tenant_id.as_deref())
         .await?;
-    let page = page(q.limit, q.after)?;
+    let page = page(q.limit, q.after);
     Ok(Json(state.services.list_broadcasts(&tenant, &page).await?))
 }
 
@@ -524,6 +546,7 @@ pub async fn list_broadcasts(
     get, path = "/v1/broadcasts/{id}", tag = "messages",
     params(("id" = String, Path, description = "Broadcast id"), TenantParam),
     responses(
+        (status = 400, description = "Unknown query parameter or bad value (`field` names it)", body = Problem, content_type = PROBLEM),
         (status = 200, description = "The broadcast", body = BroadcastView),
         (status = 401, description = "Missing, unknown or revoked key", body = Problem, content_type = PROBLEM),
         (status = 404, description = "No such broadcast (or another tenant's)", body = Problem, content_type = PROBLEM),
@@ -631,10 +654,10 @@ pub async fn cancel_broadcast(
     get, path = "/v1/stats", tag = "messages",
     params(StatsParams),
     responses(
+        (status = 400, description = "Unknown query parameter or bad value (`field` names it)", body = Problem, content_type = PROBLEM),
         (status = 200, description = "Counters in total and per bot", body = StatsView),
         (status = 401, description = "Missing, unknown or revoked key", body = Problem, content_type = PROBLEM),
         (status = 404, description = "tenant_id names another tenant", body = Problem, content_type = PROBLEM),
-        (status = 422, description = "Invalid filter or window", body = Problem, content_type = PROBLEM),
     ),
     security(("bearer" = []))
 )]
@@ -643,14 +666,15 @@ pub async fn stats(
     Auth(principal): Auth,
     ApiQuery(q): ApiQuery<StatsParams>,
 ) -> ApiResult<Json<StatsView>> {
+    let (since, until) = window(q.since.as_deref(), q.until.as_deref())?;
+    let status = status(q.status)?;
     let tenant = match (principal.tenant(), q.tenant_id.as_deref()) {
         (None, None) => None,
         (_, asked) => Some(state.services.acting_tenant(&principal, asked).await?),
     };
-    let (since, until) = window(q.since.as_deref(), q.until.as_deref())?;
     let filter = MessageFilter {
         tenant_id: tenant.clone().unwrap_or_default(),
-        status: q.status,
+        status,
         bot_id: q.bot_id,
         chat_id: q.chat_id,
         since,

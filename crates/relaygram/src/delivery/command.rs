@@ -32,6 +32,9 @@ pub struct SendArgs {
     /// Every link opted in to this category (repeatable).
     #[arg(long = "category")]
     pub categories: Vec<String>,
+    /// Every active link made with this team connect code (repeatable).
+    #[arg(long = "connect-code")]
+    pub connect_codes: Vec<String>,
     /// The text (a caption with --photo or --document).
     #[arg(long)]
     pub text: Option<String>,
@@ -91,8 +94,15 @@ impl SendArgs {
         to.extend(self.links.iter().map(|l| json!({"link_id": l})));
         to.extend(self.external_ids.iter().map(|x| json!({"external_id": x})));
         to.extend(self.categories.iter().map(|c| json!({"category": c})));
+        to.extend(
+            self.connect_codes
+                .iter()
+                .map(|c| json!({"connect_code_id": c})),
+        );
         if to.is_empty() {
-            anyhow::bail!("name a recipient: --chat-id, --link, --external-id or --category");
+            anyhow::bail!(
+                "name a recipient: --chat-id, --link, --external-id, --category or --connect-code"
+            );
         }
         let data = self
             .data
@@ -116,6 +126,7 @@ impl SendArgs {
             silent: self.silent,
             throttle_key: None,
             throttle_seconds: None,
+            throttle_scope: None,
             send_at: self.send_at.clone(),
             send_at_local: self.send_at_local.clone(),
             default_timezone: self.default_timezone.clone(),
@@ -128,6 +139,13 @@ impl SendArgs {
 fn explain(e: ServiceError) -> anyhow::Error {
     match e {
         ServiceError::Invalid { field, message } => anyhow::anyhow!("{field} {message}"),
+        ServiceError::NoRecipients { skipped } => {
+            let why: Vec<&str> = skipped
+                .iter()
+                .filter_map(|s| s["detail"].as_str())
+                .collect();
+            anyhow::anyhow!("nothing was queued: {}", why.join("; "))
+        }
         other => anyhow::anyhow!("{other}"),
     }
 }
@@ -308,6 +326,9 @@ pub async fn run(
                 println!("{}\t{}\t{}", m.id, m.bot_id, m.chat_id);
             }
         }
+    }
+    for s in &accepted.skipped {
+        eprintln!("skipped {}: {}", s.target, s.detail);
     }
     if args.detach || accepted.status == "throttled" {
         return Ok(());

@@ -2,6 +2,7 @@
 //!
 //! - [`request`]: what `POST /v1/messages` takes, and its parsing;
 //! - [`content`]: rendered content (stored once per request) and the Bot API calls it makes;
+//! - [`recipients`]: targets to recipients, and the targets that reach nobody;
 //! - [`service`]: acceptance ([`crate::services::Services::accept_message`]), status, re-drive;
 //! - [`jobs`]: broadcasts (progress, ETA, pause/resume/cancel), statistics, bot limits;
 //! - [`pacing`]: the limiter that keeps every bot under Telegram's limits;
@@ -21,11 +22,13 @@ pub mod jobs;
 pub mod local;
 pub mod pacing;
 pub mod quiet;
+pub mod recipients;
 pub mod reply;
 pub mod request;
 pub mod sender;
 pub mod service;
 
+pub use recipients::{SkipReason, Skipped};
 pub use request::{ButtonSpec, SendRequest, Target};
 pub use sender::{BotSender, SenderConfig, Step};
 pub use service::{Accepted, AcceptedMessage, Origin, Submission};

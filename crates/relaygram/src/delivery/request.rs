@@ -17,7 +17,10 @@ pub struct SendRequest {
     #[serde(default)]
     pub bot_id: Option<String>,
     /// `{"chat_id": 123}`, `{"link_id": "lnk_…"}`, `{"external_id": "user-7"}` (every active
-    /// link of that app user), `{"category": "alerts"}` (every opted-in link), or a list.
+    /// link of that app user), `{"category": "alerts"}` (every opted-in link),
+    /// `{"connect_code_id": "cc_…"}` (every active link made with that team code), or a
+    /// list. Targets that reach nobody are reported in `skipped`; when none reaches anyone
+    /// the answer is 422 `no-recipients` and nothing is stored.
     #[schema(value_type = Object)]
     pub to: Value,
     /// Text (a caption with `photo` or `document`).
@@ -49,9 +52,15 @@ pub struct SendRequest {
     /// Send without sound.
     #[serde(default)]
     pub silent: bool,
-    /// A second message with this key within `throttle_seconds` is stored as `throttled`.
+    /// A second message with this key within `throttle_seconds` is stored as `throttled`:
+    /// per recipient (chat) by default, or across the tenant (`throttle_scope`).
     #[serde(default)]
     pub throttle_key: Option<String>,
+    /// What one throttle window covers: `recipient` (the default: each chat has its own
+    /// window, so one user's alert does not silence another's) or `tenant` (the first
+    /// request with the key in the window goes, the next ones are throttled whole).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttle_scope: Option<ThrottleScope>,
     /// The throttle window (default 60 s).
     #[serde(default)]
     pub throttle_seconds: Option<u32>,
@@ -100,6 +109,8 @@ fn priority_or_urgent<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i
     }
 }
 
+pub use crate::store::ThrottleScope;
+
 /// One target of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
@@ -111,6 +122,21 @@ pub enum Target {
     ExternalId(String),
     /// Every opted-in link of a category.
     Category(String),
+    /// Every active link made with a team connect code.
+    ConnectCode(String),
+}
+
+impl Target {
+    /// The target as the request gave it, for reports.
+    pub fn to_json(&self) -> Value {
+        match self {
+            Target::Chat(id) => serde_json::json!({"chat_id": id}),
+            Target::Link(id) => serde_json::json!({"link_id": id}),
+            Target::ExternalId(id) => serde_json::json!({"external_id": id}),
+            Target::Category(key) => serde_json::json!({"category": key}),
+            Target::ConnectCode(id) => serde_json::json!({"connect_code_id": id}),
+        }
+    }
 }
 
 fn invalid(field: &'static str, message: impl Into<String>) -> ServiceError {
@@ -155,7 +181,8 @@ pub fn parse_targets(to: &Value) -> ServiceResult<Vec<Target>> {
 
 fn parse_target(v: &Value) -> ServiceResult<Target> {
     const SHAPE: &str = "each target is {\"chat_id\": 123}, {\"link_id\": \"…\"}, \
-                         {\"external_id\": \"…\"} or {\"category\": \"…\"}";
+                         {\"external_id\": \"…\"}, {\"category\": \"…\"} or \
+                         {\"connect_code_id\": \"…\"}";
     let obj = v
         .as_object()
         .filter(|o| o.len() == 1)
@@ -183,6 +210,7 @@ fn parse_target(v: &Value) -> ServiceResult<Target> {
         "link_id" => text(value).map(Target::Link),
         "external_id" => text(value).map(Target::ExternalId),
         "category" => text(value).map(Target::Category),
+        "connect_code_id" => text(value).map(Target::ConnectCode),
         _ => Err(invalid("to", SHAPE)),
     }
 }

@@ -6,14 +6,15 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use super::content::{OwnButtons, StoredContent, render_content};
+use super::recipients::{Recipients, SkipReason, Skipped};
 use super::request::{
     SendRequest, Target, media_ref, parse_mode, parse_targets, send_at, send_at_local,
 };
 use crate::ids::new_id;
 use crate::services::{ServiceError, ServiceResult, Services};
 use crate::store::{
-    Acceptance, Accepted as StoredAccepted, BotFilter, ChatState, Fanout, MessageFilter,
-    NewMessage, NewRequest, Page, StoreError,
+    Acceptance, Accepted as StoredAccepted, Fanout, MessageFilter, MessageRecord, NewMessage,
+    NewRequest, Page, StoreError, Throttle, ThrottleScope,
 };
 use crate::templates::Content;
 
@@ -61,6 +62,8 @@ struct Prepared {
     acceptance: Acceptance,
     /// The answer, when it is known before storing ([`Acceptance::is_plain`]).
     plain: Option<Accepted>,
+    /// Targets that reach nobody (reported in the answer).
+    skipped: Vec<Skipped>,
 }
 
 /// One message of an accepted request.
@@ -75,16 +78,39 @@ pub struct AcceptedMessage {
     /// Link it was addressed through.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub link_id: Option<String>,
+    /// `queued`, or `throttled` when its throttle window was open.
+    pub status: String,
+}
+
+impl From<MessageRecord> for AcceptedMessage {
+    fn from(m: MessageRecord) -> AcceptedMessage {
+        AcceptedMessage {
+            // What acceptance made of it (it may have been sent since).
+            status: if m.status == "throttled" {
+                "throttled"
+            } else {
+                "queued"
+            }
+            .into(),
+            id: m.id,
+            bot_id: m.bot_id,
+            chat_id: m.chat_id,
+            link_id: m.link_id,
+        }
+    }
 }
 
 /// The answer to an accepted request.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
 #[schema(example = json!({"request_id": "req_01jd8y3k7q9x4m2n5p6r7s8t9v", "status": "queued", "count": 1,
-    "messages": [{"id": "msg_01jd8y3k7q9x4m2n5p6r7s8t9w", "bot_id": "bot_01jd8y3k7q9x4m2n5p6r7s8t9x", "chat_id": 100000001}]}))]
+    "messages": [{"id": "msg_01jd8y3k7q9x4m2n5p6r7s8t9w", "bot_id": "bot_01jd8y3k7q9x4m2n5p6r7s8t9x", "chat_id": 100000001, "status": "queued"}],
+    "skipped": [{"target": {"link_id": "lnk_01jd8y3k7q9x4m2n5p6r7s8t9z"}, "reason": "link_inactive",
+        "detail": "link lnk_01jd8y3k7q9x4m2n5p6r7s8t9z has ended"}]}))]
 pub struct Accepted {
     /// The request (all its messages share its content).
     pub request_id: String,
-    /// `queued`, or `throttled` when the throttle key's window was open.
+    /// `queued`, or `throttled` when every message's throttle window was open (each
+    /// message says its own).
     pub status: String,
     /// Messages stored.
     pub count: i64,
@@ -97,6 +123,9 @@ pub struct Accepted {
     /// The digests a digest item went to (status `digested`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub digest_ids: Vec<String>,
+    /// Targets that reach nobody now, with the reason; the others got the message.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<Skipped>,
 }
 
 /// A validated request, ready to store.
@@ -104,14 +133,13 @@ pub struct Accepted {
 pub struct Planned {
     content: StoredContent,
     callbacks: Vec<(String, String)>,
-    rows: Vec<NewMessage>,
-    fanouts: Vec<(String, Fanout)>,
+    recipients: Recipients,
     bot_id: Option<String>,
     priority: i64,
     send_at: Option<i64>,
     /// `send_at_local`: the local time, the default zone, the earliest instant.
     local: Option<(String, String, i64)>,
-    throttle: Option<(String, u32)>,
+    throttle: Option<(String, u32, ThrottleScope)>,
 }
 
 fn invalid(field: &'static str, message: impl Into<String>) -> ServiceError {
@@ -130,6 +158,23 @@ impl Services {
         self.plan_message(tenant_id, req, OwnButtons::Refused)
             .await
             .map(|_| ())
+    }
+
+    /// Who `req` reaches now: the targets that reach nobody, or 422 `no-recipients` when
+    /// none reaches anyone. (Digest items are kept for later; they are refused the same
+    /// way when nobody would get the digest.)
+    pub async fn reachable(
+        &self,
+        tenant_id: &str,
+        req: &SendRequest,
+    ) -> ServiceResult<Vec<Skipped>> {
+        let plan = self
+            .plan_message(tenant_id, req, OwnButtons::Refused)
+            .await?;
+        if plan.recipients.is_empty() {
+            return Err(no_recipients(&plan.recipients.skipped));
+        }
+        Ok(plan.recipients.skipped)
     }
 
     async fn plan_message(
@@ -231,10 +276,13 @@ impl Services {
                 if secs == 0 || secs > 31 * 86_400 {
                     return Err(invalid("throttle_seconds", "must be 1 to 2678400"));
                 }
-                Some((k.to_string(), secs))
+                Some((k.to_string(), secs, req.throttle_scope.unwrap_or_default()))
             }
             (None, Some(_)) => {
                 return Err(invalid("throttle_key", "is required with throttle_seconds"));
+            }
+            (None, None) if req.throttle_scope.is_some() => {
+                return Err(invalid("throttle_scope", "is only used with throttle_key"));
             }
             (None, None) => None,
         };
@@ -253,117 +301,13 @@ impl Services {
             }
             None => None,
         };
-        let mut sole_bot: Option<Option<String>> = None;
-        let mut rows: Vec<NewMessage> = Vec::new();
-        let mut fanouts = Vec::new();
-        let mut seen = std::collections::HashSet::new();
-        for target in targets {
-            match target {
-                Target::Chat(chat_id) => {
-                    let bot = match &bot_id {
-                        Some(b) => b.clone(),
-                        None => {
-                            if sole_bot.is_none() {
-                                let bots = self
-                                    .store
-                                    .list_bots(
-                                        &BotFilter {
-                                            tenant_id: Some(tenant_id.to_string()),
-                                            ..BotFilter::default()
-                                        },
-                                        &Page::first(2),
-                                    )
-                                    .await?;
-                                sole_bot = Some(match bots.items.as_slice() {
-                                    [one] => Some(one.id.clone()),
-                                    _ => None,
-                                });
-                            }
-                            sole_bot.clone().flatten().ok_or_else(|| {
-                                invalid(
-                                    "bot_id",
-                                    "is required to send to a chat_id unless the tenant has exactly one bot",
-                                )
-                            })?
-                        }
-                    };
-                    if seen.insert((bot.clone(), chat_id)) {
-                        rows.push(NewMessage {
-                            id: new_id("msg"),
-                            bot_id: bot,
-                            chat_id,
-                            link_id: None,
-                        });
-                    }
-                }
-                Target::Link(link_id) => {
-                    let (bot, chat_id, active) =
-                        self.store
-                            .find_link(tenant_id, &link_id)
-                            .await?
-                            .ok_or_else(|| invalid("to", format!("no link {link_id}")))?;
-                    if !active {
-                        return Err(invalid("to", format!("link {link_id} is inactive")));
-                    }
-                    if bot_id.as_ref().is_some_and(|b| *b != bot) {
-                        return Err(invalid(
-                            "bot_id",
-                            format!("link {link_id} belongs to another bot"),
-                        ));
-                    }
-                    if seen.insert((bot.clone(), chat_id)) {
-                        rows.push(NewMessage {
-                            id: new_id("msg"),
-                            bot_id: bot,
-                            chat_id,
-                            link_id: Some(link_id),
-                        });
-                    }
-                }
-                Target::ExternalId(external_id) => {
-                    fanouts.push((
-                        format!("{}-", new_id("msg")),
-                        Fanout::ExternalId { external_id },
-                    ));
-                }
-                Target::Category(key) => {
-                    if !self.store.category_exists(tenant_id, &key).await? {
-                        return Err(invalid("to", format!("no category {key:?}")));
-                    }
-                    fanouts.push((format!("{}-", new_id("msg")), Fanout::Category { key }));
-                }
-            }
-        }
-        // A chat the bot can no longer write to (blocked, removed) gets nothing: refused here,
-        // one read for every chat_id target (a race with the chat's end is caught by the
-        // sender's claim).
-        let direct: Vec<(String, i64)> = rows
-            .iter()
-            .filter(|m| m.link_id.is_none())
-            .map(|m| (m.bot_id.clone(), m.chat_id))
-            .collect();
-        if let Some((_, chat_id, state)) = self
-            .store
-            .unavailable_chats(&direct)
-            .await?
-            .into_iter()
-            .min_by_key(|(_, c, _)| *c)
-        {
-            return Err(ServiceError::ChatUnavailable {
-                chat_id,
-                state: state.as_str(),
-                why: match state {
-                    ChatState::Blocked => "the user blocked the bot",
-                    ChatState::Kicked => "the bot was removed from it",
-                    _ => "the bot is not in it or cannot reach it",
-                },
-            });
-        }
+        let recipients = self
+            .resolve_recipients(tenant_id, bot_id.as_deref(), targets)
+            .await?;
         Ok(Planned {
             content,
             callbacks,
-            rows,
-            fanouts,
+            recipients,
             bot_id,
             priority,
             send_at,
@@ -495,16 +439,22 @@ impl Services {
         let plan = self
             .plan_message(tenant_id, req, OwnButtons::Refused)
             .await?;
+        // A request that reaches nobody is refused, never answered `queued` with nothing.
+        if plan.recipients.is_empty() {
+            return Err(no_recipients(&plan.recipients.skipped));
+        }
+        let skipped = plan.recipients.skipped;
         let now = self.clock.now_millis();
         let request_id = new_id("req");
         // A fan-out (app user, category) is a broadcast from its first recipient, as the
         // docs promise; a list becomes one above the threshold.
-        let broadcast_above = if plan.fanouts.is_empty() {
+        let (rows, fanouts) = (plan.recipients.rows, plan.recipients.fanouts);
+        let broadcast_above = if fanouts.is_empty() {
             BROADCAST_THRESHOLD
         } else {
             0
         };
-        let is_fanout = !plan.fanouts.is_empty() || plan.rows.len() as i64 > BROADCAST_THRESHOLD;
+        let is_fanout = !fanouts.is_empty() || rows.len() as i64 > BROADCAST_THRESHOLD;
         let mut acceptance = Acceptance {
             request: NewRequest {
                 id: request_id.clone(),
@@ -513,8 +463,8 @@ impl Services {
                 content: serde_json::to_string(&plan.content).unwrap_or_default(),
                 created_at: now,
             },
-            rows: plan.rows,
-            fanouts: plan.fanouts,
+            rows,
+            fanouts,
             bot_id: plan.bot_id.clone(),
             priority: plan.priority,
             // A local time is first due where it happens first (UTC+14); the sender holds
@@ -526,9 +476,11 @@ impl Services {
                 .or(plan.send_at)
                 .unwrap_or(now),
             local: plan.local.map(|(at, zone, _)| (at, zone)),
-            throttle: plan
-                .throttle
-                .map(|(k, secs)| (k, now + i64::from(secs) * 1000)),
+            throttle: plan.throttle.map(|(key, secs, scope)| Throttle {
+                key,
+                until: now + i64::from(secs) * 1000,
+                scope,
+            }),
             broadcast: is_fanout.then(|| (new_id("bc"), broadcast_above)),
             callbacks: plan.callbacks,
             idempotency: idempotency.map(|k| (k, body_hash)),
@@ -544,6 +496,7 @@ impl Services {
                 messages,
                 broadcast_id: None,
                 digest_ids: vec![],
+                skipped: skipped.clone(),
             }
         });
         if acceptance.idempotency.is_some() {
@@ -555,6 +508,7 @@ impl Services {
             tenant_id: tenant_id.to_string(),
             acceptance,
             plain,
+            skipped,
         })
     }
 
@@ -564,6 +518,7 @@ impl Services {
             tenant_id,
             acceptance,
             plain,
+            skipped,
         } = p;
         let tenant_id = tenant_id.as_str();
         let now = acceptance.request.created_at;
@@ -615,34 +570,51 @@ impl Services {
             StoredAccepted::Stored {
                 count,
                 status,
+                throttled,
                 broadcast_id,
             } => {
+                if count == 0 {
+                    // The fan-outs' links ended between the look and the store: nothing
+                    // was kept.
+                    let mut gone = skipped;
+                    gone.extend(acceptance.fanouts.iter().map(|(_, f)| Skipped {
+                        target: fanout_target(f).to_json(),
+                        reason: SkipReason::NoActiveLink,
+                        detail: "its links ended while the request was accepted".into(),
+                    }));
+                    return Err(no_recipients(&gone));
+                }
                 metrics::counter!(
                     "relaygram_messages_accepted_total",
-                    "status" => status.clone()
+                    "status" => "queued"
                 )
-                .increment(count.max(0) as u64);
+                .increment((count - throttled).max(0) as u64);
+                metrics::counter!(
+                    "relaygram_messages_accepted_total",
+                    "status" => "throttled"
+                )
+                .increment(throttled.max(0) as u64);
                 if let Some(plain) = plain {
                     // Its answer was kept with its key in the acceptance's transaction.
                     return Ok(plain);
                 }
                 let messages = if count > BROADCAST_THRESHOLD {
                     vec![]
-                } else if acceptance.fanouts.is_empty() {
-                    // Exactly the listed rows were stored: answer from them (re-reading
-                    // them by request would scan the outbox, `request_id` has no index).
-                    listed(&acceptance.rows)
+                } else if acceptance.fanouts.is_empty() && (throttled == 0 || throttled == count) {
+                    // Exactly the listed rows were stored, all with one status: answer from
+                    // them (re-reading them by request would scan the outbox, `request_id`
+                    // has no index).
+                    let mut listed = listed(&acceptance.rows);
+                    for m in &mut listed {
+                        m.status = status.clone();
+                    }
+                    listed
                 } else {
                     self.store
                         .request_messages(&request_id)
                         .await?
                         .into_iter()
-                        .map(|m| AcceptedMessage {
-                            id: m.id,
-                            bot_id: m.bot_id,
-                            chat_id: m.chat_id,
-                            link_id: m.link_id,
-                        })
+                        .map(AcceptedMessage::from)
                         .collect()
                 };
                 Accepted {
@@ -652,6 +624,7 @@ impl Services {
                     messages,
                     broadcast_id,
                     digest_ids: vec![],
+                    skipped,
                 }
             }
         };
@@ -683,17 +656,10 @@ impl Services {
             }
             _ => (
                 stored.len() as i64,
-                stored
-                    .into_iter()
-                    .map(|m| AcceptedMessage {
-                        id: m.id,
-                        bot_id: m.bot_id,
-                        chat_id: m.chat_id,
-                        link_id: m.link_id,
-                    })
-                    .collect(),
+                stored.into_iter().map(AcceptedMessage::from).collect(),
             ),
         };
+        // The skipped targets are not kept: an answer rebuilt after a crash lacks them.
         Ok(Accepted {
             request_id: request_id.to_string(),
             status: if throttled { "throttled" } else { "queued" }.into(),
@@ -701,6 +667,7 @@ impl Services {
             messages,
             broadcast_id,
             digest_ids: vec![],
+            skipped: vec![],
         })
     }
 
@@ -728,7 +695,10 @@ impl Services {
         if let Some(s) = &filter.status
             && !is_status(s)
         {
-            return Err(invalid("status", format!("unknown status {s:?}")));
+            return Err(ServiceError::InvalidQuery {
+                field: "status",
+                message: format!("unknown status {s:?}"),
+            });
         }
         Ok(self.store.list_messages(filter, page).await?)
     }
@@ -806,10 +776,30 @@ fn listed(rows: &[NewMessage]) -> Vec<AcceptedMessage> {
             bot_id: m.bot_id.clone(),
             chat_id: m.chat_id,
             link_id: m.link_id.clone(),
+            status: "queued".into(),
         })
         .collect();
     messages.sort_by(|a, b| a.id.cmp(&b.id));
     messages
+}
+
+/// The 422 for a request that reaches nobody.
+fn no_recipients(skipped: &[Skipped]) -> ServiceError {
+    ServiceError::NoRecipients {
+        skipped: skipped
+            .iter()
+            .map(|s| serde_json::to_value(s).unwrap_or_default())
+            .collect(),
+    }
+}
+
+/// The target a fan-out came from.
+fn fanout_target(f: &Fanout) -> Target {
+    match f {
+        Fanout::ExternalId { external_id } => Target::ExternalId(external_id.clone()),
+        Fanout::Category { key } => Target::Category(key.clone()),
+        Fanout::ConnectCode { connect_code_id } => Target::ConnectCode(connect_code_id.clone()),
+    }
 }
 
 /// Whether `s` is a message status.

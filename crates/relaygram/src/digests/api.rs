@@ -8,7 +8,7 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::api::problem::Problem;
-use crate::api::views::page;
+use crate::api::views::{PageSize, page};
 use crate::api::{ApiQuery, AppError, AppState, Auth};
 use crate::ids::rfc3339;
 use crate::services::ServiceError;
@@ -96,7 +96,7 @@ pub struct DigestListParams {
     /// The tenant (required with an admin key).
     pub tenant_id: Option<String>,
     /// Page size, 1 to 200 (default 50).
-    pub limit: Option<u32>,
+    pub limit: Option<PageSize>,
     /// Cursor: `next_cursor` of the previous page.
     pub after: Option<String>,
 }
@@ -106,6 +106,7 @@ pub struct DigestListParams {
     get, path = "/v1/digests", tag = "digests",
     params(DigestListParams),
     responses(
+        (status = 400, description = "Unknown query parameter or bad value (`field` names it)", body = Problem, content_type = PROBLEM),
         (status = 200, description = "A page of digests", body = DigestList),
         (status = 401, description = "Missing, unknown or revoked key", body = Problem, content_type = PROBLEM),
         (status = 404, description = "tenant_id names another tenant", body = Problem, content_type = PROBLEM),
@@ -118,11 +119,11 @@ pub async fn list_digests(
     Auth(principal): Auth,
     ApiQuery(params): ApiQuery<DigestListParams>,
 ) -> ApiResult<Json<DigestList>> {
-    let page = page(params.limit, params.after)?;
+    let page = page(params.limit, params.after);
     if let Some(s) = &params.status
         && !["open", "closing", "sent", "failed"].contains(&s.as_str())
     {
-        return Err(AppError::validation(
+        return Err(AppError::bad_query(
             "status",
             "status: must be open, closing, sent or failed",
         ));

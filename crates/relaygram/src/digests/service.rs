@@ -175,7 +175,18 @@ impl Services {
         req: SendRequest,
         origin: &Origin,
     ) -> ServiceResult<Accepted> {
-        let checked = self.check_digest_item(tenant_id, &req).await?;
+        let mut checked = self.check_digest_item(tenant_id, &req).await?;
+        // Targets that reach nobody now get no digest; none reaching anyone is a 422.
+        let probe = SendRequest {
+            text: Some(req.text.clone().unwrap_or_else(|| "digest".into())),
+            data: None,
+            digest: None,
+            ..req.clone()
+        };
+        let skipped = self.reachable(tenant_id, &probe).await?;
+        checked
+            .recipients
+            .retain(|(_, one)| !skipped.iter().any(|s| s.target == one.to));
         let spec: &DigestSpec = req
             .digest
             .as_ref()
@@ -211,6 +222,7 @@ impl Services {
             messages: vec![],
             broadcast_id: None,
             digest_ids,
+            skipped,
         })
     }
 

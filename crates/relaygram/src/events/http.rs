@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::api::problem::Problem;
-use crate::api::views::page;
+use crate::api::views::{PageSize, page};
 use crate::api::{ApiJson, ApiQuery, AppError, AppState, Auth};
 use crate::ids::rfc3339;
 use crate::store::{AttemptRecord, DeliveryRecord, DeliveryStatus, EndpointRecord, EventRecord};
@@ -108,9 +108,10 @@ pub struct EndpointList {
 /// Endpoint list parameters.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct EndpointListParams {
     /// Page size, 1 to 200 (default 50).
-    pub limit: Option<u32>,
+    pub limit: Option<PageSize>,
     /// Cursor: `next_cursor` of the previous page.
     pub after: Option<String>,
     /// Only this tenant's endpoints (admin keys; tenant keys always see their own).
@@ -120,13 +121,14 @@ pub struct EndpointListParams {
 /// Pull parameters.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct PullParams {
     /// Cursor: `next_cursor` of the previous pull. Omit to start from the oldest event.
     pub after: Option<String>,
     /// Seconds to wait when no event is there yet, 0 to 30 (default 0).
     pub wait: Option<u64>,
     /// Most events to return, 1 to 200 (default 50).
-    pub limit: Option<u32>,
+    pub limit: Option<PageSize>,
     /// Only this type (`link.created`) or pattern (`message.*`).
     #[serde(rename = "type")]
     #[param(rename = "type")]
@@ -363,6 +365,7 @@ pub async fn create_event_endpoint(
     get, path = "/v1/event-endpoints", tag = "events",
     params(EndpointListParams),
     responses(
+        (status = 400, description = "Unknown query parameter or bad value (`field` names it)", body = Problem, content_type = PROBLEM),
         (status = 200, description = "A page of endpoints", body = EndpointList),
         (status = 401, description = "Missing, unknown or revoked key", body = Problem, content_type = PROBLEM),
         (status = 422, description = "Invalid limit or tenant_id", body = Problem, content_type = PROBLEM),
@@ -374,7 +377,7 @@ pub async fn list_event_endpoints(
     Auth(principal): Auth,
     ApiQuery(params): ApiQuery<EndpointListParams>,
 ) -> ApiResult<Json<EndpointList>> {
-    let page = page(params.limit, params.after)?;
+    let page = page(params.limit, params.after);
     let listed = super::list_endpoints(
         &state.services,
         &principal,
@@ -435,7 +438,7 @@ pub async fn delete_event_endpoint(
     params(PullParams),
     responses(
         (status = 200, description = "Events after the cursor (maybe none after waiting)", body = EventPage),
-        (status = 400, description = "Unparsable query", body = Problem, content_type = PROBLEM),
+        (status = 400, description = "Unknown query parameter or bad value (`field` names it)", body = Problem, content_type = PROBLEM),
         (status = 401, description = "Missing, unknown or revoked key", body = Problem, content_type = PROBLEM),
         (status = 404, description = "tenant_id names another tenant", body = Problem, content_type = PROBLEM),
         (status = 422, description = "Invalid cursor, wait, limit, type or tenant_id", body = Problem, content_type = PROBLEM),
@@ -447,13 +450,14 @@ pub async fn pull_events(
     Auth(principal): Auth,
     ApiQuery(params): ApiQuery<PullParams>,
 ) -> ApiResult<Json<EventPage>> {
-    let limit = page(params.limit, None)?.limit;
+    let limit = page(params.limit, None).limit;
+    if let Some(t) = &params.event_type {
+        super::validate_type_pattern("type", t)
+            .map_err(|e| AppError::bad_query("type", e.to_string()))?;
+    }
     let wait = params.wait.unwrap_or(0);
     if wait > super::MAX_WAIT.as_secs() {
-        return Err(AppError::validation(
-            "wait",
-            "wait: must be 0 to 30 seconds",
-        ));
+        return Err(AppError::bad_query("wait", "wait: must be 0 to 30 seconds"));
     }
     let pulled = super::pull(
         &state.services,

@@ -203,11 +203,15 @@ fn validate_url(url: &str) -> ServiceResult<String> {
 fn parse_cursor(after: Option<&str>) -> ServiceResult<i64> {
     match after.map(str::trim).filter(|a| !a.is_empty()) {
         None => Ok(0),
-        Some(a) => a
-            .parse::<i64>()
-            .ok()
-            .filter(|n| *n >= 0)
-            .ok_or_else(|| invalid("after", "must be a cursor returned by this API")),
+        Some(a) => {
+            a.parse::<i64>()
+                .ok()
+                .filter(|n| *n >= 0)
+                .ok_or_else(|| ServiceError::InvalidQuery {
+                    field: "after",
+                    message: "must be a cursor returned by this API".into(),
+                })
+        }
     }
 }
 

@@ -37,7 +37,7 @@ impl Services {
         let cursor = after
             .map(|a| {
                 a.parse::<UpdateCursor>()
-                    .map_err(|()| ServiceError::Invalid {
+                    .map_err(|()| ServiceError::InvalidQuery {
                         field: "after",
                         message: "is not a cursor this API returned".into(),
                     })

@@ -14,7 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::service::{CategoryPatch, LinkPatch, NewCategory, NewLinkToken};
 use super::{LinkView, TokenStatus, deep_link, group_link};
 use crate::api::problem::Problem;
-use crate::api::views::page;
+use crate::api::views::{PageSize, page};
 use crate::api::{ApiJson, ApiQuery, AppError, AppState, Auth};
 use crate::ids::rfc3339;
 use crate::store::{BotRecord, CategoryRecord, ConnectCodeRecord, LinkFilter};
@@ -241,7 +241,7 @@ pub struct CreateConnectCodeRequest {
 #[schema(example = json!({"id": "ccd_01jd8y3k7q9x4m2n5p6r7s8t9v", "code": "K7QX4M2N", "bot_id": "bot_01jd8y3k7q9x4m2n5p6r7s8t9v",
     "label": "Night shift", "categories": ["alerts"], "deep_link": "https://t.me/shop_bot?start=K7QX4M2N",
     "group_link": "https://t.me/shop_bot?startgroup=K7QX4M2N", "active": true, "revoked_at": null,
-    "created_at": "2026-11-21T05:00:00Z", "updated_at": "2026-11-21T05:00:00Z"}))]
+    "subscriber_count": 12, "created_at": "2026-11-21T05:00:00Z", "updated_at": "2026-11-21T05:00:00Z"}))]
 pub struct ConnectCodeView {
     /// Opaque id (`ccd_…`).
     pub id: String,
@@ -261,6 +261,9 @@ pub struct ConnectCodeView {
     pub active: bool,
     /// Revocation time.
     pub revoked_at: Option<String>,
+    /// Chats linked with it now (active links); send to them with
+    /// `{"connect_code_id": …}`.
+    pub subscriber_count: i64,
     /// Creation time (RFC 3339, UTC).
     pub created_at: String,
     /// Last change (RFC 3339, UTC).
@@ -279,6 +282,7 @@ impl ConnectCodeView {
             categories: c.categories,
             active: c.revoked_at.is_none(),
             revoked_at: c.revoked_at.map(rfc3339),
+            subscriber_count: c.subscriber_count,
             created_at: rfc3339(c.created_at),
             updated_at: rfc3339(c.updated_at),
         }
@@ -297,9 +301,10 @@ pub struct ConnectCodeList {
 /// Connect code list parameters.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct ConnectCodeListParams {
     /// Page size, 1 to 200 (default 50).
-    pub limit: Option<u32>,
+    pub limit: Option<PageSize>,
     /// Cursor: `next_cursor` of the previous page.
     pub after: Option<String>,
     /// Only this tenant's (admin keys; tenant keys always see their own).
@@ -343,6 +348,7 @@ pub async fn create_connect_code(
     get, path = "/v1/connect-codes", tag = "linking",
     params(ConnectCodeListParams),
     responses(
+        (status = 400, description = "Unknown query parameter or bad value (`field` names it)", body = Problem, content_type = PROBLEM),
         (status = 200, description = "A page of codes", body = ConnectCodeList),
         (status = 401, description = "Missing, unknown or revoked key", body = Problem, content_type = PROBLEM),
         (status = 422, description = "Invalid limit", body = Problem, content_type = PROBLEM),
@@ -354,7 +360,7 @@ pub async fn list_connect_codes(
     Auth(principal): Auth,
     ApiQuery(params): ApiQuery<ConnectCodeListParams>,
 ) -> Result<Json<ConnectCodeList>, AppError> {
-    let page = page(params.limit, params.after)?;
+    let page = page(params.limit, params.after);
     let listed = state
         .services
         .list_connect_codes(
@@ -437,6 +443,7 @@ pub async fn rotate_connect_code(
     get, path = "/v1/connect-codes/{id}/subscribers", tag = "linking",
     params(("id" = String, Path, description = "Connect code id"), crate::api::views::ListParams),
     responses(
+        (status = 400, description = "Unknown query parameter or bad value (`field` names it)", body = Problem, content_type = PROBLEM),
         (status = 200, description = "A page of links", body = LinkList),
         (status = 401, description = "Missing, unknown or revoked key", body = Problem, content_type = PROBLEM),
         (status = 404, description = "No such code (or another tenant's)", body = Problem, content_type = PROBLEM),
@@ -449,7 +456,7 @@ pub async fn connect_code_subscribers(
     Path(id): Path<String>,
     ApiQuery(params): ApiQuery<crate::api::views::ListParams>,
 ) -> Result<Json<LinkList>, AppError> {
-    let page = page(params.limit, params.after)?;
+    let page = page(params.limit, params.after);
     let listed = state
         .services
         .connect_code_subscribers(&principal, &id, &page)
@@ -474,9 +481,10 @@ pub struct LinkList {
 /// Link list parameters.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct LinkListParams {
     /// Page size, 1 to 200 (default 50).
-    pub limit: Option<u32>,
+    pub limit: Option<PageSize>,
     /// Cursor: `next_cursor` of the previous page.
     pub after: Option<String>,
     /// Only this tenant's (admin keys; tenant keys always see their own).
@@ -537,7 +545,7 @@ pub struct TestMessageView {
     params(LinkListParams),
     responses(
         (status = 200, description = "A page of links", body = LinkList),
-        (status = 400, description = "Unparsable query", body = Problem, content_type = PROBLEM),
+        (status = 400, description = "Unknown query parameter or bad value (`field` names it)", body = Problem, content_type = PROBLEM),
         (status = 401, description = "Missing, unknown or revoked key", body = Problem, content_type = PROBLEM),
         (status = 422, description = "Invalid limit", body = Problem, content_type = PROBLEM),
     ),
@@ -548,7 +556,7 @@ pub async fn list_links(
     Auth(principal): Auth,
     ApiQuery(params): ApiQuery<LinkListParams>,
 ) -> Result<Json<LinkList>, AppError> {
-    let page = page(params.limit, params.after)?;
+    let page = page(params.limit, params.after);
     let listed = state
         .services
         .list_links(
@@ -777,9 +785,10 @@ pub struct CategoryList {
 /// Category list parameters.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct CategoryListParams {
     /// Page size, 1 to 200 (default 50).
-    pub limit: Option<u32>,
+    pub limit: Option<PageSize>,
     /// Cursor: `next_cursor` of the previous page.
     pub after: Option<String>,
     /// Only this tenant's (admin keys; tenant keys always see their own).
@@ -827,6 +836,7 @@ pub async fn create_category(
     get, path = "/v1/categories", tag = "linking",
     params(CategoryListParams),
     responses(
+        (status = 400, description = "Unknown query parameter or bad value (`field` names it)", body = Problem, content_type = PROBLEM),
         (status = 200, description = "A page of categories", body = CategoryList),
         (status = 401, description = "Missing, unknown or revoked key", body = Problem, content_type = PROBLEM),
         (status = 422, description = "Invalid limit", body = Problem, content_type = PROBLEM),
@@ -838,7 +848,7 @@ pub async fn list_categories(
     Auth(principal): Auth,
     ApiQuery(params): ApiQuery<CategoryListParams>,
 ) -> Result<Json<CategoryList>, AppError> {
-    let page = page(params.limit, params.after)?;
+    let page = page(params.limit, params.after);
     let listed = state
         .services
         .list_categories(&principal, params.tenant_id, &page)

@@ -545,6 +545,7 @@ impl Services {
             revoked_at: None,
             created_at: now,
             updated_at: now,
+            subscriber_count: 0,
         };
         // 31^8 codes: a collision is rare; try a few times rather than fail.
         for attempt in 0.. {

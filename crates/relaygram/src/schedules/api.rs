@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::handoff::default_handoff;
 use super::service::{self, NewSchedule, SchedulePatch};
 use crate::api::problem::Problem;
-use crate::api::views::page;
+use crate::api::views::{PageSize, page};
 use crate::api::{ApiJson, ApiQuery, AppError, AppState, Auth};
 use crate::ids::rfc3339;
 use crate::store::{CatchUp, RunKind, RunRecord, RunState, ScheduleRecord};
@@ -190,9 +190,10 @@ pub struct ScheduleList {
 /// List parameters.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct ScheduleListParams {
     /// Page size, 1 to 200 (default 50).
-    pub limit: Option<u32>,
+    pub limit: Option<PageSize>,
     /// Cursor: `next_cursor` of the previous page.
     pub after: Option<String>,
     /// Only this tenant's (admin keys; tenant keys always see their own).
@@ -202,9 +203,10 @@ pub struct ScheduleListParams {
 /// Run list parameters.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct RunListParams {
     /// Page size, 1 to 200 (default 50).
-    pub limit: Option<u32>,
+    pub limit: Option<PageSize>,
     /// Cursor: `next_cursor` of the previous page.
     pub after: Option<String>,
 }
@@ -310,6 +312,7 @@ pub async fn create_schedule(
     get, path = "/v1/schedules", tag = "schedules",
     params(ScheduleListParams),
     responses(
+        (status = 400, description = "Unknown query parameter or bad value (`field` names it)", body = Problem, content_type = PROBLEM),
         (status = 200, description = "A page of schedules", body = ScheduleList),
         (status = 401, description = "Missing, unknown or revoked key", body = Problem, content_type = PROBLEM),
         (status = 422, description = "Invalid limit or tenant_id", body = Problem, content_type = PROBLEM),
@@ -321,7 +324,7 @@ pub async fn list_schedules(
     Auth(principal): Auth,
     ApiQuery(params): ApiQuery<ScheduleListParams>,
 ) -> ApiResult<Json<ScheduleList>> {
-    let page = page(params.limit, params.after)?;
+    let page = page(params.limit, params.after);
     let listed = service::list(
         &state.services,
         &principal,
@@ -446,6 +449,7 @@ pub async fn run_schedule(
     get, path = "/v1/schedules/{id}/runs", tag = "schedules",
     params(("id" = String, Path, description = "Schedule id"), RunListParams),
     responses(
+        (status = 400, description = "Unknown query parameter or bad value (`field` names it)", body = Problem, content_type = PROBLEM),
         (status = 200, description = "A page of runs", body = RunList),
         (status = 401, description = "Missing, unknown or revoked key", body = Problem, content_type = PROBLEM),
         (status = 404, description = "No such schedule (or another tenant's)", body = Problem, content_type = PROBLEM),
@@ -459,7 +463,7 @@ pub async fn list_schedule_runs(
     Path(id): Path<String>,
     ApiQuery(params): ApiQuery<RunListParams>,
 ) -> ApiResult<Json<RunList>> {
-    let page = page(params.limit, params.after)?;
+    let page = page(params.limit, params.after);
     let listed = service::list_runs(&state.services, &principal, &id, &page).await?;
     Ok(Json(RunList {
         data: listed.items.into_iter().map(Into::into).collect(),

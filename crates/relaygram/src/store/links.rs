@@ -135,6 +135,8 @@ pub struct ConnectCodeRecord {
     pub created_at: i64,
     /// Last change (UTC ms).
     pub updated_at: i64,
+    /// Active links made with it (counted when read; ignored when written).
+    pub subscriber_count: i64,
 }
 
 /// Which links to list.
@@ -264,8 +266,9 @@ const CATEGORY_COLS: &str =
     "id, tenant_id, key, name, description, default_enabled, mandatory, created_at, updated_at";
 const TOKEN_COLS: &str = "id, tenant_id, bot_id, token_hash, token_sealed, external_id, \
      categories, metadata, allow_shared_chat, expires_at, used_at, link_id, created_at";
-const CODE_COLS: &str =
-    "id, tenant_id, bot_id, code, label, categories, revoked_at, created_at, updated_at";
+const CODE_COLS: &str = "id, tenant_id, bot_id, code, label, categories, revoked_at, created_at, \
+     updated_at, (SELECT COUNT(*) FROM links l WHERE l.connect_code_id = connect_codes.id \
+     AND l.active = TRUE) AS subscriber_count";
 pub(super) const LINK_COLS: &str = "id, tenant_id, bot_id, external_id, chat_id, chat_type, active, \
      source, connect_code_id, link_token_id, telegram_user_id, metadata, timezone, quiet_start, \
      quiet_end, created_at, updated_at";
@@ -329,6 +332,7 @@ macro_rules! links_store {
                     revoked_at: row.try_get("revoked_at")?,
                     created_at: row.try_get("created_at")?,
                     updated_at: row.try_get("updated_at")?,
+                    subscriber_count: row.try_get("subscriber_count")?,
                 })
             }
 

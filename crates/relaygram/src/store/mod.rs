@@ -41,6 +41,7 @@ pub use links::{
 pub use outbox::{
     Acceptance, Accepted, BotLimitsRecord, BotStats, BroadcastRecord, Claimed, FINAL_STATES,
     Fanout, ListOrder, MessageFilter, MessageRecord, NewMessage, NewRequest, OutboxStore, Outcome,
+    Reach, Throttle, ThrottleScope,
 };
 pub use replies::NewReply;
 pub use schedules::{

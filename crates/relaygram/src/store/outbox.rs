@@ -70,6 +70,53 @@ pub enum Fanout {
         /// The category key.
         key: String,
     },
+    /// Every active link made with a team connect code.
+    ConnectCode {
+        /// The connect code's id.
+        connect_code_id: String,
+    },
+}
+
+/// What one throttle window covers.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+    PartialEq,
+    Eq,
+    Default,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum ThrottleScope {
+    /// Each recipient chat has its own window for the key.
+    #[default]
+    Recipient,
+    /// One window for the key across the tenant.
+    Tenant,
+}
+
+/// A throttle window an accepted call opens, or is throttled by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Throttle {
+    /// The app's key.
+    pub key: String,
+    /// The window's end (UTC ms) if this call opens it.
+    pub until: i64,
+    /// Per recipient chat, or across the tenant.
+    pub scope: ThrottleScope,
+}
+
+/// How far a fan-out reaches now: active links it finds, and how many of them it would
+/// send to (opted in, for a category).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reach {
+    /// Active links of the app user, code or tenant (and bot).
+    pub active: i64,
+    /// Those that would receive it.
+    pub receiving: i64,
 }
 
 /// Everything one accepted call stores, in one transaction.
@@ -90,9 +137,8 @@ pub struct Acceptance {
     /// A local send time: the wall-clock time (`2026-11-22T09:00:00`) each message waits
     /// for in its recipient's zone, and the zone for recipients without one.
     pub local: Option<(String, String)>,
-    /// Throttle window: key and its end; when the key's window is open the messages are
-    /// stored as `throttled`.
-    pub throttle: Option<(String, i64)>,
+    /// Throttle window; messages whose window is open are stored as `throttled`.
+    pub throttle: Option<Throttle>,
     /// Above this many messages the request is a broadcast with this id.
     pub broadcast: Option<(String, i64)>,
     /// Server-side button data: (id, data).
@@ -121,8 +167,10 @@ pub enum Accepted {
     Stored {
         /// Messages stored.
         count: i64,
-        /// `queued` or `throttled`.
+        /// `queued`, or `throttled` when every message was.
         status: String,
+        /// How many of them were throttled.
+        throttled: i64,
         /// The broadcast, when the request became one.
         broadcast_id: Option<String>,
     },
@@ -409,6 +457,13 @@ pub trait OutboxStore: Send + Sync {
     ) -> StoreResult<Option<(String, i64, bool)>>;
     /// Whether the tenant has this category.
     async fn category_exists(&self, tenant_id: &str, key: &str) -> StoreResult<bool>;
+    /// How far a fan-out reaches now (restricted to `bot_id`).
+    async fn fanout_reach(
+        &self,
+        tenant_id: &str,
+        fanout: &Fanout,
+        bot_id: Option<&str>,
+    ) -> StoreResult<Reach>;
     /// Stores accepted calls in one transaction; the answers are in the same order. A key
     /// given twice in one batch stores the first call; the later ones answer as replays.
     async fn accept_batch(&self, batch: &[Acceptance]) -> StoreResult<Vec<Accepted>>;
@@ -659,6 +714,54 @@ macro_rules! outbox_store {
                 Ok(row.is_some())
             }
 
+            async fn fanout_reach(
+                &self,
+                tenant_id: &str,
+                fanout: &Fanout,
+                bot_id: Option<&str>,
+            ) -> StoreResult<Reach> {
+                let (base, receiving, arg) = match fanout {
+                    Fanout::ExternalId { external_id } => {
+                        ("l.external_id = $2", "TRUE", external_id.as_str())
+                    }
+                    Fanout::ConnectCode { connect_code_id } => {
+                        ("l.connect_code_id = $2", "TRUE", connect_code_id.as_str())
+                    }
+                    Fanout::Category { key } => (
+                        "CAST($2 AS TEXT) IS NOT NULL",
+                        concat!(
+                            "EXISTS (SELECT 1 FROM categories c LEFT JOIN link_preferences p \
+                             ON p.link_id = l.id AND p.category_key = c.key \
+                             WHERE c.tenant_id = l.tenant_id AND c.key = $2 AND (c.mandatory = ",
+                            $true,
+                            " OR p.enabled = ",
+                            $true,
+                            " OR (p.enabled IS NULL AND c.default_enabled = ",
+                            $true,
+                            ")))"
+                        ),
+                        key.as_str(),
+                    ),
+                };
+                let sql = format!(
+                    "SELECT COUNT(*) AS active, COUNT(CASE WHEN {receiving} THEN 1 END) AS receiving \
+                     FROM links l WHERE l.tenant_id = $1 AND l.active = {t} AND {base} \
+                     AND (CAST($3 AS TEXT) IS NULL OR l.bot_id = $3)",
+                    receiving = receiving.replace("TRUE", $true),
+                    t = $true
+                );
+                let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(tenant_id)
+                    .bind(arg)
+                    .bind(bot_id)
+                    .fetch_one(&self.db)
+                    .await?;
+                Ok(Reach {
+                    active: row.try_get("active")?,
+                    receiving: row.try_get("receiving")?,
+                })
+            }
+
             async fn accept_batch(&self, batch: &[Acceptance]) -> StoreResult<Vec<Accepted>> {
                 let Some(first) = batch.first() else {
                     return Ok(Vec::new());
@@ -812,6 +915,7 @@ macro_rules! outbox_store {
                         answers[i] = Some(Accepted::Stored {
                             count: batch[i].rows.len() as i64,
                             status: "queued".into(),
+                            throttled: 0,
                             broadcast_id: None,
                         });
                     }
@@ -825,22 +929,26 @@ macro_rules! outbox_store {
                     }
                     let now = a.request.created_at;
                     let tenant = &a.request.tenant_id;
+                    // A tenant-wide window is taken (or found open) before the rows: it
+                    // decides the status of all of them.
+                    let mut opened_tenant_window = false;
                     let status = match &a.throttle {
-                        Some((key, until)) => {
+                        Some(Throttle { key, until, scope: ThrottleScope::Tenant }) => {
                             let opened = sqlx::query(
                                 "INSERT INTO throttle_windows (tenant_id, key, until) VALUES ($1, $2, $3) \
                                  ON CONFLICT (tenant_id, key) DO UPDATE SET until = excluded.until \
                                  WHERE throttle_windows.until <= $4",
                             )
                             .bind(tenant)
-                            .bind(key)
+                            .bind(format!("tenant:{key}"))
                             .bind(until)
                             .bind(now)
                             .execute(&mut *tx)
                             .await?;
-                            if opened.rows_affected() == 1 { "queued" } else { "throttled" }
+                            opened_tenant_window = opened.rows_affected() == 1;
+                            if opened_tenant_window { "queued" } else { "throttled" }
                         }
-                        None => "queued",
+                        _ => "queued",
                     };
                     sqlx::query(
                         "INSERT INTO message_requests (id, tenant_id, origin, content, created_at) \
@@ -896,6 +1004,9 @@ macro_rules! outbox_store {
                             Fanout::ExternalId { external_id } => {
                                 ("l.external_id = $10", external_id.as_str(), None)
                             }
+                            Fanout::ConnectCode { connect_code_id } => {
+                                ("l.connect_code_id = $10", connect_code_id.as_str(), None)
+                            }
                             Fanout::Category { key } => (
                                 concat!(
                                     "EXISTS (SELECT 1 FROM categories c LEFT JOIN link_preferences p \
@@ -945,6 +1056,72 @@ macro_rules! outbox_store {
                             .await?;
                         count += done.rows_affected() as i64;
                     }
+                    if count == 0 {
+                        // Every fan-out found nobody (their links ended since the service
+                        // looked): nothing is kept, and the service answers 422.
+                        sqlx::query("DELETE FROM message_requests WHERE id = $1")
+                            .bind(&a.request.id)
+                            .execute(&mut *tx)
+                            .await?;
+                        if let (true, Some(t)) = (opened_tenant_window, &a.throttle) {
+                            sqlx::query(
+                                "DELETE FROM throttle_windows WHERE tenant_id = $1 AND key = $2 AND until = $3",
+                            )
+                            .bind(tenant)
+                            .bind(format!("tenant:{}", t.key))
+                            .bind(t.until)
+                            .execute(&mut *tx)
+                            .await?;
+                        }
+                        answers[i] = Some(Accepted::Stored {
+                            count: 0,
+                            status: "queued".into(),
+                            throttled: 0,
+                            broadcast_id: None,
+                        });
+                        continue;
+                    }
+                    // A window per recipient chat: each message whose window is open now is
+                    // throttled; the others open theirs (the INSERT's answer says which did,
+                    // so two concurrent calls cannot both find a window closed).
+                    let mut status = status.to_string();
+                    let mut throttled = if status == "throttled" { count } else { 0 };
+                    if let Some(Throttle { key, until, scope: ThrottleScope::Recipient }) = &a.throttle {
+                        let prefix = format!("recipient:{key}:");
+                        let opened: Vec<String> = sqlx::query_scalar(
+                            "INSERT INTO throttle_windows (tenant_id, key, until) \
+                             SELECT $1, $2 || bot_id || ':' || CAST(chat_id AS TEXT), $3 FROM messages \
+                             WHERE request_id = $4 \
+                             ON CONFLICT (tenant_id, key) DO UPDATE SET until = excluded.until \
+                             WHERE throttle_windows.until <= $5 RETURNING key",
+                        )
+                        .bind(tenant)
+                        .bind(&prefix)
+                        .bind(until)
+                        .bind(&a.request.id)
+                        .bind(now)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                        if (opened.len() as i64) < count {
+                            let sql = format!(
+                                "UPDATE messages SET status = 'throttled', finished_at = $2, updated_at = $2 \
+                                 WHERE request_id = $1 AND ($3 || bot_id || ':' || CAST(chat_id AS TEXT)) \
+                                 NOT {in_json}",
+                                in_json = $in_json.replace("$X", "$4")
+                            );
+                            sqlx::query(sqlx::AssertSqlSafe(sql))
+                                .bind(&a.request.id)
+                                .bind(now)
+                                .bind(&prefix)
+                                .bind(serde_json::to_string(&opened).unwrap_or_else(|_| "[]".into()))
+                                .execute(&mut *tx)
+                                .await?;
+                            throttled = count - opened.len() as i64;
+                            if opened.is_empty() {
+                                status = "throttled".into();
+                            }
+                        }
+                    }
                     let mut broadcast = None;
                     if let Some((id, threshold)) = &a.broadcast {
                         if count > *threshold {
@@ -992,7 +1169,8 @@ macro_rules! outbox_store {
                     }
                     answers[i] = Some(Accepted::Stored {
                         count,
-                        status: status.to_string(),
+                        status,
+                        throttled,
                         broadcast_id: broadcast,
                     });
                 }

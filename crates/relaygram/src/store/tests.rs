@@ -615,7 +615,11 @@ async fn batch_acceptance_story(store: Arc<dyn Store>) {
     store.insert_tenant(&tenant("ten_a", "a")).await.unwrap();
     store.insert_bot(&bot("bot_a", "ten_a", 1)).await.unwrap();
     let mut throttled = acceptance(3, "bot_a", None);
-    throttled.throttle = Some(("t".into(), 1_700_000_060_000));
+    throttled.throttle = Some(Throttle {
+        key: "t".into(),
+        until: 1_700_000_060_000,
+        scope: ThrottleScope::Tenant,
+    });
     let batch = vec![
         acceptance(1, "bot_a", Some("k1")),
         acceptance(2, "bot_a", Some("k1")),
@@ -626,6 +630,7 @@ async fn batch_acceptance_story(store: Arc<dyn Store>) {
     let stored = |count: i64, status: &str| Accepted::Stored {
         count,
         status: status.into(),
+        throttled: if status == "throttled" { count } else { 0 },
         broadcast_id: None,
     };
     assert_eq!(answers[0], stored(1, "queued"));
@@ -659,7 +664,11 @@ async fn batch_acceptance_story(store: Arc<dyn Store>) {
     let mut again = acceptance(5, "bot_a", Some("k1"));
     again.request.created_at += 1000;
     let mut throttled = acceptance(6, "bot_a", None);
-    throttled.throttle = Some(("t".into(), 1_700_000_061_000));
+    throttled.throttle = Some(Throttle {
+        key: "t".into(),
+        until: 1_700_000_061_000,
+        scope: ThrottleScope::Tenant,
+    });
     let answers = store.accept_batch(&[again, throttled]).await.unwrap();
     assert_eq!(
         answers[0],

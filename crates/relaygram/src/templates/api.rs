@@ -14,7 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::service::TemplateInput;
 use super::{ButtonSpec, ParseMode, Rendered, RenderedButton, TemplateRecord};
 use crate::api::problem::Problem;
-use crate::api::views::page;
+use crate::api::views::{PageSize, page};
 use crate::api::{ApiJson, ApiQuery, AppError, AppState, Auth};
 use crate::ids::rfc3339;
 use crate::services::ServiceError;
@@ -154,9 +154,10 @@ impl From<Rendered> for PreviewView {
 /// Template list parameters.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct TemplateListParams {
     /// Page size, 1 to 200 (default 50).
-    pub limit: Option<u32>,
+    pub limit: Option<PageSize>,
     /// Cursor: `next_cursor` of the previous page.
     pub after: Option<String>,
     /// The tenant (required with an admin key).
@@ -166,6 +167,7 @@ pub struct TemplateListParams {
 /// The tenant of a call on one template.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct TenantParam {
     /// The tenant (required with an admin key).
     pub tenant_id: Option<String>,
@@ -213,6 +215,7 @@ pub async fn create_template(
     get, path = "/v1/templates", tag = "templates",
     params(TemplateListParams),
     responses(
+        (status = 400, description = "Unknown query parameter or bad value (`field` names it)", body = Problem, content_type = PROBLEM),
         (status = 200, description = "A page of templates", body = TemplateList),
         (status = 401, description = "Missing, unknown or revoked key", body = Problem, content_type = PROBLEM),
         (status = 404, description = "tenant_id names another tenant", body = Problem, content_type = PROBLEM),
@@ -225,7 +228,7 @@ pub async fn list_templates(
     Auth(principal): Auth,
     ApiQuery(params): ApiQuery<TemplateListParams>,
 ) -> ApiResult<Json<TemplateList>> {
-    let page = page(params.limit, params.after)?;
+    let page = page(params.limit, params.after);
     let listed = state
         .services
         .list_templates(&principal, params.tenant_id.as_deref(), &page)
@@ -241,6 +244,7 @@ pub async fn list_templates(
     get, path = "/v1/templates/{key}", tag = "templates",
     params(("key" = String, Path, description = "Template key"), TenantParam),
     responses(
+        (status = 400, description = "Unknown query parameter or bad value (`field` names it)", body = Problem, content_type = PROBLEM),
         (status = 200, description = "The template", body = TemplateView),
         (status = 401, description = "Missing, unknown or revoked key", body = Problem, content_type = PROBLEM),
         (status = 404, description = "No such template (or another tenant's)", body = Problem, content_type = PROBLEM),

@@ -287,10 +287,12 @@ impl World {
                 json!({"bot_id": self.bot_id, "to": {"chat_id": chat}, "text": "after the end"}),
             )
             .await;
-        a.assert_problem(422, "chat-unavailable");
+        a.assert_problem(422, "no-recipients");
         assert_eq!(a.body["field"], "to");
+        let skipped = &a.body["skipped"][0];
+        assert_eq!(skipped["target"], json!({"chat_id": chat}), "{}", a.text);
         assert!(
-            a.body["detail"].as_str().unwrap().contains(state),
+            skipped["detail"].as_str().unwrap().contains(state),
             "{}",
             a.text
         );

@@ -229,7 +229,6 @@ async fn throttle_and_idempotency_keys_and_bad_input() {
             .len();
         for (bad, field) in [
             (json!({"to": {"category": "nope"}, "text": "x"}), "to"),
-            (json!({"to": {"link_id": "lnk_missing"}, "text": "x"}), "to"),
             (json!({"to": {"chat_id": alice}}), "text"),
             (
                 json!({"to": {"chat_id": alice}, "text": "x", "parse_mode": "bbcode"}),

@@ -209,7 +209,7 @@ async fn items_collect_per_key_and_recipient_and_go_out_when_the_window_closes()
         assert_eq!(open.body["data"][0]["key"], "signups", "{}", open.text);
         app.get("/v1/digests?status=late", &s.key)
             .await
-            .assert_problem(422, "validation-failed");
+            .assert_problem(400, "validation-failed");
         let store = &app.server.services.store;
         let d = store
             .get_digest(Some(&s.tenant), &digest_id)
@@ -351,7 +351,7 @@ async fn bad_digest_items_are_refused_and_store_nothing() {
                        "digest": {"key": "k", "window": "1h"}}),
             )
             .await;
-        a.assert_problem(422, "validation-failed");
+        a.assert_problem(422, "no-recipients");
         assert_eq!(a.body["field"], "to", "{}", a.text);
         let store = &app.server.services.store;
         assert!(

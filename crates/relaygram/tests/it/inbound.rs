@@ -548,7 +548,7 @@ async fn the_update_log_is_tenant_scoped_and_paginated() {
         .assert_problem(404, "not-found");
     app.get("/v1/updates?after=garbage", &app.admin_key)
         .await
-        .assert_problem(422, "validation-failed");
+        .assert_problem(400, "validation-failed");
     app.stop().await;
 }
 
@@ -1154,7 +1154,7 @@ async fn presses_made_while_relaygram_is_down_are_applied_once() {
         let first = reply_after(&app, &chat, 3).await;
         assert_eq!(
             first["reply_markup"]["inline_keyboard"][0][0]["text"],
-            "✅ Alerts"
+            "✅ Alerts: on"
         );
         let off = first["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
             .as_str()
@@ -1175,7 +1175,7 @@ async fn presses_made_while_relaygram_is_down_are_applied_once() {
         let menu = until("the new settings message", || async {
             outgoing(transcript(&app, &chat).await)
                 .into_iter()
-                .filter(|m| m["reply_markup"]["inline_keyboard"][0][0]["text"] == "⬜ Alerts")
+                .filter(|m| m["reply_markup"]["inline_keyboard"][0][0]["text"] == "⬜ Alerts: off")
                 .nth(1)
         })
         .await;

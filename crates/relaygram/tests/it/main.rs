@@ -19,6 +19,7 @@ mod local_time;
 mod openapi;
 mod operations;
 mod quiet;
+mod recipients;
 mod reporting;
 mod schedules;
 mod secrets;

@@ -230,7 +230,7 @@ async fn messages_list_newest_first_with_filters_and_pages_in_both_orders() {
             ),
         ] {
             let r = app.get(&format!("/v1/messages?{query}"), &s.key).await;
-            r.assert_problem(422, "validation-failed");
+            r.assert_problem(400, "validation-failed");
             assert!(r.text.contains(field), "{query}: {}", r.text);
         }
         app.stop().await;
@@ -361,7 +361,7 @@ async fn stats_count_each_state_per_tenant_with_filters_and_a_window() {
             &a.key,
         )
         .await
-        .assert_problem(422, "validation-failed");
+        .assert_problem(400, "validation-failed");
         app.stop().await;
     }
 }

@@ -1,0 +1,294 @@
+//! From a request's targets to its recipients: the chats and links it reaches now, the
+//! fan-outs the store runs, and every target that reaches nobody with the reason.
+//!
+//! A target that reaches nobody (an ended link, an app user without an active link, a
+//! category nobody is opted in to, a blocked chat) is skipped and reported; the others
+//! still get the message. A target that is wrong whatever the moment (an unknown category
+//! or connect code, a link of another bot) is a 422 naming it.
+
+use std::collections::HashSet;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use super::request::Target;
+use crate::ids::new_id;
+use crate::services::{ServiceError, ServiceResult, Services};
+use crate::store::{BotFilter, ChatState, Fanout, NewMessage, Page};
+
+/// Why a target reaches nobody.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipReason {
+    /// No link with this id in the tenant (deleted, or never made).
+    NoSuchLink,
+    /// The link ended (`/stop`, unlinked, the user blocked the bot).
+    LinkInactive,
+    /// The app user, or the connect code, has no active link (with this bot).
+    NoActiveLink,
+    /// The category's links have all opted out of it.
+    OptedOut,
+    /// The tenant has no active link (with this bot) at all.
+    CategoryEmpty,
+    /// The user blocked the bot.
+    ChatBlocked,
+    /// The bot was removed from the chat.
+    BotRemoved,
+    /// The bot is not in the chat or cannot write there.
+    ChatUnreachable,
+}
+
+/// A target that reaches nobody, in the `202` answer (`skipped`) or the 422.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+#[schema(example = json!({"target": {"external_id": "u-never"}, "reason": "no_active_link",
+    "detail": "app user \"u-never\" has no active link"}))]
+pub struct Skipped {
+    /// The target as the request gave it.
+    #[schema(value_type = Object)]
+    pub target: Value,
+    /// Why it reaches nobody.
+    pub reason: SkipReason,
+    /// The same in words.
+    pub detail: String,
+}
+
+impl Skipped {
+    fn new(target: &Target, reason: SkipReason, detail: String) -> Skipped {
+        Skipped {
+            target: target.to_json(),
+            reason,
+            detail,
+        }
+    }
+}
+
+/// Where a request goes.
+#[derive(Debug, Default)]
+pub struct Recipients {
+    /// Messages to chats named directly or through one link.
+    pub rows: Vec<NewMessage>,
+    /// Fan-outs the store runs (each with the id prefix of its rows).
+    pub fanouts: Vec<(String, Fanout)>,
+    /// Targets that reach nobody now.
+    pub skipped: Vec<Skipped>,
+}
+
+impl Recipients {
+    /// Whether nothing would be stored.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty() && self.fanouts.is_empty()
+    }
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> ServiceError {
+    ServiceError::Invalid {
+        field,
+        message: message.into(),
+    }
+}
+
+impl Services {
+    /// Resolves `targets` for the tenant (and `bot_id`, when the request names one).
+    pub(crate) async fn resolve_recipients(
+        &self,
+        tenant_id: &str,
+        bot_id: Option<&str>,
+        targets: Vec<Target>,
+    ) -> ServiceResult<Recipients> {
+        let mut sole_bot: Option<Option<String>> = None;
+        let mut out = Recipients::default();
+        let mut seen = HashSet::new();
+        for target in targets {
+            match &target {
+                Target::Chat(chat_id) => {
+                    let bot = match bot_id {
+                        Some(b) => b.to_string(),
+                        None => {
+                            if sole_bot.is_none() {
+                                sole_bot = Some(self.sole_bot(tenant_id).await?);
+                            }
+                            sole_bot.clone().flatten().ok_or_else(|| {
+                                invalid(
+                                    "bot_id",
+                                    "is required to send to a chat_id unless the tenant has exactly one bot",
+                                )
+                            })?
+                        }
+                    };
+                    if seen.insert((bot.clone(), *chat_id)) {
+                        out.rows.push(NewMessage {
+                            id: new_id("msg"),
+                            bot_id: bot,
+                            chat_id: *chat_id,
+                            link_id: None,
+                        });
+                    }
+                }
+                Target::Link(link_id) => {
+                    let Some((bot, chat_id, active)) =
+                        self.store.find_link(tenant_id, link_id).await?
+                    else {
+                        out.skipped.push(Skipped::new(
+                            &target,
+                            SkipReason::NoSuchLink,
+                            format!("no link {link_id} in this tenant"),
+                        ));
+                        continue;
+                    };
+                    if !active {
+                        out.skipped.push(Skipped::new(
+                            &target,
+                            SkipReason::LinkInactive,
+                            format!("link {link_id} has ended"),
+                        ));
+                        continue;
+                    }
+                    if bot_id.is_some_and(|b| b != bot) {
+                        return Err(invalid(
+                            "bot_id",
+                            format!("link {link_id} belongs to another bot"),
+                        ));
+                    }
+                    if seen.insert((bot.clone(), chat_id)) {
+                        out.rows.push(NewMessage {
+                            id: new_id("msg"),
+                            bot_id: bot,
+                            chat_id,
+                            link_id: Some(link_id.clone()),
+                        });
+                    }
+                }
+                Target::ExternalId(external_id) => {
+                    let fanout = Fanout::ExternalId {
+                        external_id: external_id.clone(),
+                    };
+                    let reach = self.store.fanout_reach(tenant_id, &fanout, bot_id).await?;
+                    if reach.receiving == 0 {
+                        out.skipped.push(Skipped::new(
+                            &target,
+                            SkipReason::NoActiveLink,
+                            format!(
+                                "app user {external_id:?} has no active link{}",
+                                with(bot_id)
+                            ),
+                        ));
+                    } else {
+                        out.fanouts.push((format!("{}-", new_id("msg")), fanout));
+                    }
+                }
+                Target::ConnectCode(code_id) => {
+                    self.store
+                        .get_connect_code(code_id)
+                        .await?
+                        .filter(|c| c.tenant_id == tenant_id)
+                        .ok_or_else(|| {
+                            invalid("to", format!("no connect code {code_id} in this tenant"))
+                        })?;
+                    let fanout = Fanout::ConnectCode {
+                        connect_code_id: code_id.clone(),
+                    };
+                    let reach = self.store.fanout_reach(tenant_id, &fanout, bot_id).await?;
+                    if reach.receiving == 0 {
+                        out.skipped.push(Skipped::new(
+                            &target,
+                            SkipReason::NoActiveLink,
+                            format!("no chat joined with connect code {code_id} is still linked"),
+                        ));
+                    } else {
+                        out.fanouts.push((format!("{}-", new_id("msg")), fanout));
+                    }
+                }
+                Target::Category(key) => {
+                    if !self.store.category_exists(tenant_id, key).await? {
+                        return Err(invalid("to", format!("no category {key:?}")));
+                    }
+                    let fanout = Fanout::Category { key: key.clone() };
+                    let reach = self.store.fanout_reach(tenant_id, &fanout, bot_id).await?;
+                    if reach.receiving > 0 {
+                        out.fanouts.push((format!("{}-", new_id("msg")), fanout));
+                    } else if reach.active > 0 {
+                        out.skipped.push(Skipped::new(
+                            &target,
+                            SkipReason::OptedOut,
+                            format!(
+                                "all {} active links{} opted out of {key:?}",
+                                reach.active,
+                                with(bot_id)
+                            ),
+                        ));
+                    } else {
+                        out.skipped.push(Skipped::new(
+                            &target,
+                            SkipReason::CategoryEmpty,
+                            format!("no active link{} to send {key:?} to", with(bot_id)),
+                        ));
+                    }
+                }
+            }
+        }
+        self.skip_unavailable_chats(&mut out).await?;
+        Ok(out)
+    }
+
+    /// The tenant's bot when it has exactly one.
+    async fn sole_bot(&self, tenant_id: &str) -> ServiceResult<Option<String>> {
+        let bots = self
+            .store
+            .list_bots(
+                &BotFilter {
+                    tenant_id: Some(tenant_id.to_string()),
+                    ..BotFilter::default()
+                },
+                &Page::first(2),
+            )
+            .await?;
+        Ok(match bots.items.as_slice() {
+            [one] => Some(one.id.clone()),
+            _ => None,
+        })
+    }
+
+    /// A chat the bot can no longer write to (blocked, removed) gets nothing: one read for
+    /// every `chat_id` target (a race with the chat's end is caught by the sender's claim).
+    async fn skip_unavailable_chats(&self, out: &mut Recipients) -> ServiceResult<()> {
+        let direct: Vec<(String, i64)> = out
+            .rows
+            .iter()
+            .filter(|m| m.link_id.is_none())
+            .map(|m| (m.bot_id.clone(), m.chat_id))
+            .collect();
+        let mut gone = self.store.unavailable_chats(&direct).await?;
+        if gone.is_empty() {
+            return Ok(());
+        }
+        gone.sort_by_key(|(_, chat, _)| *chat);
+        for (bot, chat_id, state) in &gone {
+            let (reason, why) = match state {
+                ChatState::Blocked => (SkipReason::ChatBlocked, "the user blocked the bot"),
+                ChatState::Kicked => (SkipReason::BotRemoved, "the bot was removed from it"),
+                _ => (
+                    SkipReason::ChatUnreachable,
+                    "the bot is not in it or cannot reach it",
+                ),
+            };
+            out.rows
+                .retain(|m| !(m.link_id.is_none() && m.bot_id == *bot && m.chat_id == *chat_id));
+            out.skipped.push(Skipped::new(
+                &Target::Chat(*chat_id),
+                reason,
+                format!("chat {chat_id} is {}: {why}", state.as_str()),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// " with this bot" when the request names one.
+fn with(bot_id: Option<&str>) -> &'static str {
+    if bot_id.is_some() {
+        " with this bot"
+    } else {
+        ""
+    }
+}
