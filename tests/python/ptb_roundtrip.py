@@ -39,12 +39,14 @@ async def main(base: str, token: str, user_id: int, username: str) -> None:
         assert [e.type for e in sent.entities] == [MessageEntity.BOLD, MessageEntity.ITALIC], sent.entities
         assert sent.reply_markup.inline_keyboard[0][0].callback_data == "yes"
 
+        # Edits take the chat's flood-limit slots like sends (one a second to a private chat).
+        await asyncio.sleep(1.1)
         edited = await bot.edit_message_text("edited", chat_id=user_id, message_id=sent.message_id)
         assert edited.text == "edited" and edited.edit_date is not None, edited
         try:
             await bot.edit_message_text("edited", chat_id=user_id, message_id=sent.message_id)
         except BadRequest as e:
-            assert "message is not modified" in e.message, e.message
+            assert "message is not modified" in e.message.lower(), e.message
         else:
             raise AssertionError("an edit that changes nothing was accepted")
         await asyncio.sleep(1.1)
@@ -62,14 +64,14 @@ async def main(base: str, token: str, user_id: int, username: str) -> None:
         try:
             await bot.edit_message_caption(chat_id=user_id, message_id=sent.message_id, caption="x")
         except BadRequest as e:
-            assert "there is no caption in the message to edit" in e.message, e.message
+            assert "there is no caption in the message to edit" in e.message.lower(), e.message
         else:
             raise AssertionError("a text message's caption was edited")
         assert await bot.delete_message(user_id, photo.message_id)
         try:
             await bot.delete_message(user_id, photo.message_id)
         except BadRequest as e:
-            assert "message to delete not found" in e.message, e.message
+            assert "message to delete not found" in e.message.lower(), e.message
         else:
             raise AssertionError("a deleted message was deleted again")
 
