@@ -11,7 +11,7 @@ import urllib.request
 
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, MessageEntity
 from telegram.constants import ParseMode
-from telegram.error import RetryAfter
+from telegram.error import BadRequest, RetryAfter
 
 
 def control(base: str, path: str, body: dict) -> dict:
@@ -39,8 +39,41 @@ async def main(base: str, token: str, user_id: int, username: str) -> None:
         assert [e.type for e in sent.entities] == [MessageEntity.BOLD, MessageEntity.ITALIC], sent.entities
         assert sent.reply_markup.inline_keyboard[0][0].callback_data == "yes"
 
+        # Edits take the chat's flood-limit slots like sends (one a second to a private chat).
+        await asyncio.sleep(1.1)
         edited = await bot.edit_message_text("edited", chat_id=user_id, message_id=sent.message_id)
         assert edited.text == "edited" and edited.edit_date is not None, edited
+        try:
+            await bot.edit_message_text("edited", chat_id=user_id, message_id=sent.message_id)
+        except BadRequest as e:
+            assert "message is not modified" in e.message.lower(), e.message
+        else:
+            raise AssertionError("an edit that changes nothing was accepted")
+        await asyncio.sleep(1.1)
+        marked = await bot.edit_message_reply_markup(
+            chat_id=user_id, message_id=sent.message_id, reply_markup=keyboard
+        )
+        assert marked.reply_markup.inline_keyboard[0][0].text == "Yes", marked
+        await asyncio.sleep(1.1)
+        photo = await bot.send_photo(user_id, "https://example.com/p.png", caption="before")
+        await asyncio.sleep(1.1)
+        captioned = await bot.edit_message_caption(
+            chat_id=user_id, message_id=photo.message_id, caption="<b>after</b>", parse_mode=ParseMode.HTML
+        )
+        assert captioned.caption == "after" and captioned.edit_date is not None, captioned
+        try:
+            await bot.edit_message_caption(chat_id=user_id, message_id=sent.message_id, caption="x")
+        except BadRequest as e:
+            assert "there is no caption in the message to edit" in e.message.lower(), e.message
+        else:
+            raise AssertionError("a text message's caption was edited")
+        assert await bot.delete_message(user_id, photo.message_id)
+        try:
+            await bot.delete_message(user_id, photo.message_id)
+        except BadRequest as e:
+            assert "message to delete not found" in e.message.lower(), e.message
+        else:
+            raise AssertionError("a deleted message was deleted again")
 
         control(base, f"/sandbox/users/{user_id}/messages", {"bot": username, "text": "from the control API"})
         updates = await bot.get_updates(timeout=5)

@@ -36,6 +36,7 @@ const METHODS: &[&str] = &[
     "getupdates",
     "sendmessage",
     "editmessagetext",
+    "editmessagecaption",
     "editmessagereplymarkup",
     "deletemessage",
     "sendphoto",
@@ -302,9 +303,12 @@ async fn call(
         "deletewebhook" => webhook::delete_webhook(w, bot_id, params),
         "getwebhookinfo" => webhook::get_webhook_info(w, bot_id).map(Answer::from),
         "sendmessage" => messages::send_message(w, bot_id, params, now).map(Answer::from),
-        "editmessagetext" => messages::edit_message_text(w, bot_id, params).map(Answer::from),
+        "editmessagetext" => messages::edit_message_text(w, bot_id, params, now).map(Answer::from),
+        "editmessagecaption" => {
+            messages::edit_message_caption(w, bot_id, params, now).map(Answer::from)
+        }
         "editmessagereplymarkup" => {
-            messages::edit_message_reply_markup(w, bot_id, params).map(Answer::from)
+            messages::edit_message_reply_markup(w, bot_id, params, now).map(Answer::from)
         }
         "deletemessage" => messages::delete_message(w, bot_id, params).map(Answer::from),
         "sendphoto" => messages::send_media(w, bot_id, params, now, "photo").map(Answer::from),

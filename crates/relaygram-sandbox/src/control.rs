@@ -410,6 +410,7 @@ fn send_user_message(w: &mut World, user_id: i64, m: UserMessage) -> Result<Valu
         bot_id: conv_bot,
         silent: false,
         deleted: false,
+        deleted_date: None,
     });
     if chat_id > 0
         && let Some(u) = w.users.get_mut(&user_id)
@@ -745,6 +746,7 @@ fn change_membership(s: &Shared, chat_id: i64, user_id: i64, join: bool) -> Resu
             bot_id: 0,
             silent: false,
             deleted: false,
+            deleted_date: None,
         });
         let mut update_ids = serde_json::Map::new();
         for (bot, admin) in bots {
@@ -888,6 +890,7 @@ async fn migrate_group(
             bot_id: 0,
             silent: false,
             deleted: false,
+            deleted_date: None,
         });
         let new_conv = w.conversation(0, new_id);
         let m2 = json!({"message_id": new_conv.allocate_id(), "from": from, "chat": new_chat, "date": unix_now(), "migrate_from_chat_id": chat_id});
@@ -897,6 +900,7 @@ async fn migrate_group(
             bot_id: 0,
             silent: false,
             deleted: false,
+            deleted_date: None,
         });
         for (bot, m) in &old.bots {
             if matches!(m.status.as_str(), "member" | "administrator") {
@@ -935,6 +939,9 @@ pub fn transcript_items(w: &World, chat_id: i64, bot: Option<i64>) -> Vec<Value>
             v["bot_id"] = json!(m.bot_id);
             v["silent"] = json!(m.silent);
             v["deleted"] = json!(m.deleted);
+            if let Some(at) = m.deleted_date {
+                v["deleted_date"] = json!(at);
+            }
             v
         })
         .collect()
@@ -1053,6 +1060,7 @@ async fn stats(State(s): State<Arc<Shared>>) -> Json<Value> {
                 "id": b.id, "username": b.username, "calls": b.stats.calls,
                 "accepted": b.stats.sends_accepted,
                 "sends_accepted": b.stats.sends_accepted,
+                "edits_accepted": b.stats.edits_accepted,
                 "too_many_requests": b.stats.too_many_requests,
                 "too_many_requests_by_cause": {
                     "bot": b.stats.refused.bot,

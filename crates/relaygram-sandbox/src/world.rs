@@ -64,6 +64,8 @@ pub struct PendingUpdate {
 pub struct BotStats {
     pub calls: u64,
     pub sends_accepted: u64,
+    /// Edits that changed a message (they take flood-limit slots like sends).
+    pub edits_accepted: u64,
     /// Every 429, flood-limit refusals and injected `flood` faults alike.
     pub too_many_requests: u64,
     /// Flood-limit refusals by the limit that refused.
@@ -219,6 +221,8 @@ pub struct StoredMessage {
     pub bot_id: i64,
     pub silent: bool,
     pub deleted: bool,
+    /// When the bot deleted it (the transcript keeps deleted messages, marked).
+    pub deleted_date: Option<i64>,
 }
 
 /// Messages of one chat. Private chats are per (bot, user); groups are shared by their bots.

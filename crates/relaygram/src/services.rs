@@ -93,6 +93,9 @@ pub enum ServiceError {
         /// Every target, with why it reaches nobody.
         skipped: Vec<serde_json::Value>,
     },
+    /// Telegram's rules refuse an edit or delete of a message (nothing was queued).
+    #[error("{}", .0.detail())]
+    EditRefused(crate::delivery::edit::EditRefusal),
     /// Telegram refused the bot token (`getMe` failed); carries Telegram's description.
     #[error("Telegram rejected the bot token: {0}")]
     BotTokenRejected(String),

@@ -211,6 +211,7 @@ fn store_outgoing(
         bot_id,
         silent,
         deleted: false,
+        deleted_date: None,
     });
     if let Some(bot) = w.bots.get_mut(&bot_id) {
         bot.stats.sends_accepted += 1;
@@ -272,12 +273,12 @@ pub fn send_message(
     Ok(store_outgoing(w, bot_id, chat_id, message, silent, now))
 }
 
-/// The message an edit aims at: `chat_id` + `message_id`, sent by this bot.
-fn editable<'a>(
-    w: &'a mut World,
-    bot_id: i64,
-    params: &Params,
-) -> Result<&'a mut StoredMessage, ApiError> {
+/// How long a message can be deleted for everyone (Telegram's documented 48 hours; on the
+/// sandbox clock, so scaled by `time_scale`).
+pub const DELETE_WINDOW_SECS: i64 = 48 * 3600;
+
+/// The message an edit aims at: `chat_id` + `message_id`, sent by this bot. Returns its chat.
+fn editable(w: &mut World, bot_id: i64, params: &Params) -> Result<(i64, i64), ApiError> {
     if params.has("inline_message_id") {
         return Err(ApiError::bad_request("MESSAGE_ID_INVALID"));
     }
@@ -288,17 +289,46 @@ fn editable<'a>(
         .ok_or_else(|| ApiError::bad_request("message identifier is not specified"))?;
     let stored = w
         .conversation(bot_id, chat_id)
-        .find_mut(message_id)
+        .find(message_id)
         .ok_or_else(|| ApiError::bad_request("message to edit not found"))?;
     if stored.direction != "out" || stored.bot_id != bot_id {
         return Err(ApiError::bad_request("message can't be edited"));
     }
-    Ok(stored)
+    Ok((chat_id, message_id))
+}
+
+/// The stored message an [`editable`] check found.
+fn stored_mut(w: &mut World, bot_id: i64, chat_id: i64, message_id: i64) -> &mut Value {
+    &mut w
+        .conversation(bot_id, chat_id)
+        .find_mut(message_id)
+        .expect("checked by editable")
+        .message
+}
+
+/// An edit is a request Telegram counts like a send: it takes a flood-limit slot (and a
+/// place in the rate statistics) only once it would change the message.
+fn take_edit_slot(w: &mut World, bot_id: i64, chat_id: i64, now: Instant) -> Result<(), ApiError> {
+    take_send_slot(w, bot_id, chat_id, now)?;
+    if let Some(bot) = w.bots.get_mut(&bot_id) {
+        bot.stats.edits_accepted += 1;
+        bot.stats.rates.record(chat_id, now);
+    }
+    Ok(())
 }
 
 const NOT_MODIFIED: &str = "message is not modified: specified new message content and reply markup are exactly the same as a current content and reply markup of the message";
 
-pub fn edit_message_text(w: &mut World, bot_id: i64, params: &Params) -> Result<Value, ApiError> {
+fn entities_value(entities: Vec<Entity>) -> Option<Value> {
+    (!entities.is_empty()).then(|| json!(entities))
+}
+
+pub fn edit_message_text(
+    w: &mut World,
+    bot_id: i64,
+    params: &Params,
+    now: Instant,
+) -> Result<Value, ApiError> {
     let raw = params.str("text").unwrap_or_default();
     let (text, entities) = formatted(params, &raw, "entities")?;
     if text.trim().is_empty() {
@@ -309,24 +339,22 @@ pub fn edit_message_text(w: &mut World, bot_id: i64, params: &Params) -> Result<
     }
     let keyboard = reply_markup(params)?;
     let link_preview = params.json("link_preview_options", "link preview options")?;
-    let stored = editable(w, bot_id, params)?;
-    let m = &mut stored.message;
+    let (chat_id, message_id) = editable(w, bot_id, params)?;
+    let m = stored_mut(w, bot_id, chat_id, message_id);
     if m.get("text").is_none() {
         return Err(ApiError::bad_request(
             "there is no text in the message to edit",
         ));
     }
-    let new_entities = if entities.is_empty() {
-        None
-    } else {
-        Some(json!(entities))
-    };
+    let new_entities = entities_value(entities);
     if m["text"] == json!(text)
         && m.get("entities").cloned() == new_entities
         && m.get("reply_markup").cloned() == keyboard
     {
         return Err(ApiError::bad_request(NOT_MODIFIED));
     }
+    take_edit_slot(w, bot_id, chat_id, now)?;
+    let m = stored_mut(w, bot_id, chat_id, message_id);
     let obj = m.as_object_mut().expect("messages are objects");
     obj.insert("text".into(), json!(text));
     set_or_remove(obj, "entities", new_entities);
@@ -338,17 +366,61 @@ pub fn edit_message_text(w: &mut World, bot_id: i64, params: &Params) -> Result<
     Ok(m.clone())
 }
 
+/// `editMessageCaption`: a media message's caption (empty removes it) and keyboard.
+pub fn edit_message_caption(
+    w: &mut World,
+    bot_id: i64,
+    params: &Params,
+    now: Instant,
+) -> Result<Value, ApiError> {
+    let raw = params.str("caption").unwrap_or_default();
+    let (caption, entities) = formatted(params, &raw, "caption_entities")?;
+    if markup::utf16_len(&caption) > MAX_CAPTION {
+        return Err(ApiError::bad_request("message caption is too long"));
+    }
+    let keyboard = reply_markup(params)?;
+    let (chat_id, message_id) = editable(w, bot_id, params)?;
+    let m = stored_mut(w, bot_id, chat_id, message_id);
+    if m.get("photo").is_none() && m.get("document").is_none() {
+        return Err(ApiError::bad_request(
+            "there is no caption in the message to edit",
+        ));
+    }
+    let new_caption = (!caption.is_empty()).then(|| json!(caption));
+    let new_entities = entities_value(entities);
+    if m.get("caption").cloned() == new_caption
+        && m.get("caption_entities").cloned() == new_entities
+        && m.get("reply_markup").cloned() == keyboard
+    {
+        return Err(ApiError::bad_request(NOT_MODIFIED));
+    }
+    take_edit_slot(w, bot_id, chat_id, now)?;
+    let m = stored_mut(w, bot_id, chat_id, message_id);
+    let obj = m.as_object_mut().expect("messages are objects");
+    set_or_remove(obj, "caption", new_caption);
+    set_or_remove(obj, "caption_entities", new_entities);
+    set_or_remove(obj, "reply_markup", keyboard);
+    if params.bool("show_caption_above_media") {
+        obj.insert("show_caption_above_media".into(), json!(true));
+    }
+    obj.insert("edit_date".into(), json!(unix_now()));
+    Ok(m.clone())
+}
+
 pub fn edit_message_reply_markup(
     w: &mut World,
     bot_id: i64,
     params: &Params,
+    now: Instant,
 ) -> Result<Value, ApiError> {
     let keyboard = reply_markup(params)?;
-    let stored = editable(w, bot_id, params)?;
-    let m = &mut stored.message;
+    let (chat_id, message_id) = editable(w, bot_id, params)?;
+    let m = stored_mut(w, bot_id, chat_id, message_id);
     if m.get("reply_markup").cloned() == keyboard {
         return Err(ApiError::bad_request(NOT_MODIFIED));
     }
+    take_edit_slot(w, bot_id, chat_id, now)?;
+    let m = stored_mut(w, bot_id, chat_id, message_id);
     let obj = m.as_object_mut().expect("messages are objects");
     set_or_remove(obj, "reply_markup", keyboard);
     obj.insert("edit_date".into(), json!(unix_now()));
@@ -362,17 +434,34 @@ fn set_or_remove(obj: &mut serde_json::Map<String, Value>, key: &str, value: Opt
     };
 }
 
+/// `deleteMessage`: the bot's own messages anywhere, a user's messages in its private chat,
+/// anyone's in a group where it is an administrator; only within 48 hours of sending.
 pub fn delete_message(w: &mut World, bot_id: i64, params: &Params) -> Result<Value, ApiError> {
     let chat_id = chat_id_param(w, params)?;
     check_can_send(w, bot_id, chat_id)?;
     let message_id = params
         .i64("message_id")?
         .ok_or_else(|| ApiError::bad_request("message identifier is not specified"))?;
+    let is_admin = w
+        .groups
+        .get(&chat_id)
+        .and_then(|g| g.bots.get(&bot_id))
+        .is_some_and(|m| m.status == "administrator");
+    let window = (DELETE_WINDOW_SECS as f64 / w.limiter.time_scale().max(0.001)) as i64;
     let stored = w
         .conversation(bot_id, chat_id)
         .find_mut(message_id)
         .ok_or_else(|| ApiError::bad_request("message to delete not found"))?;
+    let own = stored.direction == "out" && stored.bot_id == bot_id;
+    let allowed = own || chat_id > 0 || is_admin;
+    let sent = stored.message["date"].as_i64().unwrap_or(0);
+    if !allowed || unix_now() - sent >= window {
+        return Err(ApiError::bad_request(
+            "message can't be deleted for everyone",
+        ));
+    }
     stored.deleted = true;
+    stored.deleted_date = Some(unix_now());
     Ok(json!(true))
 }
 

@@ -495,3 +495,160 @@ async fn groups_join_leave_and_migrate() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn captions_are_edited_only_on_media_and_texts_only_on_texts() {
+    let h = Harness::start().await;
+    let p = h.pair("caption_bot").await;
+    let photo = h
+        .ok(
+            &p.token,
+            "sendPhoto",
+            json!({"chat_id": p.user_id, "photo": "https://example.com/a.png", "caption": "Before"}),
+        )
+        .await;
+    let photo_id = photo["message_id"].as_i64().unwrap();
+    let text = h
+        .ok(
+            &p.token,
+            "sendMessage",
+            json!({"chat_id": p.user_id, "text": "Plain"}),
+        )
+        .await;
+    let text_id = text["message_id"].as_i64().unwrap();
+    let edited = h
+        .ok(
+            &p.token,
+            "editMessageCaption",
+            json!({"chat_id": p.user_id, "message_id": photo_id, "caption": "<b>After</b>", "parse_mode": "HTML"}),
+        )
+        .await;
+    assert_eq!(edited["caption"], "After");
+    assert_eq!(edited["caption_entities"][0]["type"], "bold");
+    assert!(edited["edit_date"].is_i64());
+    assert_eq!(
+        h.err(
+            &p.token,
+            "editMessageCaption",
+            json!({"chat_id": p.user_id, "message_id": photo_id, "caption": "<b>After</b>", "parse_mode": "HTML"})
+        )
+        .await
+        .1,
+        "Bad Request: message is not modified: specified new message content and reply markup are exactly the same as a current content and reply markup of the message"
+    );
+    assert_eq!(
+        h.err(
+            &p.token,
+            "editMessageCaption",
+            json!({"chat_id": p.user_id, "message_id": text_id, "caption": "x"})
+        )
+        .await,
+        (
+            400,
+            "Bad Request: there is no caption in the message to edit".into()
+        )
+    );
+    assert_eq!(
+        h.err(
+            &p.token,
+            "editMessageText",
+            json!({"chat_id": p.user_id, "message_id": photo_id, "text": "x"})
+        )
+        .await,
+        (
+            400,
+            "Bad Request: there is no text in the message to edit".into()
+        )
+    );
+    // The transcript shows the current caption and that it was edited.
+    let t = h.transcript(p.user_id, "caption_bot").await;
+    let shown = t
+        .iter()
+        .find(|m| m["message_id"] == json!(photo_id))
+        .unwrap();
+    assert_eq!(shown["caption"], "After");
+    assert!(shown["edit_date"].is_i64());
+    let stats = h.get("/sandbox/stats").await;
+    assert_eq!(stats["bots"][0]["edits_accepted"], json!(1));
+}
+
+#[tokio::test]
+async fn messages_are_deleted_for_everyone_only_within_48_hours() {
+    // At 86 400× the sandbox's 48 hours are two seconds.
+    let h = Harness::with(relaygram_sandbox::SandboxConfig {
+        time_scale: 86_400.0,
+        ..relaygram_sandbox::SandboxConfig::default()
+    })
+    .await;
+    let p = h.pair("old_bot").await;
+    let m = h
+        .ok(
+            &p.token,
+            "sendMessage",
+            json!({"chat_id": p.user_id, "text": "soon old"}),
+        )
+        .await;
+    let id = m["message_id"].as_i64().unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
+    assert_eq!(
+        h.err(
+            &p.token,
+            "deleteMessage",
+            json!({"chat_id": p.user_id, "message_id": id})
+        )
+        .await,
+        (
+            400,
+            "Bad Request: message can't be deleted for everyone".into()
+        )
+    );
+    let fresh = h
+        .ok(
+            &p.token,
+            "sendMessage",
+            json!({"chat_id": p.user_id, "text": "fresh"}),
+        )
+        .await;
+    let fresh_id = fresh["message_id"].as_i64().unwrap();
+    assert_eq!(
+        h.ok(
+            &p.token,
+            "deleteMessage",
+            json!({"chat_id": p.user_id, "message_id": fresh_id})
+        )
+        .await,
+        json!(true)
+    );
+    let t = h.transcript(p.user_id, "old_bot").await;
+    let gone = t
+        .iter()
+        .find(|m| m["message_id"] == json!(fresh_id))
+        .unwrap();
+    assert_eq!(gone["deleted"], json!(true));
+    assert!(gone["deleted_date"].is_i64());
+    let kept = t.iter().find(|m| m["message_id"] == json!(id)).unwrap();
+    assert_eq!(kept["deleted"], json!(false));
+}
+
+#[tokio::test]
+async fn edits_take_flood_limit_slots_like_sends() {
+    let h = Harness::with_limits(1.0).await;
+    let p = h.pair("edit_limit_bot").await;
+    let m = h
+        .ok(
+            &p.token,
+            "sendMessage",
+            json!({"chat_id": p.user_id, "text": "v0"}),
+        )
+        .await;
+    let id = m["message_id"].as_i64().unwrap();
+    // One a second per private chat: an edit right after the send is refused.
+    let (code, description) = h
+        .err(
+            &p.token,
+            "editMessageText",
+            json!({"chat_id": p.user_id, "message_id": id, "text": "v1"}),
+        )
+        .await;
+    assert_eq!(code, 429, "{description}");
+}

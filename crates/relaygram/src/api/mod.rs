@@ -124,7 +124,11 @@ fn routes(send_body_bytes: usize) -> OpenApiRouter<AppState> {
                 .layer(axum::extract::DefaultBodyLimit::max(send_body_bytes)),
         )
         .routes(routes!(crate::delivery::api::list_messages))
-        .routes(routes!(crate::delivery::api::get_message))
+        .routes(routes!(
+            crate::delivery::api::get_message,
+            crate::delivery::api::edit_message,
+            crate::delivery::api::delete_message
+        ))
         .routes(routes!(crate::delivery::api::retry_message))
         .routes(routes!(crate::delivery::api::retry_messages))
         .routes(routes!(crate::delivery::api::list_broadcasts))

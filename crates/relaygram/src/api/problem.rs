@@ -33,6 +33,14 @@ pub mod types {
     pub const CONFLICT: &str = "urn:relaygram:problem:conflict";
     /// No target of a send reaches anyone (each is listed in `skipped` with the reason).
     pub const NO_RECIPIENTS: &str = "urn:relaygram:problem:no-recipients";
+    /// An edit or delete of a message sent more than 48 hours ago.
+    pub const EDIT_WINDOW_PASSED: &str = "urn:relaygram:problem:edit-window-passed";
+    /// An edit or delete of a message that never reached Telegram.
+    pub const NOT_DELIVERED: &str = "urn:relaygram:problem:not-delivered";
+    /// An edit or delete of a message already deleted.
+    pub const MESSAGE_DELETED: &str = "urn:relaygram:problem:message-deleted";
+    /// An edit Telegram cannot make (a job, or the text of a message sent in parts).
+    pub const NOT_EDITABLE: &str = "urn:relaygram:problem:not-editable";
     /// Telegram refused the bot token.
     pub const BOT_TOKEN_REJECTED: &str = "urn:relaygram:problem:bot-token-rejected";
     /// A webhook needs a public URL and none is configured.
@@ -212,6 +220,16 @@ impl From<ServiceError> for AppError {
                 .with_field("to");
                 err.problem.skipped = Some(skipped);
                 err
+            }
+            ServiceError::EditRefused(r) => {
+                use crate::delivery::edit::EditRefusal;
+                let (kind, title) = match &r {
+                    EditRefusal::WindowPassed => (types::EDIT_WINDOW_PASSED, "Edit window passed"),
+                    EditRefusal::NotDelivered(_) => (types::NOT_DELIVERED, "Not delivered"),
+                    EditRefusal::Deleted => (types::MESSAGE_DELETED, "Message deleted"),
+                    EditRefusal::NotEditable(_) => (types::NOT_EDITABLE, "Not editable"),
+                };
+                AppError::new(StatusCode::UNPROCESSABLE_ENTITY, kind, title, r.detail())
             }
             ServiceError::BotTokenRejected(description) => AppError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
+use super::edit::{EditAccepted, EditRequest};
 use super::jobs::{BotLimitsBody, BotLimitsView, BroadcastList, BroadcastView, StatsView};
 use super::{Accepted, Origin, SendRequest, default_limits};
 use crate::api::problem::Problem;
@@ -108,6 +109,18 @@ pub struct MessageView {
     /// message does not hold up later messages to its chat.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub held: Option<String>,
+    /// `send` (a message), or `edit` / `delete` for a job changing the sent message
+    /// `edit_of` in Telegram (`PATCH`/`DELETE /v1/messages/{id}`).
+    pub kind: String,
+    /// The message an edit or delete job acts on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edit_of: Option<String>,
+    /// When an edit of it last reached Telegram.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<String>,
+    /// When a delete of it reached Telegram (it is gone from the chat).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<String>,
 }
 
 impl From<MessageRecord> for MessageView {
@@ -141,6 +154,10 @@ impl From<MessageRecord> for MessageView {
             updated_at: rfc3339(m.updated_at),
             finished_at: m.finished_at.map(rfc3339),
             category: m.category,
+            kind: m.kind,
+            edit_of: m.edit_of,
+            edited_at: m.edited_at.map(rfc3339),
+            deleted_at: m.deleted_at.map(rfc3339),
         }
     }
 }
@@ -387,6 +404,67 @@ pub async fn get_message(
         .acting_tenant(&principal, q.tenant_id.as_deref())
         .await?;
     Ok(Json(state.services.get_message(&tenant, &id).await?.into()))
+}
+
+/// Edits a message: a sent one in Telegram (through an edit job in its chat's lane, paced
+/// like sends), a queued one by replacing what it will send. Telegram's rules are checked
+/// first: nothing is queued when they refuse.
+#[utoipa::path(
+    patch, path = "/v1/messages/{id}", tag = "messages",
+    params(("id" = String, Path, description = "Message id"), TenantParam),
+    request_body = EditRequest,
+    responses(
+        (status = 202, description = "An edit job was queued (`queued`), or the message, not sent yet, got the new content (`replaced`)", body = EditAccepted),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = PROBLEM),
+        (status = 401, description = "Missing, unknown or revoked key", body = Problem, content_type = PROBLEM),
+        (status = 404, description = "No such message (or another tenant's)", body = Problem, content_type = PROBLEM),
+        (status = 409, description = "The message is being sent right now; try again", body = Problem, content_type = PROBLEM),
+        (status = 422, description = "Invalid edit, or Telegram's rules refuse it: `edit-window-passed` (sent over 48 h ago), `not-delivered` (failed, cancelled…), `message-deleted`, `not-editable`; nothing queued", body = Problem, content_type = PROBLEM),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn edit_message(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<TenantParam>,
+    ApiJson(body): ApiJson<EditRequest>,
+) -> ApiResult<(StatusCode, Json<EditAccepted>)> {
+    let tenant = state
+        .services
+        .acting_tenant(&principal, q.tenant_id.as_deref())
+        .await?;
+    let done = state.services.edit_message(&tenant, &id, &body).await?;
+    Ok((StatusCode::ACCEPTED, Json(done)))
+}
+
+/// Deletes a message: a sent one in Telegram (through a delete job in its chat's lane), a
+/// queued one by cancelling it (`cancelled`, reason `deleted_by_app`: nothing reaches
+/// Telegram).
+#[utoipa::path(
+    delete, path = "/v1/messages/{id}", tag = "messages",
+    params(("id" = String, Path, description = "Message id"), TenantParam),
+    responses(
+        (status = 202, description = "A delete job was queued (`queued`), or the message, not sent yet, was cancelled (`cancelled`)", body = EditAccepted),
+        (status = 401, description = "Missing, unknown or revoked key", body = Problem, content_type = PROBLEM),
+        (status = 404, description = "No such message (or another tenant's)", body = Problem, content_type = PROBLEM),
+        (status = 409, description = "The message is being sent right now; try again", body = Problem, content_type = PROBLEM),
+        (status = 422, description = "Telegram's rules refuse it: `edit-window-passed` (sent over 48 h ago), `not-delivered`, `message-deleted`, `not-editable`; nothing queued", body = Problem, content_type = PROBLEM),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn delete_message(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<TenantParam>,
+) -> ApiResult<(StatusCode, Json<EditAccepted>)> {
+    let tenant = state
+        .services
+        .acting_tenant(&principal, q.tenant_id.as_deref())
+        .await?;
+    let done = state.services.delete_message(&tenant, &id).await?;
+    Ok((StatusCode::ACCEPTED, Json(done)))
 }
 
 /// Messages, filtered, newest first (`order=asc`: oldest first), in cursor pages.

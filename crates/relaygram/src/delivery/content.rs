@@ -26,11 +26,19 @@ pub struct StoredContent {
     pub message_thread_id: Option<i64>,
     /// Without sound.
     pub silent: bool,
+    /// An edit or delete job's calls on a sent message, instead of sends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<super::edit::JobContent>,
 }
 
 impl StoredContent {
     /// The Bot API method and parameters of part `index` to `chat_id`.
     pub fn call_for(&self, index: usize, chat_id: i64) -> (&'static str, Value) {
+        if let Some(call) = self.job.as_ref().and_then(|j| j.calls.get(index)) {
+            let mut params = call.params.clone();
+            params["chat_id"] = json!(chat_id);
+            return (call.method.as_str(), params);
+        }
         let last = index + 1 == self.parts.len().max(1);
         let text = self.parts.get(index).cloned().unwrap_or_default();
         let mut params = json!({"chat_id": chat_id});
@@ -146,6 +154,7 @@ pub fn render_content(
         reply_markup: (!keyboard.is_empty()).then(|| json!({"inline_keyboard": keyboard})),
         message_thread_id,
         silent,
+        job: None,
     };
     Ok((stored, callbacks))
 }
@@ -163,6 +172,7 @@ mod tests {
             reply_markup: Some(json!({"inline_keyboard": []})),
             message_thread_id: Some(3),
             silent: true,
+            job: None,
         };
         let (m0, p0) = c.call_for(0, 7);
         assert_eq!(m0, "sendPhoto");

@@ -3,6 +3,7 @@
 //! - [`request`]: what `POST /v1/messages` takes, and its parsing;
 //! - [`content`]: rendered content (stored once per request) and the Bot API calls it makes;
 //! - [`recipients`]: targets to recipients, and the targets that reach nobody;
+//! - [`edit`]: editing and deleting what was sent (`PATCH`/`DELETE /v1/messages/{id}`);
 //! - [`service`]: acceptance ([`crate::services::Services::accept_message`]), status, re-drive;
 //! - [`jobs`]: broadcasts (progress, ETA, pause/resume/cancel), statistics, bot limits;
 //! - [`pacing`]: the limiter that keeps every bot under Telegram's limits;
@@ -17,6 +18,7 @@
 pub mod api;
 pub mod command;
 pub mod content;
+pub mod edit;
 pub mod hold;
 pub mod jobs;
 pub mod local;

@@ -17,7 +17,7 @@ use super::pacing::{Limits, SharedPacer};
 use crate::config::SendLimits;
 use crate::ids::new_id;
 use crate::services::{ServiceError, ServiceResult, Services};
-use crate::store::{Claimed, Outcome, StoreError};
+use crate::store::{Claimed, JobKind, Outcome, StoreError};
 use crate::telegram::{BotToken, TelegramError};
 use crate::workers::Shutdown;
 
@@ -103,6 +103,8 @@ pub struct BotSender {
     contents: HashMap<String, Arc<StoredContent>>,
     /// Sends under way (claimed, not yet recorded): the sender claims more while they run.
     inflight: JoinSet<Attempt>,
+    /// Edit and delete jobs under way: their kind and the message they act on.
+    jobs: HashMap<String, (JobKind, String)>,
 }
 
 /// A finished attempt: the message and what happened.
@@ -147,6 +149,7 @@ impl BotSender {
             pacer: SharedPacer::new(limits),
             contents: HashMap::new(),
             inflight: JoinSet::new(),
+            jobs: HashMap::new(),
         })
     }
 
@@ -276,6 +279,14 @@ impl BotSender {
         for c in &claimed {
             contents.push(self.content(&c.request_id).await);
         }
+        for (c, content) in claimed.iter().zip(&contents) {
+            if let Ok(content) = content
+                && let Some(job) = &content.job
+            {
+                self.jobs
+                    .insert(c.id.clone(), (job.kind(), job.edit_of.clone()));
+            }
+        }
         let tasks = &mut self.inflight;
         for (c, content) in claimed.iter().zip(contents) {
             let content = match content {
@@ -322,6 +333,9 @@ impl BotSender {
                             }
                             sent += 1;
                         }
+                        // An edit that changes nothing is done: the message says what the
+                        // app asked for.
+                        Err(error) if super::edit::is_done_anyway(&error) => sent += 1,
                         Err(error) => {
                             return (
                                 c,
@@ -363,18 +377,36 @@ impl BotSender {
         let joined = finished.len();
         let mut outcomes = Vec::with_capacity(joined);
         let mut events: Vec<(String, &'static str, Value)> = Vec::new();
+        let mut jobs_done: Vec<(JobKind, String)> = Vec::new();
         for done in finished {
             let Ok((c, result)) = done else { continue };
+            let job = self.jobs.remove(&c.id);
             let (outcome, event) = self.outcome(&c, result).await;
+            if let Some((kind, edit_of)) = job
+                && outcome.status == "sent"
+            {
+                let kind_name = match kind {
+                    JobKind::Delete => "message.deleted",
+                    _ => "message.edited",
+                };
+                events.push((
+                    c.tenant_id.clone(),
+                    kind_name,
+                    json!({"message_id": edit_of, "job_id": c.id, "bot_id": self.bot_id,
+                        "chat_id": c.chat_id}),
+                ));
+                jobs_done.push((kind, edit_of));
+            }
             outcomes.push(outcome);
             if let Some(e) = event {
                 events.push(e);
             }
         }
-        self.services
-            .store
-            .record(&outcomes, self.services.clock.now_millis())
-            .await?;
+        let now = self.services.clock.now_millis();
+        self.services.store.record(&outcomes, now).await?;
+        for (kind, edit_of) in jobs_done {
+            self.services.store.mark_edited(&edit_of, kind, now).await?;
+        }
         for o in &outcomes {
             metrics::counter!(
                 "relaygram_messages_total",

@@ -712,6 +712,14 @@ impl Services {
         anyway: bool,
     ) -> ServiceResult<crate::store::MessageRecord> {
         let message = self.get_message(tenant_id, id).await?;
+        if message.kind != "send" {
+            // A stale edit must not overwrite a newer one: the app edits again instead.
+            return Err(ServiceError::Conflict(format!(
+                "{id} is a job ({}), not a message: jobs are not re-driven; PATCH or DELETE message {} again",
+                message.kind,
+                message.edit_of.as_deref().unwrap_or("?")
+            )));
+        }
         let from: &[&str] = if anyway {
             &["dead", "failed", "unknown"]
         } else {

@@ -37,6 +37,8 @@ pub enum CancelReason {
     /// The link the message was addressed through ended before it was sent (found by the
     /// sender: the link's end and the message's acceptance crossed).
     LinkEnded,
+    /// The app deleted the message before it was sent (`DELETE /v1/messages/{id}`).
+    DeletedByApp,
 }
 
 impl CancelReason {
@@ -49,6 +51,7 @@ impl CancelReason {
             CancelReason::BotRemoved => "bot_removed",
             CancelReason::ChatUnreachable => "chat_unreachable",
             CancelReason::LinkEnded => "link_ended",
+            CancelReason::DeletedByApp => "deleted_by_app",
         }
     }
 
@@ -69,6 +72,7 @@ impl CancelReason {
             CancelReason::LinkEnded => {
                 "cancelled before sending: the link it was addressed through has ended"
             }
+            CancelReason::DeletedByApp => "cancelled before sending: the app deleted it",
         }
     }
 

@@ -8,6 +8,7 @@ mod cancel;
 mod checkpoints;
 mod commands;
 mod digests;
+mod edits;
 mod events;
 mod holds;
 mod inbound;
@@ -25,6 +26,7 @@ mod update_queue;
 pub use cancel::{CancelReason, Cancelled, ChatEnded, ConsentStore, LinksEnded};
 pub use commands::CommandStore;
 pub use digests::{DigestItem, DigestRecord, DigestStore, NewDigest};
+pub use edits::{EditStore, JobKind, NewJob};
 pub use events::{
     AttemptRecord, ClaimedDelivery, DeliveryOutcome, DeliveryRecord, DeliveryStatus,
     EndpointRecord, EventQuery, EventRecord, EventStore, NewEvent, StoredEvent, type_matches,
@@ -317,6 +319,7 @@ pub trait Store:
     + HoldStore
     + DigestStore
     + ConsentStore
+    + EditStore
     + Send
     + Sync
     + fmt::Debug

@@ -241,6 +241,14 @@ pub struct MessageRecord {
     pub category: Option<String>,
     /// Why it waits while `queued`: `quiet` (quiet hours) or `local` (its local time).
     pub held: Option<String>,
+    /// `send`, or `edit` / `delete` for a job acting on the sent message `edit_of`.
+    pub kind: String,
+    /// The sent message an edit or delete job acts on.
+    pub edit_of: Option<String>,
+    /// When an edit of it last reached Telegram.
+    pub edited_at: Option<i64>,
+    /// When a delete of it reached Telegram.
+    pub deleted_at: Option<i64>,
 }
 
 /// Which messages to list, count or re-drive.
@@ -294,7 +302,9 @@ enum Arg<'a> {
 /// `tenant`, every tenant's messages match.
 fn filter_sql<'a>(f: &'a MessageFilter, tenant: bool, first: usize) -> (String, Vec<Arg<'a>>) {
     let mut args: Vec<Arg<'a>> = Vec::new();
-    let mut conds: Vec<String> = Vec::new();
+    // Edit and delete jobs are not messages of their own: read by id, never listed or
+    // counted.
+    let mut conds: Vec<String> = vec!["kind = 'send'".to_string()];
     let mut add = |cond: &str, arg: Arg<'a>| {
         conds.push(cond.replace("$?", &format!("${}", first + args.len())));
         args.push(arg);
@@ -635,7 +645,7 @@ pub(super) fn insert_queued<S: JsonRows>() -> String {
 const MESSAGE_COLS: &str = "id, request_id, tenant_id, bot_id, chat_id, link_id, broadcast_id, \
      status, priority, send_at, next_attempt_at, attempts, retries, rate_limited, parts_sent, \
      telegram_message_ids, error_class, last_error, errors, created_at, updated_at, finished_at, \
-     local_at, local_zone, category, held";
+     local_at, local_zone, category, held, kind, edit_of, edited_at, deleted_at";
 
 fn ids_json(ids: &[&str]) -> String {
     serde_json::to_string(ids).unwrap_or_else(|_| "[]".into())
@@ -672,6 +682,10 @@ macro_rules! outbox_store {
                     local_zone: row.try_get("local_zone")?,
                     category: row.try_get("category")?,
                     held: row.try_get("held")?,
+                    kind: row.try_get("kind")?,
+                    edit_of: row.try_get("edit_of")?,
+                    edited_at: row.try_get("edited_at")?,
+                    deleted_at: row.try_get("deleted_at")?,
                 })
             }
 

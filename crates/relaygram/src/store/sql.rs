@@ -108,6 +108,11 @@ const SQLITE_MIGRATIONS: &[Embedded] = &[
         "inbound_events",
         include_str!("../../migrations/sqlite/0017_inbound_events.sql"),
     ),
+    (
+        18,
+        "message_edits",
+        include_str!("../../migrations/sqlite/0018_message_edits.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[Embedded] = &[
     (
@@ -184,6 +189,11 @@ const POSTGRES_MIGRATIONS: &[Embedded] = &[
         17,
         "inbound_events",
         include_str!("../../migrations/postgres/0017_inbound_events.sql"),
+    ),
+    (
+        18,
+        "message_edits",
+        include_str!("../../migrations/postgres/0018_message_edits.sql"),
     ),
 ];
 

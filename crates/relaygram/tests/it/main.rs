@@ -11,6 +11,7 @@ mod crash;
 mod delivery;
 mod delivery_crash;
 mod digests;
+mod edits;
 mod events;
 mod helpers;
 mod inbound;

@@ -37,6 +37,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/messages"),
     ("get", "/v1/messages"),
     ("get", "/v1/messages/{id}"),
+    ("patch", "/v1/messages/{id}"),
+    ("delete", "/v1/messages/{id}"),
     ("post", "/v1/messages/{id}/retry"),
     ("post", "/v1/messages/retry"),
     ("get", "/v1/broadcasts"),
