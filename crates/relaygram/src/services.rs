@@ -93,9 +93,17 @@ pub enum ServiceError {
         /// Every target, with why it reaches nobody.
         skipped: Vec<serde_json::Value>,
     },
-    /// Telegram's rules refuse an edit or delete of a message (nothing was queued).
-    #[error("{}", .0.detail())]
-    EditRefused(crate::delivery::edit::EditRefusal),
+    /// A rule of the feature refuses the call (nothing changed): answered 422 with the
+    /// feature's own problem type (an edit after Telegram's window, …).
+    #[error("{detail}")]
+    Refused {
+        /// The problem type URI.
+        type_uri: &'static str,
+        /// Its short title.
+        title: &'static str,
+        /// What happened.
+        detail: String,
+    },
     /// Telegram refused the bot token (`getMe` failed); carries Telegram's description.
     #[error("Telegram rejected the bot token: {0}")]
     BotTokenRejected(String),

@@ -221,16 +221,11 @@ impl From<ServiceError> for AppError {
                 err.problem.skipped = Some(skipped);
                 err
             }
-            ServiceError::EditRefused(r) => {
-                use crate::delivery::edit::EditRefusal;
-                let (kind, title) = match &r {
-                    EditRefusal::WindowPassed => (types::EDIT_WINDOW_PASSED, "Edit window passed"),
-                    EditRefusal::NotDelivered(_) => (types::NOT_DELIVERED, "Not delivered"),
-                    EditRefusal::Deleted => (types::MESSAGE_DELETED, "Message deleted"),
-                    EditRefusal::NotEditable(_) => (types::NOT_EDITABLE, "Not editable"),
-                };
-                AppError::new(StatusCode::UNPROCESSABLE_ENTITY, kind, title, r.detail())
-            }
+            ServiceError::Refused {
+                type_uri,
+                title,
+                detail,
+            } => AppError::new(StatusCode::UNPROCESSABLE_ENTITY, type_uri, title, detail),
             ServiceError::BotTokenRejected(description) => AppError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 types::BOT_TOKEN_REJECTED,

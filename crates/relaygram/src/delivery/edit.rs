@@ -161,16 +161,6 @@ pub enum EditRefusal {
 }
 
 impl EditRefusal {
-    /// The problem type's last segment.
-    pub fn code(&self) -> &'static str {
-        match self {
-            EditRefusal::WindowPassed => "edit-window-passed",
-            EditRefusal::NotDelivered(_) => "not-delivered",
-            EditRefusal::Deleted => "message-deleted",
-            EditRefusal::NotEditable(_) => "not-editable",
-        }
-    }
-
     /// A sentence for the problem's detail.
     pub fn detail(&self) -> String {
         match self {
@@ -229,7 +219,18 @@ fn invalid(field: &'static str, message: impl Into<String>) -> ServiceError {
 }
 
 fn refused(r: EditRefusal) -> ServiceError {
-    ServiceError::EditRefused(r)
+    use crate::api::problem::types;
+    let (type_uri, title) = match &r {
+        EditRefusal::WindowPassed => (types::EDIT_WINDOW_PASSED, "Edit window passed"),
+        EditRefusal::NotDelivered(_) => (types::NOT_DELIVERED, "Not delivered"),
+        EditRefusal::Deleted => (types::MESSAGE_DELETED, "Message deleted"),
+        EditRefusal::NotEditable(_) => (types::NOT_EDITABLE, "Not editable"),
+    };
+    ServiceError::Refused {
+        type_uri,
+        title,
+        detail: r.detail(),
+    }
 }
 
 fn busy(id: &str) -> ServiceError {
