@@ -12,7 +12,7 @@ use crate::templates::{self, Content, Limit, Rendered, RenderedButton};
 pub const CALLBACK_PREFIX: &str = "rg:cb:";
 
 /// What every message of a request sends.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct StoredContent {
     /// Text parts in order (the caption first for media); each is one Telegram message.
     pub parts: Vec<String>,

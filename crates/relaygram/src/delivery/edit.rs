@@ -12,10 +12,13 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use super::content::{OwnButtons, StoredContent, render_content};
+use super::personal::{LINK_VARIABLE, is_personal, link_variables};
 use super::request::{ButtonSpec, parse_mode};
 use crate::ids::new_id;
 use crate::services::{ServiceError, ServiceResult, Services};
-use crate::store::{CancelReason, JobKind, MessageRecord, NewJob, NewRequest, StoreError};
+use crate::store::{
+    CancelReason, JobKind, LinkRecord, MessageRecord, NewJob, NewRequest, StoreError,
+};
 use crate::telegram::TelegramError;
 use crate::templates::Content;
 
@@ -252,14 +255,15 @@ impl Services {
         Ok(m)
     }
 
-    async fn stored_content(&self, request_id: &str) -> ServiceResult<StoredContent> {
+    /// What message `id` sends now: its own rendering (a personal message) or its request's.
+    async fn stored_content(&self, id: &str) -> ServiceResult<StoredContent> {
         let text = self
             .store
-            .request_content(request_id)
+            .message_content(id)
             .await?
-            .ok_or_else(|| StoreError::Corrupt(format!("request {request_id} has no content")))?;
+            .ok_or_else(|| StoreError::Corrupt(format!("message {id} has no content")))?;
         serde_json::from_str(&text)
-            .map_err(|e| StoreError::Corrupt(format!("request {request_id}: {e}")).into())
+            .map_err(|e| StoreError::Corrupt(format!("message {id}: {e}")).into())
     }
 
     /// The new content of an edit over the message's `original` (its media, topic and sound
@@ -270,6 +274,7 @@ impl Services {
         tenant_id: &str,
         req: &EditRequest,
         original: &StoredContent,
+        link: Option<&LinkRecord>,
     ) -> ServiceResult<(Option<StoredContent>, Option<Value>, Vec<(String, String)>)> {
         let buttons = req.buttons.clone().unwrap_or_default();
         let rendered = match (&req.text, &req.template) {
@@ -301,7 +306,19 @@ impl Services {
                         }
                         other => other,
                     })?;
-                let mut content = template.content(req.data.as_ref());
+                // A template that reads `link` renders with the message's recipient, as
+                // its send did.
+                let data = match link {
+                    Some(link) if is_personal(&template, req.data.as_ref(), false) => {
+                        let mut data = req.data.clone().unwrap_or_else(|| json!({}));
+                        if let Value::Object(map) = &mut data {
+                            map.insert(LINK_VARIABLE.into(), link_variables(link));
+                        }
+                        Some(data)
+                    }
+                    _ => req.data.clone(),
+                };
+                let mut content = template.content(data.as_ref());
                 if req.buttons.is_some() {
                     content.buttons = &buttons;
                 }
@@ -379,8 +396,14 @@ impl Services {
             Stage::Sent => check_sent(&m, now).map_err(refused)?,
             Stage::Waiting => {}
         }
-        let original = self.stored_content(&m.request_id).await?;
-        let (content, markup, callbacks) = self.edited_content(tenant_id, req, &original).await?;
+        let original = self.stored_content(&m.id).await?;
+        let link = match &m.link_id {
+            Some(link_id) => self.store.get_tenant_link(tenant_id, link_id).await?,
+            None => None,
+        };
+        let (content, markup, callbacks) = self
+            .edited_content(tenant_id, req, &original, link.as_ref())
+            .await?;
         if stage(&m) == Stage::Waiting {
             // Not sent yet: it will be sent with the new content instead.
             let mut content = content.unwrap_or_else(|| original.clone());

@@ -3,6 +3,7 @@
 //! - [`request`]: what `POST /v1/messages` takes, and its parsing;
 //! - [`content`]: rendered content (stored once per request) and the Bot API calls it makes;
 //! - [`recipients`]: targets to recipients, and the targets that reach nobody;
+//! - [`personal`]: requests rendered for each recipient (per-target data, `link`);
 //! - [`edit`]: editing and deleting what was sent (`PATCH`/`DELETE /v1/messages/{id}`);
 //! - [`service`]: acceptance ([`crate::services::Services::accept_message`]), status, re-drive;
 //! - [`jobs`]: broadcasts (progress, ETA, pause/resume/cancel), statistics, bot limits;
@@ -23,6 +24,7 @@ pub mod hold;
 pub mod jobs;
 pub mod local;
 pub mod pacing;
+pub mod personal;
 pub mod quiet;
 pub mod recipients;
 pub mod reply;

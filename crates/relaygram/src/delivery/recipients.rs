@@ -6,16 +6,16 @@
 //! still get the message. A target that is wrong whatever the moment (an unknown category
 //! or connect code, a link of another bot) is a 422 naming it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::request::Target;
+use super::request::{Listed, MAX_TARGETS, Target};
 use crate::ids::new_id;
 use crate::services::{ServiceError, ServiceResult, Services};
-use crate::store::{BotFilter, ChatState, Fanout, NewMessage, Page};
+use crate::store::{BotFilter, ChatState, Fanout, LinkFilter, LinkRecord, NewMessage, Page};
 
 /// Why a target reaches nobody.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
@@ -37,6 +37,11 @@ pub enum SkipReason {
     BotRemoved,
     /// The bot is not in the chat or cannot write there.
     ChatUnreachable,
+    /// A personal message's template needs a variable this recipient's data or link lacks.
+    MissingVariable,
+    /// A personal message could not be rendered for this recipient (its text would not
+    /// parse, or is too long).
+    RenderFailed,
 }
 
 /// A target that reaches nobody, in the `202` answer (`skipped`) or the 422.
@@ -54,7 +59,7 @@ pub struct Skipped {
 }
 
 impl Skipped {
-    fn new(target: &Target, reason: SkipReason, detail: String) -> Skipped {
+    pub(super) fn new(target: &Target, reason: SkipReason, detail: String) -> Skipped {
         Skipped {
             target: target.to_json(),
             reason,
@@ -72,12 +77,116 @@ pub struct Recipients {
     pub fanouts: Vec<(String, Fanout)>,
     /// Targets that reach nobody now.
     pub skipped: Vec<Skipped>,
+    /// Whether a fan-out target (app user, category, connect code) was expanded into
+    /// `rows` (a personal message): the request is a broadcast as if the store had run it.
+    pub fanned_out: bool,
+    /// For a personal message, by message id: the data of the target that reached it and
+    /// its recipient's link.
+    pub personal: HashMap<String, Personal>,
+}
+
+/// What one recipient of a personal message renders with.
+#[derive(Debug, Clone, Default)]
+pub struct Personal {
+    /// The listed target's own `data`.
+    pub data: Option<Value>,
+    /// The recipient's active link, when it has one.
+    pub link: Option<LinkRecord>,
+}
+
+/// How far targets are resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    /// Fan-outs are left to the store (their rows never travel through memory).
+    Shared,
+    /// Every recipient is listed with its link, to be rendered on its own.
+    Personal,
 }
 
 impl Recipients {
     /// Whether nothing would be stored.
     pub fn is_empty(&self) -> bool {
         self.rows.is_empty() && self.fanouts.is_empty()
+    }
+
+    /// A fan-out that reaches someone: left to the store, or, for a personal message,
+    /// listed here link by link (a chat already addressed by the request is skipped, as
+    /// the store skips it).
+    #[allow(clippy::too_many_arguments)]
+    async fn fan_out(
+        &mut self,
+        services: &Services,
+        tenant_id: &str,
+        bot_id: Option<&str>,
+        fanout: Fanout,
+        data: Option<Value>,
+        personal: bool,
+        seen: &mut HashSet<(String, i64)>,
+    ) -> ServiceResult<()> {
+        if !personal {
+            self.fanouts.push((format!("{}-", new_id("msg")), fanout));
+            return Ok(());
+        }
+        self.fanned_out = true;
+        let mut filter = LinkFilter {
+            tenant_id: Some(tenant_id.to_string()),
+            bot_id: bot_id.map(str::to_string),
+            active: Some(true),
+            ..LinkFilter::default()
+        };
+        let category = match &fanout {
+            Fanout::ExternalId { external_id } => {
+                filter.external_id = Some(external_id.clone());
+                None
+            }
+            Fanout::ConnectCode { connect_code_id } => {
+                filter.connect_code_id = Some(connect_code_id.clone());
+                None
+            }
+            Fanout::Category { key } => {
+                filter.category = Some(key.clone());
+                Some(key.clone())
+            }
+        };
+        let mut page = Page::first(200);
+        loop {
+            let links = services.store.list_links(&filter, &page).await?;
+            for link in links.items {
+                if !seen.insert((link.bot_id.clone(), link.chat_id)) {
+                    continue;
+                }
+                if self.rows.len() >= MAX_TARGETS {
+                    return Err(invalid(
+                        "to",
+                        format!(
+                            "a personal message (a target's own data, or a template that reads \
+                             `link`) reaches at most {MAX_TARGETS} recipients per request; \
+                             split the audience"
+                        ),
+                    ));
+                }
+                let id = new_id("msg");
+                self.rows.push(NewMessage {
+                    id: id.clone(),
+                    bot_id: link.bot_id.clone(),
+                    chat_id: link.chat_id,
+                    link_id: Some(link.id.clone()),
+                    category: category.clone(),
+                    content: None,
+                });
+                self.personal.insert(
+                    id,
+                    Personal {
+                        data: data.clone(),
+                        link: Some(link),
+                    },
+                );
+            }
+            match links.next_cursor {
+                Some(after) => page.after = Some(after),
+                None => return Ok(()),
+            }
+        }
     }
 }
 
@@ -94,12 +203,14 @@ impl Services {
         &self,
         tenant_id: &str,
         bot_id: Option<&str>,
-        targets: Vec<Target>,
+        targets: Vec<Listed>,
+        resolution: Resolution,
     ) -> ServiceResult<Recipients> {
+        let personal = resolution == Resolution::Personal;
         let mut sole_bot: Option<Option<String>> = None;
         let mut out = Recipients::default();
         let mut seen = HashSet::new();
-        for target in targets {
+        for Listed { target, data } in targets {
             match &target {
                 Target::Chat(chat_id) => {
                     let bot = match bot_id {
@@ -117,11 +228,24 @@ impl Services {
                         }
                     };
                     if seen.insert((bot.clone(), *chat_id)) {
+                        let id = new_id("msg");
+                        if personal {
+                            // Addressed by chat, it still renders with the chat's link.
+                            let link = self
+                                .store
+                                .chat_links(&bot, *chat_id)
+                                .await?
+                                .into_iter()
+                                .find(|l| l.active && l.tenant_id == tenant_id);
+                            out.personal.insert(id.clone(), Personal { data, link });
+                        }
                         out.rows.push(NewMessage {
-                            id: new_id("msg"),
+                            id,
                             bot_id: bot,
                             chat_id: *chat_id,
                             link_id: None,
+                            category: None,
+                            content: None,
                         });
                     }
                 }
@@ -151,11 +275,18 @@ impl Services {
                         ));
                     }
                     if seen.insert((bot.clone(), chat_id)) {
+                        let id = new_id("msg");
+                        if personal {
+                            let link = self.store.get_tenant_link(tenant_id, link_id).await?;
+                            out.personal.insert(id.clone(), Personal { data, link });
+                        }
                         out.rows.push(NewMessage {
-                            id: new_id("msg"),
+                            id,
                             bot_id: bot,
                             chat_id,
                             link_id: Some(link_id.clone()),
+                            category: None,
+                            content: None,
                         });
                     }
                 }
@@ -174,7 +305,8 @@ impl Services {
                             ),
                         ));
                     } else {
-                        out.fanouts.push((format!("{}-", new_id("msg")), fanout));
+                        out.fan_out(self, tenant_id, bot_id, fanout, data, personal, &mut seen)
+                            .await?;
                     }
                 }
                 Target::ConnectCode(code_id) => {
@@ -196,7 +328,8 @@ impl Services {
                             format!("no chat joined with connect code {code_id} is still linked"),
                         ));
                     } else {
-                        out.fanouts.push((format!("{}-", new_id("msg")), fanout));
+                        out.fan_out(self, tenant_id, bot_id, fanout, data, personal, &mut seen)
+                            .await?;
                     }
                 }
                 Target::Category(key) => {
@@ -206,7 +339,8 @@ impl Services {
                     let fanout = Fanout::Category { key: key.clone() };
                     let reach = self.store.fanout_reach(tenant_id, &fanout, bot_id).await?;
                     if reach.receiving > 0 {
-                        out.fanouts.push((format!("{}-", new_id("msg")), fanout));
+                        out.fan_out(self, tenant_id, bot_id, fanout, data, personal, &mut seen)
+                            .await?;
                     } else if reach.active > 0 {
                         out.skipped.push(Skipped::new(
                             &target,

@@ -19,8 +19,10 @@ pub struct SendRequest {
     /// `{"chat_id": 123}`, `{"link_id": "lnk_…"}`, `{"external_id": "user-7"}` (every active
     /// link of that app user), `{"category": "alerts"}` (every opted-in link),
     /// `{"connect_code_id": "cc_…"}` (every active link made with that team code), or a
-    /// list. Targets that reach nobody are reported in `skipped`; when none reaches anyone
-    /// the answer is 422 `no-recipients` and nothing is stored.
+    /// list. Each target may carry its own `"data": {…}` (with `template`), merged over the
+    /// request's `data` for its recipients. Targets that reach nobody are reported in
+    /// `skipped`; when none reaches anyone the answer is 422 `no-recipients` and nothing is
+    /// stored.
     #[schema(value_type = Object)]
     pub to: Value,
     /// Text (a caption with `photo` or `document`).
@@ -32,7 +34,8 @@ pub struct SendRequest {
     /// A template key (instead of `text`).
     #[serde(default)]
     pub template: Option<String>,
-    /// Template variables.
+    /// Template variables. A template that reads `link` also gets each recipient's link
+    /// (`link.external_id`, `link.metadata.*`, `link.timezone`) and is rendered per recipient.
     #[serde(default)]
     #[schema(value_type = Object)]
     pub data: Option<Value>,
@@ -161,8 +164,18 @@ pub fn send_body_limit(max_body_bytes: usize) -> usize {
     max_body_bytes.saturating_add(MAX_TARGETS * MAX_TARGET_BYTES)
 }
 
+/// One listed target, with the data its recipients get over the request's (`{"link_id":
+/// "…", "data": {…}}`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listed {
+    /// Who.
+    pub target: Target,
+    /// Template variables merged over the request's `data` for this target's recipients.
+    pub data: Option<Value>,
+}
+
 /// Parses `to`.
-pub fn parse_targets(to: &Value) -> ServiceResult<Vec<Target>> {
+pub fn parse_targets(to: &Value) -> ServiceResult<Vec<Listed>> {
     let items: Vec<&Value> = match to {
         Value::Array(items) => items.iter().collect(),
         other => vec![other],
@@ -176,13 +189,36 @@ pub fn parse_targets(to: &Value) -> ServiceResult<Vec<Target>> {
             format!("lists more than {MAX_TARGETS} targets; use a category"),
         ));
     }
-    items.into_iter().map(parse_target).collect()
+    items.into_iter().map(parse_listed).collect()
 }
 
+fn parse_listed(v: &Value) -> ServiceResult<Listed> {
+    let Some(obj) = v.as_object() else {
+        return Err(invalid("to", SHAPE));
+    };
+    let data = match obj.get("data") {
+        None => None,
+        Some(d @ Value::Object(_)) => Some(d.clone()),
+        Some(_) => {
+            return Err(invalid(
+                "to",
+                "a target's `data` must be a JSON object (its keys are template variables)",
+            ));
+        }
+    };
+    let mut rest = obj.clone();
+    rest.remove("data");
+    Ok(Listed {
+        target: parse_target(&Value::Object(rest))?,
+        data,
+    })
+}
+
+const SHAPE: &str = "each target is {\"chat_id\": 123}, {\"link_id\": \"…\"}, \
+                     {\"external_id\": \"…\"}, {\"category\": \"…\"} or \
+                     {\"connect_code_id\": \"…\"}, with an optional \"data\": {…}";
+
 fn parse_target(v: &Value) -> ServiceResult<Target> {
-    const SHAPE: &str = "each target is {\"chat_id\": 123}, {\"link_id\": \"…\"}, \
-                         {\"external_id\": \"…\"}, {\"category\": \"…\"} or \
-                         {\"connect_code_id\": \"…\"}";
     let obj = v
         .as_object()
         .filter(|o| o.len() == 1)
@@ -304,14 +340,22 @@ mod tests {
 
     #[test]
     fn targets_parse_one_or_a_list() {
+        let targets = |to| -> Vec<Target> {
+            parse_targets(&to)
+                .unwrap()
+                .into_iter()
+                .map(|l| l.target)
+                .collect()
+        };
+        assert_eq!(targets(json!({"chat_id": 5})), vec![Target::Chat(5)]);
         assert_eq!(
-            parse_targets(&json!({"chat_id": 5})).unwrap(),
-            vec![Target::Chat(5)]
-        );
-        assert_eq!(
-            parse_targets(&json!([{"link_id": "l1"}, {"category": "alerts"}])).unwrap(),
+            targets(json!([{"link_id": "l1"}, {"category": "alerts"}])),
             vec![Target::Link("l1".into()), Target::Category("alerts".into())]
         );
+        let listed = parse_targets(&json!([{"link_id": "l1", "data": {"n": 1}}])).unwrap();
+        assert_eq!(listed[0].data, Some(json!({"n": 1})));
+        assert!(parse_targets(&json!({"link_id": "l1", "data": 5})).is_err());
+        assert!(parse_targets(&json!({"data": {}})).is_err());
         assert!(parse_targets(&json!({"chat_id": 5, "link_id": "x"})).is_err());
         assert!(parse_targets(&json!([])).is_err());
         assert!(parse_targets(&json!({"phone": "1"})).is_err());

@@ -277,7 +277,13 @@ impl BotSender {
         }
         let mut contents = Vec::with_capacity(claimed.len());
         for c in &claimed {
-            contents.push(self.content(&c.request_id).await);
+            contents.push(match &c.content {
+                // A personal message carries its own rendering.
+                Some(own) => serde_json::from_str(own)
+                    .map(Arc::new)
+                    .map_err(|e| StoreError::Corrupt(format!("message {}: {e}", c.id)).into()),
+                None => self.content(&c.request_id).await,
+            });
         }
         for (c, content) in claimed.iter().zip(&contents) {
             if let Ok(content) = content

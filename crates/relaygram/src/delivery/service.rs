@@ -6,7 +6,8 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use super::content::{OwnButtons, StoredContent, render_content};
-use super::recipients::{Recipients, SkipReason, Skipped};
+use super::personal::{PersonalTemplate, is_personal, render_each};
+use super::recipients::{Recipients, Resolution, SkipReason, Skipped};
 use super::request::{
     SendRequest, Target, media_ref, parse_mode, parse_targets, send_at, send_at_local,
 };
@@ -128,6 +129,12 @@ pub struct Accepted {
     pub skipped: Vec<Skipped>,
 }
 
+/// A request's content: rendered once for all its recipients, or for each one.
+enum Body {
+    Shared((StoredContent, Vec<(String, String)>)),
+    Personal(PersonalTemplate),
+}
+
 /// A validated request, ready to store.
 #[derive(Debug)]
 pub struct Planned {
@@ -193,7 +200,10 @@ impl Services {
             (None, None) => None,
         };
         let request_buttons = req.buttons.clone().unwrap_or_default();
-        let (content, callbacks) = match (&req.text, &req.template) {
+        // Targets are parsed first: one that carries its own data makes the request personal.
+        let listed = parse_targets(&req.to)?;
+        let target_data = listed.iter().any(|l| l.data.is_some());
+        let body = match (&req.text, &req.template) {
             (Some(_), Some(_)) => {
                 return Err(invalid("template", "give text or template, not both"));
             }
@@ -213,21 +223,45 @@ impl Services {
                         }
                         other => other,
                     })?;
-                let mut content = template.content(req.data.as_ref());
-                if req.buttons.is_some() {
-                    content.buttons = &request_buttons;
+                if req.data.as_ref().is_some_and(|d| !d.is_object()) {
+                    return Err(invalid(
+                        "data",
+                        "must be a JSON object (its keys are the template's variables)",
+                    ));
                 }
-                render_content(
-                    &content,
-                    media,
-                    req.message_thread_id,
-                    req.silent,
-                    own_buttons,
-                )?
+                if is_personal(&template, req.data.as_ref(), target_data) {
+                    // Rendered for each recipient once they are known.
+                    Body::Personal(PersonalTemplate {
+                        template,
+                        buttons: req.buttons.clone(),
+                        data: req.data.clone(),
+                        media,
+                        message_thread_id: req.message_thread_id,
+                        silent: req.silent,
+                    })
+                } else {
+                    let mut content = template.content(req.data.as_ref());
+                    if req.buttons.is_some() {
+                        content.buttons = &request_buttons;
+                    }
+                    Body::Shared(render_content(
+                        &content,
+                        media,
+                        req.message_thread_id,
+                        req.silent,
+                        own_buttons,
+                    )?)
+                }
             }
             (text, None) => {
                 if req.data.is_some() {
                     return Err(invalid("data", "is only used with `template`"));
+                }
+                if target_data {
+                    return Err(invalid(
+                        "to",
+                        "a target's `data` is only used with `template`",
+                    ));
                 }
                 if text.is_none() && media.is_none() {
                     return Err(invalid(
@@ -242,13 +276,13 @@ impl Services {
                     data: None,
                     templated: false,
                 };
-                render_content(
+                Body::Shared(render_content(
                     &content,
                     media,
                     req.message_thread_id,
                     req.silent,
                     own_buttons,
-                )?
+                )?)
             }
         };
         let priority = req.priority.unwrap_or(0);
@@ -288,7 +322,6 @@ impl Services {
         };
 
         // Recipients.
-        let targets = parse_targets(&req.to)?;
         let bot_id = match &req.bot_id {
             Some(id) => {
                 let bot = self
@@ -301,9 +334,22 @@ impl Services {
             }
             None => None,
         };
-        let recipients = self
-            .resolve_recipients(tenant_id, bot_id.as_deref(), targets)
+        let resolution = match body {
+            Body::Shared(_) => Resolution::Shared,
+            Body::Personal(_) => Resolution::Personal,
+        };
+        let mut recipients = self
+            .resolve_recipients(tenant_id, bot_id.as_deref(), listed, resolution)
             .await?;
+        let (content, callbacks) = match body {
+            Body::Shared(shared) => shared,
+            Body::Personal(p) => {
+                let (first, callbacks) = render_each(&p, &mut recipients);
+                // With nobody rendered the request is refused (no-recipients) before its
+                // content is stored.
+                (first.unwrap_or_default(), callbacks)
+            }
+        };
         Ok(Planned {
             content,
             callbacks,
@@ -448,13 +494,10 @@ impl Services {
         let request_id = new_id("req");
         // A fan-out (app user, category) is a broadcast from its first recipient, as the
         // docs promise; a list becomes one above the threshold.
+        let fanned_out = plan.recipients.fanned_out || !plan.recipients.fanouts.is_empty();
         let (rows, fanouts) = (plan.recipients.rows, plan.recipients.fanouts);
-        let broadcast_above = if fanouts.is_empty() {
-            BROADCAST_THRESHOLD
-        } else {
-            0
-        };
-        let is_fanout = !fanouts.is_empty() || rows.len() as i64 > BROADCAST_THRESHOLD;
+        let broadcast_above = if fanned_out { 0 } else { BROADCAST_THRESHOLD };
+        let is_fanout = fanned_out || rows.len() as i64 > BROADCAST_THRESHOLD;
         let mut acceptance = Acceptance {
             request: NewRequest {
                 id: request_id.clone(),

@@ -127,6 +127,12 @@ impl Services {
                 "is required unless `digest.template` renders the items' data",
             ));
         }
+        if parse_targets(&req.to)?.iter().any(|l| l.data.is_some()) {
+            return Err(invalid(
+                "to",
+                "a target's own `data` is not used in digest items: give each item its `data`",
+            ));
+        }
         // The digest message is a plain request to the same recipients: delivery checks
         // the targets, the bot and the item's markup now, so a bad item stores nothing.
         let base = SendRequest {
@@ -144,7 +150,6 @@ impl Services {
             Value::Array(items) => items.clone(),
             one => vec![one.clone()],
         };
-        parse_targets(&req.to)?;
         let mut recipients: Vec<(String, SendRequest)> = Vec::new();
         for target in targets {
             let recipient = json!({"bot_id": req.bot_id, "to": target}).to_string();

@@ -5,6 +5,7 @@
 //! or it is cancelled.
 
 use async_trait::async_trait;
+use sqlx::Row;
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 
@@ -89,6 +90,8 @@ pub trait EditStore: Send + Sync {
     /// Notes on the sent message that an edit (`edited_at`) or delete (`deleted_at`) of it
     /// reached Telegram.
     async fn mark_edited(&self, edit_of: &str, kind: JobKind, now: i64) -> StoreResult<()>;
+    /// What a message sends: its own rendering (a personal message), else its request's.
+    async fn message_content(&self, message_id: &str) -> StoreResult<Option<String>>;
 }
 
 macro_rules! edit_store {
@@ -162,7 +165,7 @@ macro_rules! edit_store {
                 let mut tx = self.db.begin().await?;
                 Self::insert_request(&mut *tx, request, callbacks).await?;
                 let done = sqlx::query(
-                    "UPDATE messages SET request_id = $1, updated_at = $2 WHERE id = $3 \
+                    "UPDATE messages SET request_id = $1, content = NULL, updated_at = $2 WHERE id = $3 \
                      AND kind = 'send' AND status IN ('queued', 'paused') AND parts_sent = 0",
                 )
                 .bind(&request.id)
@@ -199,6 +202,17 @@ macro_rules! edit_store {
                 .await?;
                 tx.commit().await?;
                 Ok(cancelled)
+            }
+
+            async fn message_content(&self, message_id: &str) -> StoreResult<Option<String>> {
+                let row = sqlx::query(
+                    "SELECT COALESCE(m.content, r.content) AS content FROM messages m \
+                     JOIN message_requests r ON r.id = m.request_id WHERE m.id = $1",
+                )
+                .bind(message_id)
+                .fetch_optional(&self.db)
+                .await?;
+                Ok(row.map(|r| r.try_get("content")).transpose()?)
             }
 
             async fn mark_edited(&self, edit_of: &str, kind: JobKind, now: i64) -> StoreResult<()> {

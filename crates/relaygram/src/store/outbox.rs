@@ -55,6 +55,11 @@ pub struct NewMessage {
     pub chat_id: i64,
     /// The link it was addressed through, if any.
     pub link_id: Option<String>,
+    /// The category it was sent to, when a category fan-out reached it.
+    pub category: Option<String>,
+    /// Its own rendered content (JSON) when it was rendered for its recipient; `None`
+    /// shares the request's.
+    pub content: Option<String>,
 }
 
 /// A fan-out done inside the store: every link that should receive it.
@@ -380,6 +385,8 @@ pub struct Claimed {
     pub errors: String,
     /// The local send time, if any (the sender decides whether it waits).
     pub local_at: Option<String>,
+    /// Its own rendered content (JSON), when it has one instead of its request's.
+    pub content: Option<String>,
 }
 
 /// What an attempt did to a message.
@@ -627,6 +634,8 @@ pub(super) const QUEUED_ROWS: &[Col] = &[
     Col::Int("created_at"),
     Col::Text("local_at"),
     Col::Text("local_zone"),
+    Col::Text("category"),
+    Col::Text("content"),
 ];
 
 /// `INSERT INTO messages` the `queued` messages of a [`QUEUED_ROWS`] row set bound at `$1`,
@@ -635,9 +644,10 @@ pub(super) fn insert_queued<S: JsonRows>() -> String {
     format!(
         "INSERT INTO messages (id, request_id, tenant_id, bot_id, chat_id, link_id, \
          broadcast_id, status, priority, send_at, next_attempt_at, created_at, \
-         updated_at, finished_at, local_at, local_zone) \
+         updated_at, finished_at, local_at, local_zone, category, content) \
          SELECT id, request_id, tenant_id, bot_id, chat_id, link_id, NULL, 'queued', \
-         priority, send_at, send_at, created_at, created_at, NULL, local_at, local_zone FROM ({}) AS r",
+         priority, send_at, send_at, created_at, created_at, NULL, local_at, local_zone, \
+         category, content FROM ({}) AS r",
         S::json_rows("$1", QUEUED_ROWS)
     )
 }
@@ -897,7 +907,9 @@ macro_rules! outbox_store {
                                     a.send_at,
                                     a.request.created_at,
                                     a.local.as_ref().map(|(at, _)| at),
-                                    a.local.as_ref().map(|(_, zone)| zone)
+                                    a.local.as_ref().map(|(_, zone)| zone),
+                                    m.category,
+                                    m.content
                                 ])
                             })
                         })
@@ -987,14 +999,16 @@ macro_rules! outbox_store {
                         let rows: Vec<Value> = a
                             .rows
                             .iter()
-                            .map(|m| json!([m.id, m.bot_id, m.chat_id, m.link_id]))
+                            .map(|m| {
+                                json!([m.id, m.bot_id, m.chat_id, m.link_id, m.category, m.content])
+                            })
                             .collect();
                         let sql = format!(
                             "INSERT INTO messages (id, request_id, tenant_id, bot_id, chat_id, link_id, \
                              broadcast_id, status, priority, send_at, next_attempt_at, created_at, \
-                             updated_at, finished_at, local_at, local_zone) \
+                             updated_at, finished_at, local_at, local_zone, category, content) \
                              SELECT r.id, $1, $2, r.bot_id, r.chat_id, r.link_id, $3, $4, $5, $6, $6, \
-                             $7, $7, $8, $10, $11 FROM ({rows}) AS r",
+                             $7, $7, $8, $10, $11, r.category, r.content FROM ({rows}) AS r",
                             rows = $message_rows
                         );
                         let done = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -1418,7 +1432,7 @@ macro_rules! outbox_store {
                 // would prepare the statement again on every run.
                 let sql = format!(
                     "SELECT m.id, m.tenant_id, m.request_id, m.chat_id, m.link_id, m.broadcast_id, \
-                     m.attempts, m.parts_sent, m.telegram_message_ids, m.errors, m.local_at, \
+                     m.attempts, m.parts_sent, m.telegram_message_ids, m.errors, m.local_at, m.content, \
                      CASE WHEN m.link_id IS NULL THEN 'none' WHEN l.id IS NULL THEN 'gone' \
                      WHEN l.active = {t} THEN 'active' ELSE 'inactive' END AS link_state, c.state AS chat_state \
                      FROM messages m LEFT JOIN links l ON l.id = m.link_id \
@@ -1473,6 +1487,7 @@ macro_rules! outbox_store {
                         telegram_message_ids: r.try_get("telegram_message_ids")?,
                         errors: r.try_get("errors")?,
                         local_at: r.try_get("local_at")?,
+                        content: r.try_get("content")?,
                     };
                     // One message per chat per batch keeps the chat's order.
                     if chats.contains(&c.chat_id) || !pick(&c) {
@@ -1824,7 +1839,7 @@ outbox_store!(
      value ->> 'errors' AS errors, value ->> 'retried' AS retried, \
      value ->> 'rate_limited' AS rate_limited, value ->> 'chat_id' AS chat_id FROM jsonb_each($1)",
     "SELECT value ->> 0 AS id, value ->> 1 AS bot_id, value ->> 2 AS chat_id, \
-     value ->> 3 AS link_id FROM jsonb_each($9)"
+     value ->> 3 AS link_id, value ->> 4 AS category, value ->> 5 AS content FROM jsonb_each($9)"
 );
 outbox_store!(
     PgStore,
@@ -1836,7 +1851,8 @@ outbox_store!(
      next_attempt_at BIGINT, parts_sent BIGINT, telegram_message_ids TEXT, error_class TEXT, \
      error TEXT, errors TEXT, retried BIGINT, rate_limited BIGINT, chat_id BIGINT)",
     "SELECT v ->> 0 AS id, v ->> 1 AS bot_id, CAST(v ->> 2 AS BIGINT) AS chat_id, \
-     v ->> 3 AS link_id FROM jsonb_array_elements(CAST($9 AS TEXT)::jsonb) AS v"
+     v ->> 3 AS link_id, v ->> 4 AS category, v ->> 5 AS content \
+     FROM jsonb_array_elements(CAST($9 AS TEXT)::jsonb) AS v"
 );
 
 #[cfg(test)]

@@ -97,6 +97,8 @@ macro_rules! reply_store {
                             r.now,
                             none,
                             none,
+                            none,
+                            none,
                         )
                     })))],
                 );

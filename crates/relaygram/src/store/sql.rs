@@ -113,6 +113,11 @@ const SQLITE_MIGRATIONS: &[Embedded] = &[
         "message_edits",
         include_str!("../../migrations/sqlite/0018_message_edits.sql"),
     ),
+    (
+        19,
+        "personal_content",
+        include_str!("../../migrations/sqlite/0019_personal_content.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[Embedded] = &[
     (
@@ -194,6 +199,11 @@ const POSTGRES_MIGRATIONS: &[Embedded] = &[
         18,
         "message_edits",
         include_str!("../../migrations/postgres/0018_message_edits.sql"),
+    ),
+    (
+        19,
+        "personal_content",
+        include_str!("../../migrations/postgres/0019_personal_content.sql"),
     ),
 ];
 

@@ -594,6 +594,8 @@ fn acceptance(n: u32, bot_id: &str, key: Option<&str>) -> Acceptance {
             bot_id: bot_id.into(),
             chat_id: 100 + i64::from(n),
             link_id: None,
+            category: None,
+            content: None,
         }],
         fanouts: vec![],
         bot_id: None,

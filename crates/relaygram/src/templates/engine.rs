@@ -148,6 +148,14 @@ pub fn check_syntax(source: &str) -> Result<(), TemplateError> {
         .map_err(|e| TemplateError::Syntax(describe(&e)))
 }
 
+/// Whether `source` reads the top-level variable `name` (a template that uses `link` is
+/// rendered once per recipient). A source that does not compile reads nothing.
+pub fn reads(source: &str, name: &str) -> bool {
+    ENV.template_from_named_str(PLAIN_NAME, source)
+        .map(|t| t.undeclared_variables(false).contains(name))
+        .unwrap_or(false)
+}
+
 /// Renders `source` (a message text in `parse_mode`, or a button field with
 /// [`BUTTON_NAME`] escaping rules when `parse_mode` is `None`) with `data`.
 pub fn render(

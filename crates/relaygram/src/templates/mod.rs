@@ -19,7 +19,7 @@ use relaygram_sandbox::markup::{parse_html, parse_markdown_v2, utf16_len};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-pub use engine::{TemplateError, check_syntax, escape_html, escape_markdown_v2};
+pub use engine::{TemplateError, check_syntax, escape_html, escape_markdown_v2, reads};
 
 use crate::services::ServiceError;
 
@@ -412,6 +412,17 @@ impl TemplateRecord {
             data,
             templated: true,
         }
+    }
+
+    /// Whether the text or a button reads the top-level variable `name`.
+    pub fn reads(&self, name: &str) -> bool {
+        reads(&self.text, name)
+            || self.buttons.iter().flatten().any(|b| {
+                [Some(&b.text), b.url.as_ref(), b.callback_data.as_ref()]
+                    .into_iter()
+                    .flatten()
+                    .any(|field| reads(field, name))
+            })
     }
 }
 

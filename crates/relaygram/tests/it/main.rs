@@ -19,6 +19,7 @@ mod linking;
 mod local_time;
 mod openapi;
 mod operations;
+mod personal;
 mod quiet;
 mod recipients;
 mod reporting;

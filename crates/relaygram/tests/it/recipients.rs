@@ -64,7 +64,13 @@ async fn a_send_that_reaches_nobody_is_refused_and_a_partial_list_reports_what_i
             (l.body["active"] == false).then_some(())
         })
         .await;
-        let (_, carol_link) = linked(&app, &s, "Carol", "user-3").await;
+        let (carol, carol_link) = linked(&app, &s, "Carol", "user-3").await;
+        // The link is visible a moment before its confirmation reply is stored: wait for
+        // the reply, so the count below only changes if a refused send stored something.
+        until("Carol's link confirmation", || async {
+            (!app.bot_texts(carol, &s.username).await.is_empty()).then_some(())
+        })
+        .await;
         let d = app.delete(&format!("/v1/links/{carol_link}"), &s.key).await;
         assert_eq!(d.status, StatusCode::NO_CONTENT, "{}", d.text);
         let before = message_count(&app, &s.key).await;
