@@ -56,6 +56,9 @@ pub struct SendArgs {
     /// Send without sound.
     #[arg(long)]
     pub silent: bool,
+    /// The app's own JSON object, given back with replies to and presses on this message.
+    #[arg(long)]
+    pub metadata: Option<String>,
     /// Not before this time (RFC 3339).
     #[arg(long)]
     pub send_at: Option<String>,
@@ -112,6 +115,14 @@ impl SendArgs {
                     .map_err(|e| anyhow::anyhow!("--data is not JSON: {e}"))
             })
             .transpose()?;
+        let metadata = self
+            .metadata
+            .as_deref()
+            .map(|d| {
+                serde_json::from_str::<Value>(d)
+                    .map_err(|e| anyhow::anyhow!("--metadata is not JSON: {e}"))
+            })
+            .transpose()?;
         Ok(SendRequest {
             bot_id: self.bot.clone(),
             to: Value::Array(to),
@@ -131,6 +142,7 @@ impl SendArgs {
             send_at_local: self.send_at_local.clone(),
             default_timezone: self.default_timezone.clone(),
             priority: None,
+            metadata,
             digest: None,
         })
     }

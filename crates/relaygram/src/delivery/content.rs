@@ -5,6 +5,7 @@ use serde_json::{Value, json};
 
 use crate::ids::new_id;
 use crate::services::ServiceResult;
+use crate::store::Callback;
 use crate::templates::{self, Content, Limit, Rendered, RenderedButton};
 
 /// Prefix of the short token Telegram gets for a callback button; the router looks the
@@ -98,7 +99,7 @@ pub fn render_content(
     message_thread_id: Option<i64>,
     silent: bool,
     own_buttons: OwnButtons,
-) -> ServiceResult<(StoredContent, Vec<(String, String)>)> {
+) -> ServiceResult<(StoredContent, Vec<Callback>)> {
     // A caption is the first part (an empty one: media without a caption); when it is
     // over 1024 characters the renderer numbers its parts and the rest follow as texts.
     let limit = if media.is_some() {
@@ -133,13 +134,18 @@ pub fn render_content(
                         // relaygram's own buttons (`rg:stop:yes`, `rg:cat:<id>`, from the
                         // router's replies) are short and need no storage: sent as they
                         // are, they match the keyboards the router redraws directly.
-                        RenderedButton::Callback { text, data } if is_own_action(&data) => {
+                        RenderedButton::Callback { text, data, .. } if is_own_action(&data) => {
                             json!({"text": text, "callback_data": data})
                         }
-                        RenderedButton::Callback { text, data } => {
+                        RenderedButton::Callback { text, data, answer } => {
                             let id = new_id("cb");
                             let token = format!("{CALLBACK_PREFIX}{id}");
-                            callbacks.push((id, data));
+                            callbacks.push(Callback {
+                                id,
+                                data,
+                                answer: answer
+                                    .map(|a| serde_json::to_string(&a).unwrap_or_default()),
+                            });
                             json!({"text": text, "callback_data": token})
                         }
                     })

@@ -16,6 +16,7 @@ use super::personal::{LINK_VARIABLE, is_personal, link_variables};
 use super::request::{ButtonSpec, parse_mode};
 use crate::ids::new_id;
 use crate::services::{ServiceError, ServiceResult, Services};
+use crate::store::Callback;
 use crate::store::{
     CancelReason, JobKind, LinkRecord, MessageRecord, NewJob, NewRequest, StoreError,
 };
@@ -275,7 +276,7 @@ impl Services {
         req: &EditRequest,
         original: &StoredContent,
         link: Option<&LinkRecord>,
-    ) -> ServiceResult<(Option<StoredContent>, Option<Value>, Vec<(String, String)>)> {
+    ) -> ServiceResult<(Option<StoredContent>, Option<Value>, Vec<Callback>)> {
         let buttons = req.buttons.clone().unwrap_or_default();
         let rendered = match (&req.text, &req.template) {
             (Some(_), Some(_)) => {
@@ -408,8 +409,12 @@ impl Services {
             // Not sent yet: it will be sent with the new content instead.
             let mut content = content.unwrap_or_else(|| original.clone());
             content.reply_markup = markup;
-            let request = self.job_request(tenant_id, &content, now);
-            if !self.store.replace_content(id, &request, &callbacks).await? {
+            let content = serde_json::to_string(&content).unwrap_or_default();
+            if !self
+                .store
+                .replace_content(id, &content, &callbacks, now)
+                .await?
+            {
                 return Err(busy(id));
             }
             return Ok(EditAccepted {
@@ -535,6 +540,7 @@ impl Services {
             tenant_id: tenant_id.to_string(),
             origin: "api".into(),
             content: serde_json::to_string(content).unwrap_or_default(),
+            metadata: None,
             created_at: now,
         }
     }
@@ -544,7 +550,7 @@ impl Services {
         &self,
         m: &MessageRecord,
         job: JobContent,
-        callbacks: Vec<(String, String)>,
+        callbacks: Vec<Callback>,
         now: i64,
     ) -> ServiceResult<String> {
         let kind = job.kind();

@@ -13,6 +13,7 @@ use super::content::{OwnButtons, StoredContent, render_content};
 use super::recipients::{Personal, Recipients, SkipReason, Skipped};
 use super::request::Target;
 use crate::services::ServiceError;
+use crate::store::Callback;
 use crate::store::LinkRecord;
 use crate::templates::{ButtonSpec, TemplateRecord};
 
@@ -106,7 +107,7 @@ fn recipient_data(request: Option<&Value>, personal: &Personal) -> Value {
 pub fn render_each(
     p: &PersonalTemplate,
     recipients: &mut Recipients,
-) -> (Option<StoredContent>, Vec<(String, String)>) {
+) -> (Option<StoredContent>, Vec<Callback>) {
     let mut first = None;
     let mut callbacks = Vec::new();
     let mut failed = std::collections::HashSet::new();

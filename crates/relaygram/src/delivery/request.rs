@@ -86,6 +86,13 @@ pub struct SendRequest {
     #[serde(default, deserialize_with = "priority_or_urgent")]
     #[schema(value_type = Option<Object>, example = json!("urgent"))]
     pub priority: Option<i64>,
+    /// The app's own JSON object (up to 4096 bytes), kept with the send and given back with a
+    /// user's reply to one of its messages (`message.received`'s `reply_to.metadata`) and
+    /// with a press of one of its buttons (`callback.received`'s `metadata`), so the app
+    /// can thread a conversation without a lookup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>, example = json!({"ticket": "T-1042"}))]
+    pub metadata: Option<Value>,
     /// Collect into a digest instead of sending now: `{"key", "window"}` or
     /// `{"key", "schedule_id"}` (see docs/delivery.md, Digests).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -287,6 +294,28 @@ pub fn media_ref(field: &'static str, value: &str) -> ServiceResult<String> {
             field,
             "must be an http(s) URL or a Telegram file_id",
         ))
+    }
+}
+
+/// Longest `metadata` of a send, serialized.
+pub const MAX_METADATA_BYTES: usize = 4096;
+
+/// Checks a send's `metadata` (a JSON object of at most [`MAX_METADATA_BYTES`]) and gives
+/// what is stored.
+pub fn metadata(value: Option<&Value>) -> ServiceResult<Option<String>> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(v @ Value::Object(_)) => {
+            let text = v.to_string();
+            if text.len() > MAX_METADATA_BYTES {
+                return Err(invalid(
+                    "metadata",
+                    format!("is {} bytes; at most {MAX_METADATA_BYTES}", text.len()),
+                ));
+            }
+            Ok(Some(text))
+        }
+        Some(_) => Err(invalid("metadata", "must be a JSON object")),
     }
 }
 

@@ -9,10 +9,11 @@ use super::content::{OwnButtons, StoredContent, render_content};
 use super::personal::{PersonalTemplate, is_personal, render_each};
 use super::recipients::{Recipients, Resolution, SkipReason, Skipped};
 use super::request::{
-    SendRequest, Target, media_ref, parse_mode, parse_targets, send_at, send_at_local,
+    SendRequest, Target, media_ref, metadata, parse_mode, parse_targets, send_at, send_at_local,
 };
 use crate::ids::new_id;
 use crate::services::{ServiceError, ServiceResult, Services};
+use crate::store::Callback;
 use crate::store::{
     Acceptance, Accepted as StoredAccepted, Fanout, MessageFilter, MessageRecord, NewMessage,
     NewRequest, Page, StoreError, Throttle, ThrottleScope,
@@ -131,7 +132,7 @@ pub struct Accepted {
 
 /// A request's content: rendered once for all its recipients, or for each one.
 enum Body {
-    Shared((StoredContent, Vec<(String, String)>)),
+    Shared((StoredContent, Vec<Callback>)),
     Personal(PersonalTemplate),
 }
 
@@ -139,7 +140,7 @@ enum Body {
 #[derive(Debug)]
 pub struct Planned {
     content: StoredContent,
-    callbacks: Vec<(String, String)>,
+    callbacks: Vec<Callback>,
     recipients: Recipients,
     bot_id: Option<String>,
     priority: i64,
@@ -147,6 +148,8 @@ pub struct Planned {
     /// `send_at_local`: the local time, the default zone, the earliest instant.
     local: Option<(String, String, i64)>,
     throttle: Option<(String, u32, ThrottleScope)>,
+    /// The app's metadata, serialized.
+    metadata: Option<String>,
 }
 
 fn invalid(field: &'static str, message: impl Into<String>) -> ServiceError {
@@ -285,6 +288,7 @@ impl Services {
                 )?)
             }
         };
+        let metadata = metadata(req.metadata.as_ref())?;
         let priority = req.priority.unwrap_or(0);
         if !(-100..=100).contains(&priority) {
             return Err(invalid("priority", "must be between -100 and 100"));
@@ -359,6 +363,7 @@ impl Services {
             send_at,
             local,
             throttle,
+            metadata,
         })
     }
 
@@ -504,6 +509,7 @@ impl Services {
                 tenant_id: tenant_id.to_string(),
                 origin: origin_text,
                 content: serde_json::to_string(&plan.content).unwrap_or_default(),
+                metadata: plan.metadata,
                 created_at: now,
             },
             rows,

@@ -17,6 +17,7 @@ use crate::store::{
     BotRecord, ChatRecord, ChatState, NewEvent, NewReply, UpdateRecord, UpdateStatus,
 };
 use crate::telegram::{BotToken, TelegramError};
+use crate::templates::CallbackAnswer;
 
 /// Callback data of relaygram's own buttons starts with this.
 const OWN_BUTTON: &str = "rg:";
@@ -541,8 +542,16 @@ impl Ctx<'_> {
             .find_sent_message(&self.bot.id, chat_id, replied)
             .await?;
         Ok(found.map(|f| {
-            json!({"message_id": f.message_id, "request_id": f.request_id,
-                   "telegram_message_id": replied})
+            let mut v = json!({"message_id": f.message_id, "request_id": f.request_id,
+                               "telegram_message_id": replied});
+            if let Some(metadata) = f
+                .metadata
+                .as_deref()
+                .and_then(|m| serde_json::from_str::<Value>(m).ok())
+            {
+                v["metadata"] = metadata;
+            }
+            v
         }))
     }
 
@@ -597,11 +606,10 @@ impl Ctx<'_> {
                 .store
                 .get_callback(id)
                 .await?
-                .filter(|(tenant, _)| *tenant == self.bot.tenant_id)
-                .map(|(_, data)| data),
+                .filter(|c| c.tenant_id == self.bot.tenant_id),
             None => None,
         };
-        let data = stored.as_deref().unwrap_or(data);
+        let data = stored.as_ref().map_or(data, |c| c.data.as_str());
         if let Some(button) = data.strip_prefix(SETTINGS_BUTTON)
             && let Some(chat_id) = chat_id
         {
@@ -642,13 +650,25 @@ impl Ctx<'_> {
             self.answer_callback(id, Some(reply), false).await;
             return Ok(Handled::done(format!("answered relaygram button {own}")));
         }
-        self.emit_about(
-            "callback.received",
-            chat_id,
-            json!({"bot_id": self.bot.id, "data": data, "from": q["from"], "message": q["message"], "chat_id": chat_id}),
-        )
-        .await?;
-        self.answer_callback(id, None, false).await;
+        let mut event = json!({"bot_id": self.bot.id, "data": data, "from": q["from"],
+                               "message": q["message"], "chat_id": chat_id});
+        if let Some(metadata) = stored
+            .as_ref()
+            .and_then(|c| c.metadata.as_deref())
+            .and_then(|m| serde_json::from_str::<Value>(m).ok())
+        {
+            event["metadata"] = metadata;
+        }
+        self.emit_about("callback.received", chat_id, event).await?;
+        // The button's own answer, when the send gave it one (a toast or an alert).
+        let answer: Option<CallbackAnswer> = stored
+            .as_ref()
+            .and_then(|c| c.answer.as_deref())
+            .and_then(|a| serde_json::from_str(a).ok());
+        match &answer {
+            Some(a) => self.answer_callback(id, Some(&a.text), a.show_alert).await,
+            None => self.answer_callback(id, None, false).await,
+        }
         Ok(Handled::done("answered and forwarded as callback.received"))
     }
 

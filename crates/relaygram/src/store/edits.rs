@@ -11,6 +11,7 @@ use sqlx::sqlite::SqliteRow;
 
 use super::StoreResult;
 use super::cancel::{CancelReason, Cancelled};
+use super::outbox::Callback;
 use super::outbox::NewRequest;
 use super::sql::{PgStore, SqliteStore};
 
@@ -60,8 +61,8 @@ pub struct NewJob {
     pub bot_id: String,
     /// Telegram chat.
     pub chat_id: i64,
-    /// Server-side data of new callback buttons: (id, data).
-    pub callbacks: Vec<(String, String)>,
+    /// Server-side data of new callback buttons.
+    pub callbacks: Vec<Callback>,
 }
 
 /// Edits and deletes of messages.
@@ -70,12 +71,14 @@ pub trait EditStore: Send + Sync {
     /// Stores the job's request and queues the job, due now, in one transaction.
     async fn queue_job(&self, job: &NewJob) -> StoreResult<()>;
     /// Gives a message that has not started sending (`queued` or `paused`, nothing of it
-    /// delivered) the content of `request` instead of its own. False when it has started.
+    /// delivered) its own `content` (JSON) instead of what it had; it stays in its request.
+    /// False when it has started.
     async fn replace_content(
         &self,
         message_id: &str,
-        request: &NewRequest,
-        callbacks: &[(String, String)],
+        content: &str,
+        callbacks: &[Callback],
+        now: i64,
     ) -> StoreResult<bool>;
     /// Cancels one waiting message with `reason` (and its `message.cancelled` event); 0
     /// messages when it is no longer waiting.
@@ -101,29 +104,31 @@ macro_rules! edit_store {
             async fn insert_request(
                 conn: &mut <<$row as sqlx::Row>::Database as sqlx::Database>::Connection,
                 r: &NewRequest,
-                callbacks: &[(String, String)],
+                callbacks: &[Callback],
             ) -> StoreResult<()> {
                 sqlx::query(
-                    "INSERT INTO message_requests (id, tenant_id, origin, content, created_at) \
-                     VALUES ($1, $2, $3, $4, $5)",
+                    "INSERT INTO message_requests (id, tenant_id, origin, content, created_at, metadata) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
                 )
                 .bind(&r.id)
                 .bind(&r.tenant_id)
                 .bind(&r.origin)
                 .bind(&r.content)
                 .bind(r.created_at)
+                .bind(&r.metadata)
                 .execute(&mut *conn)
                 .await?;
-                for (id, data) in callbacks {
+                for c in callbacks {
                     sqlx::query(
-                        "INSERT INTO callback_data (id, tenant_id, request_id, data, created_at) \
-                         VALUES ($1, $2, $3, $4, $5)",
+                        "INSERT INTO callback_data (id, tenant_id, request_id, data, created_at, answer) \
+                         VALUES ($1, $2, $3, $4, $5, $6)",
                     )
-                    .bind(id)
+                    .bind(&c.id)
                     .bind(&r.tenant_id)
                     .bind(&r.id)
-                    .bind(data)
+                    .bind(&c.data)
                     .bind(r.created_at)
+                    .bind(&c.answer)
                     .execute(&mut *conn)
                     .await?;
                 }
@@ -159,23 +164,40 @@ macro_rules! edit_store {
             async fn replace_content(
                 &self,
                 message_id: &str,
-                request: &NewRequest,
-                callbacks: &[(String, String)],
+                content: &str,
+                callbacks: &[Callback],
+                now: i64,
             ) -> StoreResult<bool> {
                 let mut tx = self.db.begin().await?;
-                Self::insert_request(&mut *tx, request, callbacks).await?;
-                let done = sqlx::query(
-                    "UPDATE messages SET request_id = $1, content = NULL, updated_at = $2 WHERE id = $3 \
-                     AND kind = 'send' AND status IN ('queued', 'paused') AND parts_sent = 0",
+                let Some(row) = sqlx::query(
+                    "UPDATE messages SET content = $1, updated_at = $2 WHERE id = $3 \
+                     AND kind = 'send' AND status IN ('queued', 'paused') AND parts_sent = 0 \
+                     RETURNING tenant_id, request_id",
                 )
-                .bind(&request.id)
-                .bind(request.created_at)
+                .bind(content)
+                .bind(now)
                 .bind(message_id)
-                .execute(&mut *tx)
-                .await?;
-                if done.rows_affected() == 0 {
+                .fetch_optional(&mut *tx)
+                .await?
+                else {
                     tx.rollback().await?;
                     return Ok(false);
+                };
+                let tenant_id: String = row.try_get("tenant_id")?;
+                let request_id: String = row.try_get("request_id")?;
+                for c in callbacks {
+                    sqlx::query(
+                        "INSERT INTO callback_data (id, tenant_id, request_id, data, created_at, answer) \
+                         VALUES ($1, $2, $3, $4, $5, $6)",
+                    )
+                    .bind(&c.id)
+                    .bind(&tenant_id)
+                    .bind(&request_id)
+                    .bind(&c.data)
+                    .bind(now)
+                    .bind(&c.answer)
+                    .execute(&mut *tx)
+                    .await?;
                 }
                 tx.commit().await?;
                 Ok(true)

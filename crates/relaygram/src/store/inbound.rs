@@ -279,6 +279,8 @@ pub struct SentMessage {
     pub message_id: String,
     /// Its request.
     pub request_id: String,
+    /// The app's metadata of its send (a JSON object), if any.
+    pub metadata: Option<String>,
 }
 
 const UPDATE_COLS: &str = "u.bot_id, u.update_id, u.kind, u.chat_id, u.user_id, u.body, \
@@ -1015,10 +1017,11 @@ macro_rules! inbound_store {
                 // the sender writes (`[41,42]`, no spaces), checked again after parsing.
                 let id = telegram_message_id.to_string();
                 let rows = sqlx::query(
-                    "SELECT id, request_id, telegram_message_ids FROM messages \
-                     WHERE bot_id = $1 AND chat_id = $2 AND (telegram_message_ids = $3 \
-                     OR telegram_message_ids LIKE $4 OR telegram_message_ids LIKE $5 \
-                     OR telegram_message_ids LIKE $6) ORDER BY id DESC LIMIT 5",
+                    "SELECT m.id, m.request_id, m.telegram_message_ids, r.metadata FROM messages m \
+                     LEFT JOIN message_requests r ON r.id = m.request_id \
+                     WHERE m.bot_id = $1 AND m.chat_id = $2 AND (m.telegram_message_ids = $3 \
+                     OR m.telegram_message_ids LIKE $4 OR m.telegram_message_ids LIKE $5 \
+                     OR m.telegram_message_ids LIKE $6) ORDER BY m.id DESC LIMIT 5",
                 )
                 .bind(bot_id)
                 .bind(chat_id)
@@ -1035,6 +1038,7 @@ macro_rules! inbound_store {
                         return Ok(Some(SentMessage {
                             message_id: row.try_get("id")?,
                             request_id: row.try_get("request_id")?,
+                            metadata: row.try_get("metadata")?,
                         }));
                     }
                 }

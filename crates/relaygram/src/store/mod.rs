@@ -41,9 +41,9 @@ pub use links::{
     LinkWrite,
 };
 pub use outbox::{
-    Acceptance, Accepted, BotLimitsRecord, BotStats, BroadcastRecord, Claimed, FINAL_STATES,
-    Fanout, ListOrder, MessageFilter, MessageRecord, NewMessage, NewRequest, OutboxStore, Outcome,
-    Reach, Throttle, ThrottleScope,
+    Acceptance, Accepted, BotLimitsRecord, BotStats, BroadcastRecord, Callback, CallbackRecord,
+    Claimed, FINAL_STATES, Fanout, ListOrder, MessageFilter, MessageRecord, NewMessage, NewRequest,
+    OutboxStore, Outcome, Reach, Throttle, ThrottleScope,
 };
 pub use replies::NewReply;
 pub use schedules::{

@@ -40,8 +40,34 @@ pub struct NewRequest {
     pub origin: String,
     /// The rendered content, JSON.
     pub content: String,
+    /// The app's metadata of the send (a JSON object), if any.
+    pub metadata: Option<String>,
     /// Acceptance time (UTC ms).
     pub created_at: i64,
+}
+
+/// The server-side data of one callback button a request sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Callback {
+    /// The id in the token Telegram gets (`rg:cb:<id>`).
+    pub id: String,
+    /// The app's data, any length.
+    pub data: String,
+    /// What a press answers (`{"text", "show_alert"}`, JSON); `None` answers silently.
+    pub answer: Option<String>,
+}
+
+/// A pressed button's stored data, with what it answers and its send's metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackRecord {
+    /// Owning tenant.
+    pub tenant_id: String,
+    /// The app's data.
+    pub data: String,
+    /// What the press answers, JSON (see [`Callback::answer`]).
+    pub answer: Option<String>,
+    /// The app's metadata of the send that carried the button.
+    pub metadata: Option<String>,
 }
 
 /// One message row to insert.
@@ -146,8 +172,8 @@ pub struct Acceptance {
     pub throttle: Option<Throttle>,
     /// Above this many messages the request is a broadcast with this id.
     pub broadcast: Option<(String, i64)>,
-    /// Server-side button data: (id, data).
-    pub callbacks: Vec<(String, String)>,
+    /// Server-side button data.
+    pub callbacks: Vec<Callback>,
     /// Idempotency key and the hash of the body.
     pub idempotency: Option<(String, String)>,
     /// The answer to keep with the idempotency key when the call is stored as it is
@@ -580,8 +606,8 @@ pub trait OutboxStore: Send + Sync {
         filter: &MessageFilter,
         every_tenant: bool,
     ) -> StoreResult<Vec<BotStats>>;
-    /// The tenant and data of a server-side button.
-    async fn get_callback(&self, id: &str) -> StoreResult<Option<(String, String)>>;
+    /// A server-side button's data, answer and its send's metadata.
+    async fn get_callback(&self, id: &str) -> StoreResult<Option<CallbackRecord>>;
     /// A bot's own limits.
     async fn get_bot_limits(&self, bot_id: &str) -> StoreResult<BotLimitsRecord>;
     /// Sets a bot's own limits.
@@ -610,6 +636,7 @@ pub(super) const REQUEST_ROWS: &[Col] = &[
     Col::Text("origin"),
     Col::Text("content"),
     Col::Int("created_at"),
+    Col::Text("metadata"),
 ];
 
 /// A `callback_data` row set: the server-side data of a request's buttons.
@@ -619,6 +646,7 @@ pub(super) const CALLBACK_ROWS: &[Col] = &[
     Col::Text("request_id"),
     Col::Text("data"),
     Col::Int("created_at"),
+    Col::Text("answer"),
 ];
 
 /// A row set of queued messages, inserted by [`insert_queued`].
@@ -883,7 +911,7 @@ macro_rules! outbox_store {
                         .iter()
                         .map(|&i| {
                             let r = &batch[i].request;
-                            json!([r.id, r.tenant_id, r.origin, r.content, r.created_at])
+                            json!([r.id, r.tenant_id, r.origin, r.content, r.created_at, r.metadata])
                         })
                         .collect();
                     let sql = <$store>::json_insert("message_requests", REQUEST_ROWS);
@@ -925,8 +953,8 @@ macro_rules! outbox_store {
                         .iter()
                         .flat_map(|&i| {
                             let a = &batch[i];
-                            a.callbacks.iter().map(move |(id, data)| {
-                                json!([id, a.request.tenant_id, a.request.id, data, a.request.created_at])
+                            a.callbacks.iter().map(move |c| {
+                                json!([c.id, a.request.tenant_id, a.request.id, c.data, a.request.created_at, c.answer])
                             })
                         })
                         .collect();
@@ -977,14 +1005,15 @@ macro_rules! outbox_store {
                         _ => "queued",
                     };
                     sqlx::query(
-                        "INSERT INTO message_requests (id, tenant_id, origin, content, created_at) \
-                         VALUES ($1, $2, $3, $4, $5)",
+                        "INSERT INTO message_requests (id, tenant_id, origin, content, created_at, metadata) \
+                         VALUES ($1, $2, $3, $4, $5, $6)",
                     )
                     .bind(&a.request.id)
                     .bind(tenant)
                     .bind(&a.request.origin)
                     .bind(&a.request.content)
                     .bind(now)
+                    .bind(&a.request.metadata)
                     .execute(&mut *tx)
                     .await?;
                     let broadcast_id = a.broadcast.as_ref().map(|(id, _)| id.as_str());
@@ -1182,16 +1211,17 @@ macro_rules! outbox_store {
                                 .await?;
                         }
                     }
-                    for (id, data) in &a.callbacks {
+                    for c in &a.callbacks {
                         sqlx::query(
-                            "INSERT INTO callback_data (id, tenant_id, request_id, data, created_at) \
-                             VALUES ($1, $2, $3, $4, $5)",
+                            "INSERT INTO callback_data (id, tenant_id, request_id, data, created_at, answer) \
+                             VALUES ($1, $2, $3, $4, $5, $6)",
                         )
-                        .bind(id)
+                        .bind(&c.id)
                         .bind(tenant)
                         .bind(&a.request.id)
-                        .bind(data)
+                        .bind(&c.data)
                         .bind(now)
+                        .bind(&c.answer)
                         .execute(&mut *tx)
                         .await?;
                     }
@@ -1770,13 +1800,23 @@ macro_rules! outbox_store {
                 Ok(out)
             }
 
-            async fn get_callback(&self, id: &str) -> StoreResult<Option<(String, String)>> {
-                let row = sqlx::query("SELECT tenant_id, data FROM callback_data WHERE id = $1")
-                    .bind(id)
-                    .fetch_optional(&self.db)
-                    .await?;
-                row.map(|r| Ok((r.try_get("tenant_id")?, r.try_get("data")?)))
-                    .transpose()
+            async fn get_callback(&self, id: &str) -> StoreResult<Option<CallbackRecord>> {
+                let row = sqlx::query(
+                    "SELECT c.tenant_id, c.data, c.answer, r.metadata FROM callback_data c \
+                     LEFT JOIN message_requests r ON r.id = c.request_id WHERE c.id = $1",
+                )
+                .bind(id)
+                .fetch_optional(&self.db)
+                .await?;
+                row.map(|r| {
+                    Ok(CallbackRecord {
+                        tenant_id: r.try_get("tenant_id")?,
+                        data: r.try_get("data")?,
+                        answer: r.try_get("answer")?,
+                        metadata: r.try_get("metadata")?,
+                    })
+                })
+                .transpose()
             }
 
             async fn get_bot_limits(&self, bot_id: &str) -> StoreResult<BotLimitsRecord> {

@@ -36,8 +36,8 @@ pub struct NewReply {
     pub origin: String,
     /// The rendered content, JSON.
     pub content: String,
-    /// Server-side button data: (id, data).
-    pub callbacks: Vec<(String, String)>,
+    /// Server-side button data.
+    pub callbacks: Vec<super::outbox::Callback>,
     /// Acceptance time (UTC ms): also when it may be sent.
     pub now: i64,
 }
@@ -66,6 +66,7 @@ macro_rules! reply_store {
                     .copied()
                     .filter(|r| seen.insert(r.origin.as_str()))
                     .collect();
+                let none: Option<&str> = None;
                 // The conflict target names the partial index `message_requests_reply`.
                 let requests = script.push(
                     format!(
@@ -74,14 +75,20 @@ macro_rules! reply_store {
                         <$store>::json_insert("message_requests", REQUEST_ROWS)
                     ),
                     vec![Param::Text(json_array(firsts.iter().map(|r| {
-                        (&r.request_id, &r.tenant_id, &r.origin, &r.content, r.now)
+                        (
+                            &r.request_id,
+                            &r.tenant_id,
+                            &r.origin,
+                            &r.content,
+                            r.now,
+                            none,
+                        )
                     })))],
                 );
                 // A request id is new, so a request by that id was stored just now.
                 const STORED: &str =
                     " WHERE EXISTS (SELECT 1 FROM message_requests q WHERE q.id = r.request_id)";
                 // Due now, with no link, local time or priority.
-                let none: Option<&str> = None;
                 script.push(
                     format!("{}{STORED}", insert_queued::<$store>()),
                     vec![Param::Text(json_array(firsts.iter().map(|r| {
@@ -105,9 +112,16 @@ macro_rules! reply_store {
                 let callbacks: Vec<_> = firsts
                     .iter()
                     .flat_map(|r| {
-                        r.callbacks
-                            .iter()
-                            .map(move |(id, data)| (id, &r.tenant_id, &r.request_id, data, r.now))
+                        r.callbacks.iter().map(move |c| {
+                            (
+                                &c.id,
+                                &r.tenant_id,
+                                &r.request_id,
+                                &c.data,
+                                r.now,
+                                &c.answer,
+                            )
+                        })
                     })
                     .collect();
                 if !callbacks.is_empty() {

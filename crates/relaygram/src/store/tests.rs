@@ -457,7 +457,11 @@ async fn replies_story(store: Arc<dyn Store>) {
         chat_id: 42,
         origin: key.into(),
         content: r#"{"parts":["hi"],"parse_mode":null,"media":null,"reply_markup":null,"message_thread_id":null,"silent":false}"#.into(),
-        callbacks: vec![(format!("cb_r{n}"), "app:data".into())],
+        callbacks: vec![super::Callback {
+            id: format!("cb_r{n}"),
+            data: "app:data".into(),
+            answer: None,
+        }],
         now,
     }
     };
@@ -551,7 +555,7 @@ async fn replies_story(store: Arc<dyn Store>) {
             .get_callback(&format!("cb_r{n}"))
             .await
             .unwrap()
-            .map(|c| c.1),
+            .map(|c| c.data),
         Some("app:data".to_string()),
         "{engine}"
     );
@@ -587,6 +591,7 @@ fn acceptance(n: u32, bot_id: &str, key: Option<&str>) -> Acceptance {
             tenant_id: "ten_a".into(),
             origin: "api".into(),
             content: "{}".into(),
+            metadata: None,
             created_at: 1_700_000_000_000,
         },
         rows: vec![NewMessage {
@@ -604,7 +609,11 @@ fn acceptance(n: u32, bot_id: &str, key: Option<&str>) -> Acceptance {
         local: None,
         throttle: None,
         broadcast: None,
-        callbacks: vec![(format!("cb_{n}"), "data".into())],
+        callbacks: vec![super::Callback {
+            id: format!("cb_{n}"),
+            data: "data".into(),
+            answer: None,
+        }],
         idempotency: key.map(|k| (k.to_string(), format!("hash-{k}"))),
         answer: Some(format!("answer-{n}")),
     }

@@ -70,7 +70,7 @@ impl std::str::FromStr for ParseMode {
 
 /// An inline button as the app writes it: exactly one of `url` and `callback_data`.
 /// Every string may be a template (rendered with the message's data, without escaping).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"text": "Open order {{ order.id }}", "url": "https://shop.example.com/orders/{{ order.id }}"}))]
 pub struct ButtonSpec {
@@ -83,7 +83,28 @@ pub struct ButtonSpec {
     /// gives Telegram a short reference).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback_data: Option<String>,
+    /// With `callback_data`: what Telegram shows the user who presses it (a toast, 1 to 200
+    /// characters after rendering); a press is answered silently without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<String>,
+    /// With `answer`: show it as an alert the user closes, not a toast.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub show_alert: bool,
 }
+
+/// What a press of a callback button answers (`answerCallbackQuery`'s `text` and
+/// `show_alert`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CallbackAnswer {
+    /// Shown to the user who pressed.
+    pub text: String,
+    /// An alert to close instead of a toast.
+    #[serde(default)]
+    pub show_alert: bool,
+}
+
+/// Longest answer to a press, in characters (Telegram's limit).
+pub const MAX_ANSWER_CHARS: usize = 200;
 
 /// A button ready to send.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -102,6 +123,9 @@ pub enum RenderedButton {
         text: String,
         /// The app's full data, any length (the sender stores it server-side).
         data: String,
+        /// What a press answers.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        answer: Option<CallbackAnswer>,
     },
 }
 
@@ -347,6 +371,9 @@ fn render_buttons(
                         return Err(invalid(format!("{at}.text is empty")));
                     }
                     match (&b.url, &b.callback_data) {
+                        (Some(_), None) if b.answer.is_some() || b.show_alert => Err(invalid(
+                            format!("{at}.answer and show_alert are for callback buttons, not URL buttons"),
+                        )),
                         (Some(url), None) => {
                             let url = field(url, &format!("{at}.url"))?;
                             check_url(&url).map_err(|m| invalid(format!("{at}.url {m}")))?;
@@ -359,7 +386,28 @@ fn render_buttons(
                                     "{at}.callback_data must be 1 to {MAX_CALLBACK_DATA} bytes"
                                 )));
                             }
-                            Ok(RenderedButton::Callback { text, data })
+                            let answer = match &b.answer {
+                                Some(answer) => {
+                                    let text = field(answer, &format!("{at}.answer"))?;
+                                    let n = text.encode_utf16().count();
+                                    if n == 0 || n > MAX_ANSWER_CHARS {
+                                        return Err(invalid(format!(
+                                            "{at}.answer must be 1 to {MAX_ANSWER_CHARS} characters (UTF-16 units, Telegram's limit), got {n}"
+                                        )));
+                                    }
+                                    Some(CallbackAnswer {
+                                        text,
+                                        show_alert: b.show_alert,
+                                    })
+                                }
+                                None if b.show_alert => {
+                                    return Err(invalid(format!(
+                                        "{at}.show_alert needs an `answer` to show"
+                                    )));
+                                }
+                                None => None,
+                            };
+                            Ok(RenderedButton::Callback { text, data, answer })
                         }
                         _ => Err(invalid(format!(
                             "{at} needs exactly one of `url` and `callback_data`"

@@ -307,6 +307,7 @@ mod tests {
             text: "Go".into(),
             url: Some("{{ url ".into()),
             callback_data: None,
+            ..ButtonSpec::default()
         }]];
         let err = check(with_buttons).unwrap_err().to_string();
         assert!(err.contains("buttons[0][0].url"), "{err}");

@@ -160,11 +160,13 @@ fn buttons_are_templated_and_checked() {
             text: "Order {{ id }} <new>".into(),
             url: Some("https://shop.example.com/o/{{ id }}?a=1&b=2".into()),
             callback_data: None,
+            ..ButtonSpec::default()
         },
         ButtonSpec {
             text: "Cancel".into(),
             url: None,
             callback_data: Some("cancel:{{ id }}:{{ 'x' * 100 }}".into()),
+            ..ButtonSpec::default()
         },
     ]];
     let data = json!({"id": "A7"});
@@ -188,7 +190,8 @@ fn buttons_are_templated_and_checked() {
             },
             RenderedButton::Callback {
                 text: "Cancel".into(),
-                data: format!("cancel:A7:{}", "x".repeat(100))
+                data: format!("cancel:A7:{}", "x".repeat(100)),
+                answer: None,
             }
         ]]
     );
@@ -209,6 +212,7 @@ fn buttons_are_templated_and_checked() {
         text: text.into(),
         url: url.map(Into::into),
         callback_data: cb.map(Into::into),
+        ..ButtonSpec::default()
     };
     let err = bad(
         vec![vec![b("x", Some("https://a.b"), Some("d"))]],

@@ -28,3 +28,4 @@ mod secrets;
 mod telegram;
 mod templates;
 mod tenants;
+mod threads;
