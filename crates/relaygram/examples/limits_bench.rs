@@ -11,14 +11,21 @@
 //! ```sh
 //! cargo build --release -p relaygram --bin relaygram --example limits_bench
 //! ./target/release/examples/limits_bench                      # every scenario, once
-//! ./target/release/examples/limits_bench scaled --runs 10     # scaled | real | group
+//! ./target/release/examples/limits_bench scaled --runs 10     # scaled | real | group | group-real
 //! ```
 //!
 //! Scenarios:
 //! - `scaled`: 3,000 messages to 300 private chats at time scale ×10 (300/s per bot, 10/s per
 //!   chat, 200/min per group);
 //! - `real`: 300 messages to 30 private chats at Telegram's own limits (30/s, 1/s, 20/min);
-//! - `group`: 200 messages to one supergroup at time scale ×30 (its 20/min becomes 600/min).
+//! - `group`: 200 messages to one supergroup at time scale ×30 (its 20/min becomes 600/min);
+//! - `group-real`: 61 messages to one supergroup at Telegram's own 20/min, about three minutes,
+//!   so the sliding minute binds three times over. 61 is `3 × 20 + 1` on purpose: for a strict
+//!   window of 20 a minute, `20k + 1` sends need at least `k` minutes between the first arrival
+//!   and the last however they are spread (one every 3 s, or 20 at once each minute), so the
+//!   share of the ceiling, `(sends − 1) / (last − first)` against 20/min, tops out at exactly
+//!   100 %. With other counts a burst-then-wait pacer could score above 100 % without breaking
+//!   the limit.
 
 use std::collections::HashMap;
 use std::process::Stdio;
@@ -38,7 +45,7 @@ struct Scenario {
     per_chat: usize,
 }
 
-const SCENARIOS: [Scenario; 3] = [
+const SCENARIOS: [Scenario; 4] = [
     Scenario {
         name: "scaled",
         time_scale: 10.0,
@@ -59,6 +66,13 @@ const SCENARIOS: [Scenario; 3] = [
         private_chats: 0,
         groups: 1,
         per_chat: 200,
+    },
+    Scenario {
+        name: "group-real",
+        time_scale: 1.0,
+        private_chats: 0,
+        groups: 1,
+        per_chat: 61,
     },
 ];
 
