@@ -27,3 +27,4 @@ mod secrets;
 mod telegram;
 mod templates;
 mod tenants;
+mod texts;
