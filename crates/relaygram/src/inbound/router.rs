@@ -510,7 +510,7 @@ impl Ctx<'_> {
                         self.send(chat_id, &text, None)?;
                         Ok(Handled::done(format!("/{}: {outcome}", cmd.name)))
                     }
-                    Redeemed::Unknown { .. } if cmd.name == "start" => {
+                    Redeemed::Unknown if cmd.name == "start" => {
                         // Not a token or code relaygram made: the app's own payload
                         // (referrals, campaigns). The user is welcomed as for a plain /start.
                         self.services()
