@@ -171,6 +171,7 @@ async fn main() -> anyhow::Result<()> {
         created_at: now,
         updated_at: now,
         allowed_updates: None,
+        builtins_off: Vec::new(),
     };
     services.store.insert_bot(&bot).await?;
     let me = Principal::Operator;

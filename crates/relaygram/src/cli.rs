@@ -178,6 +178,62 @@ pub enum BotsCommand {
         /// `all` for every type Telegram sends.
         types: String,
     },
+    /// Turn a built-in command (`start`, `help`, `settings`, `stop`) off, so the app
+    /// handles it from `command.received`, or on again.
+    Builtin {
+        /// Bot id (`bot_…`).
+        bot_id: String,
+        /// `start`, `help`, `settings` or `stop`.
+        command: String,
+        /// `on` (relaygram answers it) or `off` (the app does).
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+    },
+    /// What the bot says on its own (welcome, help, linking answers…), per language.
+    #[command(subcommand)]
+    Texts(TextsCommand),
+}
+
+/// `relaygram bots texts …`
+#[derive(Debug, Subcommand)]
+pub enum TextsCommand {
+    /// Every text key of a bot, with the bot's texts per language.
+    List {
+        /// Bot id (`bot_…`).
+        bot_id: String,
+    },
+    /// The text a user of `--language` gets (without: the default).
+    Get {
+        /// Bot id (`bot_…`).
+        bot_id: String,
+        /// Text key (`welcome`, `help`, `unknown_command`, …).
+        key: String,
+        /// A language tag like Telegram's `language_code` (`de`, `pt-br`).
+        #[arg(long)]
+        language: Option<String>,
+    },
+    /// Set a text (a minijinja template, checked first) for `--language` or the default.
+    Set {
+        /// Bot id (`bot_…`).
+        bot_id: String,
+        /// Text key.
+        key: String,
+        /// The template.
+        text: String,
+        /// A language tag (`de`, `pt-br`); without: the bot's default text.
+        #[arg(long)]
+        language: Option<String>,
+    },
+    /// Remove a text, so the next closest one applies again.
+    Reset {
+        /// Bot id (`bot_…`).
+        bot_id: String,
+        /// Text key.
+        key: String,
+        /// A language tag; without: the bot's default text.
+        #[arg(long)]
+        language: Option<String>,
+    },
 }
 
 /// `relaygram webhook …`
@@ -228,6 +284,89 @@ fn print_cursor(next: Option<&str>) {
     if let Some(next) = next {
         eprintln!("more: --after {next}");
     }
+}
+
+/// `relaygram bots texts …`: one line per text, `key<TAB>language<TAB>source` (`default`
+/// for the bot's default; `(built-in)` after relaygram's own).
+async fn texts_command(
+    services: &Services,
+    me: &Principal,
+    command: TextsCommand,
+) -> anyhow::Result<()> {
+    let one_line = |t: &str| t.replace('\n', "\\n");
+    match command {
+        TextsCommand::List { bot_id } => {
+            for k in services
+                .list_bot_texts(me, &bot_id)
+                .await
+                .map_err(explain)?
+            {
+                println!(
+                    "{}\tdefault\t{}\t(built-in)",
+                    k.key.as_str(),
+                    one_line(k.key.default_text())
+                );
+                for t in k.stored {
+                    let language = t.language.as_deref().unwrap_or("default");
+                    println!("{}\t{language}\t{}", k.key.as_str(), one_line(&t.text));
+                }
+            }
+        }
+        TextsCommand::Get {
+            bot_id,
+            key,
+            language,
+        } => {
+            let t = services
+                .get_bot_text(me, &bot_id, &key, language.as_deref())
+                .await
+                .map_err(explain)?;
+            let built_in = if t.stored.is_none() {
+                "\t(built-in)"
+            } else {
+                ""
+            };
+            println!(
+                "{}\t{}\t{}{built_in}",
+                t.key.as_str(),
+                t.language.as_deref().unwrap_or("default"),
+                one_line(&t.text)
+            );
+        }
+        TextsCommand::Set {
+            bot_id,
+            key,
+            text,
+            language,
+        } => {
+            let (t, created) = services
+                .put_bot_text(me, &bot_id, &key, language.as_deref(), text)
+                .await
+                .map_err(explain)?;
+            println!(
+                "{} {}\t{}\t{}",
+                if created { "set" } else { "replaced" },
+                t.key.as_str(),
+                t.language.as_deref().unwrap_or("default"),
+                one_line(&t.text)
+            );
+        }
+        TextsCommand::Reset {
+            bot_id,
+            key,
+            language,
+        } => {
+            services
+                .delete_bot_text(me, &bot_id, &key, language.as_deref())
+                .await
+                .map_err(explain)?;
+            println!(
+                "removed {key} ({})",
+                language.as_deref().unwrap_or("default")
+            );
+        }
+    }
+    Ok(())
 }
 
 fn explain(e: ServiceError) -> anyhow::Error {
@@ -336,6 +475,31 @@ pub async fn run_admin_command(config: &Config, command: Command) -> anyhow::Res
             println!("removed {bot_id}");
             Ok(())
         }
+        Command::Bots(BotsCommand::Builtin {
+            bot_id,
+            command,
+            state,
+        }) => {
+            let changes = std::collections::BTreeMap::from([(command, state == "on")]);
+            let changes =
+                crate::texts::service::parse_builtin_changes(&changes).map_err(explain)?;
+            let b = services
+                .set_bot_builtins(&me, &bot_id, &changes)
+                .await
+                .map_err(explain)?;
+            print_bot(&b);
+            let off: Vec<&str> = b.builtins_off.iter().map(|c| c.as_str()).collect();
+            println!(
+                "built-in commands off: {}",
+                if off.is_empty() {
+                    "none".to_string()
+                } else {
+                    off.join(", ")
+                }
+            );
+            Ok(())
+        }
+        Command::Bots(BotsCommand::Texts(command)) => texts_command(&services, &me, command).await,
         Command::Bots(BotsCommand::Updates { bot_id, types }) => {
             let allowed = (types.trim() != "all").then(|| {
                 types

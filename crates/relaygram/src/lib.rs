@@ -30,4 +30,5 @@ pub mod services;
 pub mod store;
 pub mod telegram;
 pub mod templates;
+pub mod texts;
 pub mod workers;

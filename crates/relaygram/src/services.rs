@@ -535,6 +535,7 @@ impl Services {
             created_at: now,
             updated_at: now,
             allowed_updates: None,
+            builtins_off: Vec::new(),
         };
         // Store first: the unique Telegram id settles concurrent adds before Telegram is
         // touched. If Telegram then fails, the row is removed again.

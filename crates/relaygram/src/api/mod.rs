@@ -74,6 +74,7 @@ impl Modify for BearerAuth {
         (name = "api-keys", description = "Tenant API keys"),
         (name = "bots", description = "Telegram bots"),
         (name = "commands", description = "Custom bot commands and the Telegram menu"),
+        (name = "texts", description = "What the bot says on its own (welcome, help, linking answers…), per language"),
         (name = "events", description = "Signed event webhooks to the app, and the pull API"),
         (name = "messages", description = "The outbox: sending, status, re-drive, broadcasts, statistics"),
         (name = "linking", description = "Link tokens, connect codes, links and notification categories"),
@@ -105,6 +106,12 @@ fn routes(send_body_bytes: usize) -> OpenApiRouter<AppState> {
             crate::commands::api::get_command,
             crate::commands::api::update_command,
             crate::commands::api::delete_command
+        ))
+        .routes(routes!(crate::texts::api::list_texts))
+        .routes(routes!(
+            crate::texts::api::get_text,
+            crate::texts::api::put_text,
+            crate::texts::api::delete_text
         ))
         .routes(routes!(inbound::telegram_webhook))
         .routes(routes!(inbound::list_updates))
@@ -476,8 +483,10 @@ async fn get_bot(
     Ok(Json(BotView::from(live.bot).with_live(live.webhook_info)))
 }
 
-/// Enable or disable a bot, or set the update types it asks Telegram for
-/// (`allowed_updates`; a webhook bot's webhook is registered again with the new list).
+/// Enable or disable a bot, set the update types it asks Telegram for
+/// (`allowed_updates`; a webhook bot's webhook is registered again with the new list), or
+/// turn built-in commands off and on (`builtin_commands`). Every field is checked before
+/// any is applied.
 #[utoipa::path(
     patch, path = "/v1/bots/{id}", tag = "bots",
     params(("id" = String, Path, description = "Bot id")),
@@ -497,18 +506,31 @@ async fn update_bot(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<UpdateBotRequest>,
 ) -> ApiResult<Json<BotView>> {
-    if body.enabled.is_none() && body.allowed_updates.is_none() {
+    if body.enabled.is_none() && body.allowed_updates.is_none() && body.builtin_commands.is_none() {
         return Err(AppError::validation(
             "enabled",
-            "nothing to update: give enabled or allowed_updates",
+            "nothing to update: give enabled, allowed_updates or builtin_commands",
         ));
     }
+    let builtins = body
+        .builtin_commands
+        .as_ref()
+        .map(crate::texts::service::parse_builtin_changes)
+        .transpose()?;
     let mut bot = None;
     if let Some(allowed) = body.allowed_updates {
         bot = Some(
             state
                 .services
                 .set_bot_allowed_updates(&principal, &id, allowed)
+                .await?,
+        );
+    }
+    if let Some(changes) = builtins {
+        bot = Some(
+            state
+                .services
+                .set_bot_builtins(&principal, &id, &changes)
                 .await?,
         );
     }

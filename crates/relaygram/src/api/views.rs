@@ -212,6 +212,11 @@ pub struct UpdateBotRequest {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<Vec<String>>, nullable)]
     pub allowed_updates: Option<Option<Vec<String>>>,
+    /// Built-in commands on (`true`, relaygram answers) or off (`false`: the app gets them
+    /// as `command.received` and relaygram says nothing), by name: `start`, `help`,
+    /// `settings`, `stop`. Names not given keep their state.
+    #[schema(example = json!({"help": false}))]
+    pub builtin_commands: Option<std::collections::BTreeMap<String, bool>>,
 }
 
 /// A field that may be set to `null`: `Some(None)` when null, `None` when absent.
@@ -276,7 +281,8 @@ pub struct TelegramStateView {
 #[schema(example = json!({"id": "bot_01jd8y3k7q9x4m2n5p6r7s8t9v", "tenant_id": "ten_01jd8y3k7q9x4m2n5p6r7s8t9v",
     "telegram_id": 123456789, "username": "shop_bot", "first_name": "Shop", "mode": "webhook", "enabled": true,
     "webhook_url": "https://relaygram.example.com/telegram/webhook/bot_01jd8y3k7q9x4m2n5p6r7s8t9v",
-    "allowed_updates": null, "created_at": "2026-11-21T05:00:00Z", "updated_at": "2026-11-21T05:00:00Z"}))]
+    "allowed_updates": null,
+    "builtin_commands": {"help": true, "settings": true, "start": true, "stop": true}, "created_at": "2026-11-21T05:00:00Z", "updated_at": "2026-11-21T05:00:00Z"}))]
 pub struct BotView {
     /// Opaque id.
     pub id: String,
@@ -296,6 +302,9 @@ pub struct BotView {
     pub webhook_url: Option<String>,
     /// The update types the bot asks Telegram for; `null` = every type Telegram sends.
     pub allowed_updates: Option<Vec<String>>,
+    /// Whether relaygram answers each built-in command (`false`: turned off, the app
+    /// handles it from `command.received`).
+    pub builtin_commands: std::collections::BTreeMap<String, bool>,
     /// Creation time (RFC 3339, UTC).
     pub created_at: String,
     /// Last change (RFC 3339, UTC).
@@ -316,6 +325,10 @@ impl From<BotRecord> for BotView {
             mode: b.mode,
             enabled: b.enabled,
             webhook_url: b.webhook_url,
+            builtin_commands: crate::store::BuiltinCommand::ALL
+                .into_iter()
+                .map(|c| (c.as_str().to_string(), !b.builtins_off.contains(&c)))
+                .collect(),
             allowed_updates: b.allowed_updates,
             created_at: rfc3339(b.created_at),
             updated_at: rfc3339(b.updated_at),

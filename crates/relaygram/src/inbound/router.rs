@@ -14,10 +14,12 @@ use crate::ids::now_millis;
 use crate::linking::service::{ChatRef, Redeemed, SETTINGS_BUTTON, SettingsView};
 use crate::services::Services;
 use crate::store::{
-    BotRecord, ChatRecord, ChatState, NewEvent, NewReply, UpdateRecord, UpdateStatus,
+    BotRecord, BuiltinCommand, ChatRecord, ChatState, NewEvent, NewReply, TextKey, UpdateRecord,
+    UpdateStatus,
 };
 use crate::telegram::{BotToken, TelegramError};
 use crate::templates::CallbackAnswer;
+use crate::texts::TextVars;
 
 /// Callback data of relaygram's own buttons starts with this.
 const OWN_BUTTON: &str = "rg:";
@@ -215,6 +217,46 @@ impl Ctx<'_> {
         Ok(())
     }
 
+    /// The bot's text `key` for the user `from` (Telegram's `from`, whose `language_code`
+    /// chooses the translation) in `chat_id`; `fill` sets the key's own variables.
+    async fn say(
+        &self,
+        key: TextKey,
+        chat_id: i64,
+        from: &Value,
+        fill: impl FnOnce(&mut TextVars),
+    ) -> Result<String, HandleError> {
+        self.say_in(key, Some(chat_id), from, fill).await
+    }
+
+    /// [`Ctx::say`] where the chat may be unknown (a press on an inline message).
+    async fn say_in(
+        &self,
+        key: TextKey,
+        chat_id: Option<i64>,
+        from: &Value,
+        fill: impl FnOnce(&mut TextVars),
+    ) -> Result<String, HandleError> {
+        let mut vars = TextVars::new(&self.bot.username, &self.bot.first_name, from);
+        fill(&mut vars);
+        let language = from["language_code"].as_str();
+        Ok(self
+            .services()
+            .reply_text(&self.bot, chat_id, key, language, vars)
+            .await?)
+    }
+
+    /// `/help`: the bot's header, then the built-in and custom commands.
+    async fn help_text(
+        &self,
+        chat_id: i64,
+        from: &Value,
+        custom: &[crate::commands::CustomCommand],
+    ) -> Result<String, HandleError> {
+        let header = self.say(TextKey::Help, chat_id, from, |_| {}).await?;
+        Ok(format!("{header}\n{}", command_list(custom)))
+    }
+
     /// An event for the app, stored with the update's outcome.
     fn emit(&self, kind: &str, data: Value) {
         let event = crate::events::new_event(&self.bot.tenant_id, kind, &data);
@@ -383,11 +425,10 @@ impl Ctx<'_> {
         {
             LimitDecision::Allow => {}
             LimitDecision::Warn => {
-                self.send(
-                    chat_id,
-                    "You are sending commands a little fast. Please wait a minute and try again.",
-                    None,
-                )?;
+                let text = self
+                    .say(TextKey::SlowDown, chat_id, &m["from"], |_| {})
+                    .await?;
+                self.send(chat_id, &text, None)?;
                 return Ok(Handled::rate_limited(format!(
                     "/{} over the command limit: asked to slow down",
                     cmd.name
@@ -405,11 +446,21 @@ impl Ctx<'_> {
             .store
             .list_bot_commands(&self.bot.id)
             .await?;
+        let from = &m["from"];
         let command_event = json!({"bot_id": self.bot.id, "command": cmd.name, "args": cmd.args,
-            "built_in": true, "chat": chat, "from": m["from"], "message": m});
-        if BUILT_IN.iter().any(|(name, _)| *name == cmd.name) {
+            "built_in": true, "chat": chat, "from": from, "message": m});
+        // A built-in the bot turned off is the app's: it gets the command (`built_in: false`)
+        // and relaygram does not answer. A link token or code in `/start` still links.
+        let off = cmd
+            .name
+            .parse::<BuiltinCommand>()
+            .is_ok_and(|c| self.bot.builtins_off.contains(&c));
+        let start_payload = cmd.name == "start" && !cmd.args.is_empty();
+        if BUILT_IN.iter().any(|(name, _)| *name == cmd.name) && !(off && start_payload) {
             // The app hears of built-in commands too (it may log or add to them).
-            self.emit_about("command.received", Some(chat_id), command_event.clone())
+            let mut data = command_event.clone();
+            data["built_in"] = json!(!off);
+            self.emit_about("command.received", Some(chat_id), data)
                 .await?;
         }
         let started = |payload: Option<&str>| {
@@ -426,21 +477,41 @@ impl Ctx<'_> {
                     self.emit_about("chat.started", Some(chat_id), started(None))
                         .await?;
                 }
-                self.send(chat_id, &self.welcome(), None)?;
+                if off {
+                    return Ok(Handled::done(
+                        "/start is turned off: forwarded as command.received",
+                    ));
+                }
+                let text = self.say(TextKey::Welcome, chat_id, from, |_| {}).await?;
+                self.send(chat_id, &text, None)?;
                 Ok(Handled::done("replied to /start"))
             }
             "start" | "link" if !cmd.args.is_empty() => {
-                let from = ChatRef {
+                let chat_ref = ChatRef {
                     id: chat_id,
                     kind: chat["type"].as_str().unwrap_or("private"),
                     user_id: m["from"]["id"].as_i64(),
                 };
-                match self.services().redeem(&self.bot, from, &cmd.args).await? {
+                let redeemed = self
+                    .services()
+                    .redeem(&self.bot, chat_ref, &cmd.args)
+                    .await?;
+                if off {
+                    // /start is the app's, but a token or code relaygram made still links.
+                    let mut data = command_event.clone();
+                    data["built_in"] = json!(matches!(redeemed, Redeemed::Known { .. }));
+                    self.emit_about("command.received", Some(chat_id), data)
+                        .await?;
+                }
+                match redeemed {
                     Redeemed::Known { reply, outcome } => {
-                        self.send(chat_id, &reply, None)?;
+                        let text = self
+                            .say(reply, chat_id, from, |v| v.payload = Some(cmd.args.clone()))
+                            .await?;
+                        self.send(chat_id, &text, None)?;
                         Ok(Handled::done(format!("/{}: {outcome}", cmd.name)))
                     }
-                    Redeemed::Unknown { .. } if cmd.name == "start" => {
+                    Redeemed::Unknown if cmd.name == "start" => {
                         // Not a token or code relaygram made: the app's own payload
                         // (referrals, campaigns). The user is welcomed as for a plain /start.
                         self.services()
@@ -448,13 +519,26 @@ impl Ctx<'_> {
                             .await?;
                         self.emit_about("chat.started", Some(chat_id), started(Some(&cmd.args)))
                             .await?;
-                        self.send(chat_id, &self.welcome(), None)?;
+                        if off {
+                            return Ok(Handled::done(
+                                "/start with the app's payload, /start turned off: forwarded as command.received and chat.started",
+                            ));
+                        }
+                        let text = self
+                            .say(TextKey::Welcome, chat_id, from, |v| {
+                                v.payload = Some(cmd.args.clone())
+                            })
+                            .await?;
+                        self.send(chat_id, &text, None)?;
                         Ok(Handled::done(
                             "/start with the app's payload: welcomed, forwarded as chat.started",
                         ))
                     }
-                    Redeemed::Unknown { reply } => {
-                        self.send(chat_id, &reply, None)?;
+                    Redeemed::Unknown => {
+                        let text = self
+                            .say(TextKey::LinkUnknown, chat_id, from, |_| {})
+                            .await?;
+                        self.send(chat_id, &text, None)?;
                         Ok(Handled::done(format!(
                             "/{} with a code the gateway does not know",
                             cmd.name
@@ -463,15 +547,17 @@ impl Ctx<'_> {
                 }
             }
             "link" => {
-                self.send(
-                    chat_id,
-                    "Send /link followed by the code the app gave you.",
-                    None,
-                )?;
+                let text = self.say(TextKey::LinkUsage, chat_id, from, |_| {}).await?;
+                self.send(chat_id, &text, None)?;
                 Ok(Handled::done("explained /link"))
             }
+            "help" | "settings" | "stop" if off => Ok(Handled::done(format!(
+                "/{} is turned off: forwarded as command.received",
+                cmd.name
+            ))),
             "help" => {
-                self.send(chat_id, &help_text(&custom), None)?;
+                let text = self.help_text(chat_id, from, &custom).await?;
+                self.send(chat_id, &text, None)?;
                 Ok(Handled::done("replied to /help"))
             }
             "settings" => {
@@ -486,15 +572,20 @@ impl Ctx<'_> {
                 Ok(Handled::done("replied to /settings"))
             }
             "stop" => {
+                let yes = self
+                    .say(TextKey::StopYesButton, chat_id, from, |_| {})
+                    .await?;
+                let no = self
+                    .say(TextKey::StopNoButton, chat_id, from, |_| {})
+                    .await?;
                 let keyboard = json!({"inline_keyboard": [[
-                    {"text": "Yes, stop", "callback_data": "rg:stop:yes"},
-                    {"text": "Cancel", "callback_data": "rg:stop:no"}
+                    {"text": yes, "callback_data": "rg:stop:yes"},
+                    {"text": no, "callback_data": "rg:stop:no"}
                 ]]});
-                self.send(
-                    chat_id,
-                    "Stop notifications in this chat? The app will no longer reach you here.",
-                    Some(keyboard),
-                )?;
+                let text = self
+                    .say(TextKey::StopConfirm, chat_id, from, |_| {})
+                    .await?;
+                self.send(chat_id, &text, Some(keyboard))?;
                 Ok(Handled::done("asked to confirm /stop"))
             }
             name => match custom.iter().find(|c| c.command == name) {
@@ -514,7 +605,13 @@ impl Ctx<'_> {
                     }
                 },
                 None => {
-                    let text = format!("Sorry, I don't know /{name}.\n\n{}", help_text(&custom));
+                    let sorry = self
+                        .say(TextKey::UnknownCommand, chat_id, from, |v| {
+                            v.command = Some(name.to_string())
+                        })
+                        .await?;
+                    let help = self.help_text(chat_id, from, &custom).await?;
+                    let text = format!("{sorry}\n\n{help}");
                     self.send(chat_id, &text, None)?;
                     Ok(Handled::done(format!(
                         "unknown command /{name}: replied with help"
@@ -522,13 +619,6 @@ impl Ctx<'_> {
                 }
             },
         }
-    }
-
-    fn welcome(&self) -> String {
-        format!(
-            "Welcome to {}! Send /help to see what I can do.",
-            self.bot.first_name
-        )
     }
 
     /// The message relaygram sent that `m` replies to, if any: `{"message_id", "request_id"}`.
@@ -642,12 +732,16 @@ impl Ctx<'_> {
                 // Idempotent: a second run of the update stops nothing more.
                 self.services().stop_chat(&self.bot, chat_id).await?;
             }
-            let reply = match own {
-                "stop:yes" => "Stopped. Send /start to come back.",
-                "stop:no" => "Nothing changed.",
-                _ => "This button is no longer valid.",
+            let key = match own {
+                "stop:yes" => Some(TextKey::Stopped),
+                "stop:no" => Some(TextKey::StopCancelled),
+                _ => None,
             };
-            self.answer_callback(id, Some(reply), false).await;
+            let reply = match key {
+                Some(key) => self.say_in(key, chat_id, &q["from"], |_| {}).await?,
+                None => "This button is no longer valid.".to_string(),
+            };
+            self.answer_callback(id, Some(&reply), false).await;
             return Ok(Handled::done(format!("answered relaygram button {own}")));
         }
         let mut event = json!({"bot_id": self.bot.id, "data": data, "from": q["from"],
@@ -785,8 +879,9 @@ impl Ctx<'_> {
 /// What a group member who is not an administrator is told when pressing a settings button.
 const ADMINS_ONLY: &str = "Only the group's administrators can change this.";
 
-fn help_text(custom: &[crate::commands::CustomCommand]) -> String {
-    let mut text = String::from("Here is what I can do:\n");
+/// The lines of `/help`: the built-in commands, then the bot's custom ones.
+fn command_list(custom: &[crate::commands::CustomCommand]) -> String {
+    let mut text = String::new();
     for (name, description) in BUILT_IN {
         text.push_str(&format!("/{name} — {description}\n"));
     }

@@ -16,7 +16,7 @@ use crate::ids::{new_id, random_token};
 use crate::services::{Principal, ServiceError, ServiceResult, Services};
 use crate::store::{
     BotRecord, CancelReason, CategoryRecord, ChatState, ConnectCodeRecord, LinkFilter, LinkRecord,
-    LinkTokenRecord, LinkWrite, Listed, Page, StoreError,
+    LinkTokenRecord, LinkWrite, Listed, Page, StoreError, TextKey,
 };
 use crate::telegram::{BotToken, TelegramError};
 
@@ -24,32 +24,8 @@ use crate::telegram::{BotToken, TelegramError};
 /// within Telegram's 64).
 pub const SETTINGS_BUTTON: &str = "rg:cat:";
 
-// What the bot says. Plain words; none of them reveals anything about another tenant.
-const LINKED: &str = "Done! This chat is now linked to your account. Send /settings to choose \
-     your notifications, or /stop to unlink.";
-const GROUP_LINKED: &str = "Done! This group is now linked. Its administrators can send \
-     /settings to choose notifications, or /stop to unlink it.";
-const SUBSCRIBED: &str = "Done! This chat is now connected. Send /settings to choose your \
-     notifications, or /stop to unlink.";
-const ALREADY_SUBSCRIBED: &str = "This chat is already connected with this code. Nothing changed.";
-const USED: &str = "This link was already used. If you want to link another chat, ask the app \
-     for a new link.";
-const EXPIRED: &str = "This link has expired. Please ask the app for a new one.";
-const FOREIGN: &str = "This link or code is not for this bot. Open it from the app again, or \
-     ask for one made for this bot.";
-const REVOKED: &str = "This code is no longer valid. Please ask your team for the current one.";
-const UNKNOWN: &str = "I don't recognise this link or code. Please ask the app for a new one.";
-const SHARED_CHAT: &str = "This chat is already linked to another account. Send /stop to unlink \
-     it first, then open your link again.";
+// What the bot says is the app's to word (crate::texts): linking names the reply by its key.
 const NOT_LINKED: &str = "This chat is not linked yet. Open the link from the app to connect it.";
-
-fn need_admin(bot: &BotRecord, payload: &str) -> String {
-    format!(
-        "I need to be an administrator of this group to send notifications here. Make me an \
-         administrator, then send /start@{} {payload} here again.",
-        bot.username
-    )
-}
 
 /// The chat an update came from.
 #[derive(Debug, Clone, Copy)]
@@ -65,23 +41,22 @@ pub struct ChatRef<'a> {
 /// What a `/start <payload>` or `/link <payload>` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Redeemed {
-    /// A token or code was recognised; reply with `reply`. `outcome` goes to the update log.
+    /// A token or code was recognised; reply with the text `reply`. `outcome` goes to the
+    /// update log.
     Known {
         /// What the bot says.
-        reply: String,
+        reply: TextKey,
         /// What happened, for the audit log.
         outcome: String,
     },
-    /// Neither a token nor a code relaygram knows: the app may have its own payloads.
-    Unknown {
-        /// What the bot says.
-        reply: String,
-    },
+    /// Neither a token nor a code relaygram knows: the app may have its own payloads
+    /// (`/link` answers [`TextKey::LinkUnknown`]).
+    Unknown,
 }
 
-fn known(reply: impl Into<String>, outcome: impl Into<String>) -> Redeemed {
+fn known(reply: TextKey, outcome: impl Into<String>) -> Redeemed {
     Redeemed::Known {
-        reply: reply.into(),
+        reply,
         outcome: outcome.into(),
     }
 }
@@ -913,41 +888,49 @@ impl Services {
         if payload.len() <= 64
             && let Some(token) = self.store.find_link_token(&hash_token(payload)).await?
         {
-            return self.redeem_token(bot, chat, payload, token).await;
+            return self.redeem_token(bot, chat, token).await;
         }
         if payload.len() == CODE_LEN && looks_like_code(payload) {
             let upper = payload.to_ascii_uppercase();
             if let Some(code) = self.store.find_connect_code(&upper).await? {
-                return self.redeem_code(bot, chat, payload, code).await;
+                return self.redeem_code(bot, chat, code).await;
             }
         }
-        Ok(Redeemed::Unknown {
-            reply: UNKNOWN.into(),
-        })
+        Ok(Redeemed::Unknown)
     }
 
     async fn redeem_token(
         &self,
         bot: &BotRecord,
         chat: ChatRef<'_>,
-        payload: &str,
         token: LinkTokenRecord,
     ) -> ServiceResult<Redeemed> {
         if token.tenant_id != bot.tenant_id {
-            return Ok(known(FOREIGN, "another tenant's link token: refused"));
+            return Ok(known(
+                TextKey::LinkNotForThisBot,
+                "another tenant's link token: refused",
+            ));
         }
         if token.bot_id != bot.id {
-            return Ok(known(FOREIGN, "a link token for another bot: refused"));
+            return Ok(known(
+                TextKey::LinkNotForThisBot,
+                "a link token for another bot: refused",
+            ));
         }
         match self.token_status(&token) {
-            TokenStatus::Used => return Ok(known(USED, "a used link token: refused")),
-            TokenStatus::Expired => return Ok(known(EXPIRED, "an expired link token: refused")),
+            TokenStatus::Used => return Ok(known(TextKey::LinkUsed, "a used link token: refused")),
+            TokenStatus::Expired => {
+                return Ok(known(
+                    TextKey::LinkExpired,
+                    "an expired link token: refused",
+                ));
+            }
             TokenStatus::Pending => {}
         }
         let group = chat.kind != "private";
         if group && !self.bot_is_admin(bot, chat.id).await? {
             return Ok(known(
-                need_admin(bot, payload),
+                TextKey::BotNotAdmin,
                 "the bot is not an administrator of the group: token kept",
             ));
         }
@@ -962,7 +945,7 @@ impl Services {
         });
         if taken && !token.allow_shared_chat {
             return Ok(known(
-                SHARED_CHAT,
+                TextKey::ChatLinkedToAnother,
                 "the chat is linked to another app user: token kept",
             ));
         }
@@ -1006,7 +989,7 @@ impl Services {
             .await?
         {
             // Another chat used it (or it expired) in the meantime.
-            return Ok(known(USED, "a used link token: refused"));
+            return Ok(known(TextKey::LinkUsed, "a used link token: refused"));
         }
         let view = self.link_view(link).await?;
         match how {
@@ -1015,7 +998,11 @@ impl Services {
         }
         tracing::info!(link_id = %view.id, token_id = %token.id, "chat linked with a token");
         Ok(known(
-            if group { GROUP_LINKED } else { LINKED },
+            if group {
+                TextKey::GroupLinked
+            } else {
+                TextKey::Linked
+            },
             format!("linked chat {} as {}", chat.id, view.id),
         ))
     }
@@ -1024,22 +1011,30 @@ impl Services {
         &self,
         bot: &BotRecord,
         chat: ChatRef<'_>,
-        payload: &str,
         code: ConnectCodeRecord,
     ) -> ServiceResult<Redeemed> {
         if code.tenant_id != bot.tenant_id {
-            return Ok(known(FOREIGN, "another tenant's connect code: refused"));
+            return Ok(known(
+                TextKey::LinkNotForThisBot,
+                "another tenant's connect code: refused",
+            ));
         }
         if code.bot_id != bot.id {
-            return Ok(known(FOREIGN, "a connect code for another bot: refused"));
+            return Ok(known(
+                TextKey::LinkNotForThisBot,
+                "a connect code for another bot: refused",
+            ));
         }
         if code.revoked_at.is_some() {
-            return Ok(known(REVOKED, "a revoked connect code: refused"));
+            return Ok(known(
+                TextKey::CodeRevoked,
+                "a revoked connect code: refused",
+            ));
         }
         let group = chat.kind != "private";
         if group && !self.bot_is_admin(bot, chat.id).await? {
             return Ok(known(
-                need_admin(bot, payload),
+                TextKey::BotNotAdmin,
                 "the bot is not an administrator of the group: nothing changed",
             ));
         }
@@ -1051,7 +1046,7 @@ impl Services {
         {
             Some(l) if l.active => {
                 return Ok(known(
-                    ALREADY_SUBSCRIBED,
+                    TextKey::CodeAlreadyConnected,
                     "already connected with this code",
                 ));
             }
@@ -1093,7 +1088,11 @@ impl Services {
             LinkWrite::Reactivate => self.emit_link("link.updated", &view, "relinked").await?,
         }
         Ok(known(
-            if group { GROUP_LINKED } else { SUBSCRIBED },
+            if group {
+                TextKey::GroupLinked
+            } else {
+                TextKey::CodeConnected
+            },
             format!(
                 "connected chat {} with code {} as {}",
                 chat.id, code.id, view.id

@@ -69,6 +69,7 @@ async fn setup(store: &Arc<dyn Store>) {
             created_at: 1,
             updated_at: 1,
             allowed_updates: None,
+            builtins_off: Vec::new(),
         })
         .await
         .unwrap();

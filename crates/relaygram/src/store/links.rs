@@ -1006,6 +1006,7 @@ mod tests {
                 created_at: 1,
                 updated_at: 1,
                 allowed_updates: None,
+                builtins_off: Vec::new(),
             })
             .await
             .unwrap();

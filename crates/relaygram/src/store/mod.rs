@@ -21,6 +21,7 @@ mod sql;
 mod sqlite_db;
 mod templates;
 pub mod testing;
+mod texts;
 mod update_queue;
 
 pub use cancel::{CancelReason, Cancelled, ChatEnded, ConsentStore, LinksEnded};
@@ -51,6 +52,7 @@ pub use schedules::{
     ScheduleStore,
 };
 pub use templates::TemplateStore;
+pub use texts::{BotTextRecord, TextKey, TextStore};
 
 use std::fmt;
 use std::str::FromStr;
@@ -196,6 +198,53 @@ impl FromStr for BotMode {
     }
 }
 
+/// A built-in command that a bot may turn off, so that the app handles it (`/link` is
+/// linking itself and always on).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum BuiltinCommand {
+    /// `/start`: the welcome (a link token or connect code still links).
+    Start,
+    /// `/help`.
+    Help,
+    /// `/settings`.
+    Settings,
+    /// `/stop`.
+    Stop,
+}
+
+impl BuiltinCommand {
+    /// Every switchable built-in, in menu order.
+    pub const ALL: [BuiltinCommand; 4] = [
+        BuiltinCommand::Start,
+        BuiltinCommand::Help,
+        BuiltinCommand::Settings,
+        BuiltinCommand::Stop,
+    ];
+
+    /// The command's name without the slash, as stored and in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BuiltinCommand::Start => "start",
+            BuiltinCommand::Help => "help",
+            BuiltinCommand::Settings => "settings",
+            BuiltinCommand::Stop => "stop",
+        }
+    }
+}
+
+impl FromStr for BuiltinCommand {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        BuiltinCommand::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| format!("{s:?} is not a built-in command that can be turned off"))
+    }
+}
+
 /// A stored bot. Token and webhook secret are sealed (encrypted) values.
 #[derive(Clone, PartialEq, Eq)]
 pub struct BotRecord {
@@ -226,6 +275,9 @@ pub struct BotRecord {
     /// The update types asked of Telegram; `None` = every type (see
     /// [`UPDATE_TYPES`](crate::telegram::UPDATE_TYPES)).
     pub allowed_updates: Option<Vec<String>>,
+    /// Built-in commands turned off: the app gets them as `command.received` and relaygram
+    /// does not answer them. Sorted, no repeats.
+    pub builtins_off: Vec<BuiltinCommand>,
 }
 
 impl fmt::Debug for BotRecord {
@@ -320,6 +372,7 @@ pub trait Store:
     + DigestStore
     + ConsentStore
     + EditStore
+    + TextStore
     + Send
     + Sync
     + fmt::Debug
@@ -379,6 +432,13 @@ pub trait Store:
         &self,
         id: &str,
         allowed: Option<&[String]>,
+        at: i64,
+    ) -> StoreResult<bool>;
+    /// Sets the built-in commands turned off; `false` when the bot does not exist.
+    async fn set_bot_builtins_off(
+        &self,
+        id: &str,
+        off: &[BuiltinCommand],
         at: i64,
     ) -> StoreResult<bool>;
     /// Records the delivery mode and webhook; `false` when the bot does not exist.

@@ -18,8 +18,8 @@ use super::inbound::{Answer as InboundAnswer, Op as InboundOp};
 use super::sqlite_db::SqliteDb;
 use super::update_queue::{self, UpdateQueue};
 use super::{
-    ApiKeyRecord, BotFilter, BotMode, BotRecord, ChatRecord, KeyOwner, KeyScope, Listed, NewEvent,
-    Page, Store, StoreError, StoreResult, Tenant,
+    ApiKeyRecord, BotFilter, BotMode, BotRecord, BuiltinCommand, ChatRecord, KeyOwner, KeyScope,
+    Listed, NewEvent, Page, Store, StoreError, StoreResult, Tenant,
 };
 use crate::commands::CustomCommand;
 
@@ -118,6 +118,11 @@ const SQLITE_MIGRATIONS: &[Embedded] = &[
         "personal_content",
         include_str!("../../migrations/sqlite/0019_personal_content.sql"),
     ),
+    (
+        20,
+        "bot_texts",
+        include_str!("../../migrations/sqlite/0020_bot_texts.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[Embedded] = &[
     (
@@ -205,6 +210,11 @@ const POSTGRES_MIGRATIONS: &[Embedded] = &[
         "personal_content",
         include_str!("../../migrations/postgres/0019_personal_content.sql"),
     ),
+    (
+        20,
+        "bot_texts",
+        include_str!("../../migrations/postgres/0020_bot_texts.sql"),
+    ),
 ];
 
 fn migrator(migrations: &'static [Embedded]) -> Migrator {
@@ -232,6 +242,8 @@ pub(super) struct Hot {
     pub(super) bots: BotCache<BotRecord>,
     /// `list_bot_commands`.
     pub(super) commands: BotCache<Vec<CustomCommand>>,
+    /// `list_bot_texts`.
+    pub(super) texts: BotCache<Vec<super::BotTextRecord>>,
     /// `insert_update`, `finish_update` and `get_chat`: one queue, written in rounds.
     pub(super) inbound: OnceLock<GroupCommit<InboundOp, InboundAnswer>>,
     /// `insert_event`.
@@ -257,6 +269,7 @@ impl Default for Hot {
         Hot {
             bots: BotCache::default(),
             commands: BotCache::default(),
+            texts: BotCache::default(),
             inbound: OnceLock::new(),
             events: OnceLock::new(),
             chat_writes: OnceLock::new(),
@@ -404,7 +417,30 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
 const TENANT_COLS: &str = "id, name, created_at";
 const KEY_COLS: &str = "id, tenant_id, scope, name, prefix, hash, created_at, revoked_at";
 const BOT_COLS: &str = "id, tenant_id, telegram_id, username, first_name, token_sealed, \
-     webhook_secret_sealed, webhook_url, mode, enabled, created_at, updated_at, allowed_updates";
+     webhook_secret_sealed, webhook_url, mode, enabled, created_at, updated_at, allowed_updates, \
+     builtins_off";
+
+/// `bots.builtins_off`: a JSON array of command names, NULL when every built-in is on.
+fn builtins_off_json(off: &[BuiltinCommand]) -> Option<String> {
+    (!off.is_empty()).then(|| {
+        serde_json::Value::from(off.iter().map(|c| c.as_str()).collect::<Vec<_>>()).to_string()
+    })
+}
+
+fn builtins_off(stored: Option<String>) -> StoreResult<Vec<BuiltinCommand>> {
+    let Some(stored) = stored else {
+        return Ok(Vec::new());
+    };
+    let names: Vec<String> = serde_json::from_str(&stored)
+        .map_err(|e| StoreError::Corrupt(format!("bots.builtins_off: {e}")))?;
+    names
+        .iter()
+        .map(|n| {
+            n.parse()
+                .map_err(|e| StoreError::Corrupt(format!("bots.builtins_off: {e}")))
+        })
+        .collect()
+}
 
 macro_rules! sql_store {
     ($store:ty, $row:ty, $engine:literal, $migrations:expr) => {
@@ -449,6 +485,7 @@ macro_rules! sql_store {
                         .map(|a| serde_json::from_str(&a))
                         .transpose()
                         .map_err(|e| StoreError::Corrupt(format!("bots.allowed_updates: {e}")))?,
+                    builtins_off: builtins_off(row.try_get("builtins_off")?)?,
                 })
             }
         }
@@ -649,7 +686,7 @@ macro_rules! sql_store {
             async fn insert_bot(&self, b: &BotRecord) -> StoreResult<()> {
                 let sql = format!(
                     "INSERT INTO bots ({BOT_COLS}) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
                 );
                 let allowed = b
                     .allowed_updates
@@ -669,6 +706,7 @@ macro_rules! sql_store {
                     .bind(b.created_at)
                     .bind(b.updated_at)
                     .bind(allowed)
+                    .bind(builtins_off_json(&b.builtins_off))
                     .execute(&self.db)
                     .await;
                 match result {
@@ -770,6 +808,24 @@ macro_rules! sql_store {
                 Ok(done?.rows_affected() == 1)
             }
 
+            async fn set_bot_builtins_off(
+                &self,
+                id: &str,
+                off: &[BuiltinCommand],
+                at: i64,
+            ) -> StoreResult<bool> {
+                let done = sqlx::query(
+                    "UPDATE bots SET builtins_off = $2, updated_at = $3 WHERE id = $1",
+                )
+                .bind(id)
+                .bind(builtins_off_json(off))
+                .bind(at)
+                .execute(&self.db)
+                .await;
+                self.hot.bots.forget(id);
+                Ok(done?.rows_affected() == 1)
+            }
+
             async fn set_bot_webhook(
                 &self,
                 id: &str,
@@ -800,6 +856,7 @@ macro_rules! sql_store {
                     .await;
                 self.hot.bots.forget(id);
                 self.hot.commands.forget(id);
+                self.hot.texts.forget(id);
                 Ok(done?.rows_affected() == 1)
             }
         }

@@ -53,6 +53,7 @@ fn bot(id: &str, tenant_id: &str, telegram_id: i64) -> BotRecord {
         created_at: 5,
         updated_at: 5,
         allowed_updates: None,
+        builtins_off: Vec::new(),
     }
 }
 

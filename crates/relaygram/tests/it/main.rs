@@ -28,4 +28,5 @@ mod secrets;
 mod telegram;
 mod templates;
 mod tenants;
+mod texts;
 mod threads;
