@@ -7,6 +7,8 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+/// Commands per user per bot per minute when nothing is configured (`command_rate_per_minute`).
+pub const DEFAULT_COMMANDS_PER_MINUTE: u32 = 10;
 /// Default SQLite database, inside the default data folder.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite:./relaygram-data/relaygram.db";
 /// Default listen address.
@@ -105,7 +107,7 @@ impl Default for Config {
             secret_key: None,
             admin_key: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
-            command_rate_per_minute: crate::commands::DEFAULT_COMMANDS_PER_MINUTE,
+            command_rate_per_minute: DEFAULT_COMMANDS_PER_MINUTE,
             update_retention_days: 7,
             update_lease_seconds: 60,
             limits: SendLimits::default(),

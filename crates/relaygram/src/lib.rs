@@ -27,6 +27,7 @@ pub mod logging;
 pub mod schedules;
 pub mod server;
 pub mod services;
+pub mod shutdown;
 pub mod store;
 pub mod telegram;
 pub mod templates;

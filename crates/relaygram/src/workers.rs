@@ -15,9 +15,6 @@ use crate::services::Services;
 /// Inbound processors per instance: enough to keep busy chats from waiting on each other.
 const UPDATE_PROCESSORS: usize = 4;
 
-/// Tells workers to stop; `wait_for(|s| *s)` resolves when they should.
-pub type Shutdown = watch::Receiver<bool>;
-
 /// The running workers.
 #[derive(Debug)]
 pub struct Workers {

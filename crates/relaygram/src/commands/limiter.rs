@@ -18,8 +18,7 @@ use std::time::{Duration, Instant};
 
 /// Length of a rate-limit window.
 pub const WINDOW: Duration = Duration::from_secs(60);
-/// Commands per user per bot per minute when nothing is configured.
-pub const DEFAULT_COMMANDS_PER_MINUTE: u32 = 10;
+pub use crate::config::DEFAULT_COMMANDS_PER_MINUTE;
 
 /// Number of independently locked shards (less contention across chats).
 const SHARDS: usize = 16;

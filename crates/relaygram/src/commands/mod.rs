@@ -10,9 +10,7 @@ pub mod api;
 mod limiter;
 pub mod service;
 
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
-
+pub use crate::store::{CommandAction, CustomCommand, StoredCommand};
 pub use limiter::{CommandLimiter, DEFAULT_COMMANDS_PER_MINUTE, LimitDecision, WINDOW};
 
 use crate::services::ServiceError;
@@ -35,61 +33,6 @@ pub const MAX_NAME_LEN: usize = 32;
 pub const MAX_DESCRIPTION_LEN: usize = 256;
 /// Longest message text Telegram sends, in characters.
 pub const MAX_REPLY_LEN: usize = 4096;
-
-/// A custom command of a bot, as the command router uses it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CustomCommand {
-    /// Name without the slash (`price`).
-    pub command: String,
-    /// Menu description.
-    pub description: String,
-    /// What happens when a user sends it.
-    pub action: CommandAction,
-}
-
-/// What a custom command does.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum CommandAction {
-    /// The bot answers with this text (sent as plain text).
-    Reply {
-        /// The reply, 1 to 4096 characters.
-        text: String,
-    },
-    /// The command is forwarded to the tenant's app as a `command.received` event.
-    Forward,
-}
-
-impl CommandAction {
-    /// `"reply"` or `"forward"` (as stored).
-    pub fn kind(&self) -> &'static str {
-        match self {
-            CommandAction::Reply { .. } => "reply",
-            CommandAction::Forward => "forward",
-        }
-    }
-
-    /// The reply text, for replies.
-    pub fn reply_text(&self) -> Option<&str> {
-        match self {
-            CommandAction::Reply { text } => Some(text),
-            CommandAction::Forward => None,
-        }
-    }
-}
-
-/// A stored custom command with its bot and times.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredCommand {
-    /// The bot it belongs to.
-    pub bot_id: String,
-    /// Name, description and action.
-    pub command: CustomCommand,
-    /// Creation time (UTC ms).
-    pub created_at: i64,
-    /// Last change (UTC ms).
-    pub updated_at: i64,
-}
 
 /// Whether `name` is a built-in command.
 pub fn is_built_in(name: &str) -> bool {

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::job::JobContent;
 use crate::ids::new_id;
 use crate::services::ServiceResult;
 use crate::store::Callback;
@@ -29,10 +30,20 @@ pub struct StoredContent {
     pub silent: bool,
     /// An edit or delete job's calls on a sent message, instead of sends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub job: Option<super::edit::JobContent>,
+    pub job: Option<JobContent>,
 }
 
 impl StoredContent {
+    /// The stored content of an edit or delete job: one part per call, so the sender's
+    /// per-part loop (and its pacing of each part) runs the calls.
+    pub fn of_job(job: JobContent) -> StoredContent {
+        StoredContent {
+            parts: vec![String::new(); job.calls.len()],
+            job: Some(job),
+            ..StoredContent::default()
+        }
+    }
+
     /// The Bot API method and parameters of part `index` to `chat_id`.
     pub fn call_for(&self, index: usize, chat_id: i64) -> (&'static str, Value) {
         if let Some(call) = self.job.as_ref().and_then(|j| j.calls.get(index)) {

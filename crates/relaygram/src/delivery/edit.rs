@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use super::content::{OwnButtons, StoredContent, render_content};
+use super::job::{BotCall, BotMethod, JobContent};
 use super::personal::{LINK_VARIABLE, is_personal, link_variables};
 use super::request::{ButtonSpec, parse_mode};
 use crate::ids::new_id;
@@ -20,7 +21,6 @@ use crate::store::Callback;
 use crate::store::{
     CancelReason, JobKind, LinkRecord, MessageRecord, NewJob, NewRequest, StoreError,
 };
-use crate::telegram::TelegramError;
 use crate::templates::Content;
 
 /// How long after sending a message can still be edited or deleted. Telegram documents 48
@@ -69,86 +69,6 @@ pub struct EditAccepted {
     /// The edit or delete job, when one was queued.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub job_id: Option<String>,
-}
-
-/// A Bot API method an edit or delete job calls.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-pub enum BotMethod {
-    /// New text (and keyboard) of a text message.
-    #[serde(rename = "editMessageText")]
-    EditText,
-    /// New caption (and keyboard) of a photo or document.
-    #[serde(rename = "editMessageCaption")]
-    EditCaption,
-    /// New keyboard only.
-    #[serde(rename = "editMessageReplyMarkup")]
-    EditReplyMarkup,
-    /// Delete one Telegram message.
-    #[serde(rename = "deleteMessage")]
-    Delete,
-}
-
-impl BotMethod {
-    /// The Bot API name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BotMethod::EditText => "editMessageText",
-            BotMethod::EditCaption => "editMessageCaption",
-            BotMethod::EditReplyMarkup => "editMessageReplyMarkup",
-            BotMethod::Delete => "deleteMessage",
-        }
-    }
-}
-
-/// One call of a job (its `chat_id` is the lane's, added when sent).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct BotCall {
-    /// The method.
-    pub method: BotMethod,
-    /// Its parameters but `chat_id`.
-    pub params: Value,
-}
-
-/// What an edit or delete job's request stores: the message it acts on and its calls.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct JobContent {
-    /// `true` for a delete.
-    pub delete: bool,
-    /// The sent message.
-    pub edit_of: String,
-    /// The calls, in order (a long text sent in parts is deleted part by part).
-    pub calls: Vec<BotCall>,
-}
-
-impl JobContent {
-    /// The store's kind of this job.
-    pub fn kind(&self) -> JobKind {
-        if self.delete {
-            JobKind::Delete
-        } else {
-            JobKind::Edit
-        }
-    }
-
-    /// The stored content of a job: one part per call, so the sender's per-part loop (and
-    /// its pacing of each part) runs the calls.
-    fn into_content(self) -> StoredContent {
-        StoredContent {
-            parts: vec![String::new(); self.calls.len()],
-            parse_mode: None,
-            media: None,
-            reply_markup: None,
-            message_thread_id: None,
-            silent: false,
-            job: Some(self),
-        }
-    }
-}
-
-/// Whether Telegram's answer to a job's call means the job is done anyway: an edit that
-/// changes nothing is what the app asked for.
-pub fn is_done_anyway(e: &TelegramError) -> bool {
-    matches!(e, TelegramError::BadRequest(d) if d.contains("message is not modified"))
 }
 
 /// Why an edit or delete is refused before anything is queued (422).
@@ -554,7 +474,7 @@ impl Services {
         now: i64,
     ) -> ServiceResult<String> {
         let kind = job.kind();
-        let request = self.job_request(&m.tenant_id, &job.into_content(), now);
+        let request = self.job_request(&m.tenant_id, &StoredContent::of_job(job), now);
         let id = new_id("msg");
         self.store
             .queue_job(&NewJob {
@@ -574,7 +494,9 @@ impl Services {
 
 #[cfg(test)]
 mod tests {
+    use super::super::job::is_done_anyway;
     use super::*;
+    use crate::telegram::TelegramError;
 
     fn sent(finished_at: i64) -> MessageRecord {
         MessageRecord {
@@ -649,7 +571,7 @@ mod tests {
 
     #[test]
     fn job_calls_carry_the_lane_chat() {
-        let c = JobContent {
+        let c = StoredContent::of_job(JobContent {
             delete: true,
             edit_of: "msg_1".into(),
             calls: vec![
@@ -662,8 +584,7 @@ mod tests {
                     params: json!({"message_id": 6}),
                 },
             ],
-        }
-        .into_content();
+        });
         assert_eq!(c.parts.len(), 2);
         let (method, params) = c.call_for(1, 42);
         assert_eq!(method, "deleteMessage");

@@ -5,6 +5,7 @@
 //! - [`recipients`]: targets to recipients, and the targets that reach nobody;
 //! - [`personal`]: requests rendered for each recipient (per-target data, `link`);
 //! - [`edit`]: editing and deleting what was sent (`PATCH`/`DELETE /v1/messages/{id}`);
+//! - [`job`]: the Bot API calls of an edit or delete job;
 //! - [`service`]: acceptance ([`crate::services::Services::accept_message`]), status, re-drive;
 //! - [`jobs`]: broadcasts (progress, ETA, pause/resume/cancel), statistics, bot limits;
 //! - [`pacing`]: the limiter that keeps every bot under Telegram's limits;
@@ -21,6 +22,7 @@ pub mod command;
 pub mod content;
 pub mod edit;
 pub mod hold;
+pub mod job;
 pub mod jobs;
 pub mod local;
 pub mod pacing;

@@ -17,9 +17,9 @@ use super::pacing::{Limits, SharedPacer};
 use crate::config::SendLimits;
 use crate::ids::new_id;
 use crate::services::{ServiceError, ServiceResult, Services};
+use crate::shutdown::Shutdown;
 use crate::store::{Claimed, JobKind, Outcome, StoreError};
 use crate::telegram::{BotToken, TelegramError};
-use crate::workers::Shutdown;
 
 static WAKE: Notify = Notify::const_new();
 
@@ -341,7 +341,7 @@ impl BotSender {
                         }
                         // An edit that changes nothing is done: the message says what the
                         // app asked for.
-                        Err(error) if super::edit::is_done_anyway(&error) => sent += 1,
+                        Err(error) if super::job::is_done_anyway(&error) => sent += 1,
                         Err(error) => {
                             return (
                                 c,
@@ -532,7 +532,7 @@ impl BotSender {
             TelegramError::ChatGone(d) => {
                 // The chat's state, its links and everything else waiting for it end in
                 // one transaction: the rest of its lane is cancelled, not tried.
-                let state = crate::linking::service::gone_state(d);
+                let state = crate::store::ChatState::gone(d);
                 if let Err(e) = self
                     .services
                     .chat_gone(&self.bot_id, c.chat_id, state, "unreachable")

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::services::{ServiceResult, Services};
-use crate::workers::Shutdown;
+use crate::shutdown::Shutdown;
 
 /// Longest real-time wait between looks at the store.
 const MAX_IDLE: Duration = Duration::from_secs(1);

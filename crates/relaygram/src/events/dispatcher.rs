@@ -13,10 +13,10 @@ use tokio::task::JoinSet;
 use super::signing::{self, HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP};
 use crate::crypto::SecretBox;
 use crate::ids::{new_id, now_millis, rfc3339};
+use crate::shutdown::Shutdown;
 use crate::store::{
     AttemptRecord, ClaimedDelivery, DeliveryOutcome, EventRecord, Store, StoreResult,
 };
-use crate::workers::Shutdown;
 
 /// The default retry schedule: waits after each failed attempt. Eleven attempts over
 /// about 23.5 hours, then the delivery is `failed`.

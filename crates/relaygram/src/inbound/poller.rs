@@ -15,9 +15,9 @@ use tokio::task::JoinHandle;
 
 use super::intake::store_update;
 use crate::services::Services;
+use crate::shutdown::Shutdown;
 use crate::store::{BotFilter, BotMode, BotRecord, Page};
 use crate::telegram::TelegramError;
-use crate::workers::Shutdown;
 
 /// How long one `getUpdates` waits for updates (below the client's request timeout).
 const LONG_POLL_SECONDS: u64 = 10;

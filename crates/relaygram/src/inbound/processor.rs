@@ -14,8 +14,8 @@ use super::intake::STORED;
 use super::router::{Effects, Router};
 use crate::ids::now_millis;
 use crate::services::Services;
+use crate::shutdown::Shutdown;
 use crate::store::{ProcessedUpdate, UpdateOutcome, UpdateRecord, UpdateStatus};
-use crate::workers::Shutdown;
 
 /// How often idle processors look at the store (other instances store updates too).
 const IDLE_POLL: Duration = Duration::from_millis(500);

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::ids::now_millis;
 use crate::services::Services;
-use crate::workers::Shutdown;
+use crate::shutdown::Shutdown;
 
 /// How often old updates are pruned.
 const EVERY: Duration = Duration::from_secs(3600);

@@ -174,18 +174,6 @@ pub struct LinkPatch {
     pub metadata: Option<Option<Value>>,
 }
 
-/// The state of a chat Telegram refused with `description` (a chat-gone answer).
-pub fn gone_state(description: &str) -> ChatState {
-    let lower = description.to_ascii_lowercase();
-    if lower.contains("kicked") {
-        ChatState::Kicked
-    } else if lower.contains("blocked") || lower.contains("deactivated") {
-        ChatState::Blocked
-    } else {
-        ChatState::Left
-    }
-}
-
 fn invalid(field: &'static str, message: impl Into<String>) -> ServiceError {
     ServiceError::Invalid {
         field,
@@ -825,7 +813,7 @@ impl Services {
                 self.chat_gone(
                     &bot.id,
                     link.chat_id,
-                    gone_state(&e.description()),
+                    ChatState::gone(&e.description()),
                     "unreachable",
                 )
                 .await?;

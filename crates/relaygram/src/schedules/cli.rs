@@ -5,7 +5,7 @@ use clap::{ArgGroup, Subcommand};
 
 use super::handoff::default_handoff;
 use super::service::{self, NewSchedule, SchedulePatch};
-use crate::cli::PageArgs;
+use crate::cli::page::PageArgs;
 use crate::ids::rfc3339;
 use crate::services::{Principal, ServiceError, Services};
 use crate::store::{CatchUp, RunRecord, ScheduleRecord};

@@ -19,6 +19,9 @@ pub const SHOWN_FIRE_TIMES: usize = 5;
 /// decides about it. Below this, it fires. (A schedule in each recipient's zone adds
 /// [`LOCAL_SPREAD_MS`]: see [`misfire_grace`].)
 pub const MISFIRE_GRACE_MS: i64 = 60_000;
+/// How long a claimer holds a run before another may complete it (UTC ms on the
+/// services' clock).
+pub const RUN_LEASE_MS: i64 = 15_000;
 /// Largest stored message body.
 const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
@@ -496,7 +499,7 @@ pub async fn run_now(
         kind: RunKind::Manual,
         state: RunState::Claimed,
         attempts: 0,
-        lease_until: Some(now + super::worker::RUN_LEASE_MS),
+        lease_until: Some(now + RUN_LEASE_MS),
         message_ids: Vec::new(),
         broadcast_id: None,
         error: None,

@@ -6,14 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::handoff::Handoff;
+use super::service::RUN_LEASE_MS;
 use super::service::{decide, execute_many, misfire_grace, timing_of};
 use crate::services::{ServiceResult, Services};
+use crate::shutdown::Shutdown;
 use crate::store::{Advance, RunRecord, ScheduleRecord};
-use crate::workers::Shutdown;
 
-/// How long a claimer holds a run before another may complete it (UTC ms on the
-/// services' clock).
-pub const RUN_LEASE_MS: i64 = 15_000;
 /// Schedules claimed per transaction.
 pub const CLAIM_BATCH: u32 = 500;
 /// Longest real-time wait between looks at the store (a schedule created by another

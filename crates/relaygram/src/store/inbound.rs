@@ -160,6 +160,19 @@ pub enum ChatState {
 }
 
 impl ChatState {
+    /// The state of a chat Telegram refused with `description` (a chat-gone answer:
+    /// "bot was kicked", "bot was blocked by the user", "user is deactivated", …).
+    pub fn gone(description: &str) -> ChatState {
+        let lower = description.to_ascii_lowercase();
+        if lower.contains("kicked") {
+            ChatState::Kicked
+        } else if lower.contains("blocked") || lower.contains("deactivated") {
+            ChatState::Blocked
+        } else {
+            ChatState::Left
+        }
+    }
+
     /// The stored name.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -25,7 +25,7 @@ mod texts;
 mod update_queue;
 
 pub use cancel::{CancelReason, Cancelled, ChatEnded, ConsentStore, LinksEnded};
-pub use commands::CommandStore;
+pub use commands::{CommandAction, CommandStore, CustomCommand, StoredCommand};
 pub use digests::{DigestItem, DigestRecord, DigestStore, NewDigest};
 pub use edits::{EditStore, JobKind, NewJob};
 pub use events::{

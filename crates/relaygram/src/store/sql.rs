@@ -14,6 +14,7 @@ use sqlx::{Connection, Row, SqlSafeStr};
 use super::batch::GroupCommit;
 use super::cache::{BotCache, Cache};
 use super::checkpoints::Checkpoints;
+use super::commands::CustomCommand;
 use super::inbound::{Answer as InboundAnswer, Op as InboundOp};
 use super::sqlite_db::SqliteDb;
 use super::update_queue::{self, UpdateQueue};
@@ -21,7 +22,6 @@ use super::{
     ApiKeyRecord, BotFilter, BotMode, BotRecord, BuiltinCommand, ChatRecord, KeyOwner, KeyScope,
     Listed, NewEvent, Page, Store, StoreError, StoreResult, Tenant,
 };
-use crate::commands::CustomCommand;
 
 /// One embedded migration: version, name, SQL.
 type Embedded = (i64, &'static str, &'static str);

@@ -12,7 +12,10 @@ use crate::config::Config;
 use crate::ids::rfc3339;
 use crate::server;
 use crate::services::{Principal, ServiceError, Services};
-use crate::store::{ApiKeyRecord, BotFilter, BotRecord, Page};
+use crate::store::{ApiKeyRecord, BotFilter, BotRecord};
+
+pub mod page;
+pub use page::PageArgs;
 
 /// relaygram — a self-hosted Telegram gateway.
 #[derive(Debug, Parser)]
@@ -74,26 +77,6 @@ pub struct SandboxArgs {
     /// Clock speed factor (2.0 runs limits and retries twice as fast).
     #[arg(long, default_value_t = 1.0)]
     pub time_scale: f64,
-}
-
-/// Page options for list commands.
-#[derive(Debug, Args)]
-pub struct PageArgs {
-    /// Page size (1-200).
-    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=200))]
-    pub limit: u32,
-    /// Cursor printed by the previous page.
-    #[arg(long)]
-    pub after: Option<String>,
-}
-
-impl PageArgs {
-    pub(crate) fn page(&self) -> Page {
-        Page {
-            after: self.after.clone(),
-            limit: self.limit,
-        }
-    }
 }
 
 /// `relaygram tenants …`
