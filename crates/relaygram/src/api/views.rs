@@ -37,9 +37,26 @@ pub struct BotListParams {
 
 /// A page size from a query, 1 to 200: refused while the query is parsed (a 400 before
 /// anything else is looked at).
-#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(try_from = "u32")]
 pub struct PageSize(u32);
+
+impl utoipa::PartialSchema for PageSize {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                utoipa::openapi::KnownFormat::Int32,
+            )))
+            .minimum(Some(1))
+            .maximum(Some(crate::store::MAX_PAGE_SIZE))
+            .description(Some("Page size, 1 to 200 (default 50)."))
+            .into()
+    }
+}
+
+impl ToSchema for PageSize {}
 
 impl TryFrom<u32> for PageSize {
     type Error = String;

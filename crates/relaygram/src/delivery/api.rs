@@ -176,7 +176,7 @@ pub struct MessageList {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct MessageListParams {
-    /// The tenant (admin keys).
+    /// The tenant (required with an admin key; a tenant key acts on its own).
     pub tenant_id: Option<String>,
     /// Only this state.
     pub status: Option<String>,
@@ -587,7 +587,7 @@ pub async fn retry_messages(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct BroadcastListParams {
-    /// The tenant (admin keys).
+    /// The tenant (required with an admin key; a tenant key acts on its own).
     pub tenant_id: Option<String>,
     /// Page size, 1 to 200 (default 50).
     pub limit: Option<PageSize>,

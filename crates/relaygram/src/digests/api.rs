@@ -20,7 +20,7 @@ const PROBLEM: &str = "application/problem+json";
 /// A digest: items collected for one key and recipient, and what became of them.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({"id": "dig_01jd8y3k7q9x4m2n5p6r7s8t9v", "key": "daily-report",
-    "recipient": {"bot_id": null, "to": {"link_id": "lnk_01jd8y3k7q9x4m2n5p6r7s8t9v"}},
+    "recipient": {"bot_id": null, "to": {"link_id": "link_01jd8y3k7q9x4m2n5p6r7s8t9v"}},
     "status": "sent", "items": 3, "template": null, "schedule_id": null,
     "close_at": "2026-11-23T09:00:00Z", "closed_at": "2026-11-23T09:00:00.120Z",
     "request_id": "req_01jd8y3k7q9x4m2n5p6r7s8t9v", "message_ids": ["msg_01jd8y3k7q9x4m2n5p6r7s8t9v"],

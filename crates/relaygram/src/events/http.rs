@@ -126,6 +126,7 @@ pub struct PullParams {
     /// Cursor: `next_cursor` of the previous pull. Omit to start from the oldest event.
     pub after: Option<String>,
     /// Seconds to wait when no event is there yet, 0 to 30 (default 0).
+    #[param(minimum = 0, maximum = 30)]
     pub wait: Option<u64>,
     /// Most events to return, 1 to 200 (default 50).
     pub limit: Option<PageSize>,

@@ -47,6 +47,7 @@ pub struct CreateLinkTokenRequest {
     #[serde(default)]
     pub categories: Vec<String>,
     /// Lifetime, 60 to 604800 seconds (default 900: 15 minutes).
+    #[schema(minimum = 60, maximum = 604800)]
     pub ttl_seconds: Option<u64>,
     /// A JSON object (at most 4 KiB) copied to the link.
     pub metadata: Option<serde_json::Value>,
