@@ -218,7 +218,8 @@ pub fn openapi() -> serde_json::Value {
 /// take a body; `400` to those with query parameters (an unknown one or a bad value);
 /// `404` to those with path parameters (no such resource) and to those that take a
 /// `tenant_id` (in the query or the body), which may name a tenant the key cannot see; `422` where an admin key must name the tenant; `503` (rate
-/// limited, with `Retry-After`) wherever Telegram's failure is a `502`.
+/// limited, with `Retry-After`) wherever Telegram's failure is a `502`. A body with no
+/// required field is optional (an empty body reads as `{}`).
 fn complete(openapi: utoipa::openapi::OpenApi) -> serde_json::Value {
     let mut doc = serde_json::to_value(&openapi).expect("the document serializes");
     let schemas = doc["components"]["schemas"].clone();
@@ -229,6 +230,14 @@ fn complete(openapi: utoipa::openapi::OpenApi) -> serde_json::Value {
             None => schema,
         };
         schema["properties"].get("tenant_id").is_some()
+    };
+    let body_requires_fields = |op: &serde_json::Value| {
+        let schema = &op["requestBody"]["content"]["application/json"]["schema"];
+        let schema = match schema["$ref"].as_str() {
+            Some(r) => &schemas[r.trim_start_matches("#/components/schemas/")],
+            None => schema,
+        };
+        schema["required"].as_array().is_some_and(|r| !r.is_empty())
     };
     let problem = |description: &str| {
         serde_json::json!({"description": description, "content": {PROBLEM: {
@@ -261,6 +270,11 @@ fn complete(openapi: utoipa::openapi::OpenApi) -> serde_json::Value {
                         ps.iter()
                             .any(|p| p["in"] == "query" && p["name"] == "tenant_id")
                     });
+                // An empty body is read as `{}`: where no field is required, the body is
+                // optional.
+                if has_body && !body_requires_fields(op) {
+                    op["requestBody"]["required"] = serde_json::Value::Bool(false);
+                }
                 let Some(responses) = op["responses"].as_object_mut() else {
                     continue;
                 };

@@ -227,7 +227,7 @@ pub struct UpdateBotRequest {
     /// fields); `null` = every type, including `chat_member`, `message_reaction` and
     /// `message_reaction_count`, which Telegram sends only when asked. Absent: unchanged.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<Vec<String>>, nullable)]
+    #[schema(schema_with = allowed_updates_schema)]
     pub allowed_updates: Option<Option<Vec<String>>>,
 }
 
@@ -372,4 +372,17 @@ pub struct BotList {
 pub struct HealthView {
     /// `ok` or `ready`.
     pub status: String,
+}
+
+/// `allowed_updates`: Telegram's update types, or `null` for every one.
+fn allowed_updates_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    crate::delivery::request::json_schema(serde_json::json!({
+        "type": ["array", "null"],
+        "items": {"type": "string", "enum": crate::telegram::UPDATE_TYPES},
+        "description": "The update types the bot asks Telegram for (names of the Bot API's \
+            `Update` fields); `null` = every type, including `chat_member`, `message_reaction` \
+            and `message_reaction_count`, which Telegram sends only when asked. Absent: \
+            unchanged.",
+        "example": ["message", "callback_query"]
+    }))
 }

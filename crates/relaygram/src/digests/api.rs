@@ -92,6 +92,7 @@ pub struct DigestListParams {
     /// Only this key.
     pub key: Option<String>,
     /// Only this status: `open`, `closing`, `sent`, `failed`.
+    #[param(schema_with = digest_status_schema)]
     pub status: Option<String>,
     /// The tenant (required with an admin key).
     pub tenant_id: Option<String>,
@@ -177,4 +178,11 @@ pub async fn get_digest(
             id: id.clone(),
         })?;
     Ok(Json(digest.into()))
+}
+
+fn digest_status_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    crate::delivery::request::json_schema(serde_json::json!({
+        "type": "string", "enum": ["open", "closing", "sent", "failed"],
+        "description": "Only digests in this status"
+    }))
 }

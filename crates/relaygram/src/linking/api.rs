@@ -707,6 +707,7 @@ pub struct CreateCategoryRequest {
     /// 1 to 32 of `a-z`, `0-9`, `_`, `-`, `.`; unique in the tenant.
     pub key: String,
     /// Display name (1 to 64 characters), shown in `/settings`.
+    #[schema(min_length = 1, max_length = 64)]
     pub name: String,
     /// Description (1 to 512 characters).
     pub description: Option<String>,
@@ -720,7 +721,8 @@ pub struct CreateCategoryRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateCategoryRequest {
-    /// Display name.
+    /// Display name (1 to 64 characters).
+    #[schema(min_length = 1, max_length = 64)]
     pub name: Option<String>,
     /// Description; `null` clears it.
     #[serde(default, deserialize_with = "present")]

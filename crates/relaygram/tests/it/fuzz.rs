@@ -20,6 +20,10 @@ const ADMIN_KEY: &str = "rg_fuzz_test_admin_key_0123456789ab";
 /// small enough that a run takes about a minute on two cores.
 const MAX_EXAMPLES: &str = "30";
 
+/// What every run checks.
+const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,\
+                      response_schema_conformance";
+
 fn schemathesis() -> std::path::PathBuf {
     match std::env::var_os("RELAYGRAM_TEST_SCHEMATHESIS") {
         Some(p) => std::path::PathBuf::from(p),
@@ -193,6 +197,10 @@ async fn run(
     key: &str,
     dir: &std::path::Path,
 ) -> std::process::Output {
+    // By hand: RELAYGRAM_FUZZ_CHECKS and RELAYGRAM_FUZZ_EXAMPLES widen a run.
+    let checks = std::env::var("RELAYGRAM_FUZZ_CHECKS").unwrap_or_else(|_| CHECKS.to_string());
+    let examples =
+        std::env::var("RELAYGRAM_FUZZ_EXAMPLES").unwrap_or_else(|_| MAX_EXAMPLES.to_string());
     let out = tokio::process::Command::new(cli)
         .arg("--no-color")
         .arg("--config-file")
@@ -201,9 +209,9 @@ async fn run(
         .arg(format!("{base}/v1/openapi.json"))
         .args([
             "--checks",
-            "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+            &checks,
             "--max-examples",
-            MAX_EXAMPLES,
+            &examples,
             "--seed",
             "20261204",
             // One worker: CPython 3.11's parser is not thread-safe under Hypothesis.
