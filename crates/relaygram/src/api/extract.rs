@@ -70,7 +70,7 @@ where
         if let Some(field) = nul_at(&value, "") {
             return Err(AppError::validation(
                 &field,
-                format!("{field}: must not contain a NUL character"),
+                format!("{field}: must not contain a NUL (control) character"),
             ));
         }
         serde_path_to_error::deserialize(value)
@@ -143,7 +143,7 @@ pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, AppError> {
         let name = name.replace('\0', "\\0");
         return Err(AppError::bad_query(
             &name,
-            format!("{name}: must not contain a NUL character"),
+            format!("{name}: must not contain a NUL (control) character"),
         ));
     }
     let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
