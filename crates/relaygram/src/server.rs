@@ -8,7 +8,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use metrics::SharedString;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use secrecy::ExposeSecret;
@@ -168,6 +168,17 @@ async fn record_metrics(request: Request, next: Next) -> Response {
     response
 }
 
+/// A path with a NUL character (`%00`) names nothing relaygram stores (and PostgreSQL
+/// refuses NUL in text): it answers 404 before any handler sees it.
+async fn refuse_nul_in_path(request: Request, next: Next) -> Response {
+    let path = request.uri().path().as_bytes();
+    if path.windows(3).any(|w| w.eq_ignore_ascii_case(b"%00")) {
+        return AppError::not_found("no such resource (the path contains a NUL character)")
+            .into_response();
+    }
+    next.run(request).await
+}
+
 async fn not_found() -> AppError {
     AppError::not_found("no such route")
 }
@@ -190,6 +201,7 @@ pub fn app(services: Services, config: &Config) -> Router {
     api::router(state, config.max_body_bytes)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(refuse_nul_in_path))
         .layer(middleware::from_fn(record_metrics))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(

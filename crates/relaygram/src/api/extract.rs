@@ -67,6 +67,12 @@ where
         if !value.is_object() {
             return Err(AppError::validation("", "the body must be a JSON object"));
         }
+        if let Some(field) = nul_at(&value, "") {
+            return Err(AppError::validation(
+                &field,
+                format!("{field}: must not contain a NUL (control) character"),
+            ));
+        }
         serde_path_to_error::deserialize(value)
             .map(ApiJson)
             .map_err(|e| {
@@ -79,6 +85,33 @@ where
                 };
                 AppError::validation(&field, detail)
             })
+    }
+}
+
+/// The dotted path of the first string (or key) in `value` holding a NUL character: no
+/// stored text may hold one (PostgreSQL refuses it), so it is refused on both engines.
+fn nul_at(value: &serde_json::Value, at: &str) -> Option<String> {
+    let join = |key: &str| {
+        if at.is_empty() {
+            key.to_string()
+        } else {
+            format!("{at}.{key}")
+        }
+    };
+    match value {
+        serde_json::Value::String(s) if s.contains('\0') => Some(at.to_string()),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| nul_at(v, &format!("{at}[{i}]"))),
+        serde_json::Value::Object(map) => map.iter().find_map(|(k, v)| {
+            if k.contains('\0') {
+                Some(join(&k.replace('\0', "\\0")))
+            } else {
+                nul_at(v, &join(k))
+            }
+        }),
+        _ => None,
     }
 }
 
@@ -103,6 +136,16 @@ where
 
 /// Parses a query string into `T`, naming the parameter at fault.
 pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, AppError> {
+    // No stored value holds a NUL character, and PostgreSQL refuses one in text.
+    if let Some((name, _)) = form_urlencoded::parse(query.as_bytes())
+        .find(|(name, value)| name.contains('\0') || value.contains('\0'))
+    {
+        let name = name.replace('\0', "\\0");
+        return Err(AppError::bad_query(
+            &name,
+            format!("{name}: must not contain a NUL (control) character"),
+        ));
+    }
     let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();

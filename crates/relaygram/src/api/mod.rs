@@ -63,8 +63,11 @@ impl Modify for BearerAuth {
 #[openapi(
     info(
         title = "relaygram",
-        description = "Self-hosted Telegram gateway: tenants, API keys and bots. \
-            Errors are RFC 9457 `application/problem+json` with a stable `type`.",
+        description = "Self-hosted Telegram gateway: tenants and API keys, bots and their \
+            commands, inbound updates and signed events to the app, linking app users to \
+            chats, the outbox (messages, broadcasts, digests), templates and schedules. \
+            Every error is RFC 9457 `application/problem+json` with a stable `type`; bad \
+            input is a 4xx and changes nothing.",
         license(name = "Apache-2.0", identifier = "Apache-2.0")
     ),
     modifiers(&BearerAuth),
@@ -206,13 +209,125 @@ fn routes(send_body_bytes: usize) -> OpenApiRouter<AppState> {
         .routes(routes!(openapi_json))
 }
 
-/// The OpenAPI 3.1 document generated from the routes.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes(crate::delivery::request::send_body_limit(
-        crate::config::DEFAULT_MAX_BODY_BYTES,
-    ))
-    .split_for_parts()
-    .1
+/// The OpenAPI 3.1 document generated from the routes, as served.
+pub fn openapi() -> serde_json::Value {
+    complete(
+        routes(crate::delivery::request::send_body_limit(
+            crate::config::DEFAULT_MAX_BODY_BYTES,
+        ))
+        .split_for_parts()
+        .1,
+    )
+}
+
+/// Adds the answers every operation of a kind can give, whatever its handler: `401` to
+/// those that need a key; `400` (malformed JSON), `413`, `415` and `422` to those that
+/// take a body; `400` to those with query parameters (an unknown one or a bad value);
+/// `404` to those with path parameters (no such resource) and to those that take a
+/// `tenant_id` (in the query or the body), which may name a tenant the key cannot see; `422` where an admin key must name the tenant; `503` (rate
+/// limited, with `Retry-After`) wherever Telegram's failure is a `502`. A body with no
+/// required field is optional (an empty body reads as `{}`).
+fn complete(openapi: utoipa::openapi::OpenApi) -> serde_json::Value {
+    let mut doc = serde_json::to_value(&openapi).expect("the document serializes");
+    let schemas = doc["components"]["schemas"].clone();
+    let body_has_tenant_id = |op: &serde_json::Value| {
+        let schema = &op["requestBody"]["content"]["application/json"]["schema"];
+        let schema = match schema["$ref"].as_str() {
+            Some(r) => &schemas[r.trim_start_matches("#/components/schemas/")],
+            None => schema,
+        };
+        schema["properties"].get("tenant_id").is_some()
+    };
+    let body_requires_fields = |op: &serde_json::Value| {
+        let schema = &op["requestBody"]["content"]["application/json"]["schema"];
+        let schema = match schema["$ref"].as_str() {
+            Some(r) => &schemas[r.trim_start_matches("#/components/schemas/")],
+            None => schema,
+        };
+        schema["required"].as_array().is_some_and(|r| !r.is_empty())
+    };
+    let problem = |description: &str| {
+        serde_json::json!({"description": description, "content": {PROBLEM: {
+            "schema": {"$ref": "#/components/schemas/Problem"}}}})
+    };
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        for item in paths.values_mut() {
+            let Some(item) = item.as_object_mut() else {
+                continue;
+            };
+            for op in item.values_mut() {
+                let secured = op["security"].as_array().is_some_and(|s| !s.is_empty());
+                let has_body = op.get("requestBody").is_some();
+                let has_path_params = op["parameters"]
+                    .as_array()
+                    .is_some_and(|ps| ps.iter().any(|p| p["in"] == "path"));
+                let has_query = op["parameters"]
+                    .as_array()
+                    .is_some_and(|ps| ps.iter().any(|p| p["in"] == "query"));
+                let tenant_required = op["parameters"].as_array().is_some_and(|ps| {
+                    ps.iter().any(|p| {
+                        p["name"] == "tenant_id"
+                            && p["description"]
+                                .as_str()
+                                .is_some_and(|d| d.contains("required with an admin key"))
+                    })
+                });
+                let names_tenant = body_has_tenant_id(op)
+                    || op["parameters"].as_array().is_some_and(|ps| {
+                        ps.iter()
+                            .any(|p| p["in"] == "query" && p["name"] == "tenant_id")
+                    });
+                // An empty body is read as `{}`: where no field is required, the body is
+                // optional.
+                if has_body && !body_requires_fields(op) {
+                    op["requestBody"]["required"] = serde_json::Value::Bool(false);
+                }
+                let Some(responses) = op["responses"].as_object_mut() else {
+                    continue;
+                };
+                let calls_telegram = responses.contains_key("502");
+                let mut add = |code: &str, description: &str| {
+                    responses
+                        .entry(code)
+                        .or_insert_with(|| problem(description));
+                };
+                if secured {
+                    add("401", "Missing, unknown or revoked key");
+                }
+                if has_body {
+                    add("400", "Malformed JSON");
+                    add("413", "Body too large (`max_body_bytes`)");
+                    add("415", "The body is not `application/json`");
+                    add("422", "Invalid field (`field` names it)");
+                }
+                if has_path_params {
+                    add("404", "No such resource (or another tenant's)");
+                }
+                if names_tenant {
+                    add(
+                        "404",
+                        "No such resource, or `tenant_id` names a tenant this key cannot see",
+                    );
+                }
+                if calls_telegram {
+                    add(
+                        "503",
+                        "Telegram is rate limiting the bot (`retry_after`, `Retry-After`)",
+                    );
+                }
+                if tenant_required {
+                    add("422", "An admin key names no `tenant_id`");
+                }
+                if has_query {
+                    add(
+                        "400",
+                        "Unknown query parameter or bad value (`field` names it)",
+                    );
+                }
+            }
+        }
+    }
+    doc
 }
 
 /// Builds the API router (without global middleware); it serves its own OpenAPI document.
@@ -221,9 +336,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     let (router, openapi) =
         routes(crate::delivery::request::send_body_limit(max_body_bytes)).split_for_parts();
-    let json = openapi
-        .to_pretty_json()
-        .unwrap_or_else(|_| "{}".to_string());
+    let json = serde_json::to_string_pretty(&complete(openapi)).expect("the document serializes");
     router
         .layer(Extension(OpenApiJson(Arc::new(json))))
         .with_state(state)

@@ -37,9 +37,26 @@ pub struct BotListParams {
 
 /// A page size from a query, 1 to 200: refused while the query is parsed (a 400 before
 /// anything else is looked at).
-#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(try_from = "u32")]
 pub struct PageSize(u32);
+
+impl utoipa::PartialSchema for PageSize {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                utoipa::openapi::KnownFormat::Int32,
+            )))
+            .minimum(Some(1))
+            .maximum(Some(crate::store::MAX_PAGE_SIZE))
+            .description(Some("Page size, 1 to 200 (default 50)."))
+            .into()
+    }
+}
+
+impl ToSchema for PageSize {}
 
 impl TryFrom<u32> for PageSize {
     type Error = String;
@@ -210,7 +227,7 @@ pub struct UpdateBotRequest {
     /// fields); `null` = every type, including `chat_member`, `message_reaction` and
     /// `message_reaction_count`, which Telegram sends only when asked. Absent: unchanged.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<Vec<String>>, nullable)]
+    #[schema(schema_with = allowed_updates_schema)]
     pub allowed_updates: Option<Option<Vec<String>>>,
     /// Built-in commands on (`true`, relaygram answers) or off (`false`: the app gets them
     /// as `command.received` and relaygram says nothing), by name: `start`, `help`,
@@ -368,4 +385,17 @@ pub struct BotList {
 pub struct HealthView {
     /// `ok` or `ready`.
     pub status: String,
+}
+
+/// `allowed_updates`: Telegram's update types, or `null` for every one.
+fn allowed_updates_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    crate::delivery::request::json_schema(serde_json::json!({
+        "type": ["array", "null"],
+        "items": {"type": "string", "enum": crate::telegram::UPDATE_TYPES},
+        "description": "The update types the bot asks Telegram for (names of the Bot API's \
+            `Update` fields); `null` = every type, including `chat_member`, `message_reaction` \
+            and `message_reaction_count`, which Telegram sends only when asked. Absent: \
+            unchanged.",
+        "example": ["message", "callback_query"]
+    }))
 }

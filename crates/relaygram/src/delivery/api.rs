@@ -176,9 +176,10 @@ pub struct MessageList {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct MessageListParams {
-    /// The tenant (admin keys).
+    /// The tenant (required with an admin key; a tenant key acts on its own).
     pub tenant_id: Option<String>,
     /// Only this state.
+    #[param(schema_with = message_status_schema)]
     pub status: Option<String>,
     /// Only this bot.
     pub bot_id: Option<String>,
@@ -195,10 +196,13 @@ pub struct MessageListParams {
     /// Only the messages of this request (`request_id` of the `202`).
     pub request_id: Option<String>,
     /// Only accepted at or after this time (RFC 3339).
+    #[param(format = DateTime)]
     pub since: Option<String>,
     /// Only accepted before this time (RFC 3339).
+    #[param(format = DateTime)]
     pub until: Option<String>,
     /// `desc` (newest first, the default) or `asc`.
+    #[param(schema_with = order_schema)]
     pub order: Option<String>,
     /// Page size, 1 to 200 (default 50).
     pub limit: Option<PageSize>,
@@ -214,6 +218,7 @@ pub struct StatsParams {
     /// The tenant (an admin key without it counts every tenant).
     pub tenant_id: Option<String>,
     /// Only this state.
+    #[param(schema_with = message_status_schema)]
     pub status: Option<String>,
     /// Only this bot.
     pub bot_id: Option<String>,
@@ -230,8 +235,10 @@ pub struct StatsParams {
     /// Only the messages of this request.
     pub request_id: Option<String>,
     /// Window start: accepted at or after this time (RFC 3339).
+    #[param(format = DateTime)]
     pub since: Option<String>,
     /// Window end: accepted before this time (RFC 3339).
+    #[param(format = DateTime)]
     pub until: Option<String>,
 }
 
@@ -267,6 +274,29 @@ fn window(
         ));
     }
     Ok((since, until))
+}
+
+/// A message state, as the `status` filters take it.
+fn message_status_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    let mut states = vec!["queued", "paused", "sending"];
+    states.extend(crate::store::FINAL_STATES);
+    super::request::json_schema(serde_json::json!({
+        "type": "string", "enum": states, "description": "Only messages in this state"
+    }))
+}
+
+fn order_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    super::request::json_schema(serde_json::json!({
+        "type": "string", "enum": ["desc", "asc"],
+        "description": "`desc` (newest first, the default) or `asc`"
+    }))
+}
+
+fn retry_status_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    super::request::json_schema(serde_json::json!({
+        "type": ["string", "null"], "enum": ["dead", "failed", "unknown", null],
+        "description": "`dead` (default), `failed`, or `unknown` (with `anyway`)"
+    }))
 }
 
 /// A `status` filter: a message state, or 400 (a typo must not count or list nothing).
@@ -309,6 +339,7 @@ pub struct RetryOne {
 pub struct RetryMany {
     /// `dead` (default), `failed`, or `unknown` (with `anyway`).
     #[serde(default)]
+    #[schema(schema_with = retry_status_schema)]
     pub status: Option<String>,
     /// Only this bot.
     #[serde(default)]
@@ -321,6 +352,7 @@ pub struct RetryMany {
     pub broadcast_id: Option<String>,
     /// Only accepted at or after (RFC 3339).
     #[serde(default)]
+    #[schema(format = DateTime)]
     pub since: Option<String>,
     /// Needed to re-send `unknown` messages.
     #[serde(default)]
@@ -587,7 +619,7 @@ pub async fn retry_messages(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct BroadcastListParams {
-    /// The tenant (admin keys).
+    /// The tenant (required with an admin key; a tenant key acts on its own).
     pub tenant_id: Option<String>,
     /// Page size, 1 to 200 (default 50).
     pub limit: Option<PageSize>,

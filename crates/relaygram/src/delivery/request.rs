@@ -16,20 +16,22 @@ pub struct SendRequest {
     /// The sending bot; optional when the tenant has one bot or the target implies it.
     #[serde(default)]
     pub bot_id: Option<String>,
-    /// `{"chat_id": 123}`, `{"link_id": "lnk_…"}`, `{"external_id": "user-7"}` (every active
-    /// link of that app user), `{"category": "alerts"}` (every opted-in link),
+    /// `{"chat_id": 123}`, `{"link_id": "link_…"}`, `{"external_id": "user-7"}` (every
+    /// active link of that app user), `{"category": "alerts"}` (every opted-in link),
     /// `{"connect_code_id": "cc_…"}` (every active link made with that team code), or a
-    /// list. Each target may carry its own `"data": {…}` (with `template`), merged over the
-    /// request's `data` for its recipients. Targets that reach nobody are reported in
-    /// `skipped`; when none reaches anyone the answer is 422 `no-recipients` and nothing is
-    /// stored.
-    #[schema(value_type = Object)]
+    /// list of up to 10,000 of these. Each target may carry its own `"data": {…}` (with
+    /// `template`), merged over the request's `data` for its recipients. Targets that reach
+    /// nobody are reported in `skipped`; when none reaches anyone the answer is 422
+    /// `no-recipients` and nothing is stored.
+    #[schema(schema_with = to_schema)]
     pub to: Value,
     /// Text (a caption with `photo` or `document`).
     #[serde(default)]
     pub text: Option<String>,
-    /// `HTML`, `MarkdownV2` or `Markdown`; plain text when omitted.
+    /// `HTML` or `MarkdownV2`; plain text when omitted (Telegram's legacy `Markdown` is
+    /// refused).
     #[serde(default)]
+    #[schema(schema_with = parse_mode_schema)]
     pub parse_mode: Option<String>,
     /// A template key (instead of `text`).
     #[serde(default)]
@@ -64,8 +66,9 @@ pub struct SendRequest {
     /// request with the key in the window goes, the next ones are throttled whole).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub throttle_scope: Option<ThrottleScope>,
-    /// The throttle window (default 60 s).
+    /// The throttle window, 1 to 2678400 seconds (31 days; default 60).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 2678400)]
     pub throttle_seconds: Option<u32>,
     /// Not before this time (RFC 3339).
     #[serde(default)]
@@ -84,7 +87,7 @@ pub struct SendRequest {
     /// Higher goes first (-100..=100, default 0); order per chat holds within a priority.
     /// `"urgent"` is 100: urgent messages (priority 100) ignore the link's quiet hours.
     #[serde(default, deserialize_with = "priority_or_urgent")]
-    #[schema(value_type = Option<Object>, example = json!("urgent"))]
+    #[schema(schema_with = priority_schema)]
     pub priority: Option<i64>,
     /// The app's own JSON object (up to 4096 bytes), kept with the send and given back with a
     /// user's reply to one of its messages (`message.received`'s `reply_to.metadata`) and
@@ -100,6 +103,68 @@ pub struct SendRequest {
 }
 
 pub use crate::templates::ButtonSpec;
+
+/// A schema written as JSON (for shapes the derive cannot say: one-of-several forms).
+pub(crate) fn json_schema(
+    schema: Value,
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    serde_json::from_value(schema).expect("a valid schema")
+}
+
+/// One target of a send, as [`parse_target`] reads it.
+pub(crate) fn target_schema() -> Value {
+    let text = serde_json::json!({"type": "string", "minLength": 1, "maxLength": 200});
+    // Each target may carry its own template variables (a personal message).
+    let data = serde_json::json!({"type": "object",
+        "description": "Template variables for this target's recipients, merged over the request's `data` (with `template`)"});
+    let one = |key: &str, value: Value| {
+        serde_json::json!({"type": "object", "required": [key],
+                           "properties": {key: value, "data": data.clone()},
+                           "additionalProperties": false})
+    };
+    serde_json::json!({"oneOf": [
+        one("chat_id", serde_json::json!({"oneOf": [
+            {"type": "integer", "format": "int64"},
+            {"type": "string", "pattern": "^\\s*-?[0-9]+\\s*$"}
+        ], "description": "A Telegram chat id (a string of digits is read as one)"})),
+        one("link_id", text.clone()),
+        one("external_id", text.clone()),
+        one("category", text.clone()),
+        one("connect_code_id", text),
+    ]})
+}
+
+fn to_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    json_schema(serde_json::json!({
+        "description": "One target, or a list of 1 to 10,000",
+        "oneOf": [
+            target_schema(),
+            {"type": "array", "items": target_schema(), "minItems": 1, "maxItems": MAX_TARGETS}
+        ],
+        "example": {"chat_id": 100000001}
+    }))
+}
+
+fn parse_mode_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    json_schema(serde_json::json!({
+        "type": ["string", "null"],
+        "enum": ["HTML", "MarkdownV2", null],
+        "description": "`HTML` or `MarkdownV2`; plain text when omitted"
+    }))
+}
+
+fn priority_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    json_schema(serde_json::json!({
+        "description": "Higher goes first (-100..=100, default 0); `\"urgent\"` is 100 and \
+            ignores the link's quiet hours",
+        "oneOf": [
+            {"type": "integer", "format": "int64", "minimum": -100, "maximum": 100},
+            {"type": "string", "enum": ["urgent"]},
+            {"type": "null"}
+        ],
+        "example": "urgent"
+    }))
+}
 
 /// `priority` as a number, or `"urgent"` ([`super::quiet::URGENT`]).
 fn priority_or_urgent<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {

@@ -106,8 +106,8 @@ impl From<MessageRecord> for AcceptedMessage {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
 #[schema(example = json!({"request_id": "req_01jd8y3k7q9x4m2n5p6r7s8t9v", "status": "queued", "count": 1,
     "messages": [{"id": "msg_01jd8y3k7q9x4m2n5p6r7s8t9w", "bot_id": "bot_01jd8y3k7q9x4m2n5p6r7s8t9x", "chat_id": 100000001, "status": "queued"}],
-    "skipped": [{"target": {"link_id": "lnk_01jd8y3k7q9x4m2n5p6r7s8t9z"}, "reason": "link_inactive",
-        "detail": "link lnk_01jd8y3k7q9x4m2n5p6r7s8t9z has ended"}]}))]
+    "skipped": [{"target": {"link_id": "link_01jd8y3k7q9x4m2n5p6r7s8t9z"}, "reason": "link_inactive",
+        "detail": "link link_01jd8y3k7q9x4m2n5p6r7s8t9z has ended"}]}))]
 pub struct Accepted {
     /// The request (all its messages share its content).
     pub request_id: String,

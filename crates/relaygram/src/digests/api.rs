@@ -20,7 +20,7 @@ const PROBLEM: &str = "application/problem+json";
 /// A digest: items collected for one key and recipient, and what became of them.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({"id": "dig_01jd8y3k7q9x4m2n5p6r7s8t9v", "key": "daily-report",
-    "recipient": {"bot_id": null, "to": {"link_id": "lnk_01jd8y3k7q9x4m2n5p6r7s8t9v"}},
+    "recipient": {"bot_id": null, "to": {"link_id": "link_01jd8y3k7q9x4m2n5p6r7s8t9v"}},
     "status": "sent", "items": 3, "template": null, "schedule_id": null,
     "close_at": "2026-11-23T09:00:00Z", "closed_at": "2026-11-23T09:00:00.120Z",
     "request_id": "req_01jd8y3k7q9x4m2n5p6r7s8t9v", "message_ids": ["msg_01jd8y3k7q9x4m2n5p6r7s8t9v"],
@@ -92,6 +92,7 @@ pub struct DigestListParams {
     /// Only this key.
     pub key: Option<String>,
     /// Only this status: `open`, `closing`, `sent`, `failed`.
+    #[param(schema_with = digest_status_schema)]
     pub status: Option<String>,
     /// The tenant (required with an admin key).
     pub tenant_id: Option<String>,
@@ -177,4 +178,11 @@ pub async fn get_digest(
             id: id.clone(),
         })?;
     Ok(Json(digest.into()))
+}
+
+fn digest_status_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    crate::delivery::request::json_schema(serde_json::json!({
+        "type": "string", "enum": ["open", "closing", "sent", "failed"],
+        "description": "Only digests in this status"
+    }))
 }

@@ -30,6 +30,7 @@ pub struct CreateEndpointRequest {
     pub description: Option<String>,
     /// Types to receive: exact (`link.created`) or prefix patterns (`message.*`).
     /// Omit (or null) for every type.
+    #[schema(schema_with = event_types_schema)]
     pub event_types: Option<Vec<String>>,
     /// Owning tenant: required with an admin key, implied by a tenant key.
     pub tenant_id: Option<String>,
@@ -126,12 +127,17 @@ pub struct PullParams {
     /// Cursor: `next_cursor` of the previous pull. Omit to start from the oldest event.
     pub after: Option<String>,
     /// Seconds to wait when no event is there yet, 0 to 30 (default 0).
+    #[param(minimum = 0, maximum = 30)]
     pub wait: Option<u64>,
     /// Most events to return, 1 to 200 (default 50).
     pub limit: Option<PageSize>,
     /// Only this type (`link.created`) or pattern (`message.*`).
     #[serde(rename = "type")]
-    #[param(rename = "type")]
+    #[param(
+        rename = "type",
+        pattern = r"^(?:[a-z0-9._-]*\.)?\*$|^[a-z0-9._-]+$",
+        max_length = 100
+    )]
     pub event_type: Option<String>,
     /// The tenant (required with an admin key).
     pub tenant_id: Option<String>,
@@ -545,4 +551,16 @@ pub async fn replay_event(
             deliveries,
         }),
     ))
+}
+
+/// `event_types`: exact types or prefix patterns, as [`super::validate_type_pattern`] reads them.
+fn event_types_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    crate::delivery::request::json_schema(serde_json::json!({
+        "type": ["array", "null"],
+        "items": {"type": "string", "maxLength": 100,
+                  "pattern": r"^(?:[a-z0-9._-]*\.)?\*$|^[a-z0-9._-]+$"},
+        "description": "Types to receive: exact (`link.created`) or prefix patterns \
+            (`message.*`, `*`); omit (or null) for every type",
+        "example": ["link.*", "message.failed"]
+    }))
 }

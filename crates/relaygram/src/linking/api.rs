@@ -47,6 +47,7 @@ pub struct CreateLinkTokenRequest {
     #[serde(default)]
     pub categories: Vec<String>,
     /// Lifetime, 60 to 604800 seconds (default 900: 15 minutes).
+    #[schema(minimum = 60, maximum = 604800)]
     pub ttl_seconds: Option<u64>,
     /// A JSON object (at most 4 KiB) copied to the link.
     pub metadata: Option<serde_json::Value>,
@@ -706,6 +707,7 @@ pub struct CreateCategoryRequest {
     /// 1 to 32 of `a-z`, `0-9`, `_`, `-`, `.`; unique in the tenant.
     pub key: String,
     /// Display name (1 to 64 characters), shown in `/settings`.
+    #[schema(min_length = 1, max_length = 64)]
     pub name: String,
     /// Description (1 to 512 characters).
     pub description: Option<String>,
@@ -719,7 +721,8 @@ pub struct CreateCategoryRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateCategoryRequest {
-    /// Display name.
+    /// Display name (1 to 64 characters).
+    #[schema(min_length = 1, max_length = 64)]
     pub name: Option<String>,
     /// Description; `null` clears it.
     #[serde(default, deserialize_with = "present")]

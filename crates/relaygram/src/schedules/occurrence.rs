@@ -158,7 +158,10 @@ impl Interval {
                 ),
             )
         };
-        let (digits, unit) = text.split_at(text.len().saturating_sub(1));
+        // At the last character, not the last byte: `"1\u{80}"` must be refused, not split
+        // inside a character (a panic the fuzz run found).
+        let last = text.char_indices().last().map_or(0, |(i, _)| i);
+        let (digits, unit) = text.split_at(last);
         let unit = match unit {
             "m" => Unit::Minutes,
             "h" => Unit::Hours,
@@ -607,6 +610,10 @@ mod tests {
             "1.5h",
             "367d",
             "99999999999m",
+            "\u{80}",
+            "1\u{80}",
+            "1é",
+            "é",
         ] {
             assert_eq!(Interval::parse(bad).unwrap_err().field, "every", "{bad:?}");
         }

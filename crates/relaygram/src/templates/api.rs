@@ -33,9 +33,11 @@ type ApiResult<T> = Result<T, AppError>;
     "description": "Sent when a payment clears"}))]
 pub struct CreateTemplateRequest {
     /// 1 to 64 of `A-Z a-z 0-9 _ . : -`, unique in the tenant.
+    #[schema(pattern = "^[A-Za-z0-9_.:-]{1,64}$")]
     pub key: String,
     /// minijinja source of the message text (up to 64 KiB). Variables are escaped for the
     /// parse mode; `|safe` opts out.
+    #[schema(min_length = 1)]
     pub text: String,
     /// `html` (default), `markdown_v2` or `plain`.
     #[serde(default)]
@@ -57,6 +59,7 @@ pub struct PutTemplateRequest {
     /// May be sent; must then equal the key in the path.
     pub key: Option<String>,
     /// minijinja source of the message text.
+    #[schema(min_length = 1)]
     pub text: String,
     /// `html` (default), `markdown_v2` or `plain`.
     #[serde(default)]

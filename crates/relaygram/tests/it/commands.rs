@@ -692,15 +692,7 @@ async fn a_custom_reply_is_answered_and_excess_commands_are_limited_and_counted(
     // The drop is counted in Prometheus, labelled with the bot.
     let series = format!("bot_id=\"{}\"", s.bot_id);
     until("the rate-limit counter", || async {
-        let text = app
-            .http
-            .get(app.url("/metrics"))
-            .send()
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
+        let text = app.send(app.http.get(app.url("/metrics"))).await.text;
         text.lines()
             .any(|l| {
                 l.starts_with("relaygram_commands_rate_limited_total")
@@ -720,24 +712,19 @@ async fn concurrent_changes_leave_the_menu_matching_the_store() {
         let app = TestApp::spawn(engine).await;
         let s = setup(&app, "busy").await;
         let url = app.url(&format!("/v1/bots/{}/commands", s.bot_id));
-        let tasks: Vec<_> = (0..12)
-            .map(|i| {
-                let http = app.http.clone();
-                let (url, key) = (url.clone(), s.key.clone());
-                tokio::spawn(async move {
-                    http.post(url)
-                        .bearer_auth(key)
-                        .json(&json!({"command": format!("c{i}"), "description": format!("command {i}"),
-                                      "action": {"type": "forward"}}))
-                        .send()
-                        .await
-                        .unwrap()
-                        .status()
-                })
-            })
-            .collect();
-        for task in tasks {
-            assert_eq!(task.await.unwrap(), StatusCode::CREATED, "{engine}");
+        let tasks = (0..12).map(|i| {
+            app.send(app.http.post(&url).bearer_auth(&s.key).json(
+                &json!({"command": format!("c{i}"), "description": format!("command {i}"),
+                        "action": {"type": "forward"}}),
+            ))
+        });
+        for answer in futures_util::future::join_all(tasks).await {
+            assert_eq!(
+                answer.status,
+                StatusCode::CREATED,
+                "{engine}: {}",
+                answer.text
+            );
         }
         let stored = custom_names(&app, &s).await;
         assert_eq!(stored.len(), 12, "{engine}");

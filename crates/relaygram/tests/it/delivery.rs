@@ -171,38 +171,27 @@ async fn throttle_and_idempotency_keys_and_bad_input() {
         .await;
 
         let call = |body: Value, key: &'static str| {
-            app.http
-                .post(app.url("/v1/messages"))
-                .bearer_auth(&s.key)
-                .header("Idempotency-Key", key)
-                .json(&body)
-                .send()
+            app.send(
+                app.http
+                    .post(app.url("/v1/messages"))
+                    .bearer_auth(&s.key)
+                    .header("Idempotency-Key", key)
+                    .json(&body),
+            )
         };
         let body = json!({"to": {"chat_id": alice}, "text": "once"});
-        let a: Value = call(body.clone(), "k1")
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let b = call(body.clone(), "k1").await.unwrap();
-        assert_eq!(b.status(), StatusCode::ACCEPTED);
-        let b: Value = b.json().await.unwrap();
+        let a: Value = call(body.clone(), "k1").await.body;
+        let b = call(body.clone(), "k1").await;
+        assert_eq!(b.status, StatusCode::ACCEPTED);
+        let b: Value = b.body;
         assert_eq!(a, b, "the same key and body answer the same");
-        let c = call(json!({"to": {"chat_id": alice}, "text": "twice"}), "k1")
-            .await
-            .unwrap();
-        assert_eq!(c.status(), StatusCode::CONFLICT);
+        let c = call(json!({"to": {"chat_id": alice}, "text": "twice"}), "k1").await;
+        assert_eq!(c.status, StatusCode::CONFLICT);
 
         // A crash after the messages were stored but before the answer was: the replay
         // rebuilds the answer from the stored messages and stores nothing new.
         let lost = json!({"to": {"chat_id": alice}, "text": "answer lost"});
-        let first: Value = call(lost.clone(), "k2")
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let first: Value = call(lost.clone(), "k2").await.body;
         let forgotten = crate::helpers::exec_sql(
             app.database_url(),
             "UPDATE idempotency_keys SET response = '' WHERE key = $1",
@@ -210,9 +199,9 @@ async fn throttle_and_idempotency_keys_and_bad_input() {
         )
         .await;
         assert_eq!(forgotten, 1);
-        let again = call(lost.clone(), "k2").await.unwrap();
-        assert_eq!(again.status(), StatusCode::ACCEPTED);
-        let again: Value = again.json().await.unwrap();
+        let again = call(lost.clone(), "k2").await;
+        assert_eq!(again.status, StatusCode::ACCEPTED);
+        let again: Value = again.body;
         assert_eq!(again["messages"], first["messages"], "{again}");
         assert_eq!(again["request_id"], first["request_id"]);
         let sent_twice = app.get("/v1/messages?limit=200", &s.key).await.body["data"]
@@ -427,15 +416,7 @@ async fn send_at_429_retries_dead_redrive_and_the_lost_response() {
         assert_eq!(stats.body["bots"][0]["retries"], 4, "{}", stats.text);
 
         // /metrics carries the same per-bot counters, labelled by bot_id.
-        let metrics = app
-            .http
-            .get(app.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = app.send(app.http.get(app.url("/metrics"))).await.text;
         let bot = &stats.body["bots"][0];
         let bot_id = bot["bot_id"].as_str().unwrap();
         let value = |series: String| -> i64 {

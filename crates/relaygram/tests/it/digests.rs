@@ -116,18 +116,16 @@ async fn items_collect_per_key_and_recipient_and_go_out_when_the_window_closes()
         // The same Idempotency-Key twice adds one item and answers the same digest.
         for _ in 0..2 {
             let a: Value = app
-                .http
-                .post(app.url("/v1/messages"))
-                .bearer_auth(&s.key)
-                .header("Idempotency-Key", "order-1b")
-                .json(&json!({"bot_id": s.bot_id, "to": {"chat_id": s.alice},
-                              "text": "order 1b paid", "digest": window}))
-                .send()
+                .send(
+                    app.http
+                        .post(app.url("/v1/messages"))
+                        .bearer_auth(&s.key)
+                        .header("Idempotency-Key", "order-1b")
+                        .json(&json!({"bot_id": s.bot_id, "to": {"chat_id": s.alice},
+                                      "text": "order 1b paid", "digest": window})),
+                )
                 .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+                .body;
             assert_eq!(a["digest_ids"][0], digest_id.as_str(), "{a}");
         }
         let bobs = item(&app, &s, s.bob, "order 9 paid", window.clone()).await;
@@ -347,7 +345,7 @@ async fn bad_digest_items_are_refused_and_store_nothing() {
             .post(
                 "/v1/messages",
                 &s.key,
-                json!({"bot_id": s.bot_id, "to": {"link_id": "lnk_nope"}, "text": "x",
+                json!({"bot_id": s.bot_id, "to": {"link_id": "link_nope"}, "text": "x",
                        "digest": {"key": "k", "window": "1h"}}),
             )
             .await;

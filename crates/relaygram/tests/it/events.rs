@@ -367,28 +367,22 @@ async fn events_are_signed_delivered_replayed_and_pulled() {
         assert_eq!(by_admin.body["data"].as_array().unwrap().len(), 2);
 
         // Long-poll: a waiting pull returns with the event emitted meanwhile.
-        let waiting = {
-            let http = app.http.clone();
-            let url = app.url(&format!("/v1/events?after={cursor}&wait=30"));
-            let key = key_a.clone();
-            tokio::spawn(async move {
-                http.get(url)
-                    .bearer_auth(key)
-                    .send()
-                    .await
-                    .unwrap()
-                    .json::<Value>()
-                    .await
-                    .unwrap()
-            })
+        let waiting = app.send(
+            app.http
+                .get(app.url(&format!("/v1/events?after={cursor}&wait=30")))
+                .bearer_auth(&key_a),
+        );
+        let emitting = async {
+            relaygram::events::emit(&*store, &a, "message.received", json!({"text": "hi"}))
+                .await
+                .unwrap()
         };
-        let later = relaygram::events::emit(&*store, &a, "message.received", json!({"text": "hi"}))
-            .await
-            .unwrap();
-        let woke = tokio::time::timeout(Duration::from_secs(25), waiting)
-            .await
-            .expect("the long-poll answered")
-            .unwrap();
+        let (woke, later) = tokio::time::timeout(Duration::from_secs(25), async {
+            tokio::join!(waiting, emitting)
+        })
+        .await
+        .expect("the long-poll answered");
+        let woke = woke.body;
         assert_eq!(woke["data"][0]["id"], later.as_str(), "{woke}");
         assert_ne!(woke["next_cursor"], cursor.as_str());
         assert_eq!(rx.next().await.path, "/a");

@@ -9,6 +9,8 @@ use reqwest::header::HeaderMap;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
+use crate::conformance::{self, Violations};
+
 /// Public URL used by tests that need webhook mode. Never contacted: the sandbox only
 /// delivers when there are updates, and these tests create none.
 pub const PUBLIC_URL: &str = "https://relaygram.example.com";
@@ -28,6 +30,8 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub admin_key: String,
     config: Config,
+    /// Answers that contradicted the OpenAPI document (see [`crate::conformance`]).
+    pub violations: Violations,
     /// Keeps the database (dropped with it on PostgreSQL) alive for the test's duration.
     _db: testing::TestDatabase,
     /// Keeps the SQLite file and data folder alive for the test's duration.
@@ -143,6 +147,7 @@ impl TestApp {
             http: reqwest::Client::new(),
             admin_key,
             config,
+            violations: Violations::default(),
             _db: db,
             _dir: dir,
         }
@@ -163,6 +168,7 @@ impl TestApp {
             http,
             admin_key,
             mut config,
+            violations,
             _db,
             _dir,
         } = self;
@@ -179,12 +185,14 @@ impl TestApp {
             http,
             admin_key,
             config,
+            violations,
             _db,
             _dir,
         }
     }
 
     pub async fn stop(self) {
+        self.violations.assert_none();
         self.server.shutdown().await.expect("graceful shutdown");
         let stats: Value = self
             .http
@@ -209,6 +217,38 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.server.url(), path)
+    }
+
+    /// Sends a request to the server and checks the answer against the OpenAPI document
+    /// (status documented for the path and method, body matching its schema); a violation
+    /// is recorded and fails the test. Every helper that calls the server goes through here.
+    pub async fn send(&self, req: reqwest::RequestBuilder) -> Answer {
+        let (client, request) = req.build_split();
+        let request = request.expect("a well-formed request");
+        let method = request.method().clone();
+        let url = request.url().clone();
+        let response = client.execute(request).await.expect("request");
+        let answer = Self::answer(response).await;
+        if url.as_str().starts_with(&self.server.url()) {
+            let content_type = answer
+                .headers
+                .get("content-type")
+                .and_then(|v| v.to_str().ok());
+            if let Err(e) = conformance::check(
+                method.as_str(),
+                url.path(),
+                answer.status.as_u16(),
+                content_type,
+                &answer.text,
+            ) {
+                self.violations.record(format!(
+                    "{method} {} → {}: {e}",
+                    url.path(),
+                    answer.status.as_u16()
+                ));
+            }
+        }
+        answer
     }
 
     async fn answer(response: reqwest::Response) -> Answer {
@@ -239,7 +279,7 @@ impl TestApp {
         if let Some(body) = body {
             req = req.json(&body);
         }
-        Self::answer(req.send().await.expect("request")).await
+        self.send(req).await
     }
 
     /// Sends raw bytes with a content type.
@@ -259,7 +299,7 @@ impl TestApp {
         if let Some(key) = key {
             req = req.bearer_auth(key);
         }
-        Self::answer(req.send().await.expect("request")).await
+        self.send(req).await
     }
 
     pub async fn get(&self, path: &str, key: &str) -> Answer {

@@ -195,15 +195,15 @@ async fn deep_link_and_link_command_make_links_once() {
             "the token is never shown again"
         );
         let qr = app
-            .http
-            .get(app.url(&format!("/v1/link-tokens/{id1}/qr.svg")))
-            .bearer_auth(&shop.key)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(qr.status(), 200);
-        assert_eq!(qr.headers()["content-type"], "image/svg+xml");
-        assert!(qr.text().await.unwrap().contains("<svg"));
+            .send(
+                app.http
+                    .get(app.url(&format!("/v1/link-tokens/{id1}/qr.svg")))
+                    .bearer_auth(&shop.key),
+            )
+            .await;
+        assert_eq!(qr.status, 200);
+        assert_eq!(qr.headers["content-type"], "image/svg+xml");
+        assert!(qr.text.contains("<svg"));
 
         // The deep link: `/start <token>`.
         assert_starts(

@@ -233,6 +233,51 @@ async fn openapi_document_is_valid_and_lists_every_route() {
         }
     }
 
+    // What the document once got wrong (#16): `limit` is 1..=200, `priority` a number or
+    // "urgent", `to` one target or a list, `parse_mode` has no legacy Markdown, every
+    // operation with a body can answer 413 and 415, examples use real `link_` ids.
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(schemas["PageSize"]["minimum"], 1);
+    assert_eq!(schemas["PageSize"]["maximum"], 200);
+    let send = &schemas["SendRequest"]["properties"];
+    let priority: Vec<&Value> = send["priority"]["oneOf"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .collect();
+    assert_eq!(priority[0]["type"], "integer");
+    assert_eq!(priority[0]["minimum"], -100);
+    assert_eq!(priority[1]["enum"], serde_json::json!(["urgent"]));
+    let to = send["to"]["oneOf"].as_array().unwrap();
+    assert!(to[0]["oneOf"].is_array(), "one target: {}", send["to"]);
+    assert_eq!(to[1]["type"], "array");
+    assert_eq!(to[1]["minItems"], 1);
+    assert_eq!(
+        send["parse_mode"]["enum"],
+        serde_json::json!(["HTML", "MarkdownV2", null])
+    );
+    for (path, item) in paths {
+        for (method, op) in item.as_object().unwrap() {
+            if op.get("requestBody").is_some() {
+                for code in ["400", "413", "415", "422"] {
+                    assert!(
+                        op["responses"][code].is_object(),
+                        "{method} {path} does not document {code}"
+                    );
+                }
+            }
+        }
+    }
+    let text = doc.to_string();
+    assert!(
+        !text.contains("lnk_"),
+        "examples use real link ids (link_…)"
+    );
+    let description = doc["info"]["description"].as_str().unwrap();
+    for word in ["linking", "outbox", "templates", "schedules", "events"] {
+        assert!(description.contains(word), "{description}");
+    }
+
     // Every documented route is served (no fallback 404/405 for it).
     for (method, path) in ROUTES {
         let concrete = path

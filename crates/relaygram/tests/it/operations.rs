@@ -22,21 +22,21 @@ async fn health_readiness_metrics_and_request_ids() {
         assert!(one.starts_with("req_"));
         assert_ne!(one, two);
         let mine = app
-            .http
-            .get(app.url("/healthz"))
-            .header("x-request-id", "caller-chosen-42")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(mine.headers()["x-request-id"], "caller-chosen-42");
+            .send(
+                app.http
+                    .get(app.url("/healthz"))
+                    .header("x-request-id", "caller-chosen-42"),
+            )
+            .await;
+        assert_eq!(mine.headers["x-request-id"], "caller-chosen-42");
         let odd = app
-            .http
-            .get(app.url("/healthz"))
-            .header("x-request-id", "has spaces and \"quotes\"")
-            .send()
-            .await
-            .unwrap();
-        let replaced = odd.headers()["x-request-id"].to_str().unwrap();
+            .send(
+                app.http
+                    .get(app.url("/healthz"))
+                    .header("x-request-id", "has spaces and \"quotes\""),
+            )
+            .await;
+        let replaced = odd.headers["x-request-id"].to_str().unwrap();
         assert!(replaced.starts_with("req_"), "{replaced}");
 
         let m = app.call(Method::GET, "/metrics", None, None).await;

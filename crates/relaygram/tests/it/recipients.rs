@@ -111,7 +111,7 @@ async fn a_send_that_reaches_nobody_is_refused_and_a_partial_list_reports_what_i
             &app,
             &s.key,
             json!({"to": [{"link_id": alice_link}, {"link_id": bob_link},
-                          {"external_id": "u-never"}, {"link_id": "lnk_missing"}],
+                          {"external_id": "u-never"}, {"link_id": "link_missing"}],
                    "text": "lead #7 is yours"}),
         )
         .await;
@@ -122,7 +122,7 @@ async fn a_send_that_reaches_nobody_is_refused_and_a_partial_list_reports_what_i
             [
                 (json!({"link_id": bob_link}), "link_inactive".to_string()),
                 (json!({"external_id": "u-never"}), "no_active_link".into()),
-                (json!({"link_id": "lnk_missing"}), "no_such_link".into()),
+                (json!({"link_id": "link_missing"}), "no_such_link".into()),
             ],
             "{engine}"
         );
