@@ -20,6 +20,7 @@ pub mod crypto;
 pub mod delivery;
 pub mod digests;
 pub mod events;
+pub mod http;
 pub mod ids;
 pub mod inbound;
 pub mod linking;

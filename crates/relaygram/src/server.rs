@@ -22,9 +22,10 @@ use tower_http::request_id::{
 use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
-use crate::api::{self, AppError, AppState, problem::types};
+use crate::api;
 use crate::config::Config;
 use crate::crypto::SecretBox;
+use crate::http::{AppError, AppState, problem::types};
 use crate::services::{CreatedKey, Services};
 use crate::store;
 use crate::telegram::TelegramClient;

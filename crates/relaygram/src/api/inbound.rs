@@ -7,8 +7,8 @@ use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::views::PageSize;
-use super::{ApiQuery, ApiResult, AppError, AppState, Auth, PROBLEM, Problem};
+use crate::http::views::PageSize;
+use crate::http::{ApiQuery, ApiResult, AppError, AppState, Auth, PROBLEM, Problem};
 use crate::ids::rfc3339;
 use crate::inbound::intake::{self, IntakeError};
 use crate::store::{UpdateFilter, UpdateRecord, UpdateStatus};
@@ -165,7 +165,7 @@ pub async fn list_updates(
     Auth(principal): Auth,
     ApiQuery(params): ApiQuery<UpdateListParams>,
 ) -> ApiResult<Json<UpdateList>> {
-    let page = super::views::page(params.limit, None);
+    let page = crate::http::views::page(params.limit, None);
     let listed = state
         .services
         .list_updates(

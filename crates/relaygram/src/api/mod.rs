@@ -1,10 +1,7 @@
 //! The HTTP edge: thin handlers (parse, authorize, call a service, map the result), the
 //! OpenAPI document, and operational endpoints.
 
-pub mod extract;
 pub mod inbound;
-pub mod problem;
-pub mod views;
 
 use std::sync::Arc;
 
@@ -12,28 +9,17 @@ use axum::extract::{Extension, Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::{Json, Router};
-use metrics_exporter_prometheus::PrometheusHandle;
 use secrecy::ExposeSecret;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use extract::{ApiJson, ApiQuery, Auth};
-pub use problem::{AppError, Problem};
-use views::*;
+use crate::http::views::*;
+pub use crate::http::{ApiJson, ApiQuery, AppError, AppState, Auth, Problem};
+use crate::http::{ApiResult, PROBLEM};
 
-use crate::services::Services;
 use crate::store::BotFilter;
-
-/// Shared state of the HTTP handlers.
-#[derive(Clone, Debug)]
-pub struct AppState {
-    /// The services.
-    pub services: Services,
-    /// Prometheus exposition.
-    pub metrics: PrometheusHandle,
-}
 
 /// The OpenAPI document as served.
 #[derive(Clone, Debug)]
@@ -341,10 +327,6 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .layer(Extension(OpenApiJson(Arc::new(json))))
         .with_state(state)
 }
-
-type ApiResult<T> = Result<T, AppError>;
-
-const PROBLEM: &str = "application/problem+json";
 
 // ---- tenants ------------------------------------------------------------------------------
 
@@ -732,7 +714,7 @@ async fn readyz(State(state): State<AppState>) -> ApiResult<Json<HealthView>> {
         tracing::warn!(error = %e, "readiness check failed");
         AppError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            problem::types::NOT_READY,
+            crate::http::problem::types::NOT_READY,
             "Not ready",
             "the store is not reachable",
         )

@@ -9,8 +9,8 @@ use utoipa::ToSchema;
 
 use super::service::{CommandPatch, NewCommand, PlacedCommand};
 use super::{BUILT_IN, CommandAction, StoredCommand};
-use crate::api::problem::Problem;
-use crate::api::{ApiJson, AppError, AppState, Auth};
+use crate::http::problem::Problem;
+use crate::http::{ApiJson, AppError, AppState, Auth};
 use crate::ids::rfc3339;
 
 const PROBLEM: &str = "application/problem+json";

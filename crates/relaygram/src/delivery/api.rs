@@ -11,9 +11,9 @@ use utoipa::{IntoParams, ToSchema};
 use super::edit::{EditAccepted, EditRequest};
 use super::jobs::{BotLimitsBody, BotLimitsView, BroadcastList, BroadcastView, StatsView};
 use super::{Accepted, Origin, SendRequest, default_limits};
-use crate::api::problem::Problem;
-use crate::api::views::{PageSize, page};
-use crate::api::{ApiJson, ApiQuery, AppError, AppState, Auth};
+use crate::http::problem::Problem;
+use crate::http::views::{PageSize, page};
+use crate::http::{ApiJson, ApiQuery, AppError, AppState, Auth};
 use crate::ids::rfc3339;
 use crate::store::{ListOrder, MessageFilter, MessageRecord};
 

@@ -143,7 +143,7 @@ fn invalid(field: &'static str, message: impl Into<String>) -> ServiceError {
 }
 
 fn refused(r: EditRefusal) -> ServiceError {
-    use crate::api::problem::types;
+    use crate::http::problem::types;
     let (type_uri, title) = match &r {
         EditRefusal::WindowPassed => (types::EDIT_WINDOW_PASSED, "Edit window passed"),
         EditRefusal::NotDelivered(_) => (types::NOT_DELIVERED, "Not delivered"),

@@ -7,9 +7,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::api::problem::Problem;
-use crate::api::views::{PageSize, page};
-use crate::api::{ApiQuery, AppError, AppState, Auth};
+use crate::http::problem::Problem;
+use crate::http::views::{PageSize, page};
+use crate::http::{ApiQuery, AppError, AppState, Auth};
 use crate::ids::rfc3339;
 use crate::services::ServiceError;
 use crate::store::DigestRecord;

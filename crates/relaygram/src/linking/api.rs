@@ -13,9 +13,9 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::service::{CategoryPatch, LinkPatch, NewCategory, NewLinkToken};
 use super::{LinkView, TokenStatus, deep_link, group_link};
-use crate::api::problem::Problem;
-use crate::api::views::{PageSize, page};
-use crate::api::{ApiJson, ApiQuery, AppError, AppState, Auth};
+use crate::http::problem::Problem;
+use crate::http::views::{PageSize, page};
+use crate::http::{ApiJson, ApiQuery, AppError, AppState, Auth};
 use crate::ids::rfc3339;
 use crate::store::{BotRecord, CategoryRecord, ConnectCodeRecord, LinkFilter};
 
@@ -442,7 +442,7 @@ pub async fn rotate_connect_code(
 /// The chats that joined with a connect code (its links).
 #[utoipa::path(
     get, path = "/v1/connect-codes/{id}/subscribers", tag = "linking",
-    params(("id" = String, Path, description = "Connect code id"), crate::api::views::ListParams),
+    params(("id" = String, Path, description = "Connect code id"), crate::http::views::ListParams),
     responses(
         (status = 400, description = "Unknown query parameter or bad value (`field` names it)", body = Problem, content_type = PROBLEM),
         (status = 200, description = "A page of links", body = LinkList),
@@ -455,7 +455,7 @@ pub async fn connect_code_subscribers(
     State(state): State<AppState>,
     Auth(principal): Auth,
     Path(id): Path<String>,
-    ApiQuery(params): ApiQuery<crate::api::views::ListParams>,
+    ApiQuery(params): ApiQuery<crate::http::views::ListParams>,
 ) -> Result<Json<LinkList>, AppError> {
     let page = page(params.limit, params.after);
     let listed = state

@@ -10,9 +10,9 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::handoff::default_handoff;
 use super::service::{self, NewSchedule, SchedulePatch};
-use crate::api::problem::Problem;
-use crate::api::views::{PageSize, page};
-use crate::api::{ApiJson, ApiQuery, AppError, AppState, Auth};
+use crate::http::problem::Problem;
+use crate::http::views::{PageSize, page};
+use crate::http::{ApiJson, ApiQuery, AppError, AppState, Auth};
 use crate::ids::rfc3339;
 use crate::store::{CatchUp, RunKind, RunRecord, RunState, ScheduleRecord};
 

@@ -5,65 +5,9 @@ use sqlx::Row;
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 
+pub use super::records::{CommandAction, CustomCommand, StoredCommand};
 use super::sql::{PgStore, SqliteStore};
 use super::{StoreError, StoreResult};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
-
-/// A custom command of a bot, as the command router uses it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CustomCommand {
-    /// Name without the slash (`price`).
-    pub command: String,
-    /// Menu description.
-    pub description: String,
-    /// What happens when a user sends it.
-    pub action: CommandAction,
-}
-
-/// What a custom command does.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum CommandAction {
-    /// The bot answers with this text (sent as plain text).
-    Reply {
-        /// The reply, 1 to 4096 characters.
-        text: String,
-    },
-    /// The command is forwarded to the tenant's app as a `command.received` event.
-    Forward,
-}
-
-impl CommandAction {
-    /// `"reply"` or `"forward"` (as stored).
-    pub fn kind(&self) -> &'static str {
-        match self {
-            CommandAction::Reply { .. } => "reply",
-            CommandAction::Forward => "forward",
-        }
-    }
-
-    /// The reply text, for replies.
-    pub fn reply_text(&self) -> Option<&str> {
-        match self {
-            CommandAction::Reply { text } => Some(text),
-            CommandAction::Forward => None,
-        }
-    }
-}
-
-/// A stored custom command with its bot and times.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredCommand {
-    /// The bot it belongs to.
-    pub bot_id: String,
-    /// Name, description and action.
-    pub command: CustomCommand,
-    /// Creation time (UTC ms).
-    pub created_at: i64,
-    /// Last change (UTC ms).
-    pub updated_at: i64,
-}
 
 /// Custom bot commands, kept in menu order per bot.
 #[async_trait]

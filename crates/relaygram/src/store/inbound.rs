@@ -14,6 +14,7 @@ use sqlx::sqlite::SqliteRow;
 use utoipa::ToSchema;
 
 use super::batch::GroupCommit;
+pub use super::records::{ChatRecord, ChatState};
 use super::script::{Param, RunScript, Script};
 use super::sql::{ChatCache, Col, Engine, JsonRows, PgStore, SqliteStore, json_array};
 use super::update_queue::UpdateQueue;
@@ -141,83 +142,6 @@ pub struct UpdateFilter {
     pub status: Option<UpdateStatus>,
     /// Only this type.
     pub kind: Option<String>,
-}
-
-/// What a chat is to a bot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ChatState {
-    /// The bot can write there.
-    Active,
-    /// The user blocked the bot (private chats).
-    Blocked,
-    /// The bot left or was removed.
-    Left,
-    /// The bot was banned from the group.
-    Kicked,
-    /// The group became a supergroup with a new id (`migrated_to`).
-    Migrated,
-}
-
-impl ChatState {
-    /// The state of a chat Telegram refused with `description` (a chat-gone answer:
-    /// "bot was kicked", "bot was blocked by the user", "user is deactivated", …).
-    pub fn gone(description: &str) -> ChatState {
-        let lower = description.to_ascii_lowercase();
-        if lower.contains("kicked") {
-            ChatState::Kicked
-        } else if lower.contains("blocked") || lower.contains("deactivated") {
-            ChatState::Blocked
-        } else {
-            ChatState::Left
-        }
-    }
-
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ChatState::Active => "active",
-            ChatState::Blocked => "blocked",
-            ChatState::Left => "left",
-            ChatState::Kicked => "kicked",
-            ChatState::Migrated => "migrated",
-        }
-    }
-}
-
-impl FromStr for ChatState {
-    type Err = StoreError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(match s {
-            "active" => ChatState::Active,
-            "blocked" => ChatState::Blocked,
-            "left" => ChatState::Left,
-            "kicked" => ChatState::Kicked,
-            "migrated" => ChatState::Migrated,
-            other => return Err(StoreError::Corrupt(format!("unknown chat state {other:?}"))),
-        })
-    }
-}
-
-/// A chat a bot has seen.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChatRecord {
-    /// The bot.
-    pub bot_id: String,
-    /// Telegram's chat id.
-    pub chat_id: i64,
-    /// `private`, `group`, `supergroup` or `channel`.
-    pub kind: String,
-    /// Group or channel title.
-    pub title: Option<String>,
-    /// Public username.
-    pub username: Option<String>,
-    /// What the chat is to the bot.
-    pub state: ChatState,
-    /// The new id of a migrated group.
-    pub migrated_to: Option<i64>,
-    /// Last change (UTC ms).
-    pub updated_at: i64,
 }
 
 /// Inbound updates and the chats they reveal.

@@ -14,6 +14,7 @@ mod holds;
 mod inbound;
 mod links;
 mod outbox;
+mod records;
 mod replies;
 mod schedules;
 mod script;

@@ -13,9 +13,9 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::service::TemplateInput;
 use super::{ButtonSpec, ParseMode, Rendered, RenderedButton, TemplateRecord};
-use crate::api::problem::Problem;
-use crate::api::views::{PageSize, page};
-use crate::api::{ApiJson, ApiQuery, AppError, AppState, Auth};
+use crate::http::problem::Problem;
+use crate::http::views::{PageSize, page};
+use crate::http::{ApiJson, ApiQuery, AppError, AppState, Auth};
 use crate::ids::rfc3339;
 use crate::services::ServiceError;
 

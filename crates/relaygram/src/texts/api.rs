@@ -12,8 +12,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::service::{ChosenText, KeyTexts};
 use super::{BotTextRecord, COMMON_VARIABLES, TextKey};
-use crate::api::problem::Problem;
-use crate::api::{ApiJson, ApiQuery, AppError, AppState, Auth};
+use crate::http::problem::Problem;
+use crate::http::{ApiJson, ApiQuery, AppError, AppState, Auth};
 use crate::ids::rfc3339;
 
 const PROBLEM: &str = "application/problem+json";
