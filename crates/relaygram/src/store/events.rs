@@ -13,6 +13,7 @@ use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 
 use super::batch::GroupCommit;
+pub use super::records::NewEvent;
 use super::sql::{Col, Engine, JsonRows, PgStore, SqliteStore, json_array};
 use super::{Listed, Page, StoreError, StoreResult};
 use crate::ids::new_id;
@@ -68,21 +69,6 @@ pub fn type_matches(pattern: &str, event_type: &str) -> bool {
         Some(prefix) => event_type.starts_with(prefix),
         None => pattern == event_type,
     }
-}
-
-/// An event to store.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewEvent {
-    /// Opaque id (`evt_…`); also the `webhook-id` of its deliveries.
-    pub id: String,
-    /// Owning tenant.
-    pub tenant_id: String,
-    /// Type, e.g. `command.received`.
-    pub event_type: String,
-    /// The payload's `data`, as JSON text.
-    pub data: String,
-    /// Creation time (UTC ms).
-    pub created_at: i64,
 }
 
 /// A stored event.

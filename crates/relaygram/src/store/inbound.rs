@@ -7,127 +7,19 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
-use utoipa::ToSchema;
 
 use super::batch::GroupCommit;
-pub use super::records::{ChatRecord, ChatState};
+use super::records::{Answer, Op, wrong_answer};
+pub use super::records::{
+    ChatRecord, ChatState, FinishReport, ProcessedUpdate, UpdateOutcome, UpdateRecord, UpdateStatus,
+};
 use super::script::{Param, RunScript, Script};
 use super::sql::{ChatCache, Col, Engine, JsonRows, PgStore, SqliteStore, json_array};
 use super::update_queue::UpdateQueue;
 use super::{Listed, NewEvent, NewReply, Page, StoreError, StoreResult};
-
-/// Where an update is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum UpdateStatus {
-    /// Stored, waiting to be processed.
-    Pending,
-    /// Taken by a processor until its lease ends (PostgreSQL; on SQLite an update in hand
-    /// stays `pending` in the store, see `InboundStore::own_updates`).
-    Processing,
-    /// Processed: something was done.
-    Handled,
-    /// Processed: nothing to do (another bot's command, an unhandled type, …).
-    Ignored,
-    /// Dropped by the per-user command limit.
-    RateLimited,
-    /// Processing failed; `error` says why.
-    Failed,
-}
-
-impl UpdateStatus {
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UpdateStatus::Pending => "pending",
-            UpdateStatus::Processing => "processing",
-            UpdateStatus::Handled => "handled",
-            UpdateStatus::Ignored => "ignored",
-            UpdateStatus::RateLimited => "rate_limited",
-            UpdateStatus::Failed => "failed",
-        }
-    }
-}
-
-impl FromStr for UpdateStatus {
-    type Err = StoreError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(match s {
-            "pending" => UpdateStatus::Pending,
-            "processing" => UpdateStatus::Processing,
-            "handled" => UpdateStatus::Handled,
-            "ignored" => UpdateStatus::Ignored,
-            "rate_limited" => UpdateStatus::RateLimited,
-            "failed" => UpdateStatus::Failed,
-            other => {
-                return Err(StoreError::Corrupt(format!(
-                    "unknown update status {other:?}"
-                )));
-            }
-        })
-    }
-}
-
-/// One stored update.
-#[derive(Clone, PartialEq, Eq)]
-pub struct UpdateRecord {
-    /// The bot it came to.
-    pub bot_id: String,
-    /// Telegram's id.
-    pub update_id: i64,
-    /// Its type (`message`, `callback_query`, …).
-    pub kind: String,
-    /// The chat it belongs to.
-    pub chat_id: Option<i64>,
-    /// The Telegram user who caused it.
-    pub user_id: Option<i64>,
-    /// The update as Telegram sent it (JSON text), unknown fields included.
-    pub body: String,
-    /// Where it is in processing.
-    pub status: UpdateStatus,
-    /// What processing did.
-    pub outcome: Option<String>,
-    /// Why processing failed.
-    pub error: Option<String>,
-    /// When it was stored (UTC ms).
-    pub received_at: i64,
-    /// When processing ended (UTC ms).
-    pub processed_at: Option<i64>,
-    /// How long processing took (ms).
-    pub handling_ms: Option<i64>,
-}
-
-impl fmt::Debug for UpdateRecord {
-    // Bodies hold users' messages: keep them out of debug output.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UpdateRecord")
-            .field("bot_id", &self.bot_id)
-            .field("update_id", &self.update_id)
-            .field("kind", &self.kind)
-            .field("chat_id", &self.chat_id)
-            .field("status", &self.status)
-            .finish_non_exhaustive()
-    }
-}
-
-/// How processing ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UpdateOutcome {
-    /// Final status (not `pending` or `processing`).
-    pub status: UpdateStatus,
-    /// What was done, in a few words.
-    pub outcome: Option<String>,
-    /// Why it failed.
-    pub error: Option<String>,
-    /// When it ended (UTC ms).
-    pub processed_at: i64,
-    /// How long it took (ms).
-    pub handling_ms: i64,
-}
 
 /// Which updates to list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -239,57 +131,6 @@ const CLAIMABLE: &str = "SELECT u.bot_id, u.update_id FROM updates u \
 
 /// Items per group-commit batch (its rows travel as one JSON parameter per statement).
 const MAX_BATCH: usize = 256;
-
-/// An update processed: its outcome and everything processing wrote, stored together.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProcessedUpdate {
-    /// The bot it came to.
-    pub bot_id: String,
-    /// Telegram's id.
-    pub update_id: i64,
-    /// How processing ended.
-    pub outcome: UpdateOutcome,
-    /// Chats seen or changed (written first; the last write of a chat wins).
-    pub chats: Vec<ChatRecord>,
-    /// Events for the app.
-    pub events: Vec<NewEvent>,
-    /// Replies into the outbox. A reply whose key an earlier run of the update stored is
-    /// not stored again, and the outcome names the earlier reply's message instead.
-    pub replies: Vec<NewReply>,
-}
-
-/// What recording a processed update stored besides its outcome.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct FinishReport {
-    /// Event deliveries created (the dispatcher has work).
-    pub deliveries: usize,
-    /// Replies stored now (not replays of an earlier run's).
-    pub new_replies: usize,
-}
-
-/// One operation of the inbound queue: the writes and reads every update makes besides its
-/// claim, done in rounds (one transaction per round, see `round`).
-#[derive(Debug, Clone)]
-pub(super) enum Op {
-    /// Store a new update.
-    Insert(UpdateRecord),
-    /// Record a processed update.
-    Finish(ProcessedUpdate),
-    /// Read a chat.
-    ReadChat((String, i64)),
-}
-
-/// The answer to an [`Op`], of the same kind.
-#[derive(Debug)]
-pub(super) enum Answer {
-    Inserted(bool),
-    Finished(FinishReport),
-    Chat(Option<ChatRecord>),
-}
-
-fn wrong_answer() -> StoreError {
-    StoreError::Corrupt("an inbound round answered with the wrong kind".into())
-}
 
 macro_rules! inbound_store {
     ($store:ty, $row:ty, $lock:literal, $writers:literal) => {

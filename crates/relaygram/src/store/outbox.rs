@@ -46,16 +46,7 @@ pub struct NewRequest {
     pub created_at: i64,
 }
 
-/// The server-side data of one callback button a request sent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Callback {
-    /// The id in the token Telegram gets (`rg:cb:<id>`).
-    pub id: String,
-    /// The app's data, any length.
-    pub data: String,
-    /// What a press answers (`{"text", "show_alert"}`, JSON); `None` answers silently.
-    pub answer: Option<String>,
-}
+pub use super::records::Callback;
 
 /// A pressed button's stored data, with what it answers and its send's metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]

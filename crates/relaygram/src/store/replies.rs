@@ -15,32 +15,9 @@ use sqlx::Row;
 
 use super::StoreResult;
 use super::outbox::{CALLBACK_ROWS, REQUEST_ROWS, insert_queued};
+pub use super::records::NewReply;
 use super::script::{Param, Script};
 use super::sql::{JsonRows, PgStore, SqliteStore, json_array};
-
-/// One reply to store.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewReply {
-    /// The request id (`req_…`).
-    pub request_id: String,
-    /// The message id (`msg_…`).
-    pub message_id: String,
-    /// Owning tenant.
-    pub tenant_id: String,
-    /// The bot that sends it.
-    pub bot_id: String,
-    /// Telegram chat id.
-    pub chat_id: i64,
-    /// The request's origin, one per reply of a stored update:
-    /// `reply:{bot}:{update_id}:{received_at}:{n}`.
-    pub origin: String,
-    /// The rendered content, JSON.
-    pub content: String,
-    /// Server-side button data.
-    pub callbacks: Vec<super::outbox::Callback>,
-    /// Acceptance time (UTC ms): also when it may be sent.
-    pub now: i64,
-}
 
 macro_rules! reply_store {
     ($store:ty, $row:ty) => {

@@ -14,8 +14,8 @@ use sqlx::{Connection, Row, SqlSafeStr};
 use super::batch::GroupCommit;
 use super::cache::{BotCache, Cache};
 use super::checkpoints::Checkpoints;
-use super::inbound::{Answer as InboundAnswer, Op as InboundOp};
 use super::records::CustomCommand;
+use super::records::{Answer as InboundAnswer, Op as InboundOp};
 use super::sqlite_db::SqliteDb;
 use super::update_queue::{self, UpdateQueue};
 use super::{
