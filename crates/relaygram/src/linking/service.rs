@@ -644,6 +644,15 @@ impl Services {
                 });
             }
         }
+        // A category the tenant does not have is a typo, not an empty audience.
+        if let (Some(tenant), Some(key)) = (&filter.tenant_id, &filter.category)
+            && !self.store.category_exists(tenant, key).await?
+        {
+            return Err(ServiceError::InvalidQuery {
+                field: "category",
+                message: format!("no category {key:?} in this tenant"),
+            });
+        }
         let listed = self.store.list_links(&filter, page).await?;
         let mut items = Vec::with_capacity(listed.items.len());
         for link in listed.items {

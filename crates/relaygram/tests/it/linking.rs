@@ -270,6 +270,10 @@ async fn deep_link_and_link_command_make_links_once() {
         assert_eq!(links(&app, &shop, "category=reports").await.len(), 1);
         assert_eq!(links(&app, &shop, "category=critical").await.len(), 2);
         assert_eq!(links(&app, &shop, "active=false").await.len(), 0);
+        // A category the tenant does not have is a typo, not an empty audience.
+        let typo = app.get("/v1/links?category=reportz", &shop.key).await;
+        typo.assert_problem(400, "validation-failed");
+        assert_eq!(typo.body["field"], "category", "{}", typo.text);
         let page = app.get("/v1/links?limit=1", &shop.key).await;
         let next = page.body["next_cursor"].as_str().unwrap();
         let rest = links(&app, &shop, &format!("limit=1&after={next}")).await;
