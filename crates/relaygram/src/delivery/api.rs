@@ -121,6 +121,10 @@ pub struct MessageView {
     /// When a delete of it reached Telegram (it is gone from the chat).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deleted_at: Option<String>,
+    /// The `metadata` its send carried (shown by `GET /v1/messages/{id}`, not in lists).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Value>,
 }
 
 impl From<MessageRecord> for MessageView {
@@ -158,6 +162,7 @@ impl From<MessageRecord> for MessageView {
             edit_of: m.edit_of,
             edited_at: m.edited_at.map(rfc3339),
             deleted_at: m.deleted_at.map(rfc3339),
+            metadata: None,
         }
     }
 }
@@ -435,7 +440,12 @@ pub async fn get_message(
         .services
         .acting_tenant(&principal, q.tenant_id.as_deref())
         .await?;
-    Ok(Json(state.services.get_message(&tenant, &id).await?.into()))
+    let message = state.services.get_message(&tenant, &id).await?;
+    let metadata = state.services.send_metadata(&message.request_id).await?;
+    Ok(Json(MessageView {
+        metadata,
+        ..message.into()
+    }))
 }
 
 /// Edits a message: a sent one in Telegram (through an edit job in its chat's lane, paced

@@ -735,6 +735,18 @@ impl Services {
             })
     }
 
+    /// The `metadata` a request's send carried, if any.
+    pub async fn send_metadata(
+        &self,
+        request_id: &str,
+    ) -> ServiceResult<Option<serde_json::Value>> {
+        Ok(self
+            .store
+            .request_metadata(request_id)
+            .await?
+            .and_then(|m| serde_json::from_str(&m).ok()))
+    }
+
     /// Messages of the tenant.
     pub async fn list_messages(
         &self,

@@ -523,6 +523,8 @@ pub trait OutboxStore: Send + Sync {
     async fn count_request_messages(&self, request_id: &str) -> StoreResult<i64>;
     /// A request's content.
     async fn request_content(&self, request_id: &str) -> StoreResult<Option<String>>;
+    /// The app's metadata of a request, if it gave some.
+    async fn request_metadata(&self, request_id: &str) -> StoreResult<Option<String>>;
     /// One message of a tenant.
     async fn get_message(&self, tenant_id: &str, id: &str) -> StoreResult<Option<MessageRecord>>;
     /// Messages matching `filter` in its order, by id cursor.
@@ -1271,6 +1273,17 @@ macro_rules! outbox_store {
                     .fetch_one(&self.db)
                     .await?;
                 Ok(row.try_get("n")?)
+            }
+
+            async fn request_metadata(&self, request_id: &str) -> StoreResult<Option<String>> {
+                let row = sqlx::query("SELECT metadata FROM message_requests WHERE id = $1")
+                    .bind(request_id)
+                    .fetch_optional(&self.db)
+                    .await?;
+                Ok(row
+                    .map(|r| r.try_get::<Option<String>, _>("metadata"))
+                    .transpose()?
+                    .flatten())
             }
 
             async fn request_content(&self, request_id: &str) -> StoreResult<Option<String>> {

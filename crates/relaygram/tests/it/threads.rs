@@ -63,13 +63,17 @@ async fn metadata_comes_back_with_replies_and_presses_and_buttons_answer_as_told
                                 {"text": "Later", "callback_data": "later:c-17"}]]}),
         )
         .await;
-        settled(
+        let sent = settled(
             &app,
             &s.key,
             a["messages"][0]["id"].as_str().unwrap(),
             "sent",
         )
         .await;
+        assert_eq!(
+            sent["metadata"]["conversation"], "c-17",
+            "the message shows its send's metadata: {sent}"
+        );
         let shown = outgoing(app.transcript(ann, Some(&s.username)).await);
         // Found by its text: the bot's answer to the user's first "hello" may come later.
         let notification = shown
