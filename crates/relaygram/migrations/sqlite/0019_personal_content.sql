@@ -9,3 +9,6 @@ ALTER TABLE message_requests ADD COLUMN metadata TEXT;
 -- `callback_data.answer`: what a press of the button answers (`{"text", "show_alert"}`,
 -- JSON), or NULL for a silent answer.
 ALTER TABLE callback_data ADD COLUMN answer TEXT;
+-- `message_requests.skipped`: the targets of a send that reached nobody (JSON, as the 202
+-- answered them), so an answer rebuilt after a crash still reports them.
+ALTER TABLE message_requests ADD COLUMN skipped TEXT;

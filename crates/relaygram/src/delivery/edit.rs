@@ -461,6 +461,7 @@ impl Services {
             origin: "api".into(),
             content: serde_json::to_string(content).unwrap_or_default(),
             metadata: None,
+            skipped: None,
             created_at: now,
         }
     }

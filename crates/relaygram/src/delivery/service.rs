@@ -510,6 +510,8 @@ impl Services {
                 origin: origin_text,
                 content: serde_json::to_string(&plan.content).unwrap_or_default(),
                 metadata: plan.metadata,
+                skipped: (!skipped.is_empty())
+                    .then(|| serde_json::to_string(&skipped).unwrap_or_default()),
                 created_at: now,
             },
             rows,
@@ -708,7 +710,13 @@ impl Services {
                 stored.into_iter().map(AcceptedMessage::from).collect(),
             ),
         };
-        // The skipped targets are not kept: an answer rebuilt after a crash lacks them.
+        // The skipped targets were kept with the request, so the rebuilt answer has them.
+        let skipped = self
+            .store
+            .request_skipped(request_id)
+            .await?
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or_default();
         Ok(Accepted {
             request_id: request_id.to_string(),
             status: if throttled { "throttled" } else { "queued" }.into(),
@@ -716,7 +724,7 @@ impl Services {
             messages,
             broadcast_id,
             digest_ids: vec![],
-            skipped: vec![],
+            skipped,
         })
     }
 

@@ -107,8 +107,8 @@ macro_rules! edit_store {
                 callbacks: &[Callback],
             ) -> StoreResult<()> {
                 sqlx::query(
-                    "INSERT INTO message_requests (id, tenant_id, origin, content, created_at, metadata) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
+                    "INSERT INTO message_requests (id, tenant_id, origin, content, created_at, metadata, skipped) \
+                     VALUES ($1, $2, $3, $4, $5, $6, NULL)",
                 )
                 .bind(&r.id)
                 .bind(&r.tenant_id)

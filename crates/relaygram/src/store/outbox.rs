@@ -42,6 +42,8 @@ pub struct NewRequest {
     pub content: String,
     /// The app's metadata of the send (a JSON object), if any.
     pub metadata: Option<String>,
+    /// The targets that reached nobody (JSON, as answered), if any.
+    pub skipped: Option<String>,
     /// Acceptance time (UTC ms).
     pub created_at: i64,
 }
@@ -525,6 +527,8 @@ pub trait OutboxStore: Send + Sync {
     async fn request_content(&self, request_id: &str) -> StoreResult<Option<String>>;
     /// The app's metadata of a request, if it gave some.
     async fn request_metadata(&self, request_id: &str) -> StoreResult<Option<String>>;
+    /// The targets of a request that reached nobody (JSON), if any.
+    async fn request_skipped(&self, request_id: &str) -> StoreResult<Option<String>>;
     /// One message of a tenant.
     async fn get_message(&self, tenant_id: &str, id: &str) -> StoreResult<Option<MessageRecord>>;
     /// Messages matching `filter` in its order, by id cursor.
@@ -630,6 +634,7 @@ pub(super) const REQUEST_ROWS: &[Col] = &[
     Col::Text("content"),
     Col::Int("created_at"),
     Col::Text("metadata"),
+    Col::Text("skipped"),
 ];
 
 /// A `callback_data` row set: the server-side data of a request's buttons.
@@ -904,7 +909,7 @@ macro_rules! outbox_store {
                         .iter()
                         .map(|&i| {
                             let r = &batch[i].request;
-                            json!([r.id, r.tenant_id, r.origin, r.content, r.created_at, r.metadata])
+                            json!([r.id, r.tenant_id, r.origin, r.content, r.created_at, r.metadata, r.skipped])
                         })
                         .collect();
                     let sql = <$store>::json_insert("message_requests", REQUEST_ROWS);
@@ -998,8 +1003,8 @@ macro_rules! outbox_store {
                         _ => "queued",
                     };
                     sqlx::query(
-                        "INSERT INTO message_requests (id, tenant_id, origin, content, created_at, metadata) \
-                         VALUES ($1, $2, $3, $4, $5, $6)",
+                        "INSERT INTO message_requests (id, tenant_id, origin, content, created_at, metadata, skipped) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
                     )
                     .bind(&a.request.id)
                     .bind(tenant)
@@ -1007,6 +1012,7 @@ macro_rules! outbox_store {
                     .bind(&a.request.content)
                     .bind(now)
                     .bind(&a.request.metadata)
+                    .bind(&a.request.skipped)
                     .execute(&mut *tx)
                     .await?;
                     let broadcast_id = a.broadcast.as_ref().map(|(id, _)| id.as_str());
@@ -1282,6 +1288,17 @@ macro_rules! outbox_store {
                     .await?;
                 Ok(row
                     .map(|r| r.try_get::<Option<String>, _>("metadata"))
+                    .transpose()?
+                    .flatten())
+            }
+
+            async fn request_skipped(&self, request_id: &str) -> StoreResult<Option<String>> {
+                let row = sqlx::query("SELECT skipped FROM message_requests WHERE id = $1")
+                    .bind(request_id)
+                    .fetch_optional(&self.db)
+                    .await?;
+                Ok(row
+                    .map(|r| r.try_get::<Option<String>, _>("skipped"))
                     .transpose()?
                     .flatten())
             }

@@ -59,6 +59,7 @@ macro_rules! reply_store {
                             &r.content,
                             r.now,
                             none,
+                            none,
                         )
                     })))],
                 );

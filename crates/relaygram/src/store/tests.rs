@@ -593,6 +593,7 @@ fn acceptance(n: u32, bot_id: &str, key: Option<&str>) -> Acceptance {
             origin: "api".into(),
             content: "{}".into(),
             metadata: None,
+            skipped: None,
             created_at: 1_700_000_000_000,
         },
         rows: vec![NewMessage {

@@ -190,8 +190,11 @@ async fn throttle_and_idempotency_keys_and_bad_input() {
 
         // A crash after the messages were stored but before the answer was: the replay
         // rebuilds the answer from the stored messages and stores nothing new.
-        let lost = json!({"to": {"chat_id": alice}, "text": "answer lost"});
+        // It reports the skipped targets too: they are kept with the request.
+        let lost = json!({"to": [{"chat_id": alice}, {"link_id": "link_missing"}],
+                          "text": "answer lost"});
         let first: Value = call(lost.clone(), "k2").await.body;
+        assert_eq!(first["skipped"][0]["reason"], "no_such_link", "{first}");
         let forgotten = crate::helpers::exec_sql(
             app.database_url(),
             "UPDATE idempotency_keys SET response = '' WHERE key = $1",
@@ -204,6 +207,7 @@ async fn throttle_and_idempotency_keys_and_bad_input() {
         let again: Value = again.body;
         assert_eq!(again["messages"], first["messages"], "{again}");
         assert_eq!(again["request_id"], first["request_id"]);
+        assert_eq!(again["skipped"], first["skipped"], "{again}");
         let sent_twice = app.get("/v1/messages?limit=200", &s.key).await.body["data"]
             .as_array()
             .unwrap()
