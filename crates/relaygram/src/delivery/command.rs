@@ -35,6 +35,10 @@ pub struct SendArgs {
     /// Every active link made with this team connect code (repeatable).
     #[arg(long = "connect-code")]
     pub connect_codes: Vec<String>,
+    /// Targets as JSON, as the API's `to` takes them: one target or a list, each of which may
+    /// carry its own template `data` (`[{"link_id": "link_…", "data": {"name": "Ada"}}]`).
+    #[arg(long = "to")]
+    pub to: Option<String>,
     /// The text (a caption with --photo or --document).
     #[arg(long)]
     pub text: Option<String>,
@@ -102,9 +106,17 @@ impl SendArgs {
                 .iter()
                 .map(|c| json!({"connect_code_id": c})),
         );
+        if let Some(json) = &self.to {
+            match serde_json::from_str::<Value>(json)
+                .map_err(|e| anyhow::anyhow!("--to is not JSON: {e}"))?
+            {
+                Value::Array(items) => to.extend(items),
+                one => to.push(one),
+            }
+        }
         if to.is_empty() {
             anyhow::bail!(
-                "name a recipient: --chat-id, --link, --external-id, --category or --connect-code"
+                "name a recipient: --chat-id, --link, --external-id, --category, --connect-code or --to"
             );
         }
         let data = self

@@ -434,6 +434,21 @@ async fn send_and_broadcast_follow_delivery_with_progress() {
             vec!["hello from the CLI".to_string()]
         );
 
+        // Targets as JSON, as the API takes them.
+        let stdout = cli
+            .ok(&[
+                "send",
+                "--tenant",
+                &tenant,
+                "--to",
+                &format!("[{{\"chat_id\": {}}}]", users[0]),
+                "--text",
+                "via --to",
+            ])
+            .await;
+        assert!(stdout.contains("done: sent 1"), "{stdout}");
+        let to_with_data = format!("{{\"chat_id\": {}, \"data\": {{\"a\": 1}}}}", users[0]);
+
         // A wall-clock time in the recipient's zone that has already passed: accepted and
         // sent at once (the zone given as the default, since this chat has no link).
         let stdout = cli
@@ -457,7 +472,7 @@ async fn send_and_broadcast_follow_delivery_with_progress() {
         );
         assert_eq!(
             outbound(users[0].clone()).await,
-            ["hello from the CLI", "at nine, local time"]
+            ["hello from the CLI", "via --to", "at nine, local time"]
         );
 
         // A broadcast to 201 chats: progress lines with what is left and an ETA, then done.
@@ -532,6 +547,22 @@ async fn send_and_broadcast_follow_delivery_with_progress() {
                 "name a recipient",
             ),
             (
+                vec!["send", "--tenant", &tenant, "--to", "{chat", "--text", "x"],
+                "--to is not JSON",
+            ),
+            (
+                vec![
+                    "send",
+                    "--tenant",
+                    &tenant,
+                    "--to",
+                    &to_with_data,
+                    "--text",
+                    "x",
+                ],
+                "only used with `template`",
+            ),
+            (
                 vec![
                     "send",
                     "--tenant",
@@ -600,7 +631,7 @@ async fn send_and_broadcast_follow_delivery_with_progress() {
         }
         assert_eq!(
             outbound(users[0].clone()).await.len(),
-            3,
+            4,
             "nothing more was sent"
         );
         server.kill().await.unwrap();
