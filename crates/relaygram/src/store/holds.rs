@@ -173,10 +173,11 @@ macro_rules! hold_store {
                 if done.rows_affected() != 1 {
                     return Ok(None);
                 }
-                // Its held messages (`messages_held`), decided again with the new settings.
+                // Its held messages (`messages_held`), decided again with the new settings:
+                // those of a paused broadcast too, so a resume finds them planned right.
                 let rows = sqlx::query(
                     "SELECT id, priority, local_at, local_zone, held, send_at FROM messages \
-                     WHERE link_id = $1 AND held IS NOT NULL AND status = 'queued'",
+                     WHERE link_id = $1 AND held IS NOT NULL AND status IN ('queued', 'paused')",
                 )
                 .bind(&l.id)
                 .fetch_all(&mut *tx)
@@ -215,7 +216,7 @@ macro_rules! hold_store {
                     let sql = format!(
                         "UPDATE messages SET send_at = p.send_at, next_attempt_at = p.next_attempt_at, \
                          held = p.held, updated_at = $2 FROM ({plans}) AS p \
-                         WHERE messages.id = p.id AND messages.status = 'queued'",
+                         WHERE messages.id = p.id AND messages.status IN ('queued', 'paused')",
                         plans = $plans
                     );
                     sqlx::query(sqlx::AssertSqlSafe(sql))

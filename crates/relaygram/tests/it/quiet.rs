@@ -305,6 +305,41 @@ async fn clearing_quiet_hours_releases_held_messages_at_once() {
 }
 
 #[tokio::test]
+async fn a_paused_broadcasts_held_messages_are_re_planned_too() {
+    for engine in engines() {
+        let n = night(engine).await;
+        // A fan-out is a broadcast; its message is held for the night, then paused.
+        let m = n
+            .held(
+                json!({"to": {"external_id": "alice"}, "text": "held"}),
+                "quiet",
+            )
+            .await;
+        let bc = m["broadcast_id"].as_str().unwrap().to_string();
+        let p = n
+            .app
+            .post(&format!("/v1/broadcasts/{bc}/pause"), &n.key, json!({}))
+            .await;
+        assert!(p.status.is_success(), "{}", p.text);
+        assert_eq!(n.now(&m).await["status"], "paused");
+        // Quiet hours cleared while paused: no longer held, so a resume sends it at once.
+        n.patch_link(json!({"quiet_start": null, "quiet_end": null}))
+            .await;
+        let now = n.now(&m).await;
+        assert!(now["held"].is_null(), "{now}");
+        assert_eq!(now["status"], "paused");
+        let r = n
+            .app
+            .post(&format!("/v1/broadcasts/{bc}/resume"), &n.key, json!({}))
+            .await;
+        assert!(r.status.is_success(), "{}", r.text);
+        sent(&n.app, &n.key, m["id"].as_str().unwrap()).await;
+        assert_eq!(n.texts().await, ["held".to_string()]);
+        n.app.stop().await;
+    }
+}
+
+#[tokio::test]
 async fn changing_quiet_hours_re_plans_held_messages_for_the_new_window() {
     for engine in engines() {
         let n = night(engine).await;
