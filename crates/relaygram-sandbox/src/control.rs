@@ -728,15 +728,10 @@ fn change_membership(s: &Shared, chat_id: i64, user_id: i64, join: bool) -> Resu
         let user = find_user(&w, user_id)?.json();
         let group = w
             .groups
-            .get_mut(&chat_id)
+            .get(&chat_id)
             .ok_or_else(|| ControlError::not_found(format!("no group {chat_id}")))?;
-        let old = group
-            .members
-            .get(&user_id)
-            .cloned()
-            .unwrap_or_else(|| "left".into());
-        let is_in = matches!(old.as_str(), "creator" | "administrator" | "member");
-        if join == is_in {
+        let old = membership::status_of(group, user_id);
+        if join == membership::is_in(old) {
             return Err(ControlError::conflict(if join {
                 "already a member"
             } else {
@@ -747,51 +742,14 @@ fn change_membership(s: &Shared, chat_id: i64, user_id: i64, join: bool) -> Resu
             return Err(ControlError::conflict("the user is banned from this chat"));
         }
         let new = if join { "member" } else { "left" };
-        group.members.insert(user_id, new.into());
-        let chat = group.chat_json();
-        let bots: Vec<(i64, bool)> = group
-            .bots
+        let change =
+            membership::set_status(&mut w, chat_id, user_id, new, user, Default::default());
+        let update_ids: serde_json::Map<String, Value> = change
+            .message_updates
             .iter()
-            .filter(|(_, m)| matches!(m.status.as_str(), "member" | "administrator"))
-            .map(|(id, m)| (*id, m.status == "administrator"))
+            .map(|(bot, id)| (bot.to_string(), json!(id)))
             .collect();
-        let conv = w.conversation(0, chat_id);
-        let message_id = conv.allocate_id();
-        let mut message =
-            json!({"message_id": message_id, "from": user, "chat": chat, "date": unix_now()});
-        if join {
-            message["new_chat_members"] = json!([user]);
-            message["new_chat_member"] = user.clone();
-            message["new_chat_participant"] = user.clone();
-        } else {
-            message["left_chat_member"] = user.clone();
-            message["left_chat_participant"] = user.clone();
-        }
-        conv.messages.push(StoredMessage {
-            message: message.clone(),
-            direction: "in",
-            bot_id: 0,
-            silent: false,
-            deleted: false,
-            deleted_date: None,
-        });
-        let mut update_ids = serde_json::Map::new();
-        for (bot, admin) in bots {
-            if let Some(id) = w.enqueue_update(bot, json!({"message": message})) {
-                update_ids.insert(bot.to_string(), json!(id));
-            }
-            if admin {
-                w.enqueue_update(
-                    bot,
-                    json!({"chat_member": {
-                        "chat": chat, "from": user, "date": unix_now(),
-                        "old_chat_member": {"status": old, "user": user},
-                        "new_chat_member": {"status": new, "user": user},
-                    }}),
-                );
-            }
-        }
-        json!({"message_id": message_id, "update_ids": update_ids})
+        json!({"message_id": change.message_id, "update_ids": update_ids})
     };
     s.dispatch.notify_one();
     Ok(Json(out))
@@ -1098,7 +1056,7 @@ async fn open_invite_link(
                 invite_link: Some(link.url.clone()),
                 join_request: false,
             };
-            let ids = membership::set_status(&mut w, chat_id, user_id, "member", user, via);
+            let ids = membership::set_status(&mut w, chat_id, user_id, "member", user, via).updates;
             json!({"result": "joined", "chat_id": chat_id, "update_ids": ids})
         }
     };
@@ -1130,7 +1088,8 @@ async fn leave_chat(
             _ => {}
         }
         let ids =
-            membership::set_status(&mut w, l.chat_id, user_id, "left", user, Default::default());
+            membership::set_status(&mut w, l.chat_id, user_id, "left", user, Default::default())
+                .updates;
         json!({"result": "left", "chat_id": l.chat_id, "update_ids": ids})
     };
     s.dispatch.notify_one();

@@ -74,8 +74,19 @@ pub struct Via {
     pub join_request: bool,
 }
 
+/// What a change queued.
+#[derive(Default)]
+pub struct Change {
+    /// The service message, when the user came in or went out (not in channels).
+    pub message_id: Option<i64>,
+    /// Per bot, the update carrying the service message.
+    pub message_updates: Vec<(i64, i64)>,
+    /// Every update queued.
+    pub updates: Vec<i64>,
+}
+
 /// Sets a user's status and tells the bots. `actor` is who made the change (the user
-/// themselves, or the administrator who banned or approved them). Returns the updates queued.
+/// themselves, or the administrator who banned or approved them).
 pub fn set_status(
     w: &mut World,
     chat_id: i64,
@@ -83,12 +94,13 @@ pub fn set_status(
     new: &str,
     actor: Value,
     via: Via,
-) -> Vec<i64> {
+) -> Change {
+    let mut change = Change::default();
     let Some(user) = w.users.get(&user_id).map(|u| u.json()) else {
-        return Vec::new();
+        return change;
     };
     let Some(g) = w.groups.get_mut(&chat_id) else {
-        return Vec::new();
+        return change;
     };
     let old = status_of(g, user_id).to_string();
     if new == "left" {
@@ -145,12 +157,13 @@ pub fn set_status(
         });
         m
     });
-    let mut queued = Vec::new();
+    change.message_id = message.as_ref().and_then(|m| m["message_id"].as_i64());
     for (bot, admin) in in_chat {
         if let Some(m) = &message
             && let Some(id) = w.enqueue_update(bot, json!({"message": m}))
         {
-            queued.push(id);
+            change.message_updates.push((bot, id));
+            change.updates.push(id);
         }
         if admin {
             let mut update = json!({
@@ -164,11 +177,11 @@ pub fn set_status(
                 update["via_join_request"] = json!(true);
             }
             if let Some(id) = w.enqueue_update(bot, json!({ "chat_member": update })) {
-                queued.push(id);
+                change.updates.push(id);
             }
         }
     }
-    queued
+    change
 }
 
 /// Bots that see join requests: administrators who may invite users.

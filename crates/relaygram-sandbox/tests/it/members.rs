@@ -641,3 +641,103 @@ async fn a_basic_group_cannot_keep_a_removed_user_out() {
         .to_string();
     assert!(seen.ends_with("...") && url.starts_with(seen.trim_end_matches("...")));
 }
+
+/// The gateway reads these answers and updates with frankenstein's types.
+#[tokio::test]
+async fn links_members_and_their_updates_parse_into_frankenstein_types() {
+    use frankenstein::types::ChatInviteLink;
+    use frankenstein::types::ChatMember;
+    use frankenstein::updates::Update;
+    fn parse<T: serde::de::DeserializeOwned>(what: &str, v: Value) -> T {
+        serde_json::from_value(v.clone())
+            .unwrap_or_else(|e| panic!("{what} did not parse: {e}\n{v}"))
+    }
+    let h = Harness::start().await;
+    let c = chat(&h, "supergroup", full_rights()).await;
+    let link: ChatInviteLink = parse(
+        "createChatInviteLink",
+        h.ok(
+            &c.token,
+            "createChatInviteLink",
+            json!({"chat_id": c.chat_id, "creates_join_request": true, "expire_date": 4_000_000_000i64}),
+        )
+        .await,
+    );
+    let (a, b) = (h.user("Ann").await, h.user("Ben").await);
+    open(&h, a, &link.invite_link).await;
+    h.ok(
+        &c.token,
+        "approveChatJoinRequest",
+        json!({"chat_id": c.chat_id, "user_id": a}),
+    )
+    .await;
+    let admin = h
+        .control(
+            &format!("/sandbox/groups/{}/invite-links", c.chat_id),
+            json!({"member_limit": 5}),
+        )
+        .await;
+    open(&h, b, admin["invite_link"].as_str().unwrap()).await;
+    h.ok(
+        &c.token,
+        "unbanChatMember",
+        json!({"chat_id": c.chat_id, "user_id": b}),
+    )
+    .await;
+    h.control(
+        &format!("/sandbox/groups/{}/bots/{}/rights", c.chat_id, c.bot),
+        json!({"status": "member"}),
+    )
+    .await;
+    let raw = h.ok(&c.token, "getUpdates", json!({})).await;
+    let updates: Vec<Update> = parse("getUpdates", raw.clone());
+    let kinds: Vec<&str> = raw
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            [
+                "chat_join_request",
+                "chat_member",
+                "my_chat_member",
+                "message",
+            ]
+            .into_iter()
+            .find(|k| u.get(*k).is_some())
+            .unwrap()
+        })
+        .collect();
+    assert_eq!(updates.len(), kinds.len());
+    // Approval: the service message and chat_member; the admin-link join likewise; the
+    // removal: its service message, member -> kicked, kicked -> left; then the demotion.
+    let expected = [
+        "chat_join_request",
+        "message",
+        "chat_member",
+        "message",
+        "chat_member",
+        "message",
+        "chat_member",
+        "chat_member",
+        "my_chat_member",
+    ];
+    assert_eq!(kinds, expected);
+    let _: Vec<ChatMember> = parse(
+        "getChatAdministrators",
+        h.ok(
+            &c.token,
+            "getChatAdministrators",
+            json!({"chat_id": c.chat_id}),
+        )
+        .await,
+    );
+    let _: ChatMember = parse(
+        "getChatMember",
+        h.ok(
+            &c.token,
+            "getChatMember",
+            json!({"chat_id": c.chat_id, "user_id": a}),
+        )
+        .await,
+    );
+}
