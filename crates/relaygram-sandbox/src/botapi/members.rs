@@ -90,20 +90,15 @@ pub fn ban_chat_member(w: &mut World, bot_id: i64, params: &Params) -> Result<Va
         }
         return Ok(json!(true));
     }
-    if status == "kicked" {
-        w.groups
-            .get_mut(&chat_id)
-            .expect("checked")
-            .ban_until
-            .insert(user_id, until);
-        return Ok(json!(true));
-    }
     w.groups
         .get_mut(&chat_id)
         .expect("checked")
         .ban_until
         .insert(user_id, until);
-    membership::set_status(w, chat_id, user_id, "kicked", actor, Via::default());
+    // Banning again only moves until_date: no update.
+    if status != "kicked" {
+        membership::set_status(w, chat_id, user_id, "kicked", actor, Via::default());
+    }
     Ok(json!(true))
 }
 

@@ -741,3 +741,31 @@ async fn links_members_and_their_updates_parse_into_frankenstein_types() {
         .await,
     );
 }
+
+#[tokio::test]
+async fn a_ban_keeps_its_until_date_and_a_short_one_is_forever() {
+    let h = Harness::start().await;
+    let c = chat(&h, "supergroup", full_rights()).await;
+    let user = h.user("Timed").await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let target = json!({"chat_id": c.chat_id, "user_id": user});
+    let mut ban = target.clone();
+    ban["until_date"] = json!(now + 3600);
+    h.ok(&c.token, "banChatMember", ban.clone()).await;
+    let m = h.ok(&c.token, "getChatMember", target.clone()).await;
+    assert_eq!(
+        (m["status"].clone(), m["until_date"].clone()),
+        (json!("kicked"), json!(now + 3600))
+    );
+    // A non-member can be banned in advance; banning again only moves the date.
+    let got = drain(&h, &c.token).await;
+    assert_eq!(of_kind(&got, "chat_member").len(), 1);
+    ban["until_date"] = json!(now + 10);
+    h.ok(&c.token, "banChatMember", ban).await;
+    let m = h.ok(&c.token, "getChatMember", target).await;
+    assert_eq!(m["until_date"], json!(0), "under 30 s away means forever");
+    assert!(drain(&h, &c.token).await.is_empty());
+}
