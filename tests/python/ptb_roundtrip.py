@@ -87,6 +87,47 @@ async def main(base: str, token: str, user_id: int, username: str) -> None:
         assert await bot.delete_webhook()
         assert (await bot.get_webhook_info()).url == ""
 
+        # Paid access: an invite link that creates join requests, approval, removal.
+        owner = control(base, "/sandbox/users", {"first_name": "Owner"})["id"]
+        group = control(base, "/sandbox/groups", {"title": "Paid", "owner": owner})["id"]
+        rights = {"can_invite_users": True, "can_restrict_members": True}
+        control(base, f"/sandbox/groups/{group}/bots", {"bot": username, "status": "administrator", "rights": rights})
+        link = await bot.create_chat_invite_link(group, name="vip", creates_join_request=True)
+        assert link.creates_join_request and link.name == "vip" and link.creator.username == username, link
+        asker = control(base, "/sandbox/users", {"first_name": "Asker"})["id"]
+        opened = control(base, f"/sandbox/users/{asker}/join", {"invite_link": link.invite_link})
+        assert opened["result"] == "requested", opened
+        kinds = ["message", "chat_member", "chat_join_request", "my_chat_member"]
+        updates = await bot.get_updates(timeout=5, allowed_updates=kinds)
+        requests = [u.chat_join_request for u in updates if u.chat_join_request]
+        assert len(requests) == 1 and requests[0].from_user.id == asker, requests
+        assert requests[0].user_chat_id == asker and requests[0].invite_link.name == "vip", requests
+        await bot.get_updates(offset=updates[-1].update_id + 1)
+        assert await bot.approve_chat_join_request(group, asker)
+        try:
+            await bot.approve_chat_join_request(group, asker)
+        except BadRequest as e:
+            assert "user_already_participant" in e.message.lower(), e.message
+        else:
+            raise AssertionError("a member's request was approved again")
+        assert await bot.get_chat_member_count(group) == 3
+        admins = await bot.get_chat_administrators(group)
+        assert [a.status for a in admins] == ["creator", "administrator"], admins
+        assert await bot.ban_chat_member(group, asker)
+        assert (await bot.get_chat_member(group, asker)).status == "kicked"
+        assert await bot.unban_chat_member(group, asker, only_if_banned=True)
+        assert (await bot.get_chat_member(group, asker)).status == "left"
+        updates = await bot.get_updates(timeout=5)
+        moves = [
+            (u.chat_member.old_chat_member.status, u.chat_member.new_chat_member.status)
+            for u in updates
+            if u.chat_member
+        ]
+        assert moves == [("left", "member"), ("member", "kicked"), ("kicked", "left")], moves
+        joined = next(u.chat_member for u in updates if u.chat_member)
+        assert joined.via_join_request and joined.invite_link.invite_link == link.invite_link, joined
+        await bot.get_updates(offset=updates[-1].update_id + 1)
+
         try:
             for i in range(20):
                 await bot.send_message(user_id, f"flood {i}")

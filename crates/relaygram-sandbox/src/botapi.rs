@@ -19,6 +19,8 @@ use crate::world::{CallRecord, World, unix_now};
 
 mod chats;
 mod commands;
+mod invites;
+mod members;
 mod messages;
 mod updates;
 mod webhook;
@@ -48,6 +50,16 @@ const METHODS: &[&str] = &[
     "deletemycommands",
     "getchat",
     "getchatmember",
+    "getchatmembercount",
+    "getchatadministrators",
+    "banchatmember",
+    "unbanchatmember",
+    "createchatinvitelink",
+    "editchatinvitelink",
+    "revokechatinvitelink",
+    "exportchatinvitelink",
+    "approvechatjoinrequest",
+    "declinechatjoinrequest",
 ];
 
 /// Splits `/bot<token>/<method>`.
@@ -324,6 +336,28 @@ async fn call(
         "deletemycommands" => commands::delete_my_commands(w, bot_id, params).map(Answer::from),
         "getchat" => chats::get_chat(w, bot_id, params).map(Answer::from),
         "getchatmember" => chats::get_chat_member(w, bot_id, params).map(Answer::from),
+        "getchatmembercount" => members::get_chat_member_count(w, bot_id, params).map(Answer::from),
+        "getchatadministrators" => {
+            members::get_chat_administrators(w, bot_id, params).map(Answer::from)
+        }
+        "banchatmember" => members::ban_chat_member(w, bot_id, params).map(Answer::from),
+        "unbanchatmember" => members::unban_chat_member(w, bot_id, params).map(Answer::from),
+        "createchatinvitelink" => {
+            invites::create_chat_invite_link(w, bot_id, params).map(Answer::from)
+        }
+        "editchatinvitelink" => invites::edit_chat_invite_link(w, bot_id, params).map(Answer::from),
+        "revokechatinvitelink" => {
+            invites::revoke_chat_invite_link(w, bot_id, params).map(Answer::from)
+        }
+        "exportchatinvitelink" => {
+            invites::export_chat_invite_link(w, bot_id, params).map(Answer::from)
+        }
+        "approvechatjoinrequest" => {
+            invites::approve_chat_join_request(w, bot_id, params).map(Answer::from)
+        }
+        "declinechatjoinrequest" => {
+            invites::decline_chat_join_request(w, bot_id, params).map(Answer::from)
+        }
         _ => Err(ApiError::not_found()),
     }
 }

@@ -16,8 +16,10 @@ use serde_json::{Value, json};
 use crate::Shared;
 use crate::faults::{Fault, FaultSpec};
 use crate::markup;
+use crate::membership;
 use crate::world::{
-    BotMember, CallbackRecord, GroupKind, StoredMessage, User, World, unix_now, valid_bot_username,
+    BotMember, CallbackRecord, GroupKind, InviteLink, JoinRequest, RequestState, StoredMessage,
+    User, World, unix_now, valid_bot_username,
 };
 
 pub fn routes() -> Router<Arc<Shared>> {
@@ -31,11 +33,21 @@ pub fn routes() -> Router<Arc<Shared>> {
         .route("/sandbox/users/{user}/callback", post(user_callback))
         .route("/sandbox/users/{user}/block", post(block))
         .route("/sandbox/users/{user}/unblock", post(unblock))
+        .route("/sandbox/users/{user}/join", post(open_invite_link))
+        .route("/sandbox/users/{user}/leave", post(leave_chat))
         .route("/sandbox/callbacks/{id}", get(get_callback))
         .route("/sandbox/groups", post(create_group).get(list_groups))
         .route("/sandbox/groups/{chat}/members", post(join_group))
         .route("/sandbox/groups/{chat}/members/{user}", delete(leave_group))
         .route("/sandbox/groups/{chat}/bots", post(add_bot_to_group))
+        .route(
+            "/sandbox/groups/{chat}/bots/{bot}/rights",
+            post(set_bot_rights),
+        )
+        .route(
+            "/sandbox/groups/{chat}/invite-links",
+            post(create_invite_link),
+        )
         .route("/sandbox/groups/{chat}/migrate", post(migrate_group))
         .route("/sandbox/chats/{chat}/messages", get(transcript))
         .route(
@@ -666,6 +678,21 @@ async fn list_groups(State(s): State<Arc<Shared>>) -> Json<Value> {
                     .collect::<serde_json::Map<_, _>>()
             );
             v["migrated_to"] = json!(g.migrated_to);
+            v["invite_links"] = json!(
+                g.invite_links
+                    .iter()
+                    .map(|l| membership::link_json(&w, g, l, l.creator))
+                    .collect::<Vec<_>>()
+            );
+            v["join_requests"] = json!(
+                g.join_requests
+                    .iter()
+                    .map(|(user, r)| json!({
+                        "user_id": user, "invite_link": r.link, "date": r.date,
+                        "state": r.state.as_str(),
+                    }))
+                    .collect::<Vec<_>>()
+            );
             v
         })
         .collect();
@@ -701,15 +728,10 @@ fn change_membership(s: &Shared, chat_id: i64, user_id: i64, join: bool) -> Resu
         let user = find_user(&w, user_id)?.json();
         let group = w
             .groups
-            .get_mut(&chat_id)
+            .get(&chat_id)
             .ok_or_else(|| ControlError::not_found(format!("no group {chat_id}")))?;
-        let old = group
-            .members
-            .get(&user_id)
-            .cloned()
-            .unwrap_or_else(|| "left".into());
-        let is_in = matches!(old.as_str(), "creator" | "administrator" | "member");
-        if join == is_in {
+        let old = membership::status_of(group, user_id);
+        if join == membership::is_in(old) {
             return Err(ControlError::conflict(if join {
                 "already a member"
             } else {
@@ -720,51 +742,14 @@ fn change_membership(s: &Shared, chat_id: i64, user_id: i64, join: bool) -> Resu
             return Err(ControlError::conflict("the user is banned from this chat"));
         }
         let new = if join { "member" } else { "left" };
-        group.members.insert(user_id, new.into());
-        let chat = group.chat_json();
-        let bots: Vec<(i64, bool)> = group
-            .bots
+        let change =
+            membership::set_status(&mut w, chat_id, user_id, new, user, Default::default());
+        let update_ids: serde_json::Map<String, Value> = change
+            .message_updates
             .iter()
-            .filter(|(_, m)| matches!(m.status.as_str(), "member" | "administrator"))
-            .map(|(id, m)| (*id, m.status == "administrator"))
+            .map(|(bot, id)| (bot.to_string(), json!(id)))
             .collect();
-        let conv = w.conversation(0, chat_id);
-        let message_id = conv.allocate_id();
-        let mut message =
-            json!({"message_id": message_id, "from": user, "chat": chat, "date": unix_now()});
-        if join {
-            message["new_chat_members"] = json!([user]);
-            message["new_chat_member"] = user.clone();
-            message["new_chat_participant"] = user.clone();
-        } else {
-            message["left_chat_member"] = user.clone();
-            message["left_chat_participant"] = user.clone();
-        }
-        conv.messages.push(StoredMessage {
-            message: message.clone(),
-            direction: "in",
-            bot_id: 0,
-            silent: false,
-            deleted: false,
-            deleted_date: None,
-        });
-        let mut update_ids = serde_json::Map::new();
-        for (bot, admin) in bots {
-            if let Some(id) = w.enqueue_update(bot, json!({"message": message})) {
-                update_ids.insert(bot.to_string(), json!(id));
-            }
-            if admin {
-                w.enqueue_update(
-                    bot,
-                    json!({"chat_member": {
-                        "chat": chat, "from": user, "date": unix_now(),
-                        "old_chat_member": {"status": old, "user": user},
-                        "new_chat_member": {"status": new, "user": user},
-                    }}),
-                );
-            }
-        }
-        json!({"message_id": message_id, "update_ids": update_ids})
+        json!({"message_id": change.message_id, "update_ids": update_ids})
     };
     s.dispatch.notify_one();
     Ok(Json(out))
@@ -804,45 +789,308 @@ async fn add_bot_to_group(
         let key = bot_key(&a.bot)
             .ok_or_else(|| ControlError::invalid("bot must be a username or an id"))?;
         let bot = find_bot(&w, &key)?;
-        let bot_user = w.bots[&bot].user_json();
-        let group = w
+        set_bot_member(&mut w, chat_id, bot, &a.status, a.rights, a.by)?
+    };
+    s.dispatch.notify_one();
+    Ok(Json(out))
+}
+
+/// Puts a bot in a group with a status and rights, and sends it `my_chat_member`.
+fn set_bot_member(
+    w: &mut World,
+    chat_id: i64,
+    bot: i64,
+    status: &str,
+    rights: serde_json::Map<String, Value>,
+    by: Option<i64>,
+) -> Result<Value> {
+    let bot_user = w.bots[&bot].user_json();
+    let group = w
+        .groups
+        .get(&chat_id)
+        .ok_or_else(|| ControlError::not_found(format!("no group {chat_id}")))?;
+    let by = by
+        .or_else(|| {
+            group
+                .members
+                .iter()
+                .find(|(_, s)| *s == "creator")
+                .map(|(id, _)| *id)
+        })
+        .ok_or_else(|| ControlError::invalid("by is required: the group has no creator"))?;
+    let from = find_user(w, by)?.json();
+    let group = w.groups.get_mut(&chat_id).expect("found above");
+    let old_member = match group.bots.get(&bot) {
+        Some(m) if m.status == "administrator" => {
+            crate::botapi::administrator_json(bot_user.clone(), &m.rights)
+        }
+        Some(m) => json!({"status": m.status, "user": bot_user}),
+        None => json!({"status": "left", "user": bot_user}),
+    };
+    group.bots.insert(
+        bot,
+        BotMember {
+            status: status.to_string(),
+            rights: rights.clone(),
+        },
+    );
+    let chat = group.chat_json();
+    let new_member = if status == "administrator" {
+        crate::botapi::administrator_json(bot_user.clone(), &rights)
+    } else {
+        json!({"status": status, "user": bot_user})
+    };
+    let update = json!({"my_chat_member": {
+        "chat": chat, "from": from, "date": unix_now(),
+        "old_chat_member": old_member,
+        "new_chat_member": new_member,
+    }});
+    Ok(json!({"update_id": w.enqueue_update(bot, update)}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BotRights {
+    /// `administrator` (promote, the default) or `member` (demote).
+    #[serde(default = "default_rights_status")]
+    status: String,
+    #[serde(default)]
+    rights: serde_json::Map<String, Value>,
+    by: Option<i64>,
+}
+
+fn default_rights_status() -> String {
+    "administrator".into()
+}
+
+/// Promotes or demotes a bot already in the group.
+async fn set_bot_rights(
+    State(s): State<Arc<Shared>>,
+    Path((chat_id, key)): Path<(i64, String)>,
+    Body(r): Body<BotRights>,
+) -> Result<Json<Value>> {
+    if !matches!(r.status.as_str(), "administrator" | "member") {
+        return Err(ControlError::invalid(
+            "status must be administrator or member",
+        ));
+    }
+    if let Some((k, _)) = r.rights.iter().find(|(_, v)| !v.is_boolean()) {
+        return Err(ControlError::invalid(format!(
+            "right {k} must be true or false"
+        )));
+    }
+    let out = {
+        let mut w = s.world();
+        let bot = find_bot(&w, &key)?;
+        let in_group = w
             .groups
             .get(&chat_id)
-            .ok_or_else(|| ControlError::not_found(format!("no group {chat_id}")))?;
-        let by =
-            a.by.or_else(|| {
-                group
-                    .members
-                    .iter()
-                    .find(|(_, s)| *s == "creator")
-                    .map(|(id, _)| *id)
-            })
-            .ok_or_else(|| ControlError::invalid("by is required: the group has no creator"))?;
-        let from = find_user(&w, by)?.json();
-        let group = w.groups.get_mut(&chat_id).expect("found above");
-        let old = group
+            .ok_or_else(|| ControlError::not_found(format!("no group {chat_id}")))?
             .bots
             .get(&bot)
-            .map_or_else(|| "left".to_string(), |m| m.status.clone());
-        group.bots.insert(
-            bot,
-            BotMember {
-                status: a.status.clone(),
-                rights: a.rights.clone(),
-            },
-        );
-        let chat = group.chat_json();
-        let new_member = if a.status == "administrator" {
-            crate::botapi::administrator_json(bot_user.clone(), &a.rights)
+            .is_some_and(|m| membership::is_in(&m.status));
+        if !in_group {
+            return Err(ControlError::conflict(format!(
+                "the bot is not in group {chat_id}: add it first"
+            )));
+        }
+        let rights = if r.status == "administrator" {
+            r.rights
         } else {
-            json!({"status": a.status, "user": bot_user})
+            Default::default()
         };
-        let update = json!({"my_chat_member": {
-            "chat": chat, "from": from, "date": unix_now(),
-            "old_chat_member": {"status": old, "user": bot_user},
-            "new_chat_member": new_member,
-        }});
-        json!({"update_id": w.enqueue_update(bot, update)})
+        set_bot_member(&mut w, chat_id, bot, &r.status, rights, r.by)?
+    };
+    s.dispatch.notify_one();
+    Ok(Json(out))
+}
+
+// ---- invite links ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewLink {
+    /// The administrator who makes it (the group's creator when absent).
+    by: Option<i64>,
+    name: Option<String>,
+    #[serde(default)]
+    expire_date: i64,
+    #[serde(default)]
+    member_limit: i64,
+    #[serde(default)]
+    creates_join_request: bool,
+}
+
+/// A human administrator's own link, as made in a Telegram app.
+async fn create_invite_link(
+    State(s): State<Arc<Shared>>,
+    Path(chat_id): Path<i64>,
+    Body(n): Body<NewLink>,
+) -> Result<(StatusCode, Json<Value>)> {
+    if n.creates_join_request && n.member_limit > 0 {
+        return Err(ControlError::invalid(
+            "a link that creates join requests cannot have a member_limit",
+        ));
+    }
+    if !(0..=99_999).contains(&n.member_limit) {
+        return Err(ControlError::invalid("member_limit must be 0-99999"));
+    }
+    let mut w = s.world();
+    let g = w
+        .groups
+        .get(&chat_id)
+        .ok_or_else(|| ControlError::not_found(format!("no group {chat_id}")))?;
+    let by =
+        n.by.or_else(|| {
+            g.members
+                .iter()
+                .find(|(_, s)| *s == "creator")
+                .map(|(id, _)| *id)
+        })
+        .ok_or_else(|| ControlError::invalid("by is required: the group has no creator"))?;
+    if !matches!(membership::status_of(g, by), "creator" | "administrator") {
+        return Err(ControlError::conflict(format!(
+            "user {by} is not an administrator of {chat_id}"
+        )));
+    }
+    let mut link = InviteLink::new(by);
+    link.name = n.name.filter(|x| !x.is_empty());
+    link.expire_date = n.expire_date;
+    link.member_limit = n.member_limit;
+    link.creates_join_request = n.creates_join_request;
+    let g = w.groups.get_mut(&chat_id).expect("found above");
+    g.invite_links.push(link.clone());
+    let g = &w.groups[&chat_id];
+    // Shown in full: the sandbox is the link's creator here.
+    let v = membership::link_json(&w, g, &link, by);
+    Ok((StatusCode::CREATED, Json(v)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OpenLink {
+    invite_link: String,
+}
+
+/// The user opens an invite link: joins at once, or sends a join request when the link asks
+/// for approval. Refusals carry Telegram's error names.
+async fn open_invite_link(
+    State(s): State<Arc<Shared>>,
+    Path(user_id): Path<i64>,
+    Body(o): Body<OpenLink>,
+) -> Result<Json<Value>> {
+    let out = {
+        let mut w = s.world();
+        let user = find_user(&w, user_id)?.json();
+        let (chat_id, link) = w
+            .groups
+            .values()
+            .find_map(|g| {
+                g.invite_links
+                    .iter()
+                    .find(|l| l.url == o.invite_link)
+                    .map(|l| (g.id, l.clone()))
+            })
+            .ok_or_else(|| ControlError::not_found("no such invite link"))?;
+        let g = &w.groups[&chat_id];
+        if g.migrated_to.is_some() || link.expired(unix_now()) {
+            return Err(ControlError::conflict("INVITE_HASH_EXPIRED"));
+        }
+        let status = membership::status_of(g, user_id);
+        if membership::is_in(status) {
+            return Err(ControlError::conflict("USER_ALREADY_PARTICIPANT"));
+        }
+        if status == "kicked" {
+            return Err(ControlError::conflict("USER_BANNED_IN_CHANNEL"));
+        }
+        if link.creates_join_request {
+            if g.join_requests
+                .get(&user_id)
+                .is_some_and(|r| r.state == RequestState::Pending)
+            {
+                return Err(ControlError::conflict("INVITE_REQUEST_SENT"));
+            }
+            let date = unix_now();
+            let g = w.groups.get_mut(&chat_id).expect("found above");
+            g.join_requests.insert(
+                user_id,
+                JoinRequest {
+                    link: link.url.clone(),
+                    date,
+                    state: RequestState::Pending,
+                },
+            );
+            let g = &w.groups[&chat_id];
+            let chat = g.chat_json();
+            let updates: Vec<(i64, Value)> = membership::request_handlers(g)
+                .into_iter()
+                .map(|bot| {
+                    (
+                        bot,
+                        json!({"chat_join_request": {
+                            "chat": chat, "from": user, "user_chat_id": user_id, "date": date,
+                            "invite_link": membership::link_json(&w, g, &link, bot),
+                        }}),
+                    )
+                })
+                .collect();
+            let ids: Vec<i64> = updates
+                .into_iter()
+                .filter_map(|(bot, u)| w.enqueue_update(bot, u))
+                .collect();
+            json!({"result": "requested", "chat_id": chat_id, "update_ids": ids})
+        } else {
+            let members = link
+                .joined
+                .iter()
+                .filter(|u| membership::is_in(membership::status_of(g, **u)))
+                .count() as i64;
+            if link.member_limit != 0 && members >= link.member_limit {
+                return Err(ControlError::conflict("USERS_TOO_MUCH"));
+            }
+            let g = w.groups.get_mut(&chat_id).expect("found above");
+            if let Some(l) = g.invite_links.iter_mut().find(|l| l.url == link.url) {
+                l.joined.insert(user_id);
+            }
+            let via = membership::Via {
+                invite_link: Some(link.url.clone()),
+                join_request: false,
+            };
+            let ids = membership::set_status(&mut w, chat_id, user_id, "member", user, via).updates;
+            json!({"result": "joined", "chat_id": chat_id, "update_ids": ids})
+        }
+    };
+    s.dispatch.notify_one();
+    Ok(Json(out))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Leave {
+    chat_id: i64,
+}
+
+async fn leave_chat(
+    State(s): State<Arc<Shared>>,
+    Path(user_id): Path<i64>,
+    Body(l): Body<Leave>,
+) -> Result<Json<Value>> {
+    let out = {
+        let mut w = s.world();
+        let user = find_user(&w, user_id)?.json();
+        let g = w
+            .groups
+            .get(&l.chat_id)
+            .ok_or_else(|| ControlError::not_found(format!("no group {}", l.chat_id)))?;
+        match membership::status_of(g, user_id) {
+            "creator" => return Err(ControlError::conflict("the creator cannot leave")),
+            s if !membership::is_in(s) => return Err(ControlError::conflict("not a member")),
+            _ => {}
+        }
+        let ids =
+            membership::set_status(&mut w, l.chat_id, user_id, "left", user, Default::default())
+                .updates;
+        json!({"result": "left", "chat_id": l.chat_id, "update_ids": ids})
     };
     s.dispatch.notify_one();
     Ok(Json(out))

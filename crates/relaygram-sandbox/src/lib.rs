@@ -12,6 +12,7 @@ mod delivery;
 mod faults;
 mod limits;
 pub mod markup;
+mod membership;
 mod page;
 mod params;
 mod reply;

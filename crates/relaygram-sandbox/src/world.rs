@@ -197,6 +197,76 @@ pub struct Group {
     pub members: BTreeMap<i64, String>,
     pub bots: BTreeMap<i64, BotMember>,
     pub migrated_to: Option<i64>,
+    /// Every link ever made for the chat, revoked ones too (Telegram lists those).
+    pub invite_links: Vec<InviteLink>,
+    /// Join requests by requester; handled ones stay so a second answer can be refused.
+    pub join_requests: BTreeMap<i64, JoinRequest>,
+    /// `until_date` of banned users (0: forever).
+    pub ban_until: BTreeMap<i64, i64>,
+}
+
+/// A chat invite link, as Telegram keeps it.
+#[derive(Debug, Clone)]
+pub struct InviteLink {
+    /// `https://t.me/+<hash>`.
+    pub url: String,
+    /// A user's or a bot's id.
+    pub creator: i64,
+    pub creates_join_request: bool,
+    pub is_primary: bool,
+    pub is_revoked: bool,
+    pub name: Option<String>,
+    /// 0: never.
+    pub expire_date: i64,
+    /// 0: no limit. Counts current members who joined through the link, not uses.
+    pub member_limit: i64,
+    /// Users who joined through the link.
+    pub joined: HashSet<i64>,
+}
+
+impl InviteLink {
+    pub fn new(creator: i64) -> Self {
+        InviteLink {
+            url: format!("https://t.me/+{}", random_string(16)),
+            creator,
+            creates_join_request: false,
+            is_primary: false,
+            is_revoked: false,
+            name: None,
+            expire_date: 0,
+            member_limit: 0,
+            joined: HashSet::new(),
+        }
+    }
+
+    pub fn expired(&self, now: i64) -> bool {
+        self.is_revoked || (self.expire_date != 0 && self.expire_date <= now)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestState {
+    Pending,
+    Approved,
+    Declined,
+}
+
+impl RequestState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestState::Pending => "pending",
+            RequestState::Approved => "approved",
+            RequestState::Declined => "declined",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct JoinRequest {
+    /// The link the request came through.
+    pub link: String,
+    pub date: i64,
+    pub state: RequestState,
 }
 
 impl Group {
@@ -407,6 +477,9 @@ impl World {
                 members: BTreeMap::new(),
                 bots: BTreeMap::new(),
                 migrated_to: None,
+                invite_links: Vec::new(),
+                join_requests: BTreeMap::new(),
+                ban_until: BTreeMap::new(),
             },
         );
         id

@@ -80,7 +80,7 @@ pub fn check_can_send(w: &World, bot_id: i64, chat_id: i64) -> Result<(), ApiErr
 }
 
 /// A chat the bot can see (for reading): it has talked to the user, or is in the group.
-fn visible_chat(w: &World, bot_id: i64, chat_id: i64) -> Result<(), ApiError> {
+pub fn visible_chat(w: &World, bot_id: i64, chat_id: i64) -> Result<(), ApiError> {
     if chat_id > 0 {
         let user = w.users.get(&chat_id).ok_or_else(ApiError::chat_not_found)?;
         if user.started.contains(&bot_id) || user.blocked.contains(&bot_id) {
@@ -192,11 +192,9 @@ pub fn get_chat_member(w: &World, bot_id: i64, params: &Params) -> Result<Value,
             Err(ApiError::bad_request("user not found"))
         };
     }
-    let status = w.groups[&chat_id]
-        .members
-        .get(&user_id)
-        .map_or("left", String::as_str);
-    Ok(member_json(status, user.json()))
+    let g = &w.groups[&chat_id];
+    let status = crate::membership::status_of(g, user_id);
+    Ok(crate::membership::member_object(g, status, &user.json()))
 }
 
 const CHAT_ACTIONS: &[&str] = &[

@@ -4,6 +4,7 @@ mod api;
 mod browser;
 mod faults;
 mod limits;
+mod members;
 mod messages;
 mod ptb;
 mod updates;
