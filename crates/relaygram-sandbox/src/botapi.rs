@@ -25,7 +25,7 @@ mod messages;
 mod updates;
 mod webhook;
 
-pub use chats::administrator as administrator_json;
+pub use crate::membership::administrator as administrator_json;
 
 /// Every method the sandbox speaks, lower-cased (Telegram matches names case-insensitively).
 const METHODS: &[&str] = &[

@@ -7,6 +7,34 @@ use serde_json::{Value, json};
 
 use crate::world::{Group, GroupKind, InviteLink, StoredMessage, World, unix_now};
 
+/// Every administrator right, false unless granted.
+const ADMIN_RIGHTS: &[&str] = &[
+    "can_manage_chat",
+    "can_delete_messages",
+    "can_manage_video_chats",
+    "can_restrict_members",
+    "can_promote_members",
+    "can_change_info",
+    "can_invite_users",
+    "can_send_welcome_messages",
+    "can_post_stories",
+    "can_edit_stories",
+    "can_delete_stories",
+    "can_post_messages",
+    "can_edit_messages",
+    "can_pin_messages",
+    "can_manage_topics",
+];
+
+/// A ChatMemberAdministrator object with `rights` (every other right false).
+pub fn administrator(user: Value, rights: &serde_json::Map<String, Value>) -> Value {
+    let mut v = json!({"status": "administrator", "user": user, "can_be_edited": false, "is_anonymous": false});
+    for r in ADMIN_RIGHTS {
+        v[*r] = rights.get(*r).cloned().unwrap_or(json!(false));
+    }
+    v
+}
+
 /// Statuses of someone who is in the chat.
 pub fn is_in(status: &str) -> bool {
     matches!(status, "creator" | "administrator" | "member")
@@ -22,7 +50,7 @@ pub fn member_object(g: &Group, status: &str, user: &Value) -> Value {
         "kicked" => json!({"status": "kicked", "user": user,
             "until_date": g.ban_until.get(&user["id"].as_i64().unwrap_or(0)).copied().unwrap_or(0)}),
         "creator" => json!({"status": "creator", "user": user, "is_anonymous": false}),
-        "administrator" => crate::botapi::administrator_json(user.clone(), &Default::default()),
+        "administrator" => administrator(user.clone(), &Default::default()),
         other => json!({"status": other, "user": user}),
     }
 }

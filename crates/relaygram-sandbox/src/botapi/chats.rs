@@ -2,6 +2,7 @@
 
 use serde_json::{Value, json};
 
+use crate::membership::administrator;
 use crate::params::Params;
 use crate::reply::ApiError;
 use crate::world::{GroupKind, World};
@@ -126,33 +127,6 @@ pub fn get_chat(w: &World, bot_id: i64, params: &Params) -> Result<Value, ApiErr
         });
     }
     Ok(chat)
-}
-
-/// Every administrator right, false unless granted.
-const ADMIN_RIGHTS: &[&str] = &[
-    "can_manage_chat",
-    "can_delete_messages",
-    "can_manage_video_chats",
-    "can_restrict_members",
-    "can_promote_members",
-    "can_change_info",
-    "can_invite_users",
-    "can_send_welcome_messages",
-    "can_post_stories",
-    "can_edit_stories",
-    "can_delete_stories",
-    "can_post_messages",
-    "can_edit_messages",
-    "can_pin_messages",
-    "can_manage_topics",
-];
-
-pub fn administrator(user: Value, rights: &serde_json::Map<String, Value>) -> Value {
-    let mut v = json!({"status": "administrator", "user": user, "can_be_edited": false, "is_anonymous": false});
-    for r in ADMIN_RIGHTS {
-        v[*r] = rights.get(*r).cloned().unwrap_or(json!(false));
-    }
-    v
 }
 
 pub fn member_json(status: &str, user: Value) -> Value {

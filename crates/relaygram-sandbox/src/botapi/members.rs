@@ -3,8 +3,8 @@
 
 use serde_json::{Value, json};
 
-use super::chats::{administrator, chat_id_param, check_can_send, visible_chat};
-use crate::membership::{self, Via, is_in, status_of};
+use super::chats::{chat_id_param, check_can_send, visible_chat};
+use crate::membership::{self, Via, administrator, is_in, status_of};
 use crate::params::Params;
 use crate::reply::ApiError;
 use crate::world::{GroupKind, World, unix_now};
