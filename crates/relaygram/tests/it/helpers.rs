@@ -445,6 +445,35 @@ impl TestApp {
 
     /// POSTs to the sandbox's control API (users, messages, button presses, faults, …) and
     /// returns its answer; fails the test unless it succeeds.
+    /// A GET on the sandbox's control API.
+    pub async fn sandbox_get(&self, path: &str) -> Value {
+        self.http
+            .get(format!("{}{path}", self.sandbox.url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// A user presses the button with callback `data` under a bot's `message`; returns the
+    /// answer the bot gave the press (as the sandbox recorded it).
+    pub async fn press(&self, bot: &str, user: i64, message: &Value, data: &Value) -> Value {
+        let pressed = self
+            .sandbox_post(
+                &format!("/sandbox/users/{user}/callback"),
+                serde_json::json!({"bot": bot, "message_id": message["message_id"], "data": data}),
+            )
+            .await;
+        let id = pressed["callback_query_id"].as_str().unwrap().to_string();
+        until("the button's answer", || async {
+            let v = self.sandbox_get(&format!("/sandbox/callbacks/{id}")).await;
+            (v["answered"] == serde_json::json!(true)).then_some(v["answer"].clone())
+        })
+        .await
+    }
+
     pub async fn sandbox_post(&self, path: &str, body: Value) -> Value {
         let r = self
             .http

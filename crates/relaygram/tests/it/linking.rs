@@ -48,17 +48,6 @@ async fn shop(app: &TestApp, bot: &str) -> Shop {
     }
 }
 
-async fn sandbox_get(app: &TestApp, path: &str) -> Value {
-    app.http
-        .get(format!("{}{path}", app.sandbox.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 async fn user(app: &TestApp, name: &str) -> i64 {
     app.sandbox_post("/sandbox/users", json!({"first_name": name}))
         .await["id"]
@@ -133,18 +122,7 @@ async fn events(app: &TestApp, shop: &Shop, kind: &str, count: usize) -> Vec<Val
 
 /// Presses an inline button of a bot message; returns the callback answer.
 async fn press(app: &TestApp, shop: &Shop, user: i64, message: &Value, data: &str) -> Value {
-    let pressed = app
-        .sandbox_post(
-            &format!("/sandbox/users/{user}/callback"),
-            json!({"bot": shop.bot, "message_id": message["message_id"], "data": data}),
-        )
-        .await;
-    let id = pressed["callback_query_id"].as_str().unwrap().to_string();
-    until("the button's answer", || async {
-        let v = sandbox_get(app, &format!("/sandbox/callbacks/{id}")).await;
-        (v["answered"] == json!(true)).then_some(v["answer"].clone())
-    })
-    .await
+    app.press(&shop.bot, user, message, &json!(data)).await
 }
 
 fn category<'a>(link: &'a Value, key: &str) -> &'a Value {
@@ -895,7 +873,7 @@ async fn a_group_binds_only_when_the_bot_is_an_administrator() {
         .await;
         let cq = pressed["callback_query_id"].as_str().unwrap().to_string();
         let answer = until("the answer", || async {
-            let v = sandbox_get(&app, &format!("/sandbox/callbacks/{cq}")).await;
+            let v = app.sandbox_get(&format!("/sandbox/callbacks/{cq}")).await;
             (v["answered"] == json!(true)).then_some(v["answer"].clone())
         })
         .await;

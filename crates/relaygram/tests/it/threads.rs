@@ -8,33 +8,6 @@ use serde_json::{Value, json};
 use crate::delivery::{send, settled, setup, user};
 use crate::helpers::{TestApp, engines, outgoing, until};
 
-async fn sandbox_get(app: &TestApp, path: &str) -> Value {
-    app.http
-        .get(format!("{}{path}", app.sandbox.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
-/// Presses button `token` of `message`; returns the answer Telegram got for it.
-async fn press(app: &TestApp, bot: &str, user: i64, message: &Value, token: &Value) -> Value {
-    let pressed = app
-        .sandbox_post(
-            &format!("/sandbox/users/{user}/callback"),
-            json!({"bot": bot, "message_id": message["message_id"], "data": token}),
-        )
-        .await;
-    let id = pressed["callback_query_id"].as_str().unwrap().to_string();
-    until("the press's answer", || async {
-        let v = sandbox_get(app, &format!("/sandbox/callbacks/{id}")).await;
-        (v["answered"] == json!(true)).then_some(v["answer"].clone())
-    })
-    .await
-}
-
 async fn event(app: &TestApp, key: &str, kind: &str, n: usize) -> Value {
     until(&format!("{n} {kind} events"), || async {
         let a = app
@@ -90,34 +63,19 @@ async fn metadata_comes_back_with_replies_and_presses_and_buttons_answer_as_told
             (!u.body["data"].as_array()?.is_empty()).then_some(())
         })
         .await;
-        let take = press(
-            &app,
-            &s.username,
-            ann,
-            &notification,
-            &row[0]["callback_data"],
-        )
-        .await;
+        let take = app
+            .press(&s.username, ann, &notification, &row[0]["callback_data"])
+            .await;
         assert_eq!(take["text"], "Taken: c-17 is yours", "{take}");
         assert_eq!(take["show_alert"], true, "{take}");
-        let skip = press(
-            &app,
-            &s.username,
-            ann,
-            &notification,
-            &row[1]["callback_data"],
-        )
-        .await;
+        let skip = app
+            .press(&s.username, ann, &notification, &row[1]["callback_data"])
+            .await;
         assert_eq!(skip["text"], "Skipped", "{skip}");
         assert_eq!(skip["show_alert"], false, "{skip}");
-        let later = press(
-            &app,
-            &s.username,
-            ann,
-            &notification,
-            &row[2]["callback_data"],
-        )
-        .await;
+        let later = app
+            .press(&s.username, ann, &notification, &row[2]["callback_data"])
+            .await;
         assert!(later["text"].is_null(), "{later}");
 
         // The press reaches the app with the send's metadata.
