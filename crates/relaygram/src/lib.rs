@@ -25,6 +25,7 @@ pub mod ids;
 pub mod inbound;
 pub mod linking;
 pub mod logging;
+pub mod memberships;
 pub mod schedules;
 pub mod server;
 pub mod services;

@@ -75,6 +75,11 @@ impl Workers {
             )
             .run(shutdown.clone()),
         ));
+        // Memberships: settles member jobs, removes whose access ended, reminds, re-checks.
+        handles.push(tokio::spawn(crate::memberships::sweep::run(
+            services.clone(),
+            shutdown.clone(),
+        )));
         // Digests: closes due digests and hands each to delivery as one message.
         handles.push(tokio::spawn(
             crate::digests::Digester::new(services.clone()).run(shutdown.clone()),

@@ -70,6 +70,7 @@ impl Modify for BearerAuth {
         (name = "templates", description = "Message templates, rendered and checked for Telegram"),
         (name = "schedules", description = "Recurring messages: cron or interval, in a time zone, once per occurrence"),
         (name = "digests", description = "Messages collected per key and recipient, sent as one when the window closes"),
+        (name = "memberships", description = "Paid access to groups and channels: gated chats, the entitlement ledger, memberships"),
         (name = "operations", description = "Health, readiness, metrics, this document")
     )
 )]
@@ -189,6 +190,26 @@ fn routes(send_body_bytes: usize) -> OpenApiRouter<AppState> {
         .routes(routes!(crate::schedules::api::list_schedule_runs))
         .routes(routes!(crate::digests::api::list_digests))
         .routes(routes!(crate::digests::api::get_digest))
+        .routes(routes!(
+            crate::memberships::api::create_gated_chat,
+            crate::memberships::api::list_gated_chats
+        ))
+        .routes(routes!(
+            crate::memberships::api::get_gated_chat,
+            crate::memberships::api::update_gated_chat,
+            crate::memberships::api::delete_gated_chat
+        ))
+        .routes(routes!(crate::memberships::api::sync_gated_chat))
+        .routes(routes!(
+            crate::memberships::api::grant_entitlement,
+            crate::memberships::api::list_entitlements
+        ))
+        .routes(routes!(crate::memberships::api::get_entitlement))
+        .routes(routes!(crate::memberships::api::extend_entitlement))
+        .routes(routes!(crate::memberships::api::cancel_entitlement))
+        .routes(routes!(crate::memberships::api::revoke_entitlement))
+        .routes(routes!(crate::memberships::api::list_memberships))
+        .routes(routes!(crate::memberships::api::get_membership))
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(metrics))

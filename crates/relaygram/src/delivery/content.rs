@@ -48,7 +48,9 @@ impl StoredContent {
     pub fn call_for(&self, index: usize, chat_id: i64) -> (&'static str, Value) {
         if let Some(call) = self.job.as_ref().and_then(|j| j.calls.get(index)) {
             let mut params = call.params.clone();
-            params["chat_id"] = json!(chat_id);
+            if params.get("chat_id").is_none() {
+                params["chat_id"] = json!(chat_id);
+            }
             return (call.method.as_str(), params);
         }
         let last = index + 1 == self.parts.len().max(1);

@@ -394,6 +394,7 @@ impl Services {
             delete: false,
             edit_of: m.id.clone(),
             calls: vec![call],
+            membership_id: None,
         };
         let job_id = self.queue_job(&m, job, callbacks, now).await?;
         Ok(EditAccepted {
@@ -442,6 +443,7 @@ impl Services {
                             params: json!({"message_id": message_id}),
                         })
                         .collect(),
+                    membership_id: None,
                 };
                 let job_id = self.queue_job(&m, job, vec![], now).await?;
                 Ok(EditAccepted {
@@ -482,7 +484,8 @@ impl Services {
                 request,
                 id: id.clone(),
                 kind,
-                edit_of: m.id.clone(),
+                edit_of: Some(m.id.clone()),
+                priority: 0,
                 bot_id: m.bot_id.clone(),
                 chat_id: m.chat_id,
                 callbacks,

@@ -105,6 +105,8 @@ pub struct BotSender {
     inflight: JoinSet<Attempt>,
     /// Edit and delete jobs under way: their kind and the message they act on.
     jobs: HashMap<String, (JobKind, String)>,
+    /// Member jobs under way (a gated chat's approvals, removals…).
+    member_jobs: HashSet<String>,
 }
 
 /// A finished attempt: the message and what happened.
@@ -150,6 +152,7 @@ impl BotSender {
             contents: HashMap::new(),
             inflight: JoinSet::new(),
             jobs: HashMap::new(),
+            member_jobs: HashSet::new(),
         })
     }
 
@@ -289,8 +292,12 @@ impl BotSender {
             if let Ok(content) = content
                 && let Some(job) = &content.job
             {
-                self.jobs
-                    .insert(c.id.clone(), (job.kind(), job.edit_of.clone()));
+                if job.kind() == JobKind::Member {
+                    self.member_jobs.insert(c.id.clone());
+                } else {
+                    self.jobs
+                        .insert(c.id.clone(), (job.kind(), job.edit_of.clone()));
+                }
             }
         }
         let tasks = &mut self.inflight;
@@ -387,7 +394,8 @@ impl BotSender {
         for done in finished {
             let Ok((c, result)) = done else { continue };
             let job = self.jobs.remove(&c.id);
-            let (outcome, event) = self.outcome(&c, result).await;
+            let member = self.member_jobs.remove(&c.id);
+            let (outcome, event) = self.outcome(&c, result, member).await;
             if let Some((kind, edit_of)) = job
                 && outcome.status == "sent"
             {
@@ -458,6 +466,7 @@ impl BotSender {
         &self,
         c: &Claimed,
         result: Result<(i64, Vec<i64>), Failed>,
+        member: bool,
     ) -> (Outcome, Option<(String, &'static str, Value)>) {
         let now = self.services.clock.now_millis();
         let mut o = Outcome {
@@ -473,7 +482,7 @@ impl BotSender {
             rate_limited: 0,
             chat_id: None,
         };
-        let f = match result {
+        let mut f = match result {
             Ok((sent, ids)) => {
                 o.parts_sent = sent;
                 o.telegram_message_ids = json!(ids).to_string();
@@ -481,6 +490,20 @@ impl BotSender {
             }
             Err(f) => f,
         };
+        if member {
+            // A member call names the gated chat, not its lane (the user's chat): what
+            // Telegram says about that chat must not end the user's chat. Repeating one is
+            // harmless, so an unanswered call is tried again. The membership's owner reads
+            // the job's outcome.
+            f.error = match f.error {
+                TelegramError::Unanswered(d) => TelegramError::Transient(d),
+                TelegramError::ChatGone(d) => TelegramError::BadRequest(d),
+                TelegramError::Migrated { new_chat_id } => TelegramError::BadRequest(format!(
+                    "Bad Request: group chat was upgraded to a supergroup chat ({new_chat_id})"
+                )),
+                other => other,
+            };
+        }
         o.parts_sent = f.parts_sent;
         o.telegram_message_ids = json!(f.message_ids).to_string();
         let description = f.error.description();

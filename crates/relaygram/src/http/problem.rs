@@ -35,6 +35,8 @@ pub mod types {
     pub const NO_RECIPIENTS: &str = "urn:relaygram:problem:no-recipients";
     /// An edit or delete of a message sent more than 48 hours ago.
     pub const EDIT_WINDOW_PASSED: &str = "urn:relaygram:problem:edit-window-passed";
+    /// An entitlement already cancelled or revoked cannot change that way.
+    pub const ENTITLEMENT_ENDED: &str = "urn:relaygram:problem:entitlement-ended";
     /// An edit or delete of a message that never reached Telegram.
     pub const NOT_DELIVERED: &str = "urn:relaygram:problem:not-delivered";
     /// An edit or delete of a message already deleted.

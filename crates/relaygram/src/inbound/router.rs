@@ -144,6 +144,14 @@ impl Router {
             "message" => ctx.message(payload, update).await,
             "callback_query" => ctx.callback_query(payload).await,
             "my_chat_member" => ctx.my_chat_member(payload).await,
+            "chat_join_request" => match self.services.gate_join_request(&ctx.bot, payload).await? {
+                Some(outcome) => Ok(Handled::done(outcome)),
+                None => ctx.forward_update("chat_join_request", &body, update).await,
+            },
+            "chat_member" => match self.services.gate_chat_member(&ctx.bot, payload).await? {
+                Some(outcome) => Ok(Handled::done(outcome)),
+                None => ctx.forward_update("chat_member", &body, update).await,
+            },
             other => ctx.forward_update(other, &body, update).await,
         }?;
         let notes = ctx
@@ -183,7 +191,13 @@ struct Ctx<'a> {
 
 /// Names of the update types the router handles itself; every other type reaches the app
 /// as `update.received`.
-pub const HANDLED_TYPES: &[&str] = &["message", "callback_query", "my_chat_member"];
+pub const HANDLED_TYPES: &[&str] = &[
+    "message",
+    "callback_query",
+    "my_chat_member",
+    "chat_join_request",
+    "chat_member",
+];
 
 impl Ctx<'_> {
     fn services(&self) -> &Services {
@@ -300,6 +314,14 @@ impl Ctx<'_> {
             p["show_alert"] = json!(true);
         }
         self.best_effort("answerCallbackQuery", &p).await;
+    }
+
+    /// Adds a remark to the update's outcome.
+    fn note(&self, note: String) {
+        self.notes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(note);
     }
 
     /// A call whose failure must not undo what the update did (answers due within seconds,
@@ -663,6 +685,9 @@ impl Ctx<'_> {
         self.services()
             .follow_migration(&self.bot, chat_id, to)
             .await?;
+        if let Some(note) = self.services().gate_migrated(&self.bot, chat_id, to).await? {
+            self.note(note);
+        }
         store
             .upsert_chat(&ChatRecord {
                 bot_id: self.bot.id.clone(),
@@ -780,6 +805,9 @@ impl Ctx<'_> {
             _ => ChatState::Active,
         };
         self.set_chat_state(chat_id, Some(chat), state).await?;
+        if let Some(note) = self.services().gate_my_chat_member(&self.bot, m).await? {
+            self.note(note);
+        }
         let reason = match state {
             ChatState::Blocked => "blocked",
             ChatState::Kicked | ChatState::Left => "removed",

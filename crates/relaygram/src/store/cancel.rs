@@ -243,7 +243,8 @@ macro_rules! consent_store {
                 // The lane index (bot_id, chat_id, status) finds them.
                 let sql = format!(
                     "UPDATE messages SET {set} WHERE bot_id = $1 AND chat_id = $2 \
-                     AND status IN ('queued', 'paused') AND ({filter}) RETURNING {CANCELLED_COLS}",
+                     AND status IN ('queued', 'paused') AND kind <> 'member' AND ({filter}) \
+                     RETURNING {CANCELLED_COLS}",
                     set = CANCEL_SET.replace("$R", "$4").replace("$D", "$5").replace("$N", "$6"),
                 );
                 let rows = sqlx::query(sqlx::AssertSqlSafe(sql))

@@ -24,6 +24,9 @@ pub enum JobKind {
     Edit,
     /// A delete of a sent message.
     Delete,
+    /// A member call on a gated chat (approve, decline, remove, revoke a link), in the
+    /// user's lane.
+    Member,
 }
 
 impl JobKind {
@@ -33,6 +36,7 @@ impl JobKind {
             JobKind::Send => "send",
             JobKind::Edit => "edit",
             JobKind::Delete => "delete",
+            JobKind::Member => "member",
         }
     }
 
@@ -41,6 +45,7 @@ impl JobKind {
         match s {
             "edit" => JobKind::Edit,
             "delete" => JobKind::Delete,
+            "member" => JobKind::Member,
             _ => JobKind::Send,
         }
     }
@@ -53,11 +58,13 @@ pub struct NewJob {
     pub request: NewRequest,
     /// The job's id (`msg_…`: it is read like a message).
     pub id: String,
-    /// `Edit` or `Delete`.
+    /// `Edit`, `Delete` or `Member`.
     pub kind: JobKind,
-    /// The sent message it acts on.
-    pub edit_of: String,
-    /// That message's bot and chat: the job joins its lane.
+    /// The sent message it acts on (edits and deletes).
+    pub edit_of: Option<String>,
+    /// Higher goes first in its lane (approvals before notices).
+    pub priority: i64,
+    /// The bot and the lane's chat (an edit's message's chat; a member job's user).
     pub bot_id: String,
     /// Telegram chat.
     pub chat_id: i64,
@@ -134,18 +141,19 @@ macro_rules! edit_store {
                 }
                 Ok(())
             }
-        }
 
-        #[async_trait]
-        impl EditStore for $store {
-            async fn queue_job(&self, job: &NewJob) -> StoreResult<()> {
-                let mut tx = self.db.begin().await?;
+            /// Stores a job's request and queues the job, due now, inside the caller's
+            /// transaction.
+            pub(super) async fn insert_job(
+                conn: &mut <<$row as sqlx::Row>::Database as sqlx::Database>::Connection,
+                job: &NewJob,
+            ) -> StoreResult<()> {
                 let r = &job.request;
-                Self::insert_request(&mut *tx, r, &job.callbacks).await?;
+                Self::insert_request(&mut *conn, r, &job.callbacks).await?;
                 sqlx::query(
                     "INSERT INTO messages (id, request_id, tenant_id, bot_id, chat_id, status, \
                      priority, send_at, next_attempt_at, created_at, updated_at, kind, edit_of) \
-                     VALUES ($1, $2, $3, $4, $5, 'queued', 0, $6, $6, $6, $6, $7, $8)",
+                     VALUES ($1, $2, $3, $4, $5, 'queued', $8, $6, $6, $6, $6, $7, $9)",
                 )
                 .bind(&job.id)
                 .bind(&r.id)
@@ -154,9 +162,19 @@ macro_rules! edit_store {
                 .bind(job.chat_id)
                 .bind(r.created_at)
                 .bind(job.kind.as_str())
-                .bind(&job.edit_of)
-                .execute(&mut *tx)
+                .bind(job.priority)
+                .bind(job.edit_of.as_deref())
+                .execute(&mut *conn)
                 .await?;
+                Ok(())
+            }
+        }
+
+        #[async_trait]
+        impl EditStore for $store {
+            async fn queue_job(&self, job: &NewJob) -> StoreResult<()> {
+                let mut tx = self.db.begin().await?;
+                Self::insert_job(&mut *tx, job).await?;
                 tx.commit().await?;
                 Ok(())
             }

@@ -13,6 +13,7 @@ mod events;
 mod holds;
 mod inbound;
 mod links;
+mod memberships;
 mod outbox;
 mod records;
 mod replies;
@@ -41,6 +42,11 @@ pub use inbound::{
 pub use links::{
     CategoryRecord, ConnectCodeRecord, LinkFilter, LinkRecord, LinkStore, LinkTokenRecord,
     LinkWrite,
+};
+pub use memberships::{
+    Applied, EntitlementFilter, EntitlementRecord, EntryKind, EntryRecord, FOREVER, FinishedJob,
+    GateStatus, GatedChatRecord, GatedChatType, JoinMode, MemberAction, MembershipFilter,
+    MembershipRecord, MembershipState, MembershipStore, NewEntry,
 };
 pub use outbox::{
     Acceptance, Accepted, BotLimitsRecord, BotStats, BroadcastRecord, Callback, CallbackRecord,
@@ -374,6 +380,7 @@ pub trait Store:
     + ConsentStore
     + EditStore
     + TextStore
+    + MembershipStore
     + Send
     + Sync
     + fmt::Debug

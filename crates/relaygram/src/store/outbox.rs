@@ -1430,6 +1430,16 @@ macro_rules! outbox_store {
                 bot_id: &str,
                 now: i64,
             ) -> StoreResult<Vec<(String, String)>> {
+                // A member call repeated is harmless (approving someone in, removing someone
+                // gone, revoking a revoked link change nothing), so it goes again.
+                sqlx::query(
+                    "UPDATE messages SET status = 'queued', claimed_until = NULL, updated_at = $2 \
+                     WHERE bot_id = $1 AND status = 'sending' AND kind = 'member'",
+                )
+                .bind(bot_id)
+                .bind(now)
+                .execute(&self.db)
+                .await?;
                 let rows = sqlx::query(
                     "UPDATE messages SET status = 'unknown', error_class = 'interrupted', \
                      last_error = 'the sender stopped during the attempt; Telegram may or may not have delivered it', \
@@ -1488,6 +1498,7 @@ macro_rules! outbox_store {
                      WHEN l.active = {t} THEN 'active' ELSE 'inactive' END AS link_state, c.state AS chat_state \
                      FROM messages m LEFT JOIN links l ON l.id = m.link_id \
                      LEFT JOIN chats c ON c.bot_id = m.bot_id AND c.chat_id = m.chat_id \
+                     AND m.kind <> 'member' \
                      WHERE m.bot_id = $1 AND m.status = 'queued' AND m.send_at <= $2 \
                      AND m.next_attempt_at <= $2 \
                      AND NOT EXISTS (SELECT 1 FROM messages e WHERE e.bot_id = m.bot_id \

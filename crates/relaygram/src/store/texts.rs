@@ -60,11 +60,19 @@ pub enum TextKey {
     ChatLinkedToAnother,
     /// A group link while the bot is not an administrator there.
     BotNotAdmin,
+    /// A personal link to a gated chat, sent when access begins.
+    MembershipInvite,
+    /// Access to a gated chat ends soon.
+    MembershipReminder,
+    /// Removed from a gated chat when access ended.
+    MembershipRemoved,
+    /// A join request without access, answered through `user_chat_id`.
+    JoinDeclined,
 }
 
 impl TextKey {
     /// Every key, in the order the API lists them.
-    pub const ALL: [TextKey; 21] = [
+    pub const ALL: [TextKey; 25] = [
         TextKey::Welcome,
         TextKey::Help,
         TextKey::UnknownCommand,
@@ -86,6 +94,10 @@ impl TextKey {
         TextKey::LinkUnknown,
         TextKey::ChatLinkedToAnother,
         TextKey::BotNotAdmin,
+        TextKey::MembershipInvite,
+        TextKey::MembershipReminder,
+        TextKey::MembershipRemoved,
+        TextKey::JoinDeclined,
     ];
 
     /// The key as stored and in the API (`welcome`, `unknown_command`, …).
@@ -112,6 +124,10 @@ impl TextKey {
             TextKey::LinkUnknown => "link_unknown",
             TextKey::ChatLinkedToAnother => "chat_linked_to_another",
             TextKey::BotNotAdmin => "bot_not_admin",
+            TextKey::MembershipInvite => "membership_invite",
+            TextKey::MembershipReminder => "membership_reminder",
+            TextKey::MembershipRemoved => "membership_removed",
+            TextKey::JoinDeclined => "join_declined",
         }
     }
 }

@@ -104,6 +104,22 @@ impl TextKey {
                  me an administrator, then send /start@{{ bot.username }} {{ payload }} here \
                  again."
             }
+            TextKey::MembershipInvite => {
+                "Your access to {{ gated_chat.name }} is ready. Join here: {{ invite_link }}"
+            }
+            TextKey::MembershipReminder => {
+                "Your access to {{ gated_chat.name }} ends on {{ ends_at }}.\
+                 {% if access_url %} Renew: {{ access_url }}{% endif %}"
+            }
+            TextKey::MembershipRemoved => {
+                "Your access to {{ gated_chat.name }} has ended, so you were removed. You can \
+                 come back any time you renew{% if access_url %}: {{ access_url }}{% else %}.{% endif %}"
+            }
+            TextKey::JoinDeclined => {
+                "{{ gated_chat.name }} is for members only.{% if access_url %} Get access: \
+                 {{ access_url }}{% else %} Send /start to {{ bot.username }} to see how to get \
+                 access.{% endif %}"
+            }
         }
     }
 
@@ -113,6 +129,11 @@ impl TextKey {
             TextKey::Welcome => &["payload"],
             TextKey::UnknownCommand => &["command"],
             TextKey::BotNotAdmin => &["payload"],
+            TextKey::MembershipInvite => &["gated_chat.name", "invite_link", "ends_at"],
+            TextKey::MembershipReminder | TextKey::MembershipRemoved => {
+                &["gated_chat.name", "ends_at", "access_url"]
+            }
+            TextKey::JoinDeclined => &["gated_chat.name", "access_url"],
             _ => &[],
         }
     }
@@ -140,6 +161,9 @@ pub struct TextVars {
     pub command: Option<String>,
     /// `payload` (welcome: the app's `/start` payload or null; bot_not_admin: the token).
     pub payload: Option<String>,
+    /// A gated chat's texts: `gated_chat` (`{name}`), `invite_link`, `ends_at`,
+    /// `access_url`, as an object.
+    pub membership: Value,
 }
 
 impl TextVars {
@@ -153,16 +177,22 @@ impl TextVars {
             link: Value::Null,
             command: None,
             payload: None,
+            membership: Value::Null,
         }
     }
 
     fn context(&self, key: TextKey) -> Value {
         let mut data = json!({"bot": self.bot, "user": self.user, "link": self.link});
         for name in key.extra_variables() {
-            data[*name] = match *name {
-                "command" => json!(self.command),
-                _ => json!(self.payload),
-            };
+            match *name {
+                "command" => data["command"] = json!(self.command),
+                "payload" => data["payload"] = json!(self.payload),
+                // `gated_chat.name` → `gated_chat`, and the others as they are.
+                other => {
+                    let top = other.split('.').next().unwrap_or(other);
+                    data[top] = self.membership.get(top).cloned().unwrap_or(Value::Null);
+                }
+            }
         }
         data
     }
@@ -265,6 +295,9 @@ pub fn check(key: TextKey, source: &str) -> Result<(), ServiceError> {
         },
         command: Some("unknown".into()),
         payload: Some("ref_42".into()),
+        membership: json!({"gated_chat": {"name": "Premium signals"},
+            "invite_link": "https://t.me/+AbCdEf123", "ends_at": "2026-12-31 09:00 UTC",
+            "access_url": "https://example.com/renew"}),
         ..TextVars::new(
             "sample_bot",
             "Sample",
@@ -352,6 +385,8 @@ mod tests {
             let mut vars = vars.clone();
             vars.command = Some("x".into());
             vars.payload = Some("p".into());
+            vars.membership = json!({"gated_chat": {"name": "VIP"}, "invite_link": "https://t.me/+x",
+                "ends_at": "2026-12-31 09:00 UTC", "access_url": null});
             assert!(
                 render_text(key, key.default_text(), &vars).is_ok(),
                 "{key:?}"

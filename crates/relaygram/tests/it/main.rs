@@ -19,6 +19,7 @@ mod helpers;
 mod inbound;
 mod linking;
 mod local_time;
+mod memberships;
 mod openapi;
 mod operations;
 mod personal;

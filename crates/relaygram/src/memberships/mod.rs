@@ -1,0 +1,15 @@
+//! Paid access to Telegram groups and channels: gated chats (a supergroup or channel the
+//! bot administers), an append-only entitlement ledger per app user, and memberships (one
+//! user in one gated chat) kept in line with it — a personal link when access begins, the
+//! join request approved only for the entitled, removal (never a lasting ban) when access
+//! ends, reminders before. See docs/memberships.md.
+//!
+//! Reads top-down: [`api`] (HTTP) → [`service`] (rules) with [`access`] (the ledger's
+//! meaning, pure), [`gate`] (what a gated chat's updates mean) and [`sweep`] (the worker
+//! that makes it exact after downtime) → the store's `MembershipStore`.
+
+pub mod access;
+pub mod api;
+pub mod gate;
+pub mod service;
+pub mod sweep;

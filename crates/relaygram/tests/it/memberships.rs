@@ -1,0 +1,361 @@
+//! Paid access, end to end against the sandbox, on both engines with a manual clock: a
+//! grant gives a personal link, the entitled requester is approved and a stranger using
+//! that link declined (the link revoked), an unentitled join is removed after the grace,
+//! reminders and removal at expiry, renewal and rejoin, cancel and revoke, a degraded chat.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::helpers::{Options, TestApp, engines, outgoing, until};
+
+struct Setup {
+    key: String,
+    bot: String,
+    group: i64,
+    gated: String,
+}
+
+async fn user(app: &TestApp, name: &str) -> i64 {
+    app.sandbox_post("/sandbox/users", json!({"first_name": name}))
+        .await["id"]
+        .as_i64()
+        .unwrap()
+}
+
+async fn setup(app: &TestApp, bot: &str, settings: Value) -> Setup {
+    let tenant = app.tenant(bot).await;
+    let (_, key) = app.tenant_key(&tenant).await;
+    let (_, token) = app.sandbox_bot(bot).await;
+    let a = app.post("/v1/bots", &key, json!({"token": token})).await;
+    assert_eq!(a.status.as_u16(), 201, "{}", a.text);
+    let owner = user(app, "Owner").await;
+    let group = app
+        .sandbox_post(
+            "/sandbox/groups",
+            json!({"title": "VIP", "type": "supergroup", "owner": owner}),
+        )
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    // A plain member cannot gate: the answer names the rights and why.
+    app.sandbox_post(
+        &format!("/sandbox/groups/{group}/bots"),
+        json!({"bot": bot, "status": "member"}),
+    )
+    .await;
+    let mut body = json!({"chat_id": group, "name": "VIP"});
+    for (k, v) in settings.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    let refused = app.post("/v1/gated-chats", &key, body.clone()).await;
+    refused.assert_problem(422, "validation-failed");
+    assert!(refused.text.contains("can_restrict_members"), "{}", refused.text);
+    app.sandbox_post(
+        &format!("/sandbox/groups/{group}/bots"),
+        json!({"bot": bot, "status": "administrator",
+               "rights": {"can_invite_users": true, "can_restrict_members": true}}),
+    )
+    .await;
+    let a = app.post("/v1/gated-chats", &key, body.clone()).await;
+    assert_eq!(a.status.as_u16(), 201, "{}", a.text);
+    assert_eq!(a.body["status"], "active");
+    let again = app.post("/v1/gated-chats", &key, body).await;
+    again.assert_problem(409, "conflict");
+    Setup {
+        key,
+        bot: bot.to_string(),
+        group,
+        gated: a.body["id"].as_str().unwrap().to_string(),
+    }
+}
+
+async fn membership(app: &TestApp, s: &Setup, user: i64) -> Value {
+    let a = app
+        .get(&format!("/v1/memberships?gated_chat_id={}", s.gated), &s.key)
+        .await;
+    assert_eq!(a.status.as_u16(), 200, "{}", a.text);
+    a.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["telegram_user_id"] == json!(user))
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+async fn wait_state(app: &TestApp, s: &Setup, user: i64, state: &str) -> Value {
+    until(&format!("membership of {user} {state}"), || async {
+        let m = membership(app, s, user).await;
+        (m["state"] == state && m["job_id"].is_null()).then_some(m)
+    })
+    .await
+}
+
+/// Whether the sandbox has `user` in the group now.
+async fn in_group(app: &TestApp, group: i64, user: i64) -> bool {
+    let groups = app.sandbox_get("/sandbox/groups").await;
+    let g = groups
+        .as_array()
+        .or_else(|| groups["groups"].as_array())
+        .unwrap()
+        .iter()
+        .find(|g| g["id"] == json!(group))
+        .cloned()
+        .unwrap();
+    g["members"].as_array().unwrap().iter().any(|m| {
+        (m["user"]["id"] == json!(user) || m["id"] == json!(user) || *m == json!(user))
+            && m["status"].as_str().is_none_or(|s| s == "member" || s == "administrator")
+    })
+}
+
+async fn texts_to(app: &TestApp, user: i64, bot: &str) -> Vec<String> {
+    outgoing(app.transcript(user, Some(bot)).await)
+        .iter()
+        .filter_map(|m| m["text"].as_str().map(str::to_string))
+        .collect()
+}
+
+async fn wait_text(app: &TestApp, user: i64, bot: &str, needle: &str) -> String {
+    until(&format!("a message with {needle:?}"), || async {
+        texts_to(app, user, bot)
+            .await
+            .into_iter()
+            .find(|t| t.contains(needle))
+    })
+    .await
+}
+
+#[tokio::test]
+async fn paid_access_from_grant_to_removal_and_back() {
+    for engine in engines() {
+        let app = TestApp::spawn_with(
+            engine,
+            Options {
+                manual_clock: true,
+                ..Options::default()
+            },
+        )
+        .await;
+        let s = setup(
+            &app,
+            "vip_gate_bot",
+            json!({"reminders": ["1d"], "remove_unentitled": true, "unentitled_grace_seconds": 60}),
+        )
+        .await;
+        let alice = user(&app, "Alice").await;
+        // Alice started the bot, so relaygram can write to her.
+        app.sandbox_post(
+            &format!("/sandbox/users/{alice}/messages"),
+            json!({"bot": s.bot, "text": "/start"}),
+        )
+        .await;
+        until("alice's chat known", || async {
+            let t = texts_to(&app, alice, &s.bot).await;
+            (!t.is_empty()).then_some(())
+        })
+        .await;
+
+        // The same grant posted many times makes one entitlement.
+        let grant = json!({"telegram_user_id": alice, "gated_chat_ids": [s.gated],
+                           "duration": "2d", "source_key": "order-1"});
+        let first = app.post("/v1/entitlements", &s.key, grant.clone()).await;
+        assert_eq!(first.status.as_u16(), 201, "{}", first.text);
+        let ent = first.body["id"].as_str().unwrap().to_string();
+        let link = first.body["chats"][0]["invite_link"]
+            .as_str()
+            .expect("a personal link in the answer")
+            .to_string();
+        assert_eq!(first.body["chats"][0]["membership_state"], "invited");
+        for _ in 0..20 {
+            let again = app.post("/v1/entitlements", &s.key, grant.clone()).await;
+            assert_eq!(again.status.as_u16(), 200, "{}", again.text);
+            assert_eq!(again.body["id"], json!(ent));
+            assert_eq!(again.body["replayed"], true);
+        }
+        let mut other = grant.clone();
+        other["duration"] = json!("3d");
+        app.post("/v1/entitlements", &s.key, other)
+            .await
+            .assert_problem(409, "conflict");
+        let listed = app
+            .get(&format!("/v1/entitlements?gated_chat_id={}", s.gated), &s.key)
+            .await;
+        assert_eq!(listed.body["data"].as_array().unwrap().len(), 1);
+        // The link reached her private chat.
+        wait_text(&app, alice, &s.bot, &link).await;
+
+        // Alice asks to join through her link: approved, a member.
+        let joined = app
+            .sandbox_post(
+                &format!("/sandbox/users/{alice}/join"),
+                json!({"invite_link": link}),
+            )
+            .await;
+        assert_eq!(joined["result"], "requested");
+        wait_state(&app, &s, alice, "member").await;
+        until("alice in the group", || async {
+            in_group(&app, s.group, alice).await.then_some(())
+        })
+        .await;
+
+        // Bob uses Alice's link: declined (told how to get access), the link revoked.
+        let bob = user(&app, "Bob").await;
+        let asked = app
+            .sandbox_post(&format!("/sandbox/users/{bob}/join"), json!({"invite_link": link}))
+            .await;
+        assert_eq!(asked["result"], "requested");
+        wait_state(&app, &s, bob, "declined").await;
+        assert!(!in_group(&app, s.group, bob).await);
+        until("alice's link revoked", || async {
+            let groups = app.sandbox_get("/sandbox/groups").await;
+            let text = groups.to_string();
+            let g = groups
+                .as_array()
+                .or_else(|| groups["groups"].as_array())
+                .unwrap()
+                .iter()
+                .find(|g| g["id"] == json!(s.group))
+                .cloned()
+                .unwrap();
+            g["invite_links"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|l| l["invite_link"] == json!(link))
+                .filter(|l| l["is_revoked"] == true)
+                .map(|_| ())
+                .or_else(|| (!text.contains(&link)).then_some(()))
+        })
+        .await;
+
+        // Carol joins through an administrator's own link without an entitlement: removed
+        // after the chat's 60 s grace, and free to come back.
+        let carol = user(&app, "Carol").await;
+        let admin_link = app
+            .sandbox_post(&format!("/sandbox/groups/{}/invite-links", s.group), json!({"name": "friends"}))
+            .await["invite_link"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let r = app
+            .sandbox_post(&format!("/sandbox/users/{carol}/join"), json!({"invite_link": admin_link}))
+            .await;
+        assert_eq!(r["result"], "joined");
+        let m = wait_state(&app, &s, carol, "member").await;
+        assert_eq!(m["unentitled"], true);
+        app.clock().advance(Duration::from_secs(61));
+        wait_state(&app, &s, carol, "removed").await;
+        assert!(!in_group(&app, s.group, carol).await);
+
+        // A day before the end: the reminder. At the end: removed, told how to renew.
+        app.clock().advance(Duration::from_secs(86_400 + 60));
+        wait_text(&app, alice, &s.bot, "ends on").await;
+        assert_eq!(membership(&app, &s, alice).await["state"], "member");
+        app.clock().advance(Duration::from_secs(86_400));
+        wait_state(&app, &s, alice, "removed").await;
+        assert!(!in_group(&app, s.group, alice).await);
+        wait_text(&app, alice, &s.bot, "you were removed").await;
+        let e = app.get(&format!("/v1/entitlements/{ent}"), &s.key).await;
+        assert_eq!(e.body["state"], "expired", "{}", e.text);
+
+        // Renewed: a new personal link, and she is let in again (not left banned).
+        let renewed = app
+            .post(
+                "/v1/entitlements",
+                &s.key,
+                json!({"telegram_user_id": alice, "gated_chat_ids": [s.gated],
+                       "duration": "30d", "source_key": "order-2"}),
+            )
+            .await;
+        assert_eq!(renewed.status.as_u16(), 201, "{}", renewed.text);
+        let link2 = renewed.body["chats"][0]["invite_link"].as_str().unwrap().to_string();
+        assert_ne!(link2, link);
+        app.sandbox_post(&format!("/sandbox/users/{alice}/join"), json!({"invite_link": link2}))
+            .await;
+        wait_state(&app, &s, alice, "member").await;
+
+        // Cancel at period end keeps her in; revoke removes her at once.
+        let id2 = renewed.body["id"].as_str().unwrap();
+        let c = app
+            .post(&format!("/v1/entitlements/{id2}/cancel"), &s.key, json!({"at_period_end": true}))
+            .await;
+        assert_eq!(c.status.as_u16(), 200, "{}", c.text);
+        assert_eq!(c.body["cancel_at_period_end"], true);
+        app.clock().advance(Duration::from_secs(5));
+        assert_eq!(membership(&app, &s, alice).await["state"], "member");
+        let r = app
+            .post(&format!("/v1/entitlements/{id2}/revoke"), &s.key, json!({"reason": "chargeback"}))
+            .await;
+        assert_eq!(r.status.as_u16(), 200, "{}", r.text);
+        assert_eq!(r.body["state"], "revoked");
+        wait_state(&app, &s, alice, "removed").await;
+        app.post(&format!("/v1/entitlements/{id2}/revoke"), &s.key, json!({}))
+            .await
+            .assert_problem(422, "entitlement-ended");
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_demoted_bot_degrades_the_gate_and_nothing_is_removed_until_it_is_back() {
+    for engine in engines() {
+        let app = TestApp::spawn_with(
+            engine,
+            Options {
+                manual_clock: true,
+                ..Options::default()
+            },
+        )
+        .await;
+        let s = setup(&app, "degrade_gate_bot", json!({})).await;
+        let dan = user(&app, "Dan").await;
+        let g = app
+            .post(
+                "/v1/entitlements",
+                &s.key,
+                json!({"telegram_user_id": dan, "gated_chat_ids": [s.gated], "duration": "1h"}),
+            )
+            .await;
+        assert_eq!(g.status.as_u16(), 201, "{}", g.text);
+        let link = g.body["chats"][0]["invite_link"].as_str().unwrap().to_string();
+        app.sandbox_post(&format!("/sandbox/users/{dan}/join"), json!({"invite_link": link}))
+            .await;
+        wait_state(&app, &s, dan, "member").await;
+
+        // Demoted: the chat is degraded and the expiry removes nobody.
+        app.sandbox_post(
+            &format!("/sandbox/groups/{}/bots/{}/rights", s.group, s.bot),
+            json!({"rights": {"can_invite_users": true, "can_restrict_members": false}}),
+        )
+        .await;
+        until("degraded", || async {
+            let c = app.get(&format!("/v1/gated-chats/{}", s.gated), &s.key).await;
+            (c.body["status"] == "degraded").then_some(())
+        })
+        .await;
+        app.clock().advance(Duration::from_secs(3_700));
+        tokio::task::yield_now().await;
+        let synced = app
+            .post(&format!("/v1/gated-chats/{}/sync", s.gated), &s.key, json!({}))
+            .await;
+        assert_eq!(synced.status.as_u16(), 200, "{}", synced.text);
+        assert_eq!(membership(&app, &s, dan).await["state"], "member");
+        assert!(in_group(&app, s.group, dan).await);
+
+        // Promoted again: the sync catches up and removes him.
+        app.sandbox_post(
+            &format!("/sandbox/groups/{}/bots/{}/rights", s.group, s.bot),
+            json!({"rights": {"can_invite_users": true, "can_restrict_members": true}}),
+        )
+        .await;
+        until("active again", || async {
+            let c = app.get(&format!("/v1/gated-chats/{}", s.gated), &s.key).await;
+            (c.body["status"] == "active").then_some(())
+        })
+        .await;
+        wait_state(&app, &s, dan, "removed").await;
+        assert!(!in_group(&app, s.group, dan).await);
+        app.stop().await;
+    }
+}
