@@ -68,10 +68,7 @@ fn chat_url(user: Option<i64>, bot: Option<i64>, chat: Option<i64>, extra: &str)
 
 /// Whether the user is in the group now (so it is listed and can be written to).
 fn is_member(g: &Group, user: i64) -> bool {
-    g.migrated_to.is_none()
-        && g.members
-            .get(&user)
-            .is_some_and(|s| matches!(s.as_str(), "creator" | "administrator" | "member"))
+    g.migrated_to.is_none() && g.members.get(&user).is_some_and(|s| s.is_in())
 }
 
 /// Telegram's state marks, in words: no emoji font is installed on many machines, and

@@ -101,13 +101,44 @@ async fn invite_links_are_created_edited_revoked_and_exported() {
         .ok(
             &c.token,
             "createChatInviteLink",
-            json!({"chat_id": c.chat_id, "name": "x".repeat(40), "member_limit": 1_000_000}),
+            json!({"chat_id": c.chat_id, "name": "x".repeat(40), "member_limit": -5}),
         )
         .await;
     let url = link["invite_link"].as_str().unwrap().to_string();
     assert!(url.starts_with("https://t.me/+"), "{url}");
     assert_eq!(link["name"], json!("x".repeat(32)), "names are cut to 32");
-    assert_eq!(link["member_limit"], json!(99_999), "limits are clamped");
+    assert!(
+        link.get("member_limit").is_none(),
+        "a negative limit is clamped to none"
+    );
+    // The Bot API server clamps to 100000, which Telegram then refuses (1-99999).
+    assert_eq!(
+        h.err(
+            &c.token,
+            "createChatInviteLink",
+            json!({"chat_id": c.chat_id, "member_limit": 1_000_000})
+        )
+        .await,
+        (400, "Bad Request: USAGE_LIMIT_INVALID".into())
+    );
+    let most = h
+        .ok(
+            &c.token,
+            "createChatInviteLink",
+            json!({"chat_id": c.chat_id, "member_limit": 99_999}),
+        )
+        .await;
+    assert_eq!(most["member_limit"], json!(99_999));
+    assert_eq!(
+        h.err(
+            &c.token,
+            "createChatInviteLink",
+            json!({"chat_id": c.chat_id, "expire_date": 1_000_000})
+        )
+        .await,
+        (400, "Bad Request: EXPIRE_DATE_INVALID".into()),
+        "an expiry in the past"
+    );
     assert_eq!(link["creator"]["username"], json!(c.bot));
     assert_eq!(link["creates_join_request"], json!(false));
     assert_eq!(link["is_primary"], json!(false));
@@ -230,14 +261,13 @@ async fn rights_are_checked_with_telegrams_errors() {
         ("createChatInviteLink", json!({"chat_id": c.chat_id})),
         ("exportChatInviteLink", json!({"chat_id": c.chat_id})),
         (
-            "approveChatJoinRequest",
-            json!({"chat_id": c.chat_id, "user_id": user}),
+            "createChatSubscriptionInviteLink",
+            json!({"chat_id": c.chat_id, "subscription_period": 2592000, "subscription_price": 5}),
         ),
     ] {
         assert_eq!(h.err(&c.token, method, params).await, (400, rights.into()));
     }
-    let restrict = "Bad Request: not enough rights to restrict/unrestrict chat member";
-    for method in ["banChatMember", "unbanChatMember"] {
+    for method in ["approveChatJoinRequest", "declineChatJoinRequest"] {
         assert_eq!(
             h.err(
                 &c.token,
@@ -245,7 +275,23 @@ async fn rights_are_checked_with_telegrams_errors() {
                 json!({"chat_id": c.chat_id, "user_id": user})
             )
             .await,
-            (400, restrict.into())
+            (
+                400,
+                "Bad Request: not enough rights to manage chat join requests".into()
+            )
+        );
+    }
+    let restrict = "Bad Request: not enough rights to restrict/unrestrict chat member";
+    for method in ["banChatMember", "unbanChatMember", "restrictChatMember"] {
+        assert_eq!(
+            h.err(
+                &c.token,
+                method,
+                json!({"chat_id": c.chat_id, "user_id": user, "permissions": {}})
+            )
+            .await,
+            (400, restrict.into()),
+            "{method}"
         );
     }
     // Promoted with the rights, the same calls succeed; demoted, they fail again.
@@ -334,6 +380,15 @@ async fn rights_are_checked_with_telegrams_errors() {
             400,
             "Bad Request: can't invite members to a private chat".into()
         )
+    );
+    assert_eq!(
+        h.err(
+            &p.token,
+            "approveChatJoinRequest",
+            json!({"chat_id": p.user_id, "user_id": p.user_id})
+        )
+        .await,
+        (400, "Bad Request: the chat can't have join requests".into())
     );
     assert_eq!(
         h.err(
