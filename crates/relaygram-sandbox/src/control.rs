@@ -626,6 +626,9 @@ struct NewGroup {
     owner: Option<i64>,
     #[serde(default)]
     members: Vec<i64>,
+    /// Human administrators (they may post in channels; bots cannot ban or restrict them).
+    #[serde(default)]
+    admins: Vec<i64>,
 }
 
 fn default_group_type() -> String {
@@ -653,13 +656,19 @@ async fn create_group(
         return Err(ControlError::invalid("only supergroups can be forums"));
     }
     let mut w = s.world();
-    for id in g.owner.iter().chain(&g.members) {
+    for id in g.owner.iter().chain(&g.members).chain(&g.admins) {
         find_user(&w, *id)?;
     }
     let id = w.add_group(kind, g.title, g.username, g.is_forum);
     let group = w.groups.get_mut(&id).expect("just added");
     if let Some(owner) = g.owner {
         group.members.insert(owner, MemberStatus::Creator);
+    }
+    for a in g.admins {
+        group
+            .members
+            .entry(a)
+            .or_insert(MemberStatus::Administrator);
     }
     for m in g.members {
         group.members.entry(m).or_insert_with(MemberStatus::member);
@@ -1079,8 +1088,18 @@ pub fn open_link(w: &mut World, user_id: i64, url: &str) -> Result<Value> {
     }
     // A subscription link takes the first period's Stars (the sandbox's users always have
     // them) and makes a member until the period ends.
-    let new = MemberStatus::Member {
-        until: link.subscription.map_or(0, |sub| now + sub.period),
+    let new = match membership::status_of(&w.groups[&chat_id], user_id) {
+        // Someone restricted while out comes in with the restriction.
+        MemberStatus::Restricted {
+            until, permissions, ..
+        } => MemberStatus::Restricted {
+            is_member: true,
+            until: *until,
+            permissions: permissions.clone(),
+        },
+        _ => MemberStatus::Member {
+            until: link.subscription.map_or(0, |sub| now + sub.period),
+        },
     };
     let via = membership::Via {
         invite_link: Some(link.url.clone()),
