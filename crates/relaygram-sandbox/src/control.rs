@@ -844,6 +844,7 @@ fn set_bot_member(
         })
         .ok_or_else(|| ControlError::invalid("by is required: the group has no creator"))?;
     let from = find_user(w, by)?.json();
+    let now = w.now();
     let group = w.groups.get_mut(&chat_id).expect("found above");
     let old_member = match group.bots.get(&bot) {
         Some(m) if m.status == "administrator" => {
@@ -866,7 +867,7 @@ fn set_bot_member(
         json!({"status": status, "user": bot_user})
     };
     let update = json!({"my_chat_member": {
-        "chat": chat, "from": from, "date": unix_now(),
+        "chat": chat, "from": from, "date": now,
         "old_chat_member": old_member,
         "new_chat_member": new_member,
     }});
