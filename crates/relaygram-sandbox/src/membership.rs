@@ -1,13 +1,14 @@
 //! Membership changes in groups and channels, shared by the Bot API (bans, approvals) and the
 //! control API (users joining, leaving, opening links): every change is told to the chat's
 //! bots the way Telegram tells them — a service message to bots in the chat, `chat_member`
-//! to its administrators (who get it only when they asked for it in `allowed_updates`).
+//! to its administrators (who get it only when they asked for it in `allowed_updates`) — and
+//! what the passing of time does to memberships.
 
 use serde_json::{Value, json};
 
-use crate::world::RequestState;
-
-use crate::world::{Group, GroupKind, InviteLink, MemberStatus, StoredMessage, World};
+use crate::world::{
+    Group, GroupKind, InviteLink, MemberStatus, RequestState, StoredMessage, World,
+};
 
 /// Every administrator right, false unless granted.
 const ADMIN_RIGHTS: &[&str] = &[
@@ -37,7 +38,7 @@ pub fn administrator(user: Value, rights: &serde_json::Map<String, Value>) -> Va
     v
 }
 
-/// Bot statuses (kept as Telegram's words) of a bot that is in the chat.
+/// Whether a bot's status (kept as Telegram's word) puts it in the chat.
 pub fn is_in(status: &str) -> bool {
     matches!(status, "creator" | "administrator" | "member")
 }
@@ -259,7 +260,8 @@ pub fn request_handlers(g: &Group) -> Vec<i64> {
         .collect()
 }
 
-/// Unanswered join requests vanish after this long (see docs/sandbox.md: not confirmed).
+/// Unanswered join requests vanish after this long. The figure is not Telegram's documented
+/// behaviour (see docs/sandbox.md, Differences).
 pub const JOIN_REQUEST_TTL: i64 = 24 * 3600;
 
 /// Applies what time has done since the last look: bans and restrictions whose `until_date`
