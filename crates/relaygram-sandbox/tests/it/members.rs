@@ -1382,3 +1382,43 @@ async fn a_migrated_group_keeps_its_links_members_and_requests() {
         .await;
     assert_eq!(edited["name"], json!("kept"));
 }
+
+/// The chat page's overview and its form: what a user sees and does without a browser.
+#[tokio::test]
+async fn the_page_shows_links_and_requests_and_opens_links() {
+    let h = Harness::start().await;
+    let c = chat(&h, "supergroup", full_rights()).await;
+    let link = h
+        .ok(
+            &c.token,
+            "createChatInviteLink",
+            json!({"chat_id": c.chat_id, "creates_join_request": true, "name": "gate"}),
+        )
+        .await["invite_link"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let user = h.user("Knocker").await;
+    let submit = |invite: String| {
+        let body =
+            serde_urlencoded::to_string([("user", user.to_string()), ("invite_link", invite)])
+                .unwrap();
+        h.http
+            .post(format!("{}/ui/join", h.url))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+    };
+    let page = submit(link.clone()).await.unwrap().text().await.unwrap();
+    assert!(page.contains("Join request sent"), "{page}");
+    assert!(page.contains("Pending join requests") && page.contains("Knocker"));
+    assert!(page.contains("gate") && page.contains("needs approval"));
+    assert!(page.contains("Owner <span class=\"status\">creator</span>"));
+    let page = submit("https://t.me/+missing".into())
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("no such invite link"), "{page}");
+}
