@@ -9,7 +9,7 @@ import json
 import sys
 import urllib.request
 
-from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, MessageEntity
+from telegram import Bot, ChatPermissions, InlineKeyboardButton, InlineKeyboardMarkup, MessageEntity
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, RetryAfter
 
@@ -127,6 +127,31 @@ async def main(base: str, token: str, user_id: int, username: str) -> None:
         joined = next(u.chat_member for u in updates if u.chat_member)
         assert joined.via_join_request and joined.invite_link.invite_link == link.invite_link, joined
         await bot.get_updates(offset=updates[-1].update_id + 1)
+
+        # A mute with independent permissions, read back as ChatMemberRestricted.
+        muted = control(base, "/sandbox/users", {"first_name": "Muted"})["id"]
+        control(base, f"/sandbox/groups/{group}/members", {"user_id": muted})
+        polls_only = ChatPermissions(can_send_polls=True)
+        assert await bot.restrict_chat_member(group, muted, polls_only, use_independent_chat_permissions=True)
+        m = await bot.get_chat_member(group, muted)
+        assert m.status == "restricted" and m.is_member and m.can_send_polls, m
+        assert not m.can_send_messages, m
+
+        # A channel's subscription link: paying for it makes a member until the period ends.
+        channel = control(base, "/sandbox/groups", {"title": "Premium", "type": "channel", "owner": owner})["id"]
+        control(base, f"/sandbox/groups/{channel}/bots", {"bot": username, "status": "administrator", "rights": rights})
+        sub = await bot.create_chat_subscription_invite_link(
+            channel, subscription_period=2592000, subscription_price=50, name="monthly"
+        )
+        period = sub.subscription_period
+        period = period.total_seconds() if hasattr(period, "total_seconds") else period
+        assert period == 2592000 and sub.subscription_price == 50 and sub.name == "monthly", sub
+        paid = control(base, f"/sandbox/users/{muted}/join", {"invite_link": sub.invite_link})
+        assert paid["result"] == "joined", paid
+        member = await bot.get_chat_member(channel, muted)
+        assert member.status == "member" and member.until_date is not None, member
+        edited = await bot.edit_chat_subscription_invite_link(channel, sub.invite_link, name="renamed")
+        assert edited.name == "renamed" and edited.subscription_price == 50, edited
 
         try:
             for i in range(20):

@@ -22,6 +22,7 @@ mod commands;
 mod invites;
 mod members;
 mod messages;
+mod permissions;
 mod updates;
 mod webhook;
 
@@ -53,8 +54,12 @@ const METHODS: &[&str] = &[
     "getchatmembercount",
     "getchatadministrators",
     "banchatmember",
+    "kickchatmember",
     "unbanchatmember",
+    "restrictchatmember",
     "createchatinvitelink",
+    "createchatsubscriptioninvitelink",
+    "editchatsubscriptioninvitelink",
     "editchatinvitelink",
     "revokechatinvitelink",
     "exportchatinvitelink",
@@ -307,6 +312,7 @@ async fn call(
     }
     let mut w = shared.world();
     let w = &mut *w;
+    crate::membership::settle(w);
     let now = arrived;
     match method {
         "getme" => Ok(w.bots[&bot_id].me_json().into()),
@@ -340,8 +346,18 @@ async fn call(
         "getchatadministrators" => {
             members::get_chat_administrators(w, bot_id, params).map(Answer::from)
         }
-        "banchatmember" => members::ban_chat_member(w, bot_id, params).map(Answer::from),
+        // The old name is still served.
+        "banchatmember" | "kickchatmember" => {
+            members::ban_chat_member(w, bot_id, params).map(Answer::from)
+        }
         "unbanchatmember" => members::unban_chat_member(w, bot_id, params).map(Answer::from),
+        "restrictchatmember" => members::restrict_chat_member(w, bot_id, params).map(Answer::from),
+        "createchatsubscriptioninvitelink" => {
+            invites::create_chat_subscription_invite_link(w, bot_id, params).map(Answer::from)
+        }
+        "editchatsubscriptioninvitelink" => {
+            invites::edit_chat_subscription_invite_link(w, bot_id, params).map(Answer::from)
+        }
         "createchatinvitelink" => {
             invites::create_chat_invite_link(w, bot_id, params).map(Answer::from)
         }

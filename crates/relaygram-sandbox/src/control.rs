@@ -18,8 +18,8 @@ use crate::faults::{Fault, FaultSpec};
 use crate::markup;
 use crate::membership;
 use crate::world::{
-    BotMember, CallbackRecord, GroupKind, InviteLink, JoinRequest, RequestState, StoredMessage,
-    User, World, unix_now, valid_bot_username,
+    BotMember, CallbackRecord, GroupKind, InviteLink, JoinRequest, MemberStatus, RequestState,
+    StoredMessage, User, World, unix_now, valid_bot_username,
 };
 
 pub fn routes() -> Router<Arc<Shared>> {
@@ -35,6 +35,11 @@ pub fn routes() -> Router<Arc<Shared>> {
         .route("/sandbox/users/{user}/unblock", post(unblock))
         .route("/sandbox/users/{user}/join", post(open_invite_link))
         .route("/sandbox/users/{user}/leave", post(leave_chat))
+        .route(
+            "/sandbox/users/{user}/subscriptions/{chat}/lapse",
+            post(lapse_subscription),
+        )
+        .route("/sandbox/clock", get(get_clock).post(advance_clock))
         .route("/sandbox/callbacks/{id}", get(get_callback))
         .route("/sandbox/groups", post(create_group).get(list_groups))
         .route("/sandbox/groups/{chat}/members", post(join_group))
@@ -353,19 +358,23 @@ fn send_user_message(w: &mut World, user_id: i64, m: UserMessage) -> Result<Valu
                 )));
             }
             channel = g.kind == GroupKind::Channel;
-            let may_post = if channel {
-                // In a channel only its admins post; members read.
-                &["creator", "administrator"][..]
-            } else {
-                &["creator", "administrator", "member"][..]
+            let status = membership::status_of(g, user_id);
+            // In a channel only its admins post; members read.
+            let may_post = match status {
+                s if s.is_admin() => true,
+                MemberStatus::Member { .. } => !channel,
+                MemberStatus::Restricted {
+                    is_member: true,
+                    permissions,
+                    ..
+                } => permissions.get("can_send_messages") == Some(&json!(true)),
+                _ => false,
             };
-            if !g
-                .members
-                .get(&user_id)
-                .is_some_and(|s| may_post.contains(&s.as_str()))
-            {
+            if !may_post {
                 return Err(ControlError::conflict(if channel {
                     format!("user {user_id} is not an administrator of channel {chat_id}")
+                } else if status.is_in() {
+                    format!("user {user_id} is restricted in {chat_id}: may not send messages")
                 } else {
                     format!("user {user_id} is not a member of {chat_id}")
                 }));
@@ -617,6 +626,9 @@ struct NewGroup {
     owner: Option<i64>,
     #[serde(default)]
     members: Vec<i64>,
+    /// Human administrators (they may post in channels; bots cannot ban or restrict them).
+    #[serde(default)]
+    admins: Vec<i64>,
 }
 
 fn default_group_type() -> String {
@@ -644,30 +656,38 @@ async fn create_group(
         return Err(ControlError::invalid("only supergroups can be forums"));
     }
     let mut w = s.world();
-    for id in g.owner.iter().chain(&g.members) {
+    for id in g.owner.iter().chain(&g.members).chain(&g.admins) {
         find_user(&w, *id)?;
     }
     let id = w.add_group(kind, g.title, g.username, g.is_forum);
     let group = w.groups.get_mut(&id).expect("just added");
     if let Some(owner) = g.owner {
-        group.members.insert(owner, "creator".into());
+        group.members.insert(owner, MemberStatus::Creator);
+    }
+    for a in g.admins {
+        group
+            .members
+            .entry(a)
+            .or_insert(MemberStatus::Administrator);
     }
     for m in g.members {
-        group.members.entry(m).or_insert_with(|| "member".into());
+        group.members.entry(m).or_insert_with(MemberStatus::member);
     }
     let mut v = group.chat_json();
-    v["members"] = json!(group.members);
+    v["members"] = membership::members_json(group);
     Ok((StatusCode::CREATED, Json(v)))
 }
 
 async fn list_groups(State(s): State<Arc<Shared>>) -> Json<Value> {
-    let w = s.world();
+    let mut w = s.world();
+    membership::settle(&mut w);
+    let w = &*w;
     let groups: Vec<Value> = w
         .groups
         .values()
         .map(|g| {
             let mut v = g.chat_json();
-            v["members"] = json!(g.members);
+            v["members"] = membership::members_json(g);
             v["bots"] = json!(
                 g.bots
                     .iter()
@@ -681,7 +701,7 @@ async fn list_groups(State(s): State<Arc<Shared>>) -> Json<Value> {
             v["invite_links"] = json!(
                 g.invite_links
                     .iter()
-                    .map(|l| membership::link_json(&w, g, l, l.creator))
+                    .map(|l| membership::link_json(w, g, l, l.creator))
                     .collect::<Vec<_>>()
             );
             v["join_requests"] = json!(
@@ -725,23 +745,28 @@ async fn leave_group(
 fn change_membership(s: &Shared, chat_id: i64, user_id: i64, join: bool) -> Result<Json<Value>> {
     let out = {
         let mut w = s.world();
+        membership::settle(&mut w);
         let user = find_user(&w, user_id)?.json();
         let group = w
             .groups
             .get(&chat_id)
             .ok_or_else(|| ControlError::not_found(format!("no group {chat_id}")))?;
         let old = membership::status_of(group, user_id);
-        if join == membership::is_in(old) {
+        if join == old.is_in() {
             return Err(ControlError::conflict(if join {
                 "already a member"
             } else {
                 "not a member"
             }));
         }
-        if join && old == "kicked" {
+        if join && matches!(old, MemberStatus::Kicked { .. }) {
             return Err(ControlError::conflict("the user is banned from this chat"));
         }
-        let new = if join { "member" } else { "left" };
+        let new = if join {
+            MemberStatus::member()
+        } else {
+            MemberStatus::Left
+        };
         let change =
             membership::set_status(&mut w, chat_id, user_id, new, user, Default::default());
         let update_ids: serde_json::Map<String, Value> = change
@@ -814,11 +839,12 @@ fn set_bot_member(
             group
                 .members
                 .iter()
-                .find(|(_, s)| *s == "creator")
+                .find(|(_, s)| **s == MemberStatus::Creator)
                 .map(|(id, _)| *id)
         })
         .ok_or_else(|| ControlError::invalid("by is required: the group has no creator"))?;
     let from = find_user(w, by)?.json();
+    let now = w.now();
     let group = w.groups.get_mut(&chat_id).expect("found above");
     let old_member = match group.bots.get(&bot) {
         Some(m) if m.status == "administrator" => {
@@ -841,7 +867,7 @@ fn set_bot_member(
         json!({"status": status, "user": bot_user})
     };
     let update = json!({"my_chat_member": {
-        "chat": chat, "from": from, "date": unix_now(),
+        "chat": chat, "from": from, "date": now,
         "old_chat_member": old_member,
         "new_chat_member": new_member,
     }});
@@ -944,11 +970,11 @@ async fn create_invite_link(
         n.by.or_else(|| {
             g.members
                 .iter()
-                .find(|(_, s)| *s == "creator")
+                .find(|(_, s)| **s == MemberStatus::Creator)
                 .map(|(id, _)| *id)
         })
         .ok_or_else(|| ControlError::invalid("by is required: the group has no creator"))?;
-    if !matches!(membership::status_of(g, by), "creator" | "administrator") {
+    if !membership::status_of(g, by).is_admin() {
         return Err(ControlError::conflict(format!(
             "user {by} is not an administrator of {chat_id}"
         )));
@@ -981,84 +1007,170 @@ async fn open_invite_link(
 ) -> Result<Json<Value>> {
     let out = {
         let mut w = s.world();
-        let user = find_user(&w, user_id)?.json();
-        let (chat_id, link) = w
-            .groups
-            .values()
-            .find_map(|g| {
-                g.invite_links
-                    .iter()
-                    .find(|l| l.url == o.invite_link)
-                    .map(|l| (g.id, l.clone()))
-            })
-            .ok_or_else(|| ControlError::not_found("no such invite link"))?;
-        let g = &w.groups[&chat_id];
-        if g.migrated_to.is_some() || link.expired(unix_now()) {
-            return Err(ControlError::conflict("INVITE_HASH_EXPIRED"));
-        }
-        let status = membership::status_of(g, user_id);
-        if membership::is_in(status) {
-            return Err(ControlError::conflict("USER_ALREADY_PARTICIPANT"));
-        }
-        if status == "kicked" {
-            return Err(ControlError::conflict("USER_BANNED_IN_CHANNEL"));
-        }
-        if link.creates_join_request {
-            if g.join_requests
-                .get(&user_id)
-                .is_some_and(|r| r.state == RequestState::Pending)
-            {
-                return Err(ControlError::conflict("INVITE_REQUEST_SENT"));
-            }
-            let date = unix_now();
-            let g = w.groups.get_mut(&chat_id).expect("found above");
-            g.join_requests.insert(
-                user_id,
-                JoinRequest {
-                    link: link.url.clone(),
-                    date,
-                    state: RequestState::Pending,
-                },
-            );
-            let g = &w.groups[&chat_id];
-            let chat = g.chat_json();
-            let updates: Vec<(i64, Value)> = membership::request_handlers(g)
-                .into_iter()
-                .map(|bot| {
-                    (
-                        bot,
-                        json!({"chat_join_request": {
-                            "chat": chat, "from": user, "user_chat_id": user_id, "date": date,
-                            "invite_link": membership::link_json(&w, g, &link, bot),
-                        }}),
-                    )
-                })
-                .collect();
-            let ids: Vec<i64> = updates
-                .into_iter()
-                .filter_map(|(bot, u)| w.enqueue_update(bot, u))
-                .collect();
-            json!({"result": "requested", "chat_id": chat_id, "update_ids": ids})
-        } else {
-            let members = link
-                .joined
+        membership::settle(&mut w);
+        open_link(&mut w, user_id, &o.invite_link)?
+    };
+    s.dispatch.notify_one();
+    Ok(Json(out))
+}
+
+/// What opening a link does; the page's form uses it too.
+pub fn open_link(w: &mut World, user_id: i64, url: &str) -> Result<Value> {
+    let user = find_user(w, user_id)?.json();
+    let (chat_id, link) = w
+        .groups
+        .values()
+        .find_map(|g| {
+            g.invite_links
                 .iter()
-                .filter(|u| membership::is_in(membership::status_of(g, **u)))
-                .count() as i64;
-            if link.member_limit != 0 && members >= link.member_limit {
-                return Err(ControlError::conflict("USERS_TOO_MUCH"));
-            }
-            let g = w.groups.get_mut(&chat_id).expect("found above");
-            if let Some(l) = g.invite_links.iter_mut().find(|l| l.url == link.url) {
-                l.joined.insert(user_id);
-            }
-            let via = membership::Via {
-                invite_link: Some(link.url.clone()),
-                join_request: false,
-            };
-            let ids = membership::set_status(&mut w, chat_id, user_id, "member", user, via).updates;
-            json!({"result": "joined", "chat_id": chat_id, "update_ids": ids})
+                .find(|l| l.url == url)
+                .map(|l| (g.id, l.clone()))
+        })
+        .ok_or_else(|| ControlError::not_found("no such invite link"))?;
+    let now = w.now();
+    let g = &w.groups[&chat_id];
+    if link.expired(now) {
+        return Err(ControlError::conflict("INVITE_HASH_EXPIRED"));
+    }
+    let status = membership::status_of(g, user_id);
+    if status.is_in() {
+        return Err(ControlError::conflict("USER_ALREADY_PARTICIPANT"));
+    }
+    if matches!(status, MemberStatus::Kicked { .. }) {
+        return Err(ControlError::conflict("USER_BANNED_IN_CHANNEL"));
+    }
+    if link.creates_join_request {
+        if g.join_requests
+            .get(&user_id)
+            .is_some_and(|r| r.state == RequestState::Pending)
+        {
+            return Err(ControlError::conflict("INVITE_REQUEST_SENT"));
         }
+        let g = w.groups.get_mut(&chat_id).expect("found above");
+        g.join_requests.insert(
+            user_id,
+            JoinRequest {
+                link: link.url.clone(),
+                date: now,
+                state: RequestState::Pending,
+            },
+        );
+        let g = &w.groups[&chat_id];
+        let chat = g.chat_json();
+        let updates: Vec<(i64, Value)> = membership::request_handlers(g)
+            .into_iter()
+            .map(|bot| {
+                (
+                    bot,
+                    json!({"chat_join_request": {
+                        "chat": chat, "from": user, "user_chat_id": user_id, "date": now,
+                        "invite_link": membership::link_json(w, g, &link, bot),
+                    }}),
+                )
+            })
+            .collect();
+        let ids: Vec<i64> = updates
+            .into_iter()
+            .filter_map(|(bot, u)| w.enqueue_update(bot, u))
+            .collect();
+        return Ok(json!({"result": "requested", "chat_id": chat_id, "update_ids": ids}));
+    }
+    let members = link
+        .joined
+        .iter()
+        .filter(|u| membership::status_of(g, **u).is_in())
+        .count() as i64;
+    if link.member_limit != 0 && members >= link.member_limit {
+        return Err(ControlError::conflict("USERS_TOO_MUCH"));
+    }
+    let g = w.groups.get_mut(&chat_id).expect("found above");
+    if let Some(l) = g.invite_links.iter_mut().find(|l| l.url == link.url) {
+        l.joined.insert(user_id);
+    }
+    // A subscription link takes the first period's Stars (the sandbox's users always have
+    // them) and makes a member until the period ends.
+    let new = match membership::status_of(&w.groups[&chat_id], user_id) {
+        // Someone restricted while out comes in with the restriction.
+        MemberStatus::Restricted {
+            until, permissions, ..
+        } => MemberStatus::Restricted {
+            is_member: true,
+            until: *until,
+            permissions: permissions.clone(),
+        },
+        _ => MemberStatus::Member {
+            until: link.subscription.map_or(0, |sub| now + sub.period),
+        },
+    };
+    let via = membership::Via {
+        invite_link: Some(link.url.clone()),
+        join_request: false,
+    };
+    let ids = membership::set_status(w, chat_id, user_id, new.clone(), user, via).updates;
+    let mut out = json!({"result": "joined", "chat_id": chat_id, "update_ids": ids});
+    if let MemberStatus::Member { until } = new
+        && until != 0
+    {
+        out["until_date"] = json!(until);
+    }
+    Ok(out)
+}
+
+/// The user's subscription to a channel runs out now (as if it was not renewed).
+async fn lapse_subscription(
+    State(s): State<Arc<Shared>>,
+    Path((user_id, chat_id)): Path<(i64, i64)>,
+) -> Result<Json<Value>> {
+    let out = {
+        let mut w = s.world();
+        membership::settle(&mut w);
+        find_user(&w, user_id)?;
+        let g = w
+            .groups
+            .get(&chat_id)
+            .ok_or_else(|| ControlError::not_found(format!("no group {chat_id}")))?;
+        if !matches!(membership::status_of(g, user_id), MemberStatus::Member { until } if *until != 0)
+        {
+            return Err(ControlError::conflict(
+                "the user has no running subscription to this chat",
+            ));
+        }
+        let ids = membership::lapse(&mut w, chat_id, user_id);
+        json!({"result": "lapsed", "chat_id": chat_id, "update_ids": ids})
+    };
+    s.dispatch.notify_one();
+    Ok(Json(out))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Advance {
+    /// Seconds to move the sandbox's calendar forward.
+    advance: i64,
+}
+
+fn clock_json(w: &World) -> Value {
+    json!({"now": w.now(), "offset": w.clock_offset})
+}
+
+async fn get_clock(State(s): State<Arc<Shared>>) -> Json<Value> {
+    Json(clock_json(&s.world()))
+}
+
+/// Moves the sandbox's calendar forward; what ran out meanwhile (bans, restrictions, join
+/// requests, subscriptions) is settled at once.
+async fn advance_clock(
+    State(s): State<Arc<Shared>>,
+    Body(a): Body<Advance>,
+) -> Result<Json<Value>> {
+    if a.advance < 0 {
+        return Err(ControlError::invalid("the clock only moves forward"));
+    }
+    let out = {
+        let mut w = s.world();
+        w.clock_offset = w.clock_offset.saturating_add(a.advance);
+        membership::settle(&mut w);
+        clock_json(&w)
     };
     s.dispatch.notify_one();
     Ok(Json(out))
@@ -1077,19 +1189,28 @@ async fn leave_chat(
 ) -> Result<Json<Value>> {
     let out = {
         let mut w = s.world();
+        membership::settle(&mut w);
         let user = find_user(&w, user_id)?.json();
         let g = w
             .groups
             .get(&l.chat_id)
             .ok_or_else(|| ControlError::not_found(format!("no group {}", l.chat_id)))?;
         match membership::status_of(g, user_id) {
-            "creator" => return Err(ControlError::conflict("the creator cannot leave")),
-            s if !membership::is_in(s) => return Err(ControlError::conflict("not a member")),
+            MemberStatus::Creator => {
+                return Err(ControlError::conflict("the creator cannot leave"));
+            }
+            s if !s.is_in() => return Err(ControlError::conflict("not a member")),
             _ => {}
         }
-        let ids =
-            membership::set_status(&mut w, l.chat_id, user_id, "left", user, Default::default())
-                .updates;
+        let ids = membership::set_status(
+            &mut w,
+            l.chat_id,
+            user_id,
+            MemberStatus::Left,
+            user,
+            Default::default(),
+        )
+        .updates;
         json!({"result": "left", "chat_id": l.chat_id, "update_ids": ids})
     };
     s.dispatch.notify_one();
@@ -1121,12 +1242,19 @@ async fn migrate_group(
         let new = w.groups.get_mut(&new_id).expect("just added");
         new.members = old.members.clone();
         new.bots = old.bots.clone();
+        // The supergroup takes over the group's invite links (they keep working and lead
+        // to it) and its pending join requests.
+        new.invite_links = old.invite_links.clone();
+        new.join_requests = old.join_requests.clone();
         let new_chat = new.chat_json();
-        w.groups.get_mut(&chat_id).expect("found above").migrated_to = Some(new_id);
+        let old_group = w.groups.get_mut(&chat_id).expect("found above");
+        old_group.migrated_to = Some(new_id);
+        old_group.invite_links.clear();
+        old_group.join_requests.clear();
         let from = old
             .members
             .iter()
-            .find(|(_, s)| *s == "creator")
+            .find(|(_, s)| **s == MemberStatus::Creator)
             .and_then(|(id, _)| w.users.get(id))
             .map(User::json)
             .unwrap_or(json!({"id": 1087968824, "is_bot": true, "first_name": "Group", "username": "GroupAnonymousBot"}));

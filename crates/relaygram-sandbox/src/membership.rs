@@ -1,11 +1,14 @@
 //! Membership changes in groups and channels, shared by the Bot API (bans, approvals) and the
 //! control API (users joining, leaving, opening links): every change is told to the chat's
 //! bots the way Telegram tells them — a service message to bots in the chat, `chat_member`
-//! to its administrators (who get it only when they asked for it in `allowed_updates`).
+//! to its administrators (who get it only when they asked for it in `allowed_updates`) — and
+//! what the passing of time does to memberships.
 
 use serde_json::{Value, json};
 
-use crate::world::{Group, GroupKind, InviteLink, StoredMessage, World, unix_now};
+use crate::world::{
+    Group, GroupKind, InviteLink, MemberStatus, RequestState, StoredMessage, World,
+};
 
 /// Every administrator right, false unless granted.
 const ADMIN_RIGHTS: &[&str] = &[
@@ -35,23 +38,55 @@ pub fn administrator(user: Value, rights: &serde_json::Map<String, Value>) -> Va
     v
 }
 
-/// Statuses of someone who is in the chat.
+/// Whether a bot's status (kept as Telegram's word) puts it in the chat.
 pub fn is_in(status: &str) -> bool {
     matches!(status, "creator" | "administrator" | "member")
 }
 
-pub fn status_of(g: &Group, user_id: i64) -> &str {
-    g.members.get(&user_id).map_or("left", String::as_str)
+static LEFT: MemberStatus = MemberStatus::Left;
+
+pub fn status_of(g: &Group, user_id: i64) -> &MemberStatus {
+    g.members.get(&user_id).unwrap_or(&LEFT)
 }
 
-/// A ChatMember object for a user's status in a group.
-pub fn member_object(g: &Group, status: &str, user: &Value) -> Value {
+/// user id → status word, for the control API's listings.
+pub fn members_json(g: &Group) -> Value {
+    Value::Object(
+        g.members
+            .iter()
+            .map(|(id, s)| (id.to_string(), json!(s.as_str())))
+            .collect(),
+    )
+}
+
+/// A ChatMember object for a user's status.
+pub fn member_object(status: &MemberStatus, user: &Value) -> Value {
     match status {
-        "kicked" => json!({"status": "kicked", "user": user,
-            "until_date": g.ban_until.get(&user["id"].as_i64().unwrap_or(0)).copied().unwrap_or(0)}),
-        "creator" => json!({"status": "creator", "user": user, "is_anonymous": false}),
-        "administrator" => administrator(user.clone(), &Default::default()),
-        other => json!({"status": other, "user": user}),
+        MemberStatus::Creator => json!({"status": "creator", "user": user, "is_anonymous": false}),
+        MemberStatus::Administrator => administrator(user.clone(), &Default::default()),
+        MemberStatus::Member { until } => {
+            let mut v = json!({"status": "member", "user": user});
+            if *until > 0 {
+                v["until_date"] = json!(until);
+            }
+            v
+        }
+        MemberStatus::Restricted {
+            is_member,
+            until,
+            permissions,
+        } => {
+            let mut v = json!({"status": "restricted", "user": user,
+                "is_member": is_member, "until_date": until});
+            for (k, p) in permissions {
+                v[k] = p.clone();
+            }
+            v
+        }
+        MemberStatus::Left => json!({"status": "left", "user": user}),
+        MemberStatus::Kicked { until } => {
+            json!({"status": "kicked", "user": user, "until_date": until})
+        }
     }
 }
 
@@ -84,10 +119,14 @@ pub fn link_json(w: &World, g: &Group, link: &InviteLink, bot_id: i64) -> Value 
     if link.member_limit != 0 {
         v["member_limit"] = json!(link.member_limit);
     }
+    if let Some(sub) = link.subscription {
+        v["subscription_period"] = json!(sub.period);
+        v["subscription_price"] = json!(sub.price);
+    }
     let pending = g
         .join_requests
         .values()
-        .filter(|r| r.link == link.url && r.state == crate::world::RequestState::Pending)
+        .filter(|r| r.link == link.url && r.state == RequestState::Pending)
         .count();
     if pending > 0 {
         v["pending_join_request_count"] = json!(pending);
@@ -119,7 +158,7 @@ pub fn set_status(
     w: &mut World,
     chat_id: i64,
     user_id: i64,
-    new: &str,
+    new: MemberStatus,
     actor: Value,
     via: Via,
 ) -> Change {
@@ -130,19 +169,17 @@ pub fn set_status(
     let Some(g) = w.groups.get_mut(&chat_id) else {
         return change;
     };
-    let old = status_of(g, user_id).to_string();
-    if new == "left" {
+    let old = status_of(g, user_id).clone();
+    if new == MemberStatus::Left {
         g.members.remove(&user_id);
     } else {
-        g.members.insert(user_id, new.to_string());
+        g.members.insert(user_id, new.clone());
     }
-    if new != "kicked" {
-        g.ban_until.remove(&user_id);
-    }
+    let now = w.now();
     let g = &w.groups[&chat_id];
     let chat = g.chat_json();
-    let old_member = member_object(g, &old, &user);
-    let new_member = member_object(g, new, &user);
+    let old_member = member_object(&old, &user);
+    let new_member = member_object(&new, &user);
     let in_chat: Vec<(i64, bool)> = g
         .bots
         .iter()
@@ -159,10 +196,10 @@ pub fn set_status(
         None => Vec::new(),
     };
     // Channels show no service messages for joins and leaves.
-    let message = (g.kind != GroupKind::Channel && is_in(&old) != is_in(new)).then(|| {
-        let mut m = json!({"from": if is_in(new) { user.clone() } else { actor.clone() },
-            "chat": chat, "date": unix_now()});
-        if is_in(new) {
+    let message = (g.kind != GroupKind::Channel && old.is_in() != new.is_in()).then(|| {
+        let mut m = json!({"from": if new.is_in() { user.clone() } else { actor.clone() },
+            "chat": chat, "date": now});
+        if new.is_in() {
             m["new_chat_members"] = json!([user]);
             m["new_chat_member"] = user.clone();
             m["new_chat_participant"] = user.clone();
@@ -195,7 +232,7 @@ pub fn set_status(
         }
         if admin {
             let mut update = json!({
-                "chat": chat, "from": actor, "date": unix_now(),
+                "chat": chat, "from": actor, "date": now,
                 "old_chat_member": old_member, "new_chat_member": new_member,
             });
             if let Some((_, l)) = links.iter().find(|(b, _)| *b == bot) {
@@ -221,4 +258,66 @@ pub fn request_handlers(g: &Group) -> Vec<i64> {
         })
         .map(|(id, _)| *id)
         .collect()
+}
+
+/// Unanswered join requests vanish after this long. The figure is not Telegram's documented
+/// behaviour (see docs/sandbox.md, Differences).
+pub const JOIN_REQUEST_TTL: i64 = 24 * 3600;
+
+/// Applies what time has done since the last look: bans and restrictions whose `until_date`
+/// passed are lifted without an update (TDLib works them out itself: a banned user becomes
+/// `left`, a restricted one `member` or `left`); old join requests expire; members whose
+/// subscription ran out are removed, which bots are told as for a leave. Called before
+/// every Bot API call and control verb that reads memberships, so it happens lazily.
+pub fn settle(w: &mut World) {
+    let now = w.now();
+    let mut lapsed = Vec::new();
+    for g in w.groups.values_mut() {
+        g.members.retain(|_, s| {
+            let ended = match s {
+                MemberStatus::Kicked { until } | MemberStatus::Restricted { until, .. } => {
+                    *until != 0 && *until <= now
+                }
+                _ => false,
+            };
+            if !ended {
+                return true;
+            }
+            let stays = s.is_in();
+            *s = MemberStatus::member();
+            stays
+        });
+        for (user, s) in &g.members {
+            if let MemberStatus::Member { until } = s
+                && *until != 0
+                && *until <= now
+            {
+                lapsed.push((g.id, *user));
+            }
+        }
+        for r in g.join_requests.values_mut() {
+            if r.state == RequestState::Pending && r.date + JOIN_REQUEST_TTL <= now {
+                r.state = RequestState::Expired;
+            }
+        }
+    }
+    for (chat_id, user_id) in lapsed {
+        lapse(w, chat_id, user_id);
+    }
+}
+
+/// A subscription runs out: the member leaves the channel. Returns the updates queued.
+pub fn lapse(w: &mut World, chat_id: i64, user_id: i64) -> Vec<i64> {
+    let Some(user) = w.users.get(&user_id).map(|u| u.json()) else {
+        return Vec::new();
+    };
+    set_status(
+        w,
+        chat_id,
+        user_id,
+        MemberStatus::Left,
+        user,
+        Via::default(),
+    )
+    .updates
 }

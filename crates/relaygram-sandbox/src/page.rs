@@ -13,8 +13,10 @@ use axum::{Form, Router};
 use serde::Deserialize;
 use serde_json::Value;
 
+mod groups;
+
 use crate::Shared;
-use crate::control::{press_button, send_user_message_text, transcript_items};
+use crate::control::{open_link, press_button, send_user_message_text, transcript_items};
 use crate::markup::{self, Entity};
 use crate::world::{Group, GroupKind, User, World, valid_bot_username};
 
@@ -26,6 +28,7 @@ pub fn routes() -> Router<Arc<Shared>> {
         .route("/ui/press", post(press))
         .route("/ui/users", post(new_user))
         .route("/ui/bots", post(new_bot))
+        .route("/ui/join", post(join))
 }
 
 fn esc(s: &str) -> String {
@@ -52,6 +55,8 @@ struct Selection {
     /// A callback query just sent from this page, to show the bot's answer.
     cb: Option<String>,
     error: Option<String>,
+    /// What an action did, when it did not open a chat (e.g. a join request sent).
+    notice: Option<String>,
 }
 
 /// The page's address for a chat (`extra` is more query, e.g. `cb=…`).
@@ -68,10 +73,7 @@ fn chat_url(user: Option<i64>, bot: Option<i64>, chat: Option<i64>, extra: &str)
 
 /// Whether the user is in the group now (so it is listed and can be written to).
 fn is_member(g: &Group, user: i64) -> bool {
-    g.migrated_to.is_none()
-        && g.members
-            .get(&user)
-            .is_some_and(|s| matches!(s.as_str(), "creator" | "administrator" | "member"))
+    g.migrated_to.is_none() && g.members.get(&user).is_some_and(|s| s.is_in())
 }
 
 /// Telegram's state marks, in words: no emoji font is installed on many machines, and
@@ -157,6 +159,15 @@ blockquote{border-left:3px solid #517da2;margin:.2rem 0;padding-left:.5rem}
 .modal{position:fixed;inset:0;background:rgba(0,0,0,.4);display:flex;align-items:center;justify-content:center}
 .modal .dialog{background:#fff;border-radius:10px;padding:1rem 1.2rem;max-width:360px;box-shadow:0 6px 24px rgba(0,0,0,.3)}
 .modal .dialog a{float:right;color:#2a5885;font-weight:600;text-decoration:none}
+#groups{background:#fff;border-radius:8px;padding:.6rem 1rem;margin-top:1rem;font-size:.9rem}
+#groups h2{font-size:.8rem;text-transform:uppercase;color:#777;margin:.4rem 0}
+#groups h3{font-size:1rem;margin:.8rem 0 .3rem}
+#groups h4{font-size:.8rem;color:#555;margin:.5rem 0 .2rem}
+#groups ul{margin:0;padding-left:1.2rem}
+#groups .status{font-size:.8rem;color:#2a5885}
+#groups form.join{display:flex;gap:.4rem}
+#groups form.join input{flex:1;padding:.35rem;font:inherit}
+#groups form.inline{display:inline}
 "#;
 
 const SCRIPT: &str = r#"
@@ -178,7 +189,9 @@ const SCRIPT: &str = r#"
 "#;
 
 async fn index(State(s): State<Arc<Shared>>, Query(sel): Query<Selection>) -> Html<String> {
-    let w = s.world();
+    let mut w = s.world();
+    crate::membership::settle(&mut w);
+    let w = &*w;
     let user = sel.user.filter(|u| w.users.contains_key(u));
     let bot = sel.bot.filter(|b| w.bots.contains_key(b));
     let chat = sel
@@ -206,10 +219,13 @@ async fn index(State(s): State<Arc<Shared>>, Query(sel): Query<Selection>) -> Ht
         .error
         .as_deref()
         .map(|e| format!("<p class=\"error\" id=\"error\">{}</p>", esc(e)))
-        .unwrap_or_default();
-    let chats = user
-        .map(|u| chat_list(&w, u, bot, chat))
-        .unwrap_or_default();
+        .unwrap_or_default()
+        + &sel
+            .notice
+            .as_deref()
+            .map(|n| format!("<p class=\"notice\" id=\"notice\">{}</p>", esc(n)))
+            .unwrap_or_default();
+    let chats = user.map(|u| chat_list(w, u, bot, chat)).unwrap_or_default();
     let open = match (user, bot, chat) {
         (Some(u), _, Some(c)) => Some((u, bot.unwrap_or(0), Some(c))),
         (Some(u), Some(b), None) => Some((u, b, None)),
@@ -240,11 +256,12 @@ async fn index(State(s): State<Arc<Shared>>, Query(sel): Query<Selection>) -> Ht
                  <input type=\"hidden\" name=\"user\" value=\"{u}\"><input type=\"hidden\" name=\"bot\" value=\"{b}\">{chat_field}\
                  <input id=\"text\" name=\"text\" autocomplete=\"off\" placeholder=\"Message or /command\" required>\
                  <button id=\"send\" type=\"submit\">Send</button></form>",
-                render_transcript(&w, u, b, c, sel.cb.as_deref()),
+                render_transcript(w, u, b, c, sel.cb.as_deref()),
             )
         }
         None => "<p class=\"notice\">Choose a user and a bot above, or create them below, to start a chat.</p>".to_string(),
     };
+    let groups = groups::panel(w, user, bot);
     Html(format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>relaygram sandbox</title>\
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><style>{STYLE}</style></head><body>\
@@ -252,7 +269,7 @@ async fn index(State(s): State<Arc<Shared>>, Query(sel): Query<Selection>) -> Ht
          <label>User <select name=\"user\" id=\"user\">{users}</select></label>\
          <label>Bot <select name=\"bot\" id=\"bot\">{bots}</select></label>\
          <button type=\"submit\" id=\"open\">Open chat</button></form></header>\
-         <main>{error}<div class=\"layout\">{chats}<div class=\"chat-area\">{conversation}</div></div>\
+         <main>{error}<div class=\"layout\">{chats}<div class=\"chat-area\">{conversation}</div></div>{groups}\
          <div class=\"setup\">\
          <form method=\"post\" action=\"/ui/users\"><b>New user</b><input name=\"first_name\" placeholder=\"First name\" required>\
          <input name=\"username\" placeholder=\"username\"><button type=\"submit\">Create</button></form>\
@@ -596,4 +613,41 @@ async fn new_bot(State(s): State<Arc<Shared>>, Form(f): Form<BotForm>) -> Redire
     let id = w.add_bot(name.clone(), name).id;
     let user = w.users.keys().next().copied();
     back(user, Some(id), "")
+}
+
+#[derive(Deserialize)]
+struct JoinForm {
+    user: i64,
+    bot: Option<i64>,
+    invite_link: String,
+}
+
+/// The user opens an invite link: into the chat when they joined, back with a notice when
+/// they asked to join, or with Telegram's refusal.
+async fn join(State(s): State<Arc<Shared>>, Form(f): Form<JoinForm>) -> Redirect {
+    let result = {
+        let mut w = s.world();
+        crate::membership::settle(&mut w);
+        open_link(&mut w, f.user, f.invite_link.trim())
+    };
+    s.dispatch.notify_one();
+    match result {
+        Ok(v) if v["result"] == "joined" => {
+            Redirect::to(&chat_url(Some(f.user), f.bot, v["chat_id"].as_i64(), ""))
+        }
+        Ok(_) => back(
+            Some(f.user),
+            f.bot,
+            &format!(
+                "notice={}",
+                serde_urlencoded::to_string([(
+                    "n",
+                    "Join request sent: an administrator must approve it"
+                )])
+                .unwrap_or_default()
+                .trim_start_matches("n=")
+            ),
+        ),
+        Err(e) => back(Some(f.user), f.bot, &error_param(e.message())),
+    }
 }

@@ -193,16 +193,70 @@ pub struct Group {
     pub title: String,
     pub username: Option<String>,
     pub is_forum: bool,
-    /// user id → `creator`, `administrator`, `member`, `left` or `kicked`.
-    pub members: BTreeMap<i64, String>,
+    /// Users with a standing in the chat; someone absent has left (or never came).
+    pub members: BTreeMap<i64, MemberStatus>,
     pub bots: BTreeMap<i64, BotMember>,
     pub migrated_to: Option<i64>,
     /// Every link ever made for the chat, revoked ones too (Telegram lists those).
     pub invite_links: Vec<InviteLink>,
     /// Join requests by requester; handled ones stay so a second answer can be refused.
     pub join_requests: BTreeMap<i64, JoinRequest>,
-    /// `until_date` of banned users (0: forever).
-    pub ban_until: BTreeMap<i64, i64>,
+}
+
+/// A user's standing in a group or channel, as Telegram's ChatMember kinds. Dates are Unix
+/// time; an `until` of 0 means no end.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MemberStatus {
+    Creator,
+    Administrator,
+    /// `until`: when the paid subscription the user joined with runs out.
+    Member {
+        until: i64,
+    },
+    /// Someone whose permissions differ from the chat's (supergroups only); `is_member` is
+    /// false for someone restricted while out of the chat.
+    Restricted {
+        is_member: bool,
+        until: i64,
+        permissions: serde_json::Map<String, Value>,
+    },
+    Left,
+    /// Banned: cannot come back until `until`.
+    Kicked {
+        until: i64,
+    },
+}
+
+impl MemberStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            MemberStatus::Creator => "creator",
+            MemberStatus::Administrator => "administrator",
+            MemberStatus::Member { .. } => "member",
+            MemberStatus::Restricted { .. } => "restricted",
+            MemberStatus::Left => "left",
+            MemberStatus::Kicked { .. } => "kicked",
+        }
+    }
+
+    /// Whether the user is in the chat (sees it, counts as a member).
+    pub fn is_in(&self) -> bool {
+        match self {
+            MemberStatus::Creator | MemberStatus::Administrator | MemberStatus::Member { .. } => {
+                true
+            }
+            MemberStatus::Restricted { is_member, .. } => *is_member,
+            MemberStatus::Left | MemberStatus::Kicked { .. } => false,
+        }
+    }
+
+    pub fn is_admin(&self) -> bool {
+        matches!(self, MemberStatus::Creator | MemberStatus::Administrator)
+    }
+
+    pub fn member() -> Self {
+        MemberStatus::Member { until: 0 }
+    }
 }
 
 /// A chat invite link, as Telegram keeps it.
@@ -222,6 +276,17 @@ pub struct InviteLink {
     pub member_limit: i64,
     /// Users who joined through the link.
     pub joined: HashSet<i64>,
+    /// Set for a paid link of a channel: joining costs Stars every period.
+    pub subscription: Option<Subscription>,
+}
+
+/// The price of a subscription link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subscription {
+    /// Seconds; Telegram allows only 30 days.
+    pub period: i64,
+    /// Telegram Stars per period.
+    pub price: i64,
 }
 
 impl InviteLink {
@@ -236,6 +301,7 @@ impl InviteLink {
             expire_date: 0,
             member_limit: 0,
             joined: HashSet::new(),
+            subscription: None,
         }
     }
 
@@ -249,6 +315,8 @@ pub enum RequestState {
     Pending,
     Approved,
     Declined,
+    /// Left unanswered for too long: it is gone, as if never sent.
+    Expired,
 }
 
 impl RequestState {
@@ -257,6 +325,7 @@ impl RequestState {
             RequestState::Pending => "pending",
             RequestState::Approved => "approved",
             RequestState::Declined => "declined",
+            RequestState::Expired => "expired",
         }
     }
 }
@@ -373,6 +442,9 @@ pub struct World {
     next_user_id: i64,
     next_group_id: i64,
     pub next_fault_id: u64,
+    /// Seconds the sandbox's calendar runs ahead of the real one (POST /sandbox/clock), so
+    /// tests can let bans, join requests and subscriptions run out without waiting.
+    pub clock_offset: i64,
 }
 
 impl World {
@@ -391,7 +463,13 @@ impl World {
             next_user_id: 100_000_000,
             next_group_id: 0,
             next_fault_id: 0,
+            clock_offset: 0,
         }
+    }
+
+    /// The sandbox's Unix time: the real one moved by `clock_offset`.
+    pub fn now(&self) -> i64 {
+        unix_now() + self.clock_offset
     }
 
     /// Forgets everything but the limiter's configuration.
@@ -479,7 +557,6 @@ impl World {
                 migrated_to: None,
                 invite_links: Vec::new(),
                 join_requests: BTreeMap::new(),
-                ban_until: BTreeMap::new(),
             },
         );
         id

@@ -168,7 +168,7 @@ pub fn get_chat_member(w: &World, bot_id: i64, params: &Params) -> Result<Value,
     }
     let g = &w.groups[&chat_id];
     let status = crate::membership::status_of(g, user_id);
-    Ok(crate::membership::member_object(g, status, &user.json()))
+    Ok(crate::membership::member_object(status, &user.json()))
 }
 
 const CHAT_ACTIONS: &[&str] = &[

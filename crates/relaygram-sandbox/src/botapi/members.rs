@@ -1,48 +1,59 @@
-//! Moderating members: banChatMember, unbanChatMember, getChatMemberCount,
-//! getChatAdministrators, and the administrator-rights check they share with invite links.
+//! Moderating members: banChatMember, unbanChatMember, restrictChatMember,
+//! getChatMemberCount, getChatAdministrators, and the administrator-rights check they share
+//! with invite links. Error texts and their order follow the Bot API server and TDLib.
 
 use serde_json::{Value, json};
 
 use super::chats::{chat_id_param, check_can_send, visible_chat};
+use super::permissions;
 use crate::membership::{self, Via, administrator, is_in, status_of};
 use crate::params::Params;
 use crate::reply::ApiError;
-use crate::world::{GroupKind, World, unix_now};
+use crate::world::{GroupKind, MemberStatus, World};
 
 const RESTRICT_RIGHTS: &str = "not enough rights to restrict/unrestrict chat member";
 
-/// The group the bot administers with `right`; `private` is Telegram's answer for a private
-/// chat, `no_rights` for a bot that is not an administrator or lacks the right.
-pub fn admin_with_right(
-    w: &World,
-    bot_id: i64,
-    params: &Params,
-    right: &str,
-    private: &str,
-    no_rights: &str,
-) -> Result<i64, ApiError> {
+/// The chat named by `chat_id`, if the bot may act in it: a known user's private chat, or a
+/// group the bot is in (the Bot API server's own check, before TDLib's).
+pub fn reachable_chat(w: &World, bot_id: i64, params: &Params) -> Result<i64, ApiError> {
     let chat_id = chat_id_param(w, params)?;
     if chat_id > 0 {
-        return Err(if w.users.contains_key(&chat_id) {
-            ApiError::bad_request(private)
+        return if w.users.contains_key(&chat_id) {
+            Ok(chat_id)
         } else {
-            ApiError::chat_not_found()
-        });
+            Err(ApiError::chat_not_found())
+        };
     }
     check_can_send(w, bot_id, chat_id)?;
+    Ok(chat_id)
+}
+
+pub fn require_right(
+    w: &World,
+    bot_id: i64,
+    chat_id: i64,
+    right: &str,
+    no_rights: &str,
+) -> Result<(), ApiError> {
     let member = &w.groups[&chat_id].bots[&bot_id];
     if member.status != "administrator" || member.rights.get(right) != Some(&json!(true)) {
         return Err(ApiError::bad_request(no_rights));
     }
-    Ok(chat_id)
+    Ok(())
 }
 
-/// `user_id`, which must name someone Telegram knows.
-fn target_user(w: &World, params: &Params) -> Result<i64, ApiError> {
-    let id = params
-        .i64("user_id")?
+/// `user_id` as the Bot API server reads it, before it looks at the chat.
+fn user_id_param(params: &Params) -> Result<i64, ApiError> {
+    params
+        .i64("user_id")
+        .ok()
+        .flatten()
         .filter(|id| *id > 0)
-        .ok_or_else(|| ApiError::bad_request("invalid user_id specified"))?;
+        .ok_or_else(|| ApiError::bad_request("invalid user_id specified"))
+}
+
+/// The user, who must be someone Telegram knows.
+fn known_user(w: &World, id: i64) -> Result<i64, ApiError> {
     if w.users.contains_key(&id) {
         Ok(id)
     } else {
@@ -50,93 +61,168 @@ fn target_user(w: &World, params: &Params) -> Result<i64, ApiError> {
     }
 }
 
-/// Refuses to remove the owner or another administrator.
-fn check_removable(status: &str) -> Result<(), ApiError> {
-    match status {
-        "creator" => Err(ApiError::bad_request("can't remove chat owner")),
-        "administrator" => Err(ApiError::bad_request(
-            "user is an administrator of the chat",
-        )),
-        _ => Ok(()),
+/// TDLib's order for changing someone's status in a supergroup or channel: the owner cannot
+/// be touched at all, then the bot needs `can_restrict_members`, then the server refuses to
+/// touch administrators (USER_ADMIN_INVALID, which the Bot API words as below).
+fn check_changeable(
+    w: &World,
+    bot_id: i64,
+    chat_id: i64,
+    status: &MemberStatus,
+) -> Result<(), ApiError> {
+    if *status == MemberStatus::Creator {
+        return Err(ApiError::bad_request("can't remove chat owner"));
     }
+    require_right(w, bot_id, chat_id, "can_restrict_members", RESTRICT_RIGHTS)?;
+    if *status == MemberStatus::Administrator {
+        return Err(ApiError::bad_request(
+            "user is an administrator of the chat",
+        ));
+    }
+    Ok(())
 }
 
-pub fn ban_chat_member(w: &mut World, bot_id: i64, params: &Params) -> Result<Value, ApiError> {
-    let chat_id = admin_with_right(
-        w,
-        bot_id,
-        params,
-        "can_restrict_members",
-        "can't ban members in private chats",
-        RESTRICT_RIGHTS,
-    )?;
-    let user_id = target_user(w, params)?;
-    let g = &w.groups[&chat_id];
-    let status = status_of(g, user_id).to_string();
-    check_removable(&status)?;
-    // Telegram bans forever when until_date is under 30 s or over 366 days away.
-    let now = unix_now();
+/// Telegram's rule for `until_date`: under 30 s or over 366 days from now means forever.
+fn until_param(w: &World, params: &Params) -> Result<i64, ApiError> {
+    let now = w.now();
     let until = params.i64("until_date")?.unwrap_or(0);
-    let until = if until < now + 30 || until > now + 366 * 86400 {
+    Ok(if until < now + 30 || until > now + 366 * 86400 {
         0
     } else {
         until
-    };
+    })
+}
+
+pub fn ban_chat_member(w: &mut World, bot_id: i64, params: &Params) -> Result<Value, ApiError> {
+    let user_id = user_id_param(params)?;
+    let chat_id = reachable_chat(w, bot_id, params)?;
+    if chat_id > 0 {
+        return Err(ApiError::bad_request("can't ban members in private chats"));
+    }
+    known_user(w, user_id)?;
+    let until = until_param(w, params)?;
+    let g = &w.groups[&chat_id];
+    let status = status_of(g, user_id).clone();
     let actor = w.bots[&bot_id].user_json();
     if g.kind == GroupKind::Group {
-        // A basic group cannot keep anyone out: a ban only removes.
-        if is_in(&status) {
-            membership::set_status(w, chat_id, user_id, "left", actor, Via::default());
+        // A basic group keeps no ban list: TDLib turns the ban into removing the member, and
+        // the server's messages.deleteChatUser answers with its error names.
+        let bot = &g.bots[&bot_id];
+        if bot.status != "administrator"
+            || bot.rights.get("can_restrict_members") != Some(&json!(true))
+            || status.is_admin()
+        {
+            return Err(ApiError::bad_request("CHAT_ADMIN_REQUIRED"));
         }
+        if !status.is_in() {
+            return Err(ApiError::bad_request("USER_NOT_PARTICIPANT"));
+        }
+        membership::set_status(
+            w,
+            chat_id,
+            user_id,
+            MemberStatus::Left,
+            actor,
+            Via::default(),
+        );
         return Ok(json!(true));
     }
-    w.groups
-        .get_mut(&chat_id)
-        .expect("checked")
-        .ban_until
-        .insert(user_id, until);
-    // Banning again only moves until_date: no update.
-    if status != "kicked" {
-        membership::set_status(w, chat_id, user_id, "kicked", actor, Via::default());
+    check_changeable(w, bot_id, chat_id, &status)?;
+    let new = MemberStatus::Kicked { until };
+    if let MemberStatus::Kicked { .. } = status {
+        // Banning again only moves until_date: no update.
+        w.groups
+            .get_mut(&chat_id)
+            .expect("checked")
+            .members
+            .insert(user_id, new);
+    } else {
+        membership::set_status(w, chat_id, user_id, new, actor, Via::default());
     }
     Ok(json!(true))
 }
 
 pub fn unban_chat_member(w: &mut World, bot_id: i64, params: &Params) -> Result<Value, ApiError> {
     const ONLY_SUPERGROUPS: &str = "method is available for supergroup and channel chats only";
-    let chat_id = admin_with_right(
-        w,
-        bot_id,
-        params,
-        "can_restrict_members",
-        ONLY_SUPERGROUPS,
-        RESTRICT_RIGHTS,
-    )?;
-    if w.groups[&chat_id].kind == GroupKind::Group {
+    let user_id = user_id_param(params)?;
+    let chat_id = reachable_chat(w, bot_id, params)?;
+    if chat_id > 0 || w.groups[&chat_id].kind == GroupKind::Group {
         return Err(ApiError::bad_request(ONLY_SUPERGROUPS));
     }
-    let user_id = target_user(w, params)?;
-    let status = status_of(&w.groups[&chat_id], user_id).to_string();
+    known_user(w, user_id)?;
+    let status = status_of(&w.groups[&chat_id], user_id).clone();
     let only_if_banned = params.bool("only_if_banned");
-    if only_if_banned && status != "kicked" {
+    if (only_if_banned && !matches!(status, MemberStatus::Kicked { .. }))
+        || status == MemberStatus::Left
+    {
         return Ok(json!(true));
     }
-    check_removable(&status)?;
+    check_changeable(w, bot_id, chat_id, &status)?;
     let actor = w.bots[&bot_id].user_json();
-    if is_in(&status) {
+    if status.is_in() {
         // Telegram removes a member by banning them for a moment and then lifting the ban:
         // bots see member → kicked, then kicked → left.
-        let soon = unix_now() + 60;
-        w.groups
-            .get_mut(&chat_id)
-            .expect("checked")
-            .ban_until
-            .insert(user_id, soon);
-        membership::set_status(w, chat_id, user_id, "kicked", actor.clone(), Via::default());
+        let soon = MemberStatus::Kicked {
+            until: w.now() + 60,
+        };
+        membership::set_status(w, chat_id, user_id, soon, actor.clone(), Via::default());
     }
-    if is_in(&status) || status == "kicked" {
-        membership::set_status(w, chat_id, user_id, "left", actor, Via::default());
+    membership::set_status(
+        w,
+        chat_id,
+        user_id,
+        MemberStatus::Left,
+        actor,
+        Via::default(),
+    );
+    Ok(json!(true))
+}
+
+pub fn restrict_chat_member(
+    w: &mut World,
+    bot_id: i64,
+    params: &Params,
+) -> Result<Value, ApiError> {
+    let user_id = user_id_param(params)?;
+    let permissions = permissions::parse(params)?;
+    let chat_id = reachable_chat(w, bot_id, params)?;
+    if chat_id > 0 || w.groups[&chat_id].kind != GroupKind::Supergroup {
+        return Err(ApiError::bad_request(
+            "method is available only for supergroups",
+        ));
     }
+    known_user(w, user_id)?;
+    let until = until_param(w, params)?;
+    let old = status_of(&w.groups[&chat_id], user_id).clone();
+    let is_member = old.is_in();
+    // A restriction that takes nothing away is no restriction: TDLib makes it a plain member
+    // (or nothing, for someone who is not in the chat). That is how bots lift restrictions.
+    let new = if permissions::grants_everything(&permissions) {
+        if is_member {
+            MemberStatus::member()
+        } else {
+            MemberStatus::Left
+        }
+    } else {
+        MemberStatus::Restricted {
+            is_member,
+            until,
+            permissions,
+        }
+    };
+    // A subscriber who stays a member keeps the subscription's end.
+    let new = match (&old, new) {
+        (MemberStatus::Member { until }, MemberStatus::Member { .. }) => {
+            MemberStatus::Member { until: *until }
+        }
+        (_, new) => new,
+    };
+    if new == old {
+        return Ok(json!(true));
+    }
+    check_changeable(w, bot_id, chat_id, &old)?;
+    let actor = w.bots[&bot_id].user_json();
+    membership::set_status(w, chat_id, user_id, new, actor, Via::default());
     Ok(json!(true))
 }
 
@@ -148,7 +234,7 @@ pub fn get_chat_member_count(w: &World, bot_id: i64, params: &Params) -> Result<
         return Ok(json!(2));
     }
     let g = &w.groups[&chat_id];
-    let users = g.members.values().filter(|s| is_in(s)).count();
+    let users = g.members.values().filter(|s| s.is_in()).count();
     let bots = g.bots.values().filter(|m| is_in(&m.status)).count();
     Ok(json!(users + bots))
 }
@@ -165,8 +251,8 @@ pub fn get_chat_administrators(w: &World, bot_id: i64, params: &Params) -> Resul
     let mut out: Vec<Value> = g
         .members
         .iter()
-        .filter(|(_, s)| matches!(s.as_str(), "creator" | "administrator"))
-        .filter_map(|(id, s)| Some(membership::member_object(g, s, &w.users.get(id)?.json())))
+        .filter(|(_, s)| s.is_admin())
+        .filter_map(|(id, s)| Some(membership::member_object(s, &w.users.get(id)?.json())))
         .collect();
     out.extend(
         g.bots

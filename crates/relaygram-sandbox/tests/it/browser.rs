@@ -318,6 +318,25 @@ async fn groups_channels_button_answers_and_worded_states_in_the_browser() -> We
         json!({"bot": "team_bot", "status": "administrator"}),
     )
     .await;
+    // A group Alice is not in yet, with its owner's invite link.
+    let owen = h.user("Owen").await;
+    let club = h
+        .control(
+            "/sandbox/groups",
+            json!({"title": "Club", "type": "supergroup", "owner": owen}),
+        )
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    let club_link = h
+        .control(
+            &format!("/sandbox/groups/{club}/invite-links"),
+            json!({"name": "door"}),
+        )
+        .await["invite_link"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let bot = tokio::spawn(run_group_bot(
         h.http.clone(),
         format!("{}/bot{token}", h.url),
@@ -327,6 +346,26 @@ async fn groups_channels_button_answers_and_worded_states_in_the_browser() -> We
         driver
             .goto(format!("{}/?user={user}&bot={bot_id}", h.url))
             .await?;
+        // Every group is shown with its members and links; Alice opens Club's link.
+        let overview = driver.find(By::Id("groups")).await?.text().await?;
+        assert!(
+            overview.contains("Club") && overview.contains("door"),
+            "{overview}"
+        );
+        assert!(overview.contains("Owen creator"), "{overview}");
+        driver
+            .find(By::Id("invite-link"))
+            .await?
+            .send_keys(&club_link)
+            .await?;
+        driver.find(By::Id("join")).await?.click().await?;
+        assert!(wait_element(&driver, "chat-title").await?.contains("Club"));
+        let card = driver
+            .find(By::Id(format!("group-{}", club.unsigned_abs())))
+            .await?
+            .text()
+            .await?;
+        assert!(card.contains("Alice member"), "{card}");
         // The user's groups and channels are listed beside the private chats.
         let chats = driver.find(By::Id("chats")).await?.text().await?;
         assert!(chats.contains("@team_bot"), "{chats}");
