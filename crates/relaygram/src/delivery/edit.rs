@@ -588,6 +588,7 @@ mod tests {
                     params: json!({"message_id": 6}),
                 },
             ],
+            membership_id: None,
         });
         assert_eq!(c.parts.len(), 2);
         let (method, params) = c.call_for(1, 42);

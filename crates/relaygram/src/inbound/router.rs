@@ -144,10 +144,12 @@ impl Router {
             "message" => ctx.message(payload, update).await,
             "callback_query" => ctx.callback_query(payload).await,
             "my_chat_member" => ctx.my_chat_member(payload).await,
-            "chat_join_request" => match self.services.gate_join_request(&ctx.bot, payload).await? {
-                Some(outcome) => Ok(Handled::done(outcome)),
-                None => ctx.forward_update("chat_join_request", &body, update).await,
-            },
+            "chat_join_request" => {
+                match self.services.gate_join_request(&ctx.bot, payload).await? {
+                    Some(outcome) => Ok(Handled::done(outcome)),
+                    None => ctx.forward_update("chat_join_request", &body, update).await,
+                }
+            }
             "chat_member" => match self.services.gate_chat_member(&ctx.bot, payload).await? {
                 Some(outcome) => Ok(Handled::done(outcome)),
                 None => ctx.forward_update("chat_member", &body, update).await,
@@ -685,7 +687,11 @@ impl Ctx<'_> {
         self.services()
             .follow_migration(&self.bot, chat_id, to)
             .await?;
-        if let Some(note) = self.services().gate_migrated(&self.bot, chat_id, to).await? {
+        if let Some(note) = self
+            .services()
+            .gate_migrated(&self.bot, chat_id, to)
+            .await?
+        {
             self.note(note);
         }
         store

@@ -27,7 +27,9 @@ pub enum AccessState {
 /// One entitlement's window of access in a chat with `grace_ms`: from its start until its
 /// end plus grace, or until it was cancelled at once or revoked (no grace then).
 fn window(e: &EntitlementRecord, grace_ms: i64) -> (i64, i64) {
-    let natural = e.ends_at.map_or(FOREVER, |end| end.saturating_add(grace_ms));
+    let natural = e
+        .ends_at
+        .map_or(FOREVER, |end| end.saturating_add(grace_ms));
     let cut = [e.cancelled_at, e.revoked_at].into_iter().flatten().min();
     let until = cut.map_or(natural, |c| c.min(natural)).max(e.starts_at);
     (e.starts_at, until)
@@ -67,7 +69,11 @@ pub fn access(entitlements: &[EntitlementRecord], grace_ms: i64, now: i64) -> Ac
     let mut until = 0;
     let mut last: Option<&EntitlementRecord> = None;
     for (from, end, e) in &windows {
-        let reaches = if until == 0 { *from <= now } else { *from <= until };
+        let reaches = if until == 0 {
+            *from <= now
+        } else {
+            *from <= until
+        };
         if reaches && *end > now && *end > until {
             until = *end;
             last = Some(e);
@@ -164,10 +170,19 @@ mod tests {
     fn grace_follows_the_end_and_renewals_chain() {
         let a = ent(0, Some(100));
         let got = access(std::slice::from_ref(&a), 10, 50);
-        assert_eq!((got.until, got.ends_at, got.state), (110, Some(100), AccessState::Active));
-        assert_eq!(access(std::slice::from_ref(&a), 10, 105).state, AccessState::Grace);
+        assert_eq!(
+            (got.until, got.ends_at, got.state),
+            (110, Some(100), AccessState::Active)
+        );
+        assert_eq!(
+            access(std::slice::from_ref(&a), 10, 105).state,
+            AccessState::Grace
+        );
         assert_eq!(access(std::slice::from_ref(&a), 10, 110).until, 0);
-        assert_eq!(access(std::slice::from_ref(&a), 10, 110).state, AccessState::Expired);
+        assert_eq!(
+            access(std::slice::from_ref(&a), 10, 110).state,
+            AccessState::Expired
+        );
         // A renewal bought ahead, starting when the first ends.
         let b = ent(100, Some(200));
         let got = access(&[a, b], 10, 50);

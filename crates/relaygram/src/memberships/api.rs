@@ -35,14 +35,24 @@ fn invalid(field: &'static str, message: impl Into<String>) -> ServiceError {
 fn span_seconds(field: &'static str, text: &str) -> Result<i64, ServiceError> {
     Interval::parse(text)
         .map(|i| i.approx_millis() / 1000)
-        .map_err(|_| invalid(field, format!("{text:?} is not a duration such as 3d, 12h or 30m")))
+        .map_err(|_| {
+            invalid(
+                field,
+                format!("{text:?} is not a duration such as 3d, 12h or 30m"),
+            )
+        })
 }
 
 fn parse_time(field: &'static str, text: &str) -> Result<i64, ServiceError> {
     text.trim()
         .parse::<jiff::Timestamp>()
         .map(|t| t.as_millisecond())
-        .map_err(|_| invalid(field, "must be an RFC 3339 time such as 2026-12-31T09:00:00Z"))
+        .map_err(|_| {
+            invalid(
+                field,
+                "must be an RFC 3339 time such as 2026-12-31T09:00:00Z",
+            )
+        })
 }
 
 /// A gated chat.
@@ -222,7 +232,10 @@ pub async fn create_gated_chat(
     Auth(principal): Auth,
     ApiJson(body): ApiJson<CreateGatedChat>,
 ) -> ApiResult<(StatusCode, Json<GatedChatView>)> {
-    let tenant = state.services.acting_tenant(&principal, body.tenant_id.as_deref()).await?;
+    let tenant = state
+        .services
+        .acting_tenant(&principal, body.tenant_id.as_deref())
+        .await?;
     let input = GatedChatInput {
         bot_id: body.bot_id,
         chat_id: body.chat_id,
@@ -255,7 +268,10 @@ pub async fn list_gated_chats(
     Auth(principal): Auth,
     ApiQuery(q): ApiQuery<ListParams>,
 ) -> ApiResult<Json<GatedChatList>> {
-    let tenant = state.services.acting_tenant(&principal, q.tenant_id.as_deref()).await?;
+    let tenant = state
+        .services
+        .acting_tenant(&principal, q.tenant_id.as_deref())
+        .await?;
     let listed = state
         .services
         .store
@@ -284,7 +300,9 @@ pub async fn get_gated_chat(
     Auth(principal): Auth,
     Path(id): Path<String>,
 ) -> ApiResult<Json<GatedChatView>> {
-    Ok(Json(state.services.gated_chat(&principal, &id).await?.into()))
+    Ok(Json(
+        state.services.gated_chat(&principal, &id).await?.into(),
+    ))
 }
 
 /// Change a gated chat's settings.
@@ -481,12 +499,22 @@ async fn entitlement_view(
     let now = services.clock.now_millis();
     let mut chats = Vec::new();
     for id in &e.gated_chat_ids {
-        let Some(chat) = services.store.get_gated_chat(None, id).await.map_err(ServiceError::from)? else {
+        let Some(chat) = services
+            .store
+            .get_gated_chat(None, id)
+            .await
+            .map_err(ServiceError::from)?
+        else {
             continue;
         };
         let ents = services
             .store
-            .holder_entitlements(&chat.tenant_id, &chat.id, e.external_id.as_deref(), e.telegram_user_id)
+            .holder_entitlements(
+                &chat.tenant_id,
+                &chat.id,
+                e.external_id.as_deref(),
+                e.telegram_user_id,
+            )
             .await
             .map_err(ServiceError::from)?;
         let acc = access(&ents, chat.grace_seconds * 1000, now);
@@ -582,7 +610,12 @@ fn key_from(headers: &HeaderMap, body: Option<String>) -> ApiResult<Option<Strin
     match headers.get("idempotency-key") {
         Some(v) => Ok(Some(
             v.to_str()
-                .map_err(|_| AppError::validation("Idempotency-Key", "Idempotency-Key: must be visible ASCII"))?
+                .map_err(|_| {
+                    AppError::validation(
+                        "Idempotency-Key",
+                        "Idempotency-Key: must be visible ASCII",
+                    )
+                })?
                 .to_string(),
         )),
         None => Ok(None),
@@ -615,11 +648,20 @@ pub async fn grant_entitlement(
     headers: HeaderMap,
     ApiJson(body): ApiJson<GrantBody>,
 ) -> ApiResult<(StatusCode, Json<EntitlementView>)> {
-    let tenant = state.services.acting_tenant(&principal, body.tenant_id.as_deref()).await?;
+    let tenant = state
+        .services
+        .acting_tenant(&principal, body.tenant_id.as_deref())
+        .await?;
     let source_key = key_from(&headers, body.source_key)?;
-    let starts_at = body.starts_at.as_deref().map(|t| parse_time("starts_at", t)).transpose()?;
+    let starts_at = body
+        .starts_at
+        .as_deref()
+        .map(|t| parse_time("starts_at", t))
+        .transpose()?;
     let ends_at = match (body.ends_at.as_deref(), body.duration.as_deref()) {
-        (Some(_), Some(_)) => return Err(invalid("duration", "give ends_at or duration, not both").into()),
+        (Some(_), Some(_)) => {
+            return Err(invalid("duration", "give ends_at or duration, not both").into());
+        }
         (Some(t), None) => Some(parse_time("ends_at", t)?),
         (None, Some(d)) => {
             let from = starts_at.unwrap_or_else(|| state.services.clock.now_millis());
@@ -643,7 +685,11 @@ pub async fn grant_entitlement(
             },
         )
         .await?;
-    let status = if out.replayed { StatusCode::OK } else { StatusCode::CREATED };
+    let status = if out.replayed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
     let view = entitlement_view(&state.services, out.entitlement, out.replayed, true).await?;
     Ok((status, Json(view)))
 }
@@ -693,7 +739,10 @@ pub async fn list_entitlements(
     Auth(principal): Auth,
     ApiQuery(q): ApiQuery<EntitlementListParams>,
 ) -> ApiResult<Json<EntitlementList>> {
-    let tenant = state.services.acting_tenant(&principal, q.tenant_id.as_deref()).await?;
+    let tenant = state
+        .services
+        .acting_tenant(&principal, q.tenant_id.as_deref())
+        .await?;
     let filter = EntitlementFilter {
         external_id: q.external_id,
         gated_chat_id: q.gated_chat_id,
@@ -733,7 +782,9 @@ pub async fn get_entitlement(
     Path(id): Path<String>,
 ) -> ApiResult<Json<EntitlementView>> {
     let e = state.services.entitlement(&principal, &id).await?;
-    Ok(Json(entitlement_view(&state.services, e, false, true).await?))
+    Ok(Json(
+        entitlement_view(&state.services, e, false, true).await?,
+    ))
 }
 
 /// `POST /v1/entitlements/{id}/extend`.
@@ -785,7 +836,9 @@ async fn changed(
         .services
         .change_entitlement(principal, id, change, key, reason)
         .await?;
-    Ok(Json(entitlement_view(&state.services, out.entitlement, out.replayed, true).await?))
+    Ok(Json(
+        entitlement_view(&state.services, out.entitlement, out.replayed, true).await?,
+    ))
 }
 
 /// Extend an entitlement (a renewal). Members stay in; reminders start again for the new
@@ -822,7 +875,15 @@ pub async fn extend_entitlement(
         }
         _ => return Err(invalid("ends_at", "give ends_at or duration (one of them)").into()),
     };
-    changed(&state, &principal, &id, Change::Extend { ends_at }, key, body.reason).await
+    changed(
+        &state,
+        &principal,
+        &id,
+        Change::Extend { ends_at },
+        key,
+        body.reason,
+    )
+    .await
 }
 
 /// Cancel an entitlement: at period end (access stays until `ends_at`, no renewal) or now
@@ -849,7 +910,17 @@ pub async fn cancel_entitlement(
     ApiJson(body): ApiJson<CancelBody>,
 ) -> ApiResult<Json<EntitlementView>> {
     let key = key_from(&headers, body.source_key)?;
-    changed(&state, &principal, &id, Change::Cancel { at_period_end: body.at_period_end }, key, body.reason).await
+    changed(
+        &state,
+        &principal,
+        &id,
+        Change::Cancel {
+            at_period_end: body.at_period_end,
+        },
+        key,
+        body.reason,
+    )
+    .await
 }
 
 /// Revoke an entitlement: access ends now, members are removed at once.
@@ -981,7 +1052,10 @@ pub async fn list_memberships(
     Auth(principal): Auth,
     ApiQuery(q): ApiQuery<MembershipListParams>,
 ) -> ApiResult<Json<MembershipList>> {
-    let tenant = state.services.acting_tenant(&principal, q.tenant_id.as_deref()).await?;
+    let tenant = state
+        .services
+        .acting_tenant(&principal, q.tenant_id.as_deref())
+        .await?;
     let st = match q.state.as_deref() {
         Some(s) => Some(s.parse::<MembershipState>().map_err(|_| {
             AppError::bad_query(

@@ -27,8 +27,13 @@ fn is_in(member: &Value) -> bool {
 
 impl Services {
     /// A `chat_join_request` in a gated chat; `None` when the chat is not gated.
-    pub async fn gate_join_request(&self, bot: &BotRecord, r: &Value) -> ServiceResult<Option<String>> {
-        let (Some(chat_id), Some(user)) = (r["chat"]["id"].as_i64(), r["from"]["id"].as_i64()) else {
+    pub async fn gate_join_request(
+        &self,
+        bot: &BotRecord,
+        r: &Value,
+    ) -> ServiceResult<Option<String>> {
+        let (Some(chat_id), Some(user)) = (r["chat"]["id"].as_i64(), r["from"]["id"].as_i64())
+        else {
             return Ok(None);
         };
         let Some(chat) = self.store.gated_chat_of(&bot.id, chat_id).await? else {
@@ -41,7 +46,11 @@ impl Services {
             Some(l) => self.store.membership_by_link(&chat.id, l).await?,
             None => None,
         };
-        let mut m = match self.store.find_membership(&chat.id, Some(user), None).await? {
+        let mut m = match self
+            .store
+            .find_membership(&chat.id, Some(user), None)
+            .await?
+        {
             Some(m) => m,
             // The first to use an app user's link whose Telegram user is not known is them.
             None => match owner.clone() {
@@ -52,10 +61,7 @@ impl Services {
                 _ => self.new_membership(&chat, user, now),
             },
         };
-        let someone_elses = owner
-            .as_ref()
-            .filter(|o| o.id != m.id)
-            .cloned();
+        let someone_elses = owner.as_ref().filter(|o| o.id != m.id).cloned();
         if matches!(m.state, MembershipState::Member) || m.job_id.is_some() {
             return Ok(Some(format!("join request of {user}: already handled")));
         }
@@ -68,25 +74,40 @@ impl Services {
         if chat.status != GateStatus::Active {
             // Left pending: the sweep answers once the bot can.
             self.store.save_membership(&m, None).await?;
-            self.emit_membership(&chat, &m, "membership.requested").await?;
-            return Ok(Some(format!("join request of {user} left pending: the gated chat is degraded")));
+            self.emit_membership(&chat, &m, "membership.requested")
+                .await?;
+            return Ok(Some(format!(
+                "join request of {user} left pending: the gated chat is degraded"
+            )));
         }
         let allowed = acc.allows(now);
-        let action = if allowed { MemberAction::Approve } else { MemberAction::Decline };
+        let action = if allowed {
+            MemberAction::Approve
+        } else {
+            MemberAction::Decline
+        };
         let job = self.member_job(&chat, &mut m, action, user, vec![]);
         if !allowed {
             m.state = MembershipState::Declined;
         }
         self.store.save_membership(&m, Some(&job)).await?;
         crate::delivery::sender::wake_bot(&chat.bot_id);
-        self.emit_membership(&chat, &m, "membership.requested").await?;
+        self.emit_membership(&chat, &m, "membership.requested")
+            .await?;
         if let Some(o) = someone_elses {
             self.revoke_used_link(&chat, o, user).await?;
         }
         if !allowed && let Some(user_chat) = r["user_chat_id"].as_i64() {
             let vars = json!({"gated_chat": {"name": chat.name}});
             if let Err(e) = self
-                .try_notify(&chat, &m, Some(user_chat), TextKey::JoinDeclined, vars, &format!("declined:{now}"))
+                .try_notify(
+                    &chat,
+                    &m,
+                    Some(user_chat),
+                    TextKey::JoinDeclined,
+                    vars,
+                    &format!("declined:{now}"),
+                )
                 .await
             {
                 tracing::warn!(error = %e, "decline notice not queued");
@@ -94,7 +115,11 @@ impl Services {
         }
         Ok(Some(format!(
             "join request of {user}: {}",
-            if allowed { "approving (entitled)" } else { "declining (no access)" }
+            if allowed {
+                "approving (entitled)"
+            } else {
+                "declining (no access)"
+            }
         )))
     }
 
@@ -110,9 +135,17 @@ impl Services {
         if owner.job_id.is_some() {
             return Ok(());
         }
-        let Some(link) = owner.invite_link.take() else { return Ok(()) };
+        let Some(link) = owner.invite_link.take() else {
+            return Ok(());
+        };
         let lane = stranger;
-        let job = self.member_job(chat, &mut owner, MemberAction::RevokeLink, lane, vec![link.clone()]);
+        let job = self.member_job(
+            chat,
+            &mut owner,
+            MemberAction::RevokeLink,
+            lane,
+            vec![link.clone()],
+        );
         owner.updated_at = self.clock.now_millis();
         self.store.save_membership(&owner, Some(&job)).await?;
         crate::delivery::sender::wake_bot(&chat.bot_id);
@@ -148,10 +181,17 @@ impl Services {
 
     /// A `chat_member` update in a gated chat (someone joined, left or was removed);
     /// `None` when the chat is not gated or the update is about a bot.
-    pub async fn gate_chat_member(&self, bot: &BotRecord, u: &Value) -> ServiceResult<Option<String>> {
-        let Some(chat_id) = u["chat"]["id"].as_i64() else { return Ok(None) };
+    pub async fn gate_chat_member(
+        &self,
+        bot: &BotRecord,
+        u: &Value,
+    ) -> ServiceResult<Option<String>> {
+        let Some(chat_id) = u["chat"]["id"].as_i64() else {
+            return Ok(None);
+        };
         let new = &u["new_chat_member"];
-        let (Some(user), false) = (new["user"]["id"].as_i64(), new["user"]["is_bot"] == true) else {
+        let (Some(user), false) = (new["user"]["id"].as_i64(), new["user"]["is_bot"] == true)
+        else {
             return Ok(None);
         };
         let Some(chat) = self.store.gated_chat_of(&bot.id, chat_id).await? else {
@@ -161,11 +201,18 @@ impl Services {
         let was_in = is_in(&u["old_chat_member"]);
         let now_in = is_in(new);
         let link = u["invite_link"]["invite_link"].as_str();
-        let mut m = match self.store.find_membership(&chat.id, Some(user), None).await? {
+        let mut m = match self
+            .store
+            .find_membership(&chat.id, Some(user), None)
+            .await?
+        {
             Some(m) => m,
             None => match link {
                 Some(l) => match self.store.membership_by_link(&chat.id, l).await? {
-                    Some(o) if o.telegram_user_id.is_none() => MembershipRecord { telegram_user_id: Some(user), ..o },
+                    Some(o) if o.telegram_user_id.is_none() => MembershipRecord {
+                        telegram_user_id: Some(user),
+                        ..o
+                    },
                     _ => self.new_membership(&chat, user, now),
                 },
                 None => self.new_membership(&chat, user, now),
@@ -196,7 +243,9 @@ impl Services {
             // once per (user, period end).
             self.mirror_subscription(chat, user, until * 1000).await?;
         }
-        let acc = self.holder_access(chat, m.external_id.as_deref(), Some(user)).await?;
+        let acc = self
+            .holder_access(chat, m.external_id.as_deref(), Some(user))
+            .await?;
         m.unentitled = !acc.allows(now);
         m.state = MembershipState::Member;
         m.joined_at = Some(now);
@@ -217,7 +266,8 @@ impl Services {
             crate::delivery::sender::wake_bot(&chat.bot_id);
         }
         if m.unentitled {
-            self.emit_membership(chat, m, "membership.unauthorized_join").await?;
+            self.emit_membership(chat, m, "membership.unauthorized_join")
+                .await?;
             if let Some(l) = used.filter(|_| !personal)
                 && let Some(owner) = self.store.membership_by_link(&chat.id, &l).await?
                 && owner.id != m.id
@@ -226,14 +276,23 @@ impl Services {
             }
             return Ok(Some(format!(
                 "{user} joined without access{}",
-                if chat.remove_unentitled { ": removed after the grace" } else { "" }
+                if chat.remove_unentitled {
+                    ": removed after the grace"
+                } else {
+                    ""
+                }
             )));
         }
         self.emit_membership(chat, m, "membership.joined").await?;
         Ok(Some(format!("{user} joined (entitled)")))
     }
 
-    async fn left(&self, chat: &GatedChatRecord, m: &mut MembershipRecord, now: i64) -> ServiceResult<Option<String>> {
+    async fn left(
+        &self,
+        chat: &GatedChatRecord,
+        m: &mut MembershipRecord,
+        now: i64,
+    ) -> ServiceResult<Option<String>> {
         let user = m.telegram_user_id.unwrap_or_default();
         if matches!(m.state, MembershipState::Removing) {
             // Our own removal: the job's outcome records it.
@@ -252,7 +311,12 @@ impl Services {
         Ok(Some(format!("{user} left")))
     }
 
-    async fn mirror_subscription(&self, chat: &GatedChatRecord, user: i64, until: i64) -> ServiceResult<()> {
+    async fn mirror_subscription(
+        &self,
+        chat: &GatedChatRecord,
+        user: i64,
+        until: i64,
+    ) -> ServiceResult<()> {
         let input = super::service::GrantInput {
             external_id: None,
             telegram_user_id: Some(user),
@@ -274,8 +338,14 @@ impl Services {
 
     /// The bot's own membership changed in a gated chat: its rights decide whether the chat
     /// is enforced. `None` when the chat is not gated.
-    pub async fn gate_my_chat_member(&self, bot: &BotRecord, u: &Value) -> ServiceResult<Option<String>> {
-        let Some(chat_id) = u["chat"]["id"].as_i64() else { return Ok(None) };
+    pub async fn gate_my_chat_member(
+        &self,
+        bot: &BotRecord,
+        u: &Value,
+    ) -> ServiceResult<Option<String>> {
+        let Some(chat_id) = u["chat"]["id"].as_i64() else {
+            return Ok(None);
+        };
         let Some(chat) = self.store.gated_chat_of(&bot.id, chat_id).await? else {
             return Ok(None);
         };
@@ -286,8 +356,16 @@ impl Services {
 
     /// Marks a gated chat enforced (`reason` none) or degraded, with its event when it
     /// changes.
-    pub async fn set_gate_status(&self, mut chat: GatedChatRecord, reason: Option<String>) -> ServiceResult<String> {
-        let status = if reason.is_some() { GateStatus::Degraded } else { GateStatus::Active };
+    pub async fn set_gate_status(
+        &self,
+        mut chat: GatedChatRecord,
+        reason: Option<String>,
+    ) -> ServiceResult<String> {
+        let status = if reason.is_some() {
+            GateStatus::Degraded
+        } else {
+            GateStatus::Active
+        };
         if chat.status == status && chat.status_reason == reason {
             return Ok(format!("gated chat {}: still {}", chat.id, status.as_str()));
         }
@@ -317,17 +395,27 @@ impl Services {
 
     /// A gated group became a supergroup: the gate follows it (and is enforced once the
     /// bot's rights there are confirmed).
-    pub async fn gate_migrated(&self, bot: &BotRecord, from: i64, to: i64) -> ServiceResult<Option<String>> {
+    pub async fn gate_migrated(
+        &self,
+        bot: &BotRecord,
+        from: i64,
+        to: i64,
+    ) -> ServiceResult<Option<String>> {
         let Some(mut chat) = self.store.gated_chat_of(&bot.id, from).await? else {
             return Ok(None);
         };
         chat.chat_id = to;
         chat.updated_at = self.clock.now_millis();
         self.store.update_gated_chat(&chat).await?;
-        let missing = self.missing_rights(bot, to).await.unwrap_or_else(|_| vec!["can_invite_users", "can_restrict_members"]);
+        let missing = self
+            .missing_rights(bot, to)
+            .await
+            .unwrap_or_else(|_| vec!["can_invite_users", "can_restrict_members"]);
         let reason = (!missing.is_empty()).then(|| missing_explained(&missing));
         self.set_gate_status(chat, reason).await?;
-        Ok(Some(format!("gated chat follows {from} to supergroup {to}")))
+        Ok(Some(format!(
+            "gated chat follows {from} to supergroup {to}"
+        )))
     }
 
     /// The text of a reminder's end.

@@ -22,8 +22,14 @@ use crate::texts::TextVars;
 
 /// The rights a gated chat's bot needs, and why.
 pub const NEEDED_RIGHTS: [(&str, &str); 2] = [
-    ("can_invite_users", "to make personal links and approve join requests"),
-    ("can_restrict_members", "to remove members whose access ended"),
+    (
+        "can_invite_users",
+        "to make personal links and approve join requests",
+    ),
+    (
+        "can_restrict_members",
+        "to remove members whose access ended",
+    ),
 ];
 
 /// Why a basic group is not enforced.
@@ -145,11 +151,19 @@ impl Services {
 
     /// The bot's rights in a chat, as Telegram reports them: the missing ones (empty when
     /// it holds every needed right).
-    pub async fn missing_rights(&self, bot: &BotRecord, chat_id: i64) -> ServiceResult<Vec<&'static str>> {
+    pub async fn missing_rights(
+        &self,
+        bot: &BotRecord,
+        chat_id: i64,
+    ) -> ServiceResult<Vec<&'static str>> {
         let token = self.token_of(bot)?;
         let me: Value = self
             .telegram
-            .call(&token, "getChatMember", &json!({"chat_id": chat_id, "user_id": bot.telegram_id}))
+            .call(
+                &token,
+                "getChatMember",
+                &json!({"chat_id": chat_id, "user_id": bot.telegram_id}),
+            )
             .await?;
         Ok(missing_from(&me))
     }
@@ -169,7 +183,10 @@ impl Services {
                 if !allowed.iter().any(|a| a == needed) {
                     return Err(invalid(
                         "bot_id",
-                        format!("the bot's allowed_updates leave out {needed}, which a gated chat needs: add it (PATCH /v1/bots/{})", bot.id),
+                        format!(
+                            "the bot's allowed_updates leave out {needed}, which a gated chat needs: add it (PATCH /v1/bots/{})",
+                            bot.id
+                        ),
                     ));
                 }
             }
@@ -182,7 +199,11 @@ impl Services {
             .map_err(|e| {
                 invalid(
                     "chat_id",
-                    format!("the bot cannot see chat {}: add it as an administrator first ({})", input.chat_id, e.description()),
+                    format!(
+                        "the bot cannot see chat {}: add it as an administrator first ({})",
+                        input.chat_id,
+                        e.description()
+                    ),
                 )
             })?;
         let (chat_type, status, reason) = match chat["type"].as_str() {
@@ -196,7 +217,11 @@ impl Services {
             other => {
                 return Err(invalid(
                     "chat_id",
-                    format!("chat {} is a {} chat: only supergroups and channels can be gated", input.chat_id, other.unwrap_or("unknown")),
+                    format!(
+                        "chat {} is a {} chat: only supergroups and channels can be gated",
+                        input.chat_id,
+                        other.unwrap_or("unknown")
+                    ),
                 ));
             }
         };
@@ -238,13 +263,23 @@ impl Services {
             created_at: now,
             updated_at: now,
         };
-        self.store.insert_gated_chat(&record).await?;
+        self.store
+            .insert_gated_chat(&record)
+            .await
+            .map_err(|e| match e {
+                crate::store::StoreError::Conflict(d) => ServiceError::Conflict(d),
+                e => e.into(),
+            })?;
         tracing::info!(gated_chat_id = %record.id, chat_id = record.chat_id, "gated chat bound");
         Ok(record)
     }
 
     /// One gated chat of the caller's tenant.
-    pub async fn gated_chat(&self, principal: &Principal, id: &str) -> ServiceResult<GatedChatRecord> {
+    pub async fn gated_chat(
+        &self,
+        principal: &Principal,
+        id: &str,
+    ) -> ServiceResult<GatedChatRecord> {
         self.store
             .get_gated_chat(principal.tenant(), id)
             .await?
@@ -292,7 +327,10 @@ impl Services {
             return Err(invalid("external_id", "must be 1 to 200 characters"));
         }
         if input.telegram_user_id.is_some_and(|u| u <= 0) {
-            return Err(invalid("telegram_user_id", "must be a Telegram user id (positive)"));
+            return Err(invalid(
+                "telegram_user_id",
+                "must be a Telegram user id (positive)",
+            ));
         }
         if input.gated_chat_ids.is_empty() || input.gated_chat_ids.len() > 50 {
             return Err(invalid("gated_chat_ids", "give 1 to 50 gated chat ids"));
@@ -301,8 +339,16 @@ impl Services {
         chats.sort();
         chats.dedup();
         for id in &chats {
-            if self.store.get_gated_chat(Some(tenant_id), id).await?.is_none() {
-                return Err(invalid("gated_chat_ids", format!("no gated chat {id} in this tenant")));
+            if self
+                .store
+                .get_gated_chat(Some(tenant_id), id)
+                .await?
+                .is_none()
+            {
+                return Err(invalid(
+                    "gated_chat_ids",
+                    format!("no gated chat {id} in this tenant"),
+                ));
             }
         }
         let now = self.clock.now_millis();
@@ -366,9 +412,17 @@ impl Services {
                     return Err(refused("it was cancelled or revoked: grant a new one"));
                 }
                 if ends_at <= now || e.ends_at.is_some_and(|cur| ends_at <= cur) {
-                    return Err(invalid("ends_at", "must be later than now and than the current end"));
+                    return Err(invalid(
+                        "ends_at",
+                        "must be later than now and than the current end",
+                    ));
                 }
-                (EntryKind::Extend, Some(ends_at), false, "entitlement.extended")
+                (
+                    EntryKind::Extend,
+                    Some(ends_at),
+                    false,
+                    "entitlement.extended",
+                )
             }
             Change::Cancel { at_period_end } => {
                 if ended {
@@ -380,7 +434,12 @@ impl Services {
                         "this entitlement has no end: cancel it now instead",
                     ));
                 }
-                (EntryKind::Cancel, None, at_period_end, "entitlement.cancelled")
+                (
+                    EntryKind::Cancel,
+                    None,
+                    at_period_end,
+                    "entitlement.cancelled",
+                )
             }
             Change::Revoke => {
                 if e.revoked_at.is_some() {
@@ -445,7 +504,11 @@ impl Services {
     }
 
     /// One entitlement of the caller's tenant.
-    pub async fn entitlement(&self, principal: &Principal, id: &str) -> ServiceResult<EntitlementRecord> {
+    pub async fn entitlement(
+        &self,
+        principal: &Principal,
+        id: &str,
+    ) -> ServiceResult<EntitlementRecord> {
         self.store
             .get_entitlement(principal.tenant(), id)
             .await?
@@ -457,7 +520,10 @@ impl Services {
 
     /// Brings the memberships of an entitlement's holder in line with their access, in each
     /// of its chats; marks it synced when all went through.
-    pub async fn sync_entitlement(&self, e: &EntitlementRecord) -> ServiceResult<Vec<MembershipRecord>> {
+    pub async fn sync_entitlement(
+        &self,
+        e: &EntitlementRecord,
+    ) -> ServiceResult<Vec<MembershipRecord>> {
         let mut out = Vec::new();
         let mut complete = true;
         for chat_id in &e.gated_chat_ids {
@@ -476,7 +542,9 @@ impl Services {
             }
         }
         if complete {
-            self.store.mark_entitlement_synced(&e.id, e.updated_at).await?;
+            self.store
+                .mark_entitlement_synced(&e.id, e.updated_at)
+                .await?;
         }
         Ok(out)
     }
@@ -522,7 +590,11 @@ impl Services {
             .store
             .holder_entitlements(&chat.tenant_id, &chat.id, external_id, telegram_user_id)
             .await?;
-        Ok(access(&ents, chat.grace_seconds * 1000, self.clock.now_millis()))
+        Ok(access(
+            &ents,
+            chat.grace_seconds * 1000,
+            self.clock.now_millis(),
+        ))
     }
 
     /// Brings one holder's membership of one chat in line with their access: a personal
@@ -539,7 +611,10 @@ impl Services {
             Some(u) => Some(u),
             None => self.telegram_user_of(chat, external_id).await?,
         };
-        let found = self.store.find_membership(&chat.id, user, external_id).await?;
+        let found = self
+            .store
+            .find_membership(&chat.id, user, external_id)
+            .await?;
         // The app user's entitlements and the Telegram user's both count.
         let external = external_id
             .map(str::to_string)
@@ -595,11 +670,12 @@ impl Services {
                 }
                 _ => {}
             }
-        } else if m.state == MembershipState::Requested && m.job_id.is_none() {
-            if let Some(u) = m.telegram_user_id {
-                job = Some(self.member_job(chat, &mut m, MemberAction::Decline, u, vec![]));
-                m.state = MembershipState::Declined;
-            }
+        } else if m.state == MembershipState::Requested
+            && m.job_id.is_none()
+            && let Some(u) = m.telegram_user_id
+        {
+            job = Some(self.member_job(chat, &mut m, MemberAction::Decline, u, vec![]));
+            m.state = MembershipState::Declined;
         }
         if invite && chat.status == GateStatus::Active {
             match self.make_link(chat, &m).await {
@@ -621,14 +697,26 @@ impl Services {
             self.emit_membership(chat, &m, "membership.invited").await?;
             let vars = json!({"gated_chat": {"name": chat.name}, "invite_link": m.invite_link,
                 "ends_at": m.ends_at.map(human_time)});
-            self.notify(chat, &m, TextKey::MembershipInvite, vars, &format!("invite:{}", m.invite_link.as_deref().unwrap_or_default()))
-                .await;
+            self.notify(
+                chat,
+                &m,
+                TextKey::MembershipInvite,
+                vars,
+                &format!("invite:{}", m.invite_link.as_deref().unwrap_or_default()),
+            )
+            .await;
         }
         Ok(m)
     }
 
     /// Sets what a membership's access says: its end, removal time and next reminder.
-    pub(super) fn apply_access(&self, chat: &GatedChatRecord, m: &mut MembershipRecord, acc: Access, now: i64) {
+    pub(super) fn apply_access(
+        &self,
+        chat: &GatedChatRecord,
+        m: &mut MembershipRecord,
+        acc: Access,
+        now: i64,
+    ) {
         if m.ends_at != acc.ends_at {
             m.reminders_sent = reminders_past(acc.ends_at, &chat.reminders, now);
         }
@@ -650,12 +738,19 @@ impl Services {
 
     /// A personal link for the holder: a join-request link (`request`), or a one-person
     /// invite link revoked once used (`invite`).
-    async fn make_link(&self, chat: &GatedChatRecord, m: &MembershipRecord) -> ServiceResult<String> {
-        let bot = self
-            .store
-            .get_bot(&chat.bot_id)
-            .await?
-            .ok_or_else(|| ServiceError::NotFound { kind: "bot", id: chat.bot_id.clone() })?;
+    async fn make_link(
+        &self,
+        chat: &GatedChatRecord,
+        m: &MembershipRecord,
+    ) -> ServiceResult<String> {
+        let bot =
+            self.store
+                .get_bot(&chat.bot_id)
+                .await?
+                .ok_or_else(|| ServiceError::NotFound {
+                    kind: "bot",
+                    id: chat.bot_id.clone(),
+                })?;
         let token = self.token_of(&bot)?;
         let name: String = m
             .external_id
@@ -677,7 +772,11 @@ impl Services {
         link["invite_link"]
             .as_str()
             .map(str::to_string)
-            .ok_or_else(|| ServiceError::Telegram(crate::telegram::TelegramError::BadRequest("createChatInviteLink answered without invite_link".into())))
+            .ok_or_else(|| {
+                ServiceError::Telegram(crate::telegram::TelegramError::BadRequest(
+                    "createChatInviteLink answered without invite_link".into(),
+                ))
+            })
     }
 
     /// A member job for `m` (queued by the caller with the membership): its calls name the
@@ -731,7 +830,11 @@ impl Services {
             kind: JobKind::Member,
             edit_of: None,
             // Letting someone in waits for nothing; removals go before notices.
-            priority: if matches!(action, MemberAction::Approve | MemberAction::Decline) { 100 } else { 50 },
+            priority: if matches!(action, MemberAction::Approve | MemberAction::Decline) {
+                100
+            } else {
+                50
+            },
             bot_id: chat.bot_id.clone(),
             chat_id: user,
             callbacks: vec![],
@@ -797,8 +900,9 @@ impl Services {
         membership["access_url"] = json!(chat.access_url);
         vars.membership = membership;
         let body = self.reply_text(&bot, chat_id, text, None, vars).await?;
-        let req: SendRequest = serde_json::from_value(json!({"bot_id": bot.id, "to": target, "text": body}))
-            .map_err(|e| invalid("text", e.to_string()))?;
+        let req: SendRequest =
+            serde_json::from_value(json!({"bot_id": bot.id, "to": target, "text": body}))
+                .map_err(|e| invalid("text", e.to_string()))?;
         let origin = Origin::Api {
             idempotency_key: Some(format!("rg:membership:{}:{key}", m.id)),
         };
@@ -806,7 +910,11 @@ impl Services {
         Ok(())
     }
 
-    async fn notice_target(&self, chat: &GatedChatRecord, m: &MembershipRecord) -> ServiceResult<Option<Value>> {
+    async fn notice_target(
+        &self,
+        chat: &GatedChatRecord,
+        m: &MembershipRecord,
+    ) -> ServiceResult<Option<Value>> {
         if let Some(external) = &m.external_id {
             let links = self
                 .store
@@ -877,23 +985,41 @@ fn validate_settings(i: &GatedChatInput) -> ServiceResult<()> {
     {
         return Err(invalid("name", "must be 1 to 128 characters"));
     }
-    check_numbers(i.grace_seconds, i.unentitled_grace_seconds, &i.reminders, i.access_url.as_deref())
+    check_numbers(
+        i.grace_seconds,
+        i.unentitled_grace_seconds,
+        &i.reminders,
+        i.access_url.as_deref(),
+    )
 }
 
 fn validate_record(g: &GatedChatRecord) -> ServiceResult<()> {
     if g.name.trim().is_empty() || g.name.chars().count() > 128 {
         return Err(invalid("name", "must be 1 to 128 characters"));
     }
-    check_numbers(g.grace_seconds, g.unentitled_grace_seconds, &g.reminders, g.access_url.as_deref())
+    check_numbers(
+        g.grace_seconds,
+        g.unentitled_grace_seconds,
+        &g.reminders,
+        g.access_url.as_deref(),
+    )
 }
 
-fn check_numbers(grace: i64, unentitled: i64, reminders: &[i64], url: Option<&str>) -> ServiceResult<()> {
+fn check_numbers(
+    grace: i64,
+    unentitled: i64,
+    reminders: &[i64],
+    url: Option<&str>,
+) -> ServiceResult<()> {
     const YEAR: i64 = 366 * 86_400;
     if !(0..=YEAR).contains(&grace) {
         return Err(invalid("grace_seconds", "must be 0 to 31622400 (366 days)"));
     }
     if !(0..=YEAR).contains(&unentitled) {
-        return Err(invalid("unentitled_grace_seconds", "must be 0 to 31622400 (366 days)"));
+        return Err(invalid(
+            "unentitled_grace_seconds",
+            "must be 0 to 31622400 (366 days)",
+        ));
     }
     if reminders.len() > 5 {
         return Err(invalid("reminders", "at most 5 reminders"));

@@ -202,8 +202,14 @@ impl Services {
         }
         if event == Some("membership.removed") {
             let vars = json!({"gated_chat": {"name": chat.name}, "ends_at": m.ends_at.map(super::service::human_time)});
-            self.notify(&chat, &m, TextKey::MembershipRemoved, vars, &format!("removed:{now}"))
-                .await;
+            self.notify(
+                &chat,
+                &m,
+                TextKey::MembershipRemoved,
+                vars,
+                &format!("removed:{now}"),
+            )
+            .await;
         }
         if action == Some(MemberAction::RevokeLink) && m.state == MembershipState::Invited {
             // Their link was used by someone else: a new one, if they may still be in.
@@ -233,10 +239,12 @@ impl Services {
         if !live || m.ends_at.is_none_or(|end| end <= now) {
             return Ok(false);
         }
-        self.emit_membership(&chat, &m, "membership.expiring").await?;
+        self.emit_membership(&chat, &m, "membership.expiring")
+            .await?;
         let vars = Self::end_vars(&chat, &m);
         let key = format!("reminder:{}:{sent}", m.ends_at.unwrap_or_default());
-        self.notify(&chat, &m, TextKey::MembershipReminder, vars, &key).await;
+        self.notify(&chat, &m, TextKey::MembershipReminder, vars, &key)
+            .await;
         Ok(true)
     }
 
@@ -274,7 +282,9 @@ impl Services {
                 m.state = MembershipState::Removed;
                 m.left_at = Some(now);
                 match (links.is_empty(), user) {
-                    (false, Some(u)) => Some(self.member_job(&chat, &mut m, MemberAction::RevokeLink, u, links)),
+                    (false, Some(u)) => {
+                        Some(self.member_job(&chat, &mut m, MemberAction::RevokeLink, u, links))
+                    }
                     _ => None,
                 }
             }
@@ -301,14 +311,21 @@ impl Services {
         if chat.status_reason.as_deref() != Some(super::service::BASIC_GROUP) {
             let me: Result<Value, _> = self
                 .telegram
-                .call(&token, "getChatMember", &json!({"chat_id": chat.chat_id, "user_id": bot.telegram_id}))
+                .call(
+                    &token,
+                    "getChatMember",
+                    &json!({"chat_id": chat.chat_id, "user_id": bot.telegram_id}),
+                )
                 .await;
             let reason = match &me {
                 Ok(me) => {
                     let missing = missing_from(me);
                     (!missing.is_empty()).then(|| missing_explained(&missing))
                 }
-                Err(e) if e.class() == "chat_gone" => Some(format!("the bot cannot reach the chat: {}", e.description())),
+                Err(e) if e.class() == "chat_gone" => Some(format!(
+                    "the bot cannot reach the chat: {}",
+                    e.description()
+                )),
                 // Telegram unreachable: no change.
                 Err(_) => chat.status_reason.clone(),
             };
@@ -326,15 +343,22 @@ impl Services {
             .members_to_check(&chat.id, now - MEMBER_RECHECK_MS, RECHECKS_PER_CHAT)
             .await?
         {
-            let Some(user) = m.telegram_user_id else { continue };
+            let Some(user) = m.telegram_user_id else {
+                continue;
+            };
             if m.state == MembershipState::Requested {
                 // Left pending while degraded: answered now.
-                self.sync_holder(&chat, m.external_id.as_deref(), Some(user)).await?;
+                self.sync_holder(&chat, m.external_id.as_deref(), Some(user))
+                    .await?;
                 continue;
             }
             let member: Value = match self
                 .telegram
-                .call(&token, "getChatMember", &json!({"chat_id": chat.chat_id, "user_id": user}))
+                .call(
+                    &token,
+                    "getChatMember",
+                    &json!({"chat_id": chat.chat_id, "user_id": user}),
+                )
                 .await
             {
                 Ok(v) => v,
@@ -344,8 +368,10 @@ impl Services {
                 }
             };
             n += 1;
-            let inside = matches!(member["status"].as_str(), Some("creator" | "administrator" | "member"))
-                || (member["status"] == "restricted" && member["is_member"] == true);
+            let inside = matches!(
+                member["status"].as_str(),
+                Some("creator" | "administrator" | "member")
+            ) || (member["status"] == "restricted" && member["is_member"] == true);
             m.checked_at = Some(now);
             m.updated_at = now;
             match (m.state, inside) {
@@ -359,7 +385,9 @@ impl Services {
                 (MembershipState::Invited, true) => {
                     m.state = MembershipState::Member;
                     m.joined_at = Some(now);
-                    let acc = self.holder_access(&chat, m.external_id.as_deref(), Some(user)).await?;
+                    let acc = self
+                        .holder_access(&chat, m.external_id.as_deref(), Some(user))
+                        .await?;
                     m.unentitled = !acc.allows(now);
                     self.apply_access(&chat, &mut m, acc, now);
                     self.store.save_membership(&m, None).await?;

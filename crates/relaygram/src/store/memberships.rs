@@ -363,8 +363,11 @@ pub trait MembershipStore: Send + Sync {
         id: &str,
     ) -> StoreResult<Option<GatedChatRecord>>;
     /// The gated chat of a bot's Telegram chat.
-    async fn gated_chat_of(&self, bot_id: &str, chat_id: i64)
-    -> StoreResult<Option<GatedChatRecord>>;
+    async fn gated_chat_of(
+        &self,
+        bot_id: &str,
+        chat_id: i64,
+    ) -> StoreResult<Option<GatedChatRecord>>;
     /// The tenant's gated chats, in id order.
     async fn list_gated_chats(
         &self,
@@ -447,11 +450,7 @@ pub trait MembershipStore: Send + Sync {
     ) -> StoreResult<Listed<MembershipRecord>>;
     /// Writes a membership (insert or replace) and queues its job, in one transaction.
     /// `Conflict` when another row holds the same user in the same chat.
-    async fn save_membership(
-        &self,
-        m: &MembershipRecord,
-        job: Option<&NewJob>,
-    ) -> StoreResult<()>;
+    async fn save_membership(&self, m: &MembershipRecord, job: Option<&NewJob>) -> StoreResult<()>;
     /// Memberships of enforceable chats whose removal is due and not under way.
     async fn due_removals(&self, now: i64, limit: i64) -> StoreResult<Vec<MembershipRecord>>;
     /// Memberships whose next reminder is due.

@@ -123,6 +123,11 @@ const SQLITE_MIGRATIONS: &[Embedded] = &[
         "bot_texts",
         include_str!("../../migrations/sqlite/0020_bot_texts.sql"),
     ),
+    (
+        21,
+        "memberships",
+        include_str!("../../migrations/sqlite/0021_memberships.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[Embedded] = &[
     (
@@ -214,6 +219,11 @@ const POSTGRES_MIGRATIONS: &[Embedded] = &[
         20,
         "bot_texts",
         include_str!("../../migrations/postgres/0020_bot_texts.sql"),
+    ),
+    (
+        21,
+        "memberships",
+        include_str!("../../migrations/postgres/0021_memberships.sql"),
     ),
 ];
 
