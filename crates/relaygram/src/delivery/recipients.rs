@@ -332,6 +332,49 @@ impl Services {
                             .await?;
                     }
                 }
+                Target::GatedChat { id, members } => {
+                    let gated = self
+                        .store
+                        .get_gated_chat(Some(tenant_id), id)
+                        .await?
+                        .ok_or_else(|| {
+                            invalid("to", format!("no gated chat {id} in this tenant"))
+                        })?;
+                    if bot_id.is_some_and(|b| b != gated.bot_id) {
+                        return Err(invalid(
+                            "bot_id",
+                            format!("gated chat {id} belongs to another bot"),
+                        ));
+                    }
+                    if !*members {
+                        if seen.insert((gated.bot_id.clone(), gated.chat_id)) {
+                            let id = new_id("msg");
+                            if personal {
+                                out.personal
+                                    .insert(id.clone(), Personal { data, link: None });
+                            }
+                            out.rows.push(NewMessage {
+                                id,
+                                bot_id: gated.bot_id.clone(),
+                                chat_id: gated.chat_id,
+                                link_id: None,
+                                category: None,
+                                content: None,
+                            });
+                        }
+                        continue;
+                    }
+                    let before = out.rows.len();
+                    self.members_of(&gated, data, personal, &mut out, &mut seen)
+                        .await?;
+                    if out.rows.len() == before {
+                        out.skipped.push(Skipped::new(
+                            &target,
+                            SkipReason::NoActiveLink,
+                            format!("gated chat {id} has no member with access whose private chat the bot can write to"),
+                        ));
+                    }
+                }
                 Target::Category(key) => {
                     if !self.store.category_exists(tenant_id, key).await? {
                         return Err(invalid("to", format!("no category {key:?}")));
@@ -363,6 +406,88 @@ impl Services {
         }
         self.skip_unavailable_chats(&mut out).await?;
         Ok(out)
+    }
+
+    /// The private chats of a gated chat's members with access: through their link when
+    /// they have one (so `/stop` holds), else the chat the bot knows; members who never
+    /// started the bot are left out (Telegram would refuse).
+    async fn members_of(
+        &self,
+        gated: &crate::store::GatedChatRecord,
+        data: Option<Value>,
+        personal: bool,
+        out: &mut Recipients,
+        seen: &mut HashSet<(String, i64)>,
+    ) -> ServiceResult<()> {
+        let now = self.clock.now_millis();
+        let filter = crate::store::MembershipFilter {
+            gated_chat_id: Some(gated.id.clone()),
+            state: Some(crate::store::MembershipState::Member),
+            ..Default::default()
+        };
+        let mut page = Page::first(200);
+        out.fanned_out = true;
+        loop {
+            let listed = self
+                .store
+                .list_memberships(&gated.tenant_id, &filter, &page)
+                .await?;
+            for m in listed.items {
+                let Some(user) = m
+                    .telegram_user_id
+                    .filter(|_| m.access_until > now && !m.unentitled)
+                else {
+                    continue;
+                };
+                let link = self
+                    .store
+                    .chat_links(&gated.bot_id, user)
+                    .await?
+                    .into_iter()
+                    .find(|l| l.tenant_id == gated.tenant_id);
+                let reachable = match &link {
+                    Some(l) => l.active,
+                    None => self
+                        .store
+                        .get_chat(&gated.bot_id, user)
+                        .await?
+                        .is_some_and(|c| c.state == ChatState::Active),
+                };
+                if !reachable || !seen.insert((gated.bot_id.clone(), user)) {
+                    continue;
+                }
+                if out.rows.len() >= MAX_TARGETS {
+                    return Err(invalid(
+                        "to",
+                        format!(
+                            "a gated chat's members reach at most {MAX_TARGETS} recipients per request"
+                        ),
+                    ));
+                }
+                let id = new_id("msg");
+                if personal {
+                    out.personal.insert(
+                        id.clone(),
+                        Personal {
+                            data: data.clone(),
+                            link: link.clone(),
+                        },
+                    );
+                }
+                out.rows.push(NewMessage {
+                    id,
+                    bot_id: gated.bot_id.clone(),
+                    chat_id: user,
+                    link_id: link.map(|l| l.id),
+                    category: None,
+                    content: None,
+                });
+            }
+            match listed.next_cursor {
+                Some(after) => page.after = Some(after),
+                None => return Ok(()),
+            }
+        }
     }
 
     /// The tenant's bot when it has exactly one.

@@ -18,7 +18,9 @@ pub struct SendRequest {
     pub bot_id: Option<String>,
     /// `{"chat_id": 123}`, `{"link_id": "link_…"}`, `{"external_id": "user-7"}` (every
     /// active link of that app user), `{"category": "alerts"}` (every opted-in link),
-    /// `{"connect_code_id": "cc_…"}` (every active link made with that team code), or a
+    /// `{"connect_code_id": "cc_…"}` (every active link made with that team code),
+    /// `{"gated_chat_id": "gc_…"}` (the gated chat itself; with `"members": true`, each
+    /// member with access in their private chat), or a
     /// list of up to 10,000 of these. Each target may carry its own `"data": {…}` (with
     /// `template`), merged over the request's `data` for its recipients. Targets that reach
     /// nobody are reported in `skipped`; when none reaches anyone the answer is 422
@@ -130,7 +132,11 @@ pub(crate) fn target_schema() -> Value {
         one("link_id", text.clone()),
         one("external_id", text.clone()),
         one("category", text.clone()),
-        one("connect_code_id", text),
+        one("connect_code_id", text.clone()),
+        {"type": "object", "required": ["gated_chat_id"],
+         "properties": {"gated_chat_id": text, "data": data,
+            "members": {"type": "boolean", "description": "Each member with access, in their private chat, instead of the chat"}},
+         "additionalProperties": false},
     ]})
 }
 
@@ -199,6 +205,14 @@ pub enum Target {
     Category(String),
     /// Every active link made with a team connect code.
     ConnectCode(String),
+    /// A gated chat itself (`members` false), or the private chat of each of its members
+    /// with access (`members` true).
+    GatedChat {
+        /// The gated chat's id.
+        id: String,
+        /// Its members one by one instead of the chat.
+        members: bool,
+    },
 }
 
 impl Target {
@@ -210,6 +224,10 @@ impl Target {
             Target::ExternalId(id) => serde_json::json!({"external_id": id}),
             Target::Category(key) => serde_json::json!({"category": key}),
             Target::ConnectCode(id) => serde_json::json!({"connect_code_id": id}),
+            Target::GatedChat { id, members: false } => serde_json::json!({"gated_chat_id": id}),
+            Target::GatedChat { id, members: true } => {
+                serde_json::json!({"gated_chat_id": id, "members": true})
+            }
         }
     }
 }
@@ -287,10 +305,38 @@ fn parse_listed(v: &Value) -> ServiceResult<Listed> {
 }
 
 const SHAPE: &str = "each target is {\"chat_id\": 123}, {\"link_id\": \"…\"}, \
-                     {\"external_id\": \"…\"}, {\"category\": \"…\"} or \
-                     {\"connect_code_id\": \"…\"}, with an optional \"data\": {…}";
+                     {\"external_id\": \"…\"}, {\"category\": \"…\"}, \
+                     {\"connect_code_id\": \"…\"} or {\"gated_chat_id\": \"…\"} (with \
+                     \"members\": true for each member's private chat), with an optional \
+                     \"data\": {…}";
 
 fn parse_target(v: &Value) -> ServiceResult<Target> {
+    if let Some(obj) = v.as_object()
+        && let Some(id) = obj.get("gated_chat_id")
+    {
+        let members = match obj.get("members") {
+            None => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return Err(invalid("to", "members must be true or false")),
+        };
+        if obj.keys().any(|k| k != "gated_chat_id" && k != "members") {
+            return Err(invalid("to", SHAPE));
+        }
+        let id = id
+            .as_str()
+            .map(str::trim)
+            .filter(|s| !s.is_empty() && s.len() <= 200)
+            .ok_or_else(|| {
+                invalid(
+                    "to",
+                    "gated_chat_id must be a string of 1 to 200 characters",
+                )
+            })?;
+        return Ok(Target::GatedChat {
+            id: id.to_string(),
+            members,
+        });
+    }
     let obj = v
         .as_object()
         .filter(|o| o.len() == 1)

@@ -658,17 +658,17 @@ pub async fn grant_entitlement(
         .as_deref()
         .map(|t| parse_time("starts_at", t))
         .transpose()?;
-    let ends_at = match (body.ends_at.as_deref(), body.duration.as_deref()) {
-        (Some(_), Some(_)) => {
-            return Err(invalid("duration", "give ends_at or duration, not both").into());
-        }
-        (Some(t), None) => Some(parse_time("ends_at", t)?),
-        (None, Some(d)) => {
-            let from = starts_at.unwrap_or_else(|| state.services.clock.now_millis());
-            Some(from + span_seconds("duration", d)? * 1000)
-        }
-        (None, None) => None,
-    };
+    let ends_at = body
+        .ends_at
+        .as_deref()
+        .map(|t| parse_time("ends_at", t))
+        .transpose()?;
+    // A duration stays a duration: the same grant replayed later is the same grant.
+    let duration_ms = body
+        .duration
+        .as_deref()
+        .map(|d| span_seconds("duration", d).map(|s| s * 1000))
+        .transpose()?;
     let out = state
         .services
         .grant_entitlement(
@@ -679,6 +679,7 @@ pub async fn grant_entitlement(
                 gated_chat_ids: body.gated_chat_ids,
                 starts_at,
                 ends_at,
+                duration_ms,
                 source: "api".into(),
                 source_key,
                 reason: body.reason,

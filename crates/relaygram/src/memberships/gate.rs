@@ -200,6 +200,14 @@ impl Services {
         let now = self.clock.now_millis();
         let was_in = is_in(&u["old_chat_member"]);
         let now_in = is_in(new);
+        if now_in
+            && chat.join_mode == JoinMode::StarsSubscription
+            && let Some(until) = new["until_date"].as_i64()
+        {
+            // A paid Star subscription: Telegram's own entitlement, mirrored into the ledger
+            // once per (user, period end), before the membership is read (the grant makes it).
+            self.mirror_subscription(&chat, user, until * 1000).await?;
+        }
         let link = u["invite_link"]["invite_link"].as_str();
         let mut m = match self
             .store
@@ -235,13 +243,6 @@ impl Services {
         let user = m.telegram_user_id.unwrap_or_default();
         if m.state == MembershipState::Member {
             return Ok(Some(format!("member {user}: already in")));
-        }
-        if chat.join_mode == JoinMode::StarsSubscription
-            && let Some(until) = u["new_chat_member"]["until_date"].as_i64()
-        {
-            // A paid Star subscription: Telegram's own entitlement, mirrored into the ledger
-            // once per (user, period end).
-            self.mirror_subscription(chat, user, until * 1000).await?;
         }
         let acc = self
             .holder_access(chat, m.external_id.as_deref(), Some(user))
@@ -323,6 +324,7 @@ impl Services {
             gated_chat_ids: vec![chat.id.clone()],
             starts_at: None,
             ends_at: Some(until),
+            duration_ms: None,
             source: "telegram".into(),
             source_key: Some(format!("star_subscription:{}:{user}:{until}", chat.chat_id)),
             reason: Some("Star subscription".into()),

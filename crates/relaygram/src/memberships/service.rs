@@ -79,8 +79,11 @@ pub struct GrantInput {
     pub gated_chat_ids: Vec<String>,
     /// From (default now).
     pub starts_at: Option<i64>,
-    /// Until (`None` = forever).
+    /// Until (`None` = forever, unless `duration_ms`).
     pub ends_at: Option<i64>,
+    /// Until, counted from the start (instead of `ends_at`): a replay of the same grant
+    /// later is still the same grant.
+    pub duration_ms: Option<i64>,
     /// `api` (payments add `stars`, `stripe`).
     pub source: String,
     /// Makes the grant apply once.
@@ -353,14 +356,21 @@ impl Services {
         }
         let now = self.clock.now_millis();
         let starts_at = input.starts_at.unwrap_or(now);
-        if let Some(end) = input.ends_at
+        let ends_at = match (input.ends_at, input.duration_ms) {
+            (Some(_), Some(_)) => {
+                return Err(invalid("duration", "give ends_at or duration, not both"));
+            }
+            (None, Some(d)) => Some(starts_at + d),
+            (end, None) => end,
+        };
+        if let Some(end) = ends_at
             && end <= starts_at
         {
             return Err(invalid("ends_at", "must be after starts_at (or now)"));
         }
         let body = json!({"external_id": input.external_id, "telegram_user_id": input.telegram_user_id,
             "gated_chat_ids": chats, "starts_at": input.starts_at, "ends_at": input.ends_at,
-            "reason": input.reason});
+            "duration_ms": input.duration_ms, "reason": input.reason});
         let id = new_id("ent");
         let grant = EntitlementRecord {
             id: id.clone(),
@@ -369,7 +379,7 @@ impl Services {
             telegram_user_id: input.telegram_user_id,
             gated_chat_ids: chats,
             starts_at,
-            ends_at: input.ends_at,
+            ends_at,
             cancel_at_period_end: false,
             cancelled_at: None,
             revoked_at: None,
@@ -386,7 +396,7 @@ impl Services {
             source: input.source.clone(),
             source_key: input.source_key.clone().unwrap_or_else(|| new_id("key")),
             body_hash: hash(&body),
-            ends_at: input.ends_at,
+            ends_at,
             at_period_end: false,
             reason: input.reason.clone(),
             created_at: now,

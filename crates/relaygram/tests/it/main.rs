@@ -20,6 +20,7 @@ mod inbound;
 mod linking;
 mod local_time;
 mod memberships;
+mod memberships_crash;
 mod openapi;
 mod operations;
 mod personal;
