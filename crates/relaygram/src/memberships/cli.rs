@@ -219,7 +219,10 @@ async fn tenant_for(
         return services
             .acting_tenant(&me, Some(t))
             .await
-            .map_err(|_| anyhow::anyhow!("--tenant: no tenant {t}"));
+            .map_err(|e| match e {
+                ServiceError::NotFound { .. } => anyhow::anyhow!("--tenant: no tenant {t}"),
+                e => explain(e),
+            });
     }
     if let Some(t) = inferred {
         return Ok(t);
