@@ -59,6 +59,12 @@ pub enum Command {
     /// Manage schedules (recurring messages).
     #[command(subcommand)]
     Schedules(crate::schedules::cli::SchedulesCommand),
+    /// Manage gated chats (paid access to groups and channels).
+    #[command(subcommand)]
+    GatedChats(crate::memberships::cli::GatedChatsCommand),
+    /// Grant, list and revoke entitlements (who may be in which gated chats).
+    #[command(subcommand)]
+    Entitlements(crate::memberships::cli::EntitlementsCommand),
 }
 
 /// `relaygram sandbox` options.
@@ -513,6 +519,12 @@ pub async fn run_admin_command(config: &Config, command: Command) -> anyhow::Res
             crate::delivery::command::run(&services, &args.send, args.follow.as_deref()).await
         }
         Command::Schedules(command) => crate::schedules::cli::run(&services, command).await,
+        Command::GatedChats(command) => {
+            crate::memberships::cli::run_gated_chats(&services, command).await
+        }
+        Command::Entitlements(command) => {
+            crate::memberships::cli::run_entitlements(&services, command).await
+        }
         Command::Serve | Command::Config | Command::Sandbox(_) => {
             Err(anyhow::anyhow!("not an operator command"))
         }

@@ -490,12 +490,14 @@ pub struct EntitlementView {
     pub updated_at: String,
 }
 
-async fn entitlement_view(
+/// An entitlement as the API (and the CLI's `--json`) shows it: per chat the holder's
+/// state, membership and personal link; with its ledger when `with_entries`.
+pub(crate) async fn entitlement_view(
     services: &Services,
     e: EntitlementRecord,
     replayed: bool,
     with_entries: bool,
-) -> ApiResult<EntitlementView> {
+) -> Result<EntitlementView, ServiceError> {
     let now = services.clock.now_millis();
     let mut chats = Vec::new();
     for id in &e.gated_chat_ids {

@@ -121,6 +121,8 @@ async fn config_command_masks_secrets_and_bad_config_fails_clearly() {
         vec!["webhook", "register", "--help"],
         vec!["migrate", "--help"],
         vec!["sandbox", "--help"],
+        vec!["gated-chats", "show", "--help"],
+        vec!["entitlements", "grant", "--help"],
     ] {
         cli.ok(&args).await;
     }
@@ -803,4 +805,344 @@ async fn connection_errors_name_the_url_and_the_setting() {
         "{err}"
     );
     assert!(!err.contains("s3cr3tpassword"), "{err}");
+}
+
+/// Runs and expects failure; returns stderr, checked to be one plain line (no panic, no
+/// backtrace, no usage dump).
+async fn refused(cli: &Cli, args: &[&str]) -> String {
+    let out = cli.run(args).await;
+    assert!(!out.status.success(), "relaygram {args:?} succeeded");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+    assert!(err.starts_with("error: "), "{args:?}: {err}");
+    assert!(!err.contains("panicked"), "{args:?}: {err}");
+    err
+}
+
+#[tokio::test]
+async fn gated_chats_and_entitlements_from_the_command_line() {
+    for engine in engines() {
+        let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+        let s = sandbox.url();
+        let dir = tempfile::tempdir().unwrap();
+        let db = relaygram::store::testing::fresh(engine, dir.path())
+            .await
+            .unwrap();
+        let cli = Cli::new(&[
+            ("RELAYGRAM_DATABASE_URL", db.url.clone()),
+            ("RELAYGRAM_TELEGRAM_API_URL", s.clone()),
+            (
+                "RELAYGRAM_DATA_DIR",
+                dir.path().join("data").display().to_string(),
+            ),
+        ]);
+        cli.ok(&["migrate"]).await;
+        let http = reqwest::Client::new();
+        let post = |path: String, body: Value| {
+            let http = http.clone();
+            let url = format!("{s}{path}");
+            async move {
+                http.post(url)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap()
+                    .error_for_status()
+                    .unwrap()
+                    .json::<Value>()
+                    .await
+                    .unwrap()
+            }
+        };
+
+        // A tenant, its bot, and a supergroup the bot administers with both rights.
+        let created = cli.ok(&["tenants", "create", "--name", "Acme"]).await;
+        let tenant = created.split('\t').next().unwrap().trim().to_string();
+        let made = post("/sandbox/bots".into(), json!({"username": "gate_cli_bot"})).await;
+        cli.ok_with(
+            &["bots", "add", "--tenant", &tenant],
+            &[("RELAYGRAM_BOT_TOKEN", made["token"].as_str().unwrap())],
+        )
+        .await;
+        let owner = post("/sandbox/users".into(), json!({"first_name": "Owner"})).await["id"]
+            .as_i64()
+            .unwrap();
+        let alice = post("/sandbox/users".into(), json!({"first_name": "Alice"})).await["id"]
+            .as_i64()
+            .unwrap();
+        let group = post(
+            "/sandbox/groups".into(),
+            json!({"title": "VIP", "type": "supergroup", "owner": owner}),
+        )
+        .await["id"]
+            .as_i64()
+            .unwrap();
+        let group_arg = group.to_string();
+        // A plain member: the bind is refused, naming the missing right.
+        post(
+            format!("/sandbox/groups/{group}/bots"),
+            json!({"bot": "gate_cli_bot", "status": "member"}),
+        )
+        .await;
+        let err = refused(&cli, &["gated-chats", "add", "--chat-id", &group_arg]).await;
+        assert!(err.contains("can_restrict_members"), "{err}");
+        assert_eq!(cli.ok(&["gated-chats", "list"]).await.trim(), "");
+        post(
+            format!("/sandbox/groups/{group}/bots"),
+            json!({"bot": "gate_cli_bot", "status": "administrator",
+                   "rights": {"can_invite_users": true, "can_restrict_members": true}}),
+        )
+        .await;
+        let added = cli
+            .ok(&[
+                "gated-chats",
+                "add",
+                "--chat-id",
+                &group_arg,
+                "--name",
+                "VIP",
+                "--grace",
+                "1d",
+                "--reminders",
+                "3d,1d",
+            ])
+            .await;
+        let gated = added.split('\t').next().unwrap().to_string();
+        assert!(gated.starts_with("gc_"), "{added}");
+        assert!(
+            added.contains(&tenant) && added.contains("\tactive"),
+            "{added}"
+        );
+
+        // list, with and without --tenant, and as JSON.
+        let listed = cli.ok(&["gated-chats", "list"]).await;
+        assert_eq!(listed.lines().count(), 1, "{listed}");
+        assert!(listed.contains(&gated) && listed.contains(&group_arg));
+        let listed = cli
+            .ok(&["gated-chats", "list", "--tenant", &tenant, "--json"])
+            .await;
+        let listed: Value = serde_json::from_str(&listed).unwrap();
+        assert_eq!(listed["data"][0]["id"], json!(gated));
+        assert_eq!(listed["data"][0]["grace_seconds"], 86_400);
+        assert_eq!(listed["data"][0]["reminders"], json!(["3d", "1d"]));
+
+        // grant: the entitlement, and the chat's personal link.
+        let grant = [
+            "entitlements",
+            "grant",
+            "--gated-chat",
+            &gated,
+            "--external-id",
+            "user-42",
+            "--duration",
+            "30d",
+            "--source-key",
+            "order-1",
+        ];
+        let out = cli.run(&grant).await;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let granted = String::from_utf8(out.stdout).unwrap();
+        let ent = granted.split('\t').next().unwrap().to_string();
+        assert!(ent.starts_with("ent_"), "{granted}");
+        assert!(
+            granted.contains("user-42") && granted.contains("\tactive\t"),
+            "{granted}"
+        );
+        let chat_line = granted
+            .lines()
+            .find(|l| l.trim_start().starts_with(&gated))
+            .unwrap_or_else(|| panic!("a line for the chat: {granted}"));
+        assert!(chat_line.contains("\tinvited\t"), "{chat_line}");
+        let link = chat_line.rsplit('\t').next().unwrap();
+        assert!(link.starts_with("https://t.me/+"), "{chat_line}");
+
+        // The same grant again (one source key) is one entitlement, and says so.
+        let out = cli.run(&grant).await;
+        assert!(out.status.success());
+        let again = String::from_utf8(out.stdout).unwrap();
+        assert!(again.starts_with(&ent), "{again}");
+        assert!(again.contains(link), "the same link: {again}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("nothing changed"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The key with another grant: refused, nothing stored.
+        let mut other = grant;
+        other[7] = "60d";
+        let err = refused(&cli, &other).await;
+        assert!(err.contains("order-1"), "{err}");
+
+        // A Telegram user, until a fixed time, as JSON.
+        let ends = "2099-01-01T00:00:00Z";
+        let alice_arg = alice.to_string();
+        let out = cli
+            .ok(&[
+                "entitlements",
+                "grant",
+                "--gated-chat",
+                &gated,
+                "--telegram-user-id",
+                &alice_arg,
+                "--ends-at",
+                ends,
+                "--reason",
+                "gift",
+                "--json",
+            ])
+            .await;
+        let alice_ent: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(alice_ent["ends_at"], ends);
+        assert_eq!(alice_ent["replayed"], false);
+        assert!(
+            alice_ent["chats"][0]["invite_link"]
+                .as_str()
+                .is_some_and(|l| l.starts_with("https://t.me/+")),
+            "{alice_ent}"
+        );
+
+        // list, filtered.
+        let all = cli
+            .ok(&["entitlements", "list", "--gated-chat", &gated])
+            .await;
+        assert_eq!(all.lines().count(), 2, "{all}");
+        let mine = cli
+            .ok(&["entitlements", "list", "--external-id", "user-42"])
+            .await;
+        assert_eq!(mine.lines().count(), 1, "{mine}");
+        assert!(mine.starts_with(&ent), "{mine}");
+        let ended = cli.ok(&["entitlements", "list", "--active", "false"]).await;
+        assert_eq!(ended.trim(), "", "{ended}");
+
+        // show: settings and memberships per state.
+        let shown = cli.ok(&["gated-chats", "show", &gated]).await;
+        assert!(shown.contains("grace\t1d"), "{shown}");
+        assert!(shown.contains("reminders\t3d,1d"), "{shown}");
+        assert!(shown.contains("memberships\t2 (invited 2)"), "{shown}");
+        let shown: Value =
+            serde_json::from_str(&cli.ok(&["gated-chats", "show", &gated, "--json"]).await)
+                .unwrap();
+        assert_eq!(shown["memberships"]["invited"], 2);
+        assert_eq!(shown["memberships"]["member"], 0);
+
+        // sync: what it did.
+        let synced = cli.ok(&["gated-chats", "sync", &gated]).await;
+        assert!(synced.starts_with(&format!("synced {gated}:")), "{synced}");
+        assert!(synced.contains("re-checked"), "{synced}");
+        let swept: Value =
+            serde_json::from_str(&cli.ok(&["gated-chats", "sync", &gated, "--json"]).await)
+                .unwrap();
+        assert!(swept["rechecked"].is_u64(), "{swept}");
+
+        // revoke: once.
+        let revoked = cli
+            .ok(&["entitlements", "revoke", &ent, "--reason", "chargeback"])
+            .await;
+        assert!(revoked.starts_with(&format!("revoked {ent}")), "{revoked}");
+        assert!(revoked.contains("\trevoked\t"), "{revoked}");
+        let err = refused(&cli, &["entitlements", "revoke", &ent]).await;
+        assert!(err.contains("revoked"), "{err}");
+        let ended = cli.ok(&["entitlements", "list", "--active", "false"]).await;
+        assert!(ended.starts_with(&ent), "{ended}");
+        let shown = cli.ok(&["entitlements", "show", &ent]).await;
+        assert!(
+            shown.contains("\tgrant\tapi\torder-1") && shown.contains("chargeback"),
+            "{shown}"
+        );
+
+        // Bad input: one plain line, a non-zero exit, nothing changed.
+        for (args, needle) in [
+            (
+                vec![
+                    "entitlements",
+                    "grant",
+                    "--gated-chat",
+                    "gc_missing",
+                    "--external-id",
+                    "x",
+                ],
+                "gc_missing not found",
+            ),
+            (
+                vec![
+                    "entitlements",
+                    "grant",
+                    "--gated-chat",
+                    &gated,
+                    "--external-id",
+                    "x",
+                    "--duration",
+                    "30x",
+                ],
+                "--duration",
+            ),
+            (
+                vec![
+                    "entitlements",
+                    "grant",
+                    "--gated-chat",
+                    &gated,
+                    "--external-id",
+                    "x",
+                    "--ends-at",
+                    "tomorrow",
+                ],
+                "--ends-at",
+            ),
+            (
+                vec![
+                    "entitlements",
+                    "grant",
+                    "--gated-chat",
+                    &gated,
+                    "--external-id",
+                    "x",
+                    "--ends-at",
+                    "2001-01-01T00:00:00Z",
+                ],
+                "ends_at",
+            ),
+            (vec!["gated-chats", "show", "gc_missing"], "not found"),
+            (vec!["gated-chats", "sync", "gc_missing"], "not found"),
+            (vec!["entitlements", "show", "ent_missing"], "not found"),
+            (vec!["entitlements", "revoke", "ent_missing"], "not found"),
+            (
+                vec!["entitlements", "list", "--tenant", "ten_missing"],
+                "ten_missing",
+            ),
+            (
+                vec![
+                    "gated-chats",
+                    "add",
+                    "--chat-id",
+                    &group_arg,
+                    "--grace",
+                    "soon",
+                ],
+                "--grace",
+            ),
+        ] {
+            let err = refused(&cli, &args).await;
+            assert!(err.contains(needle), "{args:?}: {err}");
+        }
+        // Usage errors are clap's: exit 2, the option named.
+        let out = cli
+            .run(&["entitlements", "grant", "--gated-chat", &gated])
+            .await;
+        assert_eq!(out.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--external-id"));
+        let out = cli
+            .run(&["entitlements", "list", "--active", "maybe"])
+            .await;
+        assert_eq!(out.status.code(), Some(2));
+        let all = cli
+            .ok(&["entitlements", "list", "--gated-chat", &gated])
+            .await;
+        assert_eq!(all.lines().count(), 2, "nothing was granted: {all}");
+        sandbox.shutdown().await;
+    }
 }
