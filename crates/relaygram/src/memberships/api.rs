@@ -868,25 +868,18 @@ pub async fn extend_entitlement(
     ApiJson(body): ApiJson<ExtendBody>,
 ) -> ApiResult<Json<EntitlementView>> {
     let key = key_from(&headers, body.source_key)?;
-    let ends_at = match (body.ends_at.as_deref(), body.duration.as_deref()) {
-        (Some(t), None) => parse_time("ends_at", t)?,
-        (None, Some(d)) => {
-            let e = state.services.entitlement(&principal, &id).await?;
-            let now = state.services.clock.now_millis();
-            let from = e.ends_at.map_or(now, |end| end.max(now));
-            from + span_seconds("duration", d)? * 1000
-        }
+    let change = match (body.ends_at.as_deref(), body.duration.as_deref()) {
+        (Some(t), None) => Change::Extend {
+            ends_at: Some(parse_time("ends_at", t)?),
+            duration_ms: None,
+        },
+        (None, Some(d)) => Change::Extend {
+            ends_at: None,
+            duration_ms: Some(span_seconds("duration", d)? * 1000),
+        },
         _ => return Err(invalid("ends_at", "give ends_at or duration (one of them)").into()),
     };
-    changed(
-        &state,
-        &principal,
-        &id,
-        Change::Extend { ends_at },
-        key,
-        body.reason,
-    )
-    .await
+    changed(&state, &principal, &id, change, key, body.reason).await
 }
 
 /// Cancel an entitlement: at period end (access stays until `ends_at`, no renewal) or now

@@ -16,8 +16,8 @@ use crate::cli::page::PageArgs;
 use crate::schedules::occurrence::Interval;
 use crate::services::{Principal, ServiceError, Services};
 use crate::store::{
-    EntitlementFilter, EntitlementRecord, EntryKind, GateStatus, GatedChatRecord, JoinMode, Listed,
-    MembershipFilter, MembershipState, Page,
+    EntitlementFilter, GateStatus, GatedChatRecord, JoinMode, Listed, MembershipFilter,
+    MembershipState, Page,
 };
 
 /// `relaygram gated-chats …`
@@ -390,68 +390,6 @@ async fn all_gated_chats(
     Ok(Listed { items, next_cursor })
 }
 
-/// The entitlement the grant entry with `input`'s source key made, when that grant had the
-/// same holder, chats and reason and lasted `span` seconds (give or take a minute).
-async fn same_duration_grant(
-    services: &Services,
-    tenant: &str,
-    input: &GrantInput,
-    span: Option<i64>,
-) -> anyhow::Result<Option<EntitlementRecord>> {
-    let (Some(span), Some(key)) = (span, input.source_key.as_deref()) else {
-        return Ok(None);
-    };
-    let mut chats = input.gated_chat_ids.clone();
-    chats.sort();
-    chats.dedup();
-    let filter = EntitlementFilter {
-        external_id: input.external_id.clone(),
-        gated_chat_id: chats.first().cloned(),
-        active: None,
-        now: services.clock.now_millis(),
-    };
-    let mut page = Page::first(200);
-    loop {
-        let listed = services
-            .store
-            .list_entitlements(tenant, &filter, &page)
-            .await
-            .map_err(|e| explain(e.into()))?;
-        for e in listed.items {
-            let mut theirs = e.gated_chat_ids.clone();
-            theirs.sort();
-            theirs.dedup();
-            if e.external_id != input.external_id
-                || e.telegram_user_id != input.telegram_user_id
-                || theirs != chats
-                || e.source != input.source
-            {
-                continue;
-            }
-            let entries = services
-                .store
-                .entitlement_entries(&e.id)
-                .await
-                .map_err(|x| explain(x.into()))?;
-            let same = entries.iter().any(|x| {
-                x.kind == EntryKind::Grant
-                    && x.source == input.source
-                    && x.source_key == key
-                    && x.reason == input.reason
-                    && x.ends_at
-                        .is_some_and(|end| (end - e.starts_at - span * 1000).abs() < 60_000)
-            });
-            if same {
-                return Ok(Some(e));
-            }
-        }
-        match listed.next_cursor {
-            Some(next) => page.after = Some(next),
-            None => return Ok(None),
-        }
-    }
-}
-
 /// Runs a `gated-chats` subcommand.
 pub async fn run_gated_chats(
     services: &Services,
@@ -656,38 +594,23 @@ pub async fn run_entitlements(
                 );
             }
             let tenant = tenant_for(services, tenant.as_deref(), inferred).await?;
-            let ends_at = match (span, until) {
-                (Some(s), _) => Some(services.clock.now_millis() + s * 1000),
-                (None, t) => t,
-            };
             let input = GrantInput {
                 external_id,
                 telegram_user_id,
                 gated_chat_ids: gated_chats,
                 starts_at: None,
-                ends_at,
+                ends_at: until,
+                // A duration stays a duration in the ledger: the same command run again
+                // later is the same grant.
+                duration_ms: span.map(|s| s * 1000),
                 source: "api".into(),
                 source_key,
                 reason,
             };
-            let (entitlement, replayed) =
-                match services.grant_entitlement(&tenant, input.clone()).await {
-                    Ok(out) => (out.entitlement, out.replayed),
-                    // The ledger keys a grant by its end, and `--duration` ends at "now
-                    // plus": the same command run again names another end. It is the same
-                    // grant when the key's entry has this holder, these chats, this reason
-                    // and this length.
-                    Err(ServiceError::Conflict(detail)) => {
-                        match (
-                            span,
-                            same_duration_grant(services, &tenant, &input, span).await?,
-                        ) {
-                            (Some(_), Some(e)) => (e, true),
-                            _ => return Err(explain(ServiceError::Conflict(detail))),
-                        }
-                    }
-                    Err(e) => return Err(explain(e)),
-                };
+            let (entitlement, replayed) = match services.grant_entitlement(&tenant, input).await {
+                Ok(out) => (out.entitlement, out.replayed),
+                Err(e) => return Err(explain(e)),
+            };
             let view = entitlement_view(services, entitlement, replayed, true)
                 .await
                 .map_err(explain)?;

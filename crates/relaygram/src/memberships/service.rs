@@ -95,10 +95,12 @@ pub struct GrantInput {
 /// A change to an entitlement.
 #[derive(Debug, Clone)]
 pub enum Change {
-    /// A new end.
+    /// A new end, or the current end (now, when it passed) plus a duration.
     Extend {
         /// The new end.
-        ends_at: i64,
+        ends_at: Option<i64>,
+        /// Or this much more.
+        duration_ms: Option<i64>,
     },
     /// No renewal (`at_period_end`) or an end now.
     Cancel {
@@ -415,12 +417,48 @@ impl Services {
     ) -> ServiceResult<EntitlementOutcome> {
         let e = self.entitlement(principal, id).await?;
         let now = self.clock.now_millis();
+        // What the caller asked, as asked: a retry of the same change is the same entry
+        // (answered as a replay before the rules, which the first one changed, are read).
+        let asked = match &change {
+            Change::Extend {
+                ends_at,
+                duration_ms,
+            } => json!({"kind": "extend", "ends_at": ends_at, "duration_ms": duration_ms}),
+            Change::Cancel { at_period_end } => {
+                json!({"kind": "cancel", "at_period_end": at_period_end})
+            }
+            Change::Revoke => json!({"kind": "revoke"}),
+        };
+        let body = json!({"change": asked, "entitlement_id": e.id, "reason": reason});
+        if let Some(key) = &source_key
+            && let Some((entitlement_id, body_hash)) =
+                self.store.find_entry(&e.tenant_id, "api", key).await?
+        {
+            if body_hash != hash(&body) || entitlement_id != e.id {
+                return Err(ServiceError::Conflict(format!(
+                    "source key {key:?} was used for a different entry"
+                )));
+            }
+            return Ok(EntitlementOutcome {
+                memberships: self.sync_entitlement(&e).await?,
+                entitlement: e,
+                replayed: true,
+            });
+        }
         let ended = e.revoked_at.is_some() || e.cancelled_at.is_some();
         let (kind, ends_at, at_period_end, event) = match change {
-            Change::Extend { ends_at } => {
+            Change::Extend {
+                ends_at,
+                duration_ms,
+            } => {
                 if ended {
                     return Err(refused("it was cancelled or revoked: grant a new one"));
                 }
+                let ends_at = match (ends_at, duration_ms) {
+                    (Some(t), _) => t,
+                    (None, Some(d)) => e.ends_at.map_or(now, |end| end.max(now)) + d,
+                    (None, None) => return Err(invalid("ends_at", "give ends_at or duration")),
+                };
                 if ends_at <= now || e.ends_at.is_some_and(|cur| ends_at <= cur) {
                     return Err(invalid(
                         "ends_at",
@@ -458,8 +496,6 @@ impl Services {
                 (EntryKind::Revoke, None, false, "entitlement.revoked")
             }
         };
-        let body = json!({"kind": kind.as_str(), "ends_at": ends_at, "at_period_end": at_period_end,
-            "entitlement_id": e.id, "reason": reason});
         let entry = NewEntry {
             id: new_id("ee"),
             entitlement_id: e.id.clone(),

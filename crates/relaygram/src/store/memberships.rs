@@ -385,6 +385,13 @@ pub trait MembershipStore: Send + Sync {
         entry: &NewEntry,
         grant: Option<&EntitlementRecord>,
     ) -> StoreResult<Applied>;
+    /// The entitlement and body hash of the entry a source key made, if any.
+    async fn find_entry(
+        &self,
+        tenant_id: &str,
+        source: &str,
+        source_key: &str,
+    ) -> StoreResult<Option<(String, String)>>;
     /// One entitlement (of this tenant, when given).
     async fn get_entitlement(
         &self,
@@ -820,6 +827,25 @@ macro_rules! membership_store {
                 let e = Self::entitlement_in(&mut *tx, &entry.entitlement_id).await?;
                 tx.commit().await?;
                 Ok(Applied::New(e))
+            }
+
+            async fn find_entry(
+                &self,
+                tenant_id: &str,
+                source: &str,
+                source_key: &str,
+            ) -> StoreResult<Option<(String, String)>> {
+                let row = sqlx::query(
+                    "SELECT entitlement_id, body_hash FROM entitlement_entries \
+                     WHERE tenant_id = $1 AND source = $2 AND source_key = $3",
+                )
+                .bind(tenant_id)
+                .bind(source)
+                .bind(source_key)
+                .fetch_optional(&self.db)
+                .await?;
+                row.map(|r| Ok((r.try_get("entitlement_id")?, r.try_get("body_hash")?)))
+                    .transpose()
             }
 
             async fn get_entitlement(

@@ -305,8 +305,19 @@ async fn paid_access_from_grant_to_removal_and_back() {
         .await;
         wait_state(&app, &s, alice, "member").await;
 
-        // Cancel at period end keeps her in; revoke removes her at once.
+        // An extension retried later with its key is the same extension.
         let id2 = renewed.body["id"].as_str().unwrap();
+        let ext = json!({"duration": "10d", "source_key": "renewal-1"});
+        let first = app.post(&format!("/v1/entitlements/{id2}/extend"), &s.key, ext.clone()).await;
+        assert_eq!(first.status.as_u16(), 200, "{}", first.text);
+        assert_eq!(first.body["replayed"], false);
+        app.clock().advance(Duration::from_secs(1));
+        let again = app.post(&format!("/v1/entitlements/{id2}/extend"), &s.key, ext).await;
+        assert_eq!(again.body["replayed"], true, "{}", again.text);
+        assert_eq!(again.body["ends_at"], first.body["ends_at"]);
+        assert_eq!(again.body["entries"].as_array().unwrap().len(), 2);
+
+        // Cancel at period end keeps her in; revoke removes her at once.
         let c = app
             .post(
                 &format!("/v1/entitlements/{id2}/cancel"),
