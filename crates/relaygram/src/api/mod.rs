@@ -200,6 +200,8 @@ fn routes(send_body_bytes: usize) -> OpenApiRouter<AppState> {
             crate::memberships::api::delete_gated_chat
         ))
         .routes(routes!(crate::memberships::api::sync_gated_chat))
+        .routes(routes!(crate::memberships::api::create_gate_token))
+        .routes(routes!(crate::memberships::api::get_gate_token))
         .routes(routes!(
             crate::memberships::api::grant_entitlement,
             crate::memberships::api::list_entitlements

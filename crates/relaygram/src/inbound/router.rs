@@ -511,6 +511,16 @@ impl Ctx<'_> {
                 Ok(Handled::done("replied to /start"))
             }
             "start" | "link" if !cmd.args.is_empty() => {
+                // A gated chat's binding link, started in the group it binds.
+                if matches!(chat["type"].as_str(), Some("group" | "supergroup"))
+                    && let Some((reply, outcome)) = self
+                        .services()
+                        .redeem_gate_token(&self.bot, chat_id, &cmd.args)
+                        .await?
+                {
+                    self.send(chat_id, &reply, None)?;
+                    return Ok(Handled::done(format!("/{}: {outcome}", cmd.name)));
+                }
                 let chat_ref = ChatRef {
                     id: chat_id,
                     kind: chat["type"].as_str().unwrap_or("private"),

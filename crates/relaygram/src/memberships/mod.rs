@@ -10,6 +10,7 @@
 
 pub mod access;
 pub mod api;
+pub mod binding;
 pub mod cli;
 pub mod gate;
 pub mod service;

@@ -46,7 +46,7 @@ fn invalid(field: &'static str, message: impl Into<String>) -> ServiceError {
 }
 
 /// What binding a gated chat takes.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct GatedChatInput {
     /// The bot (optional when the tenant has one).
     pub bot_id: Option<String>,
@@ -131,7 +131,11 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 impl Services {
-    async fn tenant_bot(&self, tenant_id: &str, bot_id: Option<&str>) -> ServiceResult<BotRecord> {
+    pub(super) async fn tenant_bot(
+        &self,
+        tenant_id: &str,
+        bot_id: Option<&str>,
+    ) -> ServiceResult<BotRecord> {
         match bot_id {
             Some(id) => self
                 .store
@@ -182,6 +186,12 @@ impl Services {
         input: GatedChatInput,
     ) -> ServiceResult<GatedChatRecord> {
         validate_settings(&input)?;
+        if input.chat_id == 0 {
+            return Err(invalid(
+                "chat_id",
+                "give the chat's id, or bind through the bot's startgroup link (POST /v1/gated-chat-tokens)",
+            ));
+        }
         let bot = self.tenant_bot(tenant_id, input.bot_id.as_deref()).await?;
         if let Some(allowed) = &bot.allowed_updates {
             for needed in ["chat_member", "chat_join_request", "my_chat_member"] {
@@ -1025,7 +1035,7 @@ fn sorted(mut reminders: Vec<i64>) -> Vec<i64> {
     reminders
 }
 
-fn validate_settings(i: &GatedChatInput) -> ServiceResult<()> {
+pub(super) fn validate_settings(i: &GatedChatInput) -> ServiceResult<()> {
     if let Some(n) = &i.name
         && (n.trim().is_empty() || n.chars().count() > 128)
     {

@@ -312,6 +312,29 @@ pub struct MembershipRecord {
     pub updated_at: i64,
 }
 
+/// A token that binds a gated chat through the bot's `startgroup` link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GateTokenRecord {
+    /// Opaque id (`gct_…`).
+    pub id: String,
+    /// Owning tenant.
+    pub tenant_id: String,
+    /// The bot whose link it is.
+    pub bot_id: String,
+    /// SHA-256 of the token (the lookup key).
+    pub token_hash: String,
+    /// The gated chat's settings (JSON).
+    pub settings: String,
+    /// Usable until.
+    pub expires_at: i64,
+    /// When it bound a chat.
+    pub used_at: Option<i64>,
+    /// The chat it bound.
+    pub gated_chat_id: Option<String>,
+    /// Created at.
+    pub created_at: i64,
+}
+
 /// A membership whose job finished, and how.
 #[derive(Debug, Clone)]
 pub struct FinishedJob {
@@ -376,6 +399,18 @@ pub trait MembershipStore: Send + Sync {
     ) -> StoreResult<Listed<GatedChatRecord>>;
     /// Every gated chat (the sweep), in id order.
     async fn all_gated_chats(&self) -> StoreResult<Vec<GatedChatRecord>>;
+
+    /// Stores a binding token.
+    async fn insert_gate_token(&self, t: &GateTokenRecord) -> StoreResult<()>;
+    /// A binding token by its hash, or by id (of this tenant, when given).
+    async fn find_gate_token(
+        &self,
+        tenant_id: Option<&str>,
+        id: Option<&str>,
+        token_hash: Option<&str>,
+    ) -> StoreResult<Option<GateTokenRecord>>;
+    /// Marks a binding token used by `gated_chat_id`; false when it was used already.
+    async fn use_gate_token(&self, id: &str, gated_chat_id: &str, now: i64) -> StoreResult<bool>;
 
     /// Applies a ledger entry once per (tenant, source, source key), folding it into its
     /// entitlement (for a grant, `grant` is the new entitlement) in one transaction, and
@@ -732,6 +767,75 @@ macro_rules! membership_store {
                     .fetch_all(&self.db)
                     .await?;
                 rows.iter().map(Self::gated).collect()
+            }
+
+            async fn insert_gate_token(&self, t: &GateTokenRecord) -> StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO gated_chat_tokens (id, tenant_id, bot_id, token_hash, settings, \
+                     expires_at, used_at, gated_chat_id, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, NULL, NULL, $7)",
+                )
+                .bind(&t.id)
+                .bind(&t.tenant_id)
+                .bind(&t.bot_id)
+                .bind(&t.token_hash)
+                .bind(&t.settings)
+                .bind(t.expires_at)
+                .bind(t.created_at)
+                .execute(&self.db)
+                .await?;
+                Ok(())
+            }
+
+            async fn find_gate_token(
+                &self,
+                tenant_id: Option<&str>,
+                id: Option<&str>,
+                token_hash: Option<&str>,
+            ) -> StoreResult<Option<GateTokenRecord>> {
+                let row = sqlx::query(
+                    "SELECT id, tenant_id, bot_id, token_hash, settings, expires_at, used_at, \
+                     gated_chat_id, created_at FROM gated_chat_tokens \
+                     WHERE ($1 IS NULL OR tenant_id = $1) AND ($2 IS NULL OR id = $2) \
+                     AND ($3 IS NULL OR token_hash = $3) AND ($2 IS NOT NULL OR $3 IS NOT NULL)",
+                )
+                .bind(tenant_id)
+                .bind(id)
+                .bind(token_hash)
+                .fetch_optional(&self.db)
+                .await?;
+                row.map(|r| {
+                    Ok(GateTokenRecord {
+                        id: r.try_get("id")?,
+                        tenant_id: r.try_get("tenant_id")?,
+                        bot_id: r.try_get("bot_id")?,
+                        token_hash: r.try_get("token_hash")?,
+                        settings: r.try_get("settings")?,
+                        expires_at: r.try_get("expires_at")?,
+                        used_at: r.try_get("used_at")?,
+                        gated_chat_id: r.try_get("gated_chat_id")?,
+                        created_at: r.try_get("created_at")?,
+                    })
+                })
+                .transpose()
+            }
+
+            async fn use_gate_token(
+                &self,
+                id: &str,
+                gated_chat_id: &str,
+                now: i64,
+            ) -> StoreResult<bool> {
+                let done = sqlx::query(
+                    "UPDATE gated_chat_tokens SET used_at = $3, gated_chat_id = $2 \
+                     WHERE id = $1 AND used_at IS NULL",
+                )
+                .bind(id)
+                .bind(gated_chat_id)
+                .bind(now)
+                .execute(&self.db)
+                .await?;
+                Ok(done.rows_affected() > 0)
             }
 
             async fn apply_entry(

@@ -45,8 +45,8 @@ pub use links::{
 };
 pub use memberships::{
     Applied, EntitlementFilter, EntitlementRecord, EntryKind, EntryRecord, FOREVER, FinishedJob,
-    GateStatus, GatedChatRecord, GatedChatType, JoinMode, MemberAction, MembershipFilter,
-    MembershipRecord, MembershipState, MembershipStore, NewEntry,
+    GateStatus, GateTokenRecord, GatedChatRecord, GatedChatType, JoinMode, MemberAction,
+    MembershipFilter, MembershipRecord, MembershipState, MembershipStore, NewEntry,
 };
 pub use outbox::{
     Acceptance, Accepted, BotLimitsRecord, BotStats, BroadcastRecord, Callback, CallbackRecord,

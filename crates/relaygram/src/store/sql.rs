@@ -128,6 +128,11 @@ const SQLITE_MIGRATIONS: &[Embedded] = &[
         "memberships",
         include_str!("../../migrations/sqlite/0021_memberships.sql"),
     ),
+    (
+        22,
+        "gate_tokens",
+        include_str!("../../migrations/sqlite/0022_gate_tokens.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[Embedded] = &[
     (
@@ -224,6 +229,11 @@ const POSTGRES_MIGRATIONS: &[Embedded] = &[
         21,
         "memberships",
         include_str!("../../migrations/postgres/0021_memberships.sql"),
+    ),
+    (
+        22,
+        "gate_tokens",
+        include_str!("../../migrations/postgres/0022_gate_tokens.sql"),
     ),
 ];
 

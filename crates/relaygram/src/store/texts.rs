@@ -68,11 +68,15 @@ pub enum TextKey {
     MembershipRemoved,
     /// A join request without access, answered through `user_chat_id`.
     JoinDeclined,
+    /// A group bound as a gated chat through the bot's startgroup link.
+    GateBound,
+    /// A binding link refused (the bot lacks a right, the link expired…).
+    GateRefused,
 }
 
 impl TextKey {
     /// Every key, in the order the API lists them.
-    pub const ALL: [TextKey; 25] = [
+    pub const ALL: [TextKey; 27] = [
         TextKey::Welcome,
         TextKey::Help,
         TextKey::UnknownCommand,
@@ -98,6 +102,8 @@ impl TextKey {
         TextKey::MembershipReminder,
         TextKey::MembershipRemoved,
         TextKey::JoinDeclined,
+        TextKey::GateBound,
+        TextKey::GateRefused,
     ];
 
     /// The key as stored and in the API (`welcome`, `unknown_command`, …).
@@ -128,6 +134,8 @@ impl TextKey {
             TextKey::MembershipReminder => "membership_reminder",
             TextKey::MembershipRemoved => "membership_removed",
             TextKey::JoinDeclined => "join_declined",
+            TextKey::GateBound => "gate_bound",
+            TextKey::GateRefused => "gate_refused",
         }
     }
 }

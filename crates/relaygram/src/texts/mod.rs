@@ -115,6 +115,11 @@ impl TextKey {
                 "Your access to {{ gated_chat.name }} has ended, so you were removed. You can \
                  come back any time you renew{% if access_url %}: {{ access_url }}{% else %}.{% endif %}"
             }
+            TextKey::GateBound => {
+                "Done! {{ gated_chat.name }} is now for members only: I let in whoever has \
+                 access and remove them when it ends."
+            }
+            TextKey::GateRefused => "I can't gate this chat: {{ reason }}.",
             TextKey::JoinDeclined => {
                 "{{ gated_chat.name }} is for members only.{% if access_url %} Get access: \
                  {{ access_url }}{% else %} Send /start to {{ bot.username }} to see how to get \
@@ -134,6 +139,8 @@ impl TextKey {
                 &["gated_chat.name", "ends_at", "access_url"]
             }
             TextKey::JoinDeclined => &["gated_chat.name", "access_url"],
+            TextKey::GateBound => &["gated_chat.name"],
+            TextKey::GateRefused => &["reason"],
             _ => &[],
         }
     }
@@ -297,7 +304,8 @@ pub fn check(key: TextKey, source: &str) -> Result<(), ServiceError> {
         payload: Some("ref_42".into()),
         membership: json!({"gated_chat": {"name": "Premium signals"},
             "invite_link": "https://t.me/+AbCdEf123", "ends_at": "2026-12-31 09:00 UTC",
-            "access_url": "https://example.com/renew"}),
+            "access_url": "https://example.com/renew",
+            "reason": "make the bot an administrator with can_restrict_members"}),
         ..TextVars::new(
             "sample_bot",
             "Sample",
@@ -386,7 +394,7 @@ mod tests {
             vars.command = Some("x".into());
             vars.payload = Some("p".into());
             vars.membership = json!({"gated_chat": {"name": "VIP"}, "invite_link": "https://t.me/+x",
-                "ends_at": "2026-12-31 09:00 UTC", "access_url": null});
+                "ends_at": "2026-12-31 09:00 UTC", "access_url": null, "reason": "no rights"});
             assert!(
                 render_text(key, key.default_text(), &vars).is_ok(),
                 "{key:?}"

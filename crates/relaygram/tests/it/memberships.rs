@@ -308,11 +308,19 @@ async fn paid_access_from_grant_to_removal_and_back() {
         // An extension retried later with its key is the same extension.
         let id2 = renewed.body["id"].as_str().unwrap();
         let ext = json!({"duration": "10d", "source_key": "renewal-1"});
-        let first = app.post(&format!("/v1/entitlements/{id2}/extend"), &s.key, ext.clone()).await;
+        let first = app
+            .post(
+                &format!("/v1/entitlements/{id2}/extend"),
+                &s.key,
+                ext.clone(),
+            )
+            .await;
         assert_eq!(first.status.as_u16(), 200, "{}", first.text);
         assert_eq!(first.body["replayed"], false);
         app.clock().advance(Duration::from_secs(1));
-        let again = app.post(&format!("/v1/entitlements/{id2}/extend"), &s.key, ext).await;
+        let again = app
+            .post(&format!("/v1/entitlements/{id2}/extend"), &s.key, ext)
+            .await;
         assert_eq!(again.body["replayed"], true, "{}", again.text);
         assert_eq!(again.body["ends_at"], first.body["ends_at"]);
         assert_eq!(again.body["entries"].as_array().unwrap().len(), 2);
@@ -744,6 +752,70 @@ async fn a_star_subscription_join_and_its_lapse_are_mirrored() {
         )
         .await;
         wait_state(&app, &s, ivy, "left").await;
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_group_is_bound_through_the_bots_startgroup_link() {
+    for engine in engines() {
+        let app = TestApp::spawn(engine).await;
+        let tenant = app.tenant("bind_gate_bot").await;
+        let (_, key) = app.tenant_key(&tenant).await;
+        let (_, token) = app.sandbox_bot("bind_gate_bot").await;
+        app.post("/v1/bots", &key, json!({"token": token})).await;
+        let t = app
+            .post("/v1/gated-chat-tokens", &key, json!({"name": "Club", "reminders": ["1d"]}))
+            .await;
+        assert_eq!(t.status.as_u16(), 201, "{}", t.text);
+        let link = t.body["startgroup_link"].as_str().unwrap();
+        assert!(link.contains("startgroup=") && link.contains("admin=invite_users+restrict_members"), "{link}");
+        let secret = t.body["token"].as_str().unwrap().to_string();
+        let id = t.body["id"].as_str().unwrap().to_string();
+        let owner = user(&app, "Owner").await;
+        let group = app
+            .sandbox_post("/sandbox/groups", json!({"title": "Club", "type": "supergroup", "owner": owner}))
+            .await["id"]
+            .as_i64()
+            .unwrap();
+        // Added as a plain member: refused, with the rights it lacks; the token still works.
+        app.sandbox_post(&format!("/sandbox/groups/{group}/bots"), json!({"bot": "bind_gate_bot", "status": "member"}))
+            .await;
+        let say = async |text: String| {
+            let before = outgoing(app.transcript(group, None).await).len();
+            app.sandbox_post(&format!("/sandbox/users/{owner}/messages"), json!({"chat_id": group, "text": text}))
+                .await;
+            until("the bot's answer in the group", || async {
+                let out = outgoing(app.transcript(group, None).await);
+                (out.len() > before).then(|| out[before]["text"].as_str().unwrap_or_default().to_string())
+            })
+            .await
+        };
+        let start = format!("/start@bind_gate_bot {secret}");
+        let refused = say(start.clone()).await;
+        assert!(refused.contains("can_restrict_members"), "{refused}");
+        let got = app.get(&format!("/v1/gated-chat-tokens/{id}"), &key).await;
+        assert_eq!(got.body["status"], "pending", "{}", got.text);
+        assert!(got.body["token"].is_null());
+        app.sandbox_post(
+            &format!("/sandbox/groups/{group}/bots"),
+            json!({"bot": "bind_gate_bot", "status": "administrator",
+                   "rights": {"can_invite_users": true, "can_restrict_members": true}}),
+        )
+        .await;
+        let bound = say(start.clone()).await;
+        assert!(bound.starts_with("Done! Club is now for members only"), "{bound}");
+        let got = app.get(&format!("/v1/gated-chat-tokens/{id}"), &key).await;
+        assert_eq!(got.body["status"], "used");
+        let gated = got.body["gated_chat_id"].as_str().unwrap();
+        let chat = app.get(&format!("/v1/gated-chats/{gated}"), &key).await;
+        assert_eq!(chat.body["chat_id"], json!(group));
+        assert_eq!(chat.body["reminders"], json!(["1d"]));
+        let again = say(start).await;
+        assert!(again.contains("used already"), "{again}");
+        app.post("/v1/gated-chat-tokens", &key, json!({"ttl_seconds": 5}))
+            .await
+            .assert_problem(422, "validation-failed");
         app.stop().await;
     }
 }

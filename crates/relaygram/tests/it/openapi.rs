@@ -93,6 +93,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("patch", "/v1/gated-chats/{id}"),
     ("delete", "/v1/gated-chats/{id}"),
     ("post", "/v1/gated-chats/{id}/sync"),
+    ("post", "/v1/gated-chat-tokens"),
+    ("get", "/v1/gated-chat-tokens/{id}"),
     ("post", "/v1/entitlements"),
     ("get", "/v1/entitlements"),
     ("get", "/v1/entitlements/{id}"),

@@ -222,7 +222,7 @@ async fn custom_texts_are_chosen_by_the_users_language() {
         let list = app.get(&path(""), &s.key).await;
         assert_eq!(list.status.as_u16(), 200, "{}", list.text);
         let keys = list.body["data"].as_array().unwrap();
-        assert_eq!(keys.len(), 25);
+        assert_eq!(keys.len(), 27);
         let of = |k: &str| keys.iter().find(|e| e["key"] == k).unwrap().clone();
         let w = of("welcome");
         assert_eq!(w["texts"].as_array().unwrap().len(), 2);
