@@ -389,7 +389,7 @@ impl Services {
         if status == GateStatus::Active {
             // Catch up on what waited while degraded.
             self.store.mark_chat_unsynced(&chat.id).await?;
-            super::sweep::wake();
+            super::wakeup::wake();
         }
         tracing::warn!(gated_chat_id = %chat.id, status = status.as_str(), "gated chat status changed");
         Ok(format!("gated chat {} is now {}", chat.id, status.as_str()))

@@ -15,3 +15,4 @@ pub mod cli;
 pub mod gate;
 pub mod service;
 pub mod sweep;
+pub mod wakeup;

@@ -319,7 +319,7 @@ impl Services {
         g.updated_at = self.clock.now_millis();
         self.store.update_gated_chat(&g).await?;
         self.store.mark_chat_unsynced(&g.id).await?;
-        super::sweep::wake();
+        super::wakeup::wake();
         Ok(g)
     }
 
@@ -551,7 +551,7 @@ impl Services {
             .await?;
         }
         let memberships = self.sync_entitlement(&entitlement).await?;
-        super::sweep::wake();
+        super::wakeup::wake();
         Ok(EntitlementOutcome {
             entitlement,
             memberships,

@@ -8,7 +8,6 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::sync::Notify;
 
 use super::service::{missing_explained, missing_from};
 use crate::services::{Principal, ServiceResult, Services};
@@ -17,13 +16,6 @@ use crate::store::{
     FinishedJob, GateStatus, GatedChatRecord, MemberAction, MembershipRecord, MembershipState,
     TextKey,
 };
-
-static WAKE: Notify = Notify::const_new();
-
-/// Wakes the sweep (the ledger or a gated chat changed).
-pub fn wake() {
-    WAKE.notify_waiters();
-}
 
 /// Rows each step takes per round.
 const BATCH: i64 = 500;
@@ -72,7 +64,7 @@ pub async fn run(services: Services, mut shutdown: Shutdown) {
         }
         let clock = services.clock.clone();
         tokio::select! {
-            _ = WAKE.notified() => {}
+            _ = super::wakeup::woken() => {}
             _ = shutdown.changed() => {}
             _ = clock.sleep_until(now + 1000, Duration::from_secs(1)) => {}
         }
