@@ -10,7 +10,8 @@ use serde::Serialize;
 use super::api::{
     EntitlementList, EntitlementView, GatedChatList, GatedChatView, entitlement_view,
 };
-use super::service::{Change, GatedChatInput, GrantInput};
+use super::ledger::{Change, GrantInput};
+use super::service::GatedChatInput;
 use super::sweep::Swept;
 use crate::cli::page::PageArgs;
 use crate::schedules::occurrence::Interval;

@@ -9,7 +9,8 @@
 
 use serde_json::{Value, json};
 
-use super::service::{human_time, missing_explained, missing_from};
+use super::service::{missing_explained, missing_from};
+use super::sync::human_time;
 use crate::services::{ServiceResult, Services};
 use crate::store::{
     BotRecord, GateStatus, GatedChatRecord, JoinMode, MemberAction, MembershipRecord,
@@ -318,7 +319,7 @@ impl Services {
         user: i64,
         until: i64,
     ) -> ServiceResult<()> {
-        let input = super::service::GrantInput {
+        let input = super::ledger::GrantInput {
             external_id: None,
             telegram_user_id: Some(user),
             gated_chat_ids: vec![chat.id.clone()],

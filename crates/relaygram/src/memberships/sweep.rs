@@ -193,7 +193,7 @@ impl Services {
             self.emit_membership(&chat, &m, kind).await?;
         }
         if event == Some("membership.removed") {
-            let vars = json!({"gated_chat": {"name": chat.name}, "ends_at": m.ends_at.map(super::service::human_time)});
+            let vars = json!({"gated_chat": {"name": chat.name}, "ends_at": m.ends_at.map(super::sync::human_time)});
             self.notify(
                 &chat,
                 &m,

@@ -765,29 +765,46 @@ async fn a_group_is_bound_through_the_bots_startgroup_link() {
         let (_, token) = app.sandbox_bot("bind_gate_bot").await;
         app.post("/v1/bots", &key, json!({"token": token})).await;
         let t = app
-            .post("/v1/gated-chat-tokens", &key, json!({"name": "Club", "reminders": ["1d"]}))
+            .post(
+                "/v1/gated-chat-tokens",
+                &key,
+                json!({"name": "Club", "reminders": ["1d"]}),
+            )
             .await;
         assert_eq!(t.status.as_u16(), 201, "{}", t.text);
         let link = t.body["startgroup_link"].as_str().unwrap();
-        assert!(link.contains("startgroup=") && link.contains("admin=invite_users+restrict_members"), "{link}");
+        assert!(
+            link.contains("startgroup=") && link.contains("admin=invite_users+restrict_members"),
+            "{link}"
+        );
         let secret = t.body["token"].as_str().unwrap().to_string();
         let id = t.body["id"].as_str().unwrap().to_string();
         let owner = user(&app, "Owner").await;
         let group = app
-            .sandbox_post("/sandbox/groups", json!({"title": "Club", "type": "supergroup", "owner": owner}))
+            .sandbox_post(
+                "/sandbox/groups",
+                json!({"title": "Club", "type": "supergroup", "owner": owner}),
+            )
             .await["id"]
             .as_i64()
             .unwrap();
         // Added as a plain member: refused, with the rights it lacks; the token still works.
-        app.sandbox_post(&format!("/sandbox/groups/{group}/bots"), json!({"bot": "bind_gate_bot", "status": "member"}))
-            .await;
+        app.sandbox_post(
+            &format!("/sandbox/groups/{group}/bots"),
+            json!({"bot": "bind_gate_bot", "status": "member"}),
+        )
+        .await;
         let say = async |text: String| {
             let before = outgoing(app.transcript(group, None).await).len();
-            app.sandbox_post(&format!("/sandbox/users/{owner}/messages"), json!({"chat_id": group, "text": text}))
-                .await;
+            app.sandbox_post(
+                &format!("/sandbox/users/{owner}/messages"),
+                json!({"chat_id": group, "text": text}),
+            )
+            .await;
             until("the bot's answer in the group", || async {
                 let out = outgoing(app.transcript(group, None).await);
-                (out.len() > before).then(|| out[before]["text"].as_str().unwrap_or_default().to_string())
+                (out.len() > before)
+                    .then(|| out[before]["text"].as_str().unwrap_or_default().to_string())
             })
             .await
         };
@@ -804,7 +821,10 @@ async fn a_group_is_bound_through_the_bots_startgroup_link() {
         )
         .await;
         let bound = say(start.clone()).await;
-        assert!(bound.starts_with("Done! Club is now for members only"), "{bound}");
+        assert!(
+            bound.starts_with("Done! Club is now for members only"),
+            "{bound}"
+        );
         let got = app.get(&format!("/v1/gated-chat-tokens/{id}"), &key).await;
         assert_eq!(got.body["status"], "used");
         let gated = got.body["gated_chat_id"].as_str().unwrap();
