@@ -463,8 +463,7 @@ pub trait MembershipStore: Send + Sync {
     /// Notes that `entitlement.expired` was said.
     async fn mark_expired(&self, id: &str, now: i64) -> StoreResult<()>;
 
-    /// The membership of a Telegram user in a gated chat; else of an app user whose
-    /// Telegram user is not known yet.
+    /// The membership of a Telegram user in a gated chat; else of the app user.
     async fn find_membership(
         &self,
         gated_chat_id: &str,
@@ -1141,9 +1140,10 @@ macro_rules! membership_store {
                 let Some(external) = external_id else {
                     return Ok(None);
                 };
+                // The app user's membership, whether or not its Telegram user is known yet.
                 let sql = format!(
                     "SELECT {MEM_COLS} FROM memberships m WHERE m.gated_chat_id = $1 \
-                     AND m.external_id = $2 AND m.telegram_user_id IS NULL"
+                     AND m.external_id = $2 ORDER BY m.telegram_user_id IS NOT NULL, m.id LIMIT 1"
                 );
                 let row = sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(gated_chat_id)

@@ -839,3 +839,63 @@ async fn a_group_is_bound_through_the_bots_startgroup_link() {
         app.stop().await;
     }
 }
+
+#[tokio::test]
+async fn an_app_users_grant_reaches_their_linked_chat() {
+    for engine in engines() {
+        let app = TestApp::spawn(engine).await;
+        let s = setup(&app, "linked_gate_bot", json!({})).await;
+        let bots = app.get("/v1/bots", &s.key).await;
+        let bot_id = bots.body["data"][0]["id"].as_str().unwrap().to_string();
+        let t = app
+            .post(
+                "/v1/link-tokens",
+                &s.key,
+                json!({"bot_id": bot_id, "external_id": "me"}),
+            )
+            .await;
+        let token = t.body["token"].as_str().unwrap();
+        let me = user(&app, "Me").await;
+        app.sandbox_post(
+            &format!("/sandbox/users/{me}/messages"),
+            json!({"bot": s.bot, "text": format!("/start {token}")}),
+        )
+        .await;
+        wait_text(&app, me, &s.bot, "linked").await;
+        let g = app
+            .post(
+                "/v1/entitlements",
+                &s.key,
+                json!({"external_id": "me", "gated_chat_ids": [s.gated], "duration": "30d"}),
+            )
+            .await;
+        assert_eq!(g.status.as_u16(), 201, "{}", g.text);
+        let chat = &g.body["chats"][0];
+        let link = chat["invite_link"]
+            .as_str()
+            .expect("the link in the answer")
+            .to_string();
+        assert_eq!(chat["membership_state"], "invited", "{}", g.text);
+        wait_text(&app, me, &s.bot, &link).await;
+        app.sandbox_post(
+            &format!("/sandbox/users/{me}/join"),
+            json!({"invite_link": link}),
+        )
+        .await;
+        let m = wait_state(&app, &s, me, "member").await;
+        assert_eq!(m["external_id"], "me");
+        let listed = app
+            .get(
+                &format!("/v1/memberships?external_id=me&state=member"),
+                &s.key,
+            )
+            .await;
+        assert_eq!(
+            listed.body["data"].as_array().unwrap().len(),
+            1,
+            "{}",
+            listed.text
+        );
+        app.stop().await;
+    }
+}
