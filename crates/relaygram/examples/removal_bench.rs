@@ -371,6 +371,21 @@ async fn main() {
     .await;
     let gated = gated["id"].as_str().unwrap().to_string();
     log("gated chat bound");
+    // Join updates are only made once the bot asked for `chat_member` (as on Telegram):
+    // wait for relaygram's first getUpdates with its allowed_updates.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let v = get(
+            &http,
+            &format!("{sandbox_url}/sandbox/calls?bot={BOT}&method=getUpdates&limit=5"),
+        )
+        .await;
+        if !v["calls"].as_array().is_none_or(|c| c.is_empty()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "relaygram never polled the bot");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // N users, each a member of the group (relaygram sees the joins).
     let ids: Vec<i64> = futures_util::stream::iter(0..users)
@@ -396,7 +411,7 @@ async fn main() {
         .collect::<Vec<_>>()
         .await;
     log(&format!("{users} users joined the group in the sandbox"));
-    let deadline = Instant::now() + Duration::from_secs(600);
+    let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         let n = memberships(&http, &base, &tenant, &gated, "member")
             .await
@@ -405,6 +420,7 @@ async fn main() {
             break;
         }
         assert!(Instant::now() < deadline, "only {n} memberships are member");
+        eprintln!("  {n} of {users} memberships `member`");
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     log("relaygram has every membership `member`");
@@ -533,7 +549,12 @@ async fn main() {
         .unwrap();
     let still_in = ids
         .iter()
-        .filter(|id| g["members"][id.to_string()].as_str() != Some("left"))
+        .filter(|id| {
+            // A user who left is `left`, or gone from the list.
+            g["members"][id.to_string()]
+                .as_str()
+                .is_some_and(|s| s != "left")
+        })
         .count();
 
     let late_sandbox = sorted(
@@ -609,7 +630,7 @@ async fn main() {
         drain / ideal_drain
     );
     println!(
-        "missed: {missed} (no unbanChatMember); doubled: {doubled} (extra accepted unbanChatMember); refused calls: {refused}; not `left` in the sandbox at the end: {still_in}; relaygram `removed`: {} of {users}",
+        "missed: {missed} (no unbanChatMember); doubled: {doubled} (extra accepted unbanChatMember); refused calls: {refused}; still in the group (or banned) in the sandbox at the end: {still_in}; relaygram `removed`: {} of {users}",
         removed_rg.len()
     );
     println!(
