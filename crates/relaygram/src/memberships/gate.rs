@@ -74,9 +74,8 @@ impl Services {
         m.updated_at = now;
         if chat.status != GateStatus::Active {
             // Left pending: the sweep answers once the bot can.
-            self.store.save_membership(&m, None).await?;
-            self.emit_membership(&chat, &m, "membership.requested")
-                .await?;
+            let event = self.membership_event(&chat, &m, "membership.requested");
+            self.save_membership(&chat, &m, None, &[event]).await?;
             return Ok(Some(format!(
                 "join request of {user} left pending: the gated chat is degraded"
             )));
@@ -91,9 +90,8 @@ impl Services {
         if !allowed {
             m.state = MembershipState::Declined;
         }
-        self.store.save_membership(&m, Some(&job)).await?;
-        crate::delivery::sender::wake_bot(&chat.bot_id);
-        self.emit_membership(&chat, &m, "membership.requested")
+        let event = self.membership_event(&chat, &m, "membership.requested");
+        self.save_membership(&chat, &m, Some(&job), &[event])
             .await?;
         if let Some(o) = someone_elses {
             self.revoke_used_link(&chat, o, user).await?;
@@ -148,8 +146,7 @@ impl Services {
             vec![link.clone()],
         );
         owner.updated_at = self.clock.now_millis();
-        self.store.save_membership(&owner, Some(&job)).await?;
-        crate::delivery::sender::wake_bot(&chat.bot_id);
+        self.save_membership(chat, &owner, Some(&job), &[]).await?;
         tracing::info!(membership_id = %owner.id, "a personal link used by someone else is revoked");
         Ok(())
     }
@@ -263,13 +260,15 @@ impl Services {
             let link = m.invite_link.take().unwrap_or_default();
             job = Some(self.member_job(chat, m, MemberAction::RevokeLink, user, vec![link]));
         }
-        self.store.save_membership(m, job.as_ref()).await?;
-        if job.is_some() {
-            crate::delivery::sender::wake_bot(&chat.bot_id);
-        }
+        let kind = if m.unentitled {
+            "membership.unauthorized_join"
+        } else {
+            "membership.joined"
+        };
+        let event = self.membership_event(chat, m, kind);
+        self.save_membership(chat, m, job.as_ref(), &[event])
+            .await?;
         if m.unentitled {
-            self.emit_membership(chat, m, "membership.unauthorized_join")
-                .await?;
             if let Some(l) = used.filter(|_| !personal)
                 && let Some(owner) = self.store.membership_by_link(&chat.id, &l).await?
                 && owner.id != m.id
@@ -285,7 +284,6 @@ impl Services {
                 }
             )));
         }
-        self.emit_membership(chat, m, "membership.joined").await?;
         Ok(Some(format!("{user} joined (entitled)")))
     }
 
@@ -308,8 +306,8 @@ impl Services {
         m.remove_at = None;
         m.unentitled = false;
         m.updated_at = now;
-        self.store.save_membership(m, None).await?;
-        self.emit_membership(chat, m, "membership.left").await?;
+        let event = self.membership_event(chat, m, "membership.left");
+        self.save_membership(chat, m, None, &[event]).await?;
         Ok(Some(format!("{user} left")))
     }
 

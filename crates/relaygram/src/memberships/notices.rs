@@ -6,7 +6,9 @@ use serde_json::{Value, json};
 use super::sync::access_time;
 use crate::delivery::{Origin, SendRequest};
 use crate::services::{ServiceError, ServiceResult, Services};
-use crate::store::{GatedChatRecord, LinkFilter, MembershipRecord, Page, TextKey};
+use crate::store::{
+    GatedChatRecord, LinkFilter, MembershipRecord, NewEvent, NewJob, Page, TextKey,
+};
 use crate::texts::TextVars;
 
 fn invalid(field: &'static str, message: impl Into<String>) -> ServiceError {
@@ -17,23 +19,41 @@ fn invalid(field: &'static str, message: impl Into<String>) -> ServiceError {
 }
 
 impl Services {
-    /// Emits a `membership.*` event.
-    pub(super) async fn emit_membership(
+    /// A `membership.*` event, stored with the membership's state in one transaction
+    /// ([`crate::store::MembershipStore::save_membership`]).
+    pub(super) fn membership_event(
         &self,
         chat: &GatedChatRecord,
         m: &MembershipRecord,
         kind: &str,
-    ) -> ServiceResult<()> {
-        crate::events::emit(
-            self.store.as_ref(),
+    ) -> NewEvent {
+        crate::events::new_event(
             &chat.tenant_id,
             kind,
-            json!({"membership_id": m.id, "gated_chat_id": chat.id, "chat_id": chat.chat_id,
+            &json!({"membership_id": m.id, "gated_chat_id": chat.id, "chat_id": chat.chat_id,
                 "external_id": m.external_id, "telegram_user_id": m.telegram_user_id,
                 "state": m.state.as_str(), "invite_link": m.invite_link,
                 "access_until": access_time(m.access_until)}),
         )
-        .await?;
+    }
+
+    /// Writes a membership with its job and events in one transaction, then wakes the
+    /// senders (a job) and whoever waits for events.
+    pub(super) async fn save_membership(
+        &self,
+        chat: &GatedChatRecord,
+        m: &MembershipRecord,
+        job: Option<&NewJob>,
+        events: &[NewEvent],
+    ) -> ServiceResult<()> {
+        self.store.save_membership(m, job, events).await?;
+        if job.is_some() {
+            crate::delivery::sender::wake_bot(&chat.bot_id);
+        }
+        if !events.is_empty() {
+            // The dispatcher looks at least once a second anyway; this is for long-polls.
+            crate::events::notify(events.len());
+        }
         Ok(())
     }
 

@@ -188,10 +188,11 @@ impl Services {
             }
             Some(MemberAction::RevokeLink) | None => {}
         }
-        self.store.save_membership(&m, None).await?;
-        if let Some(kind) = event {
-            self.emit_membership(&chat, &m, kind).await?;
-        }
+        let events: Vec<_> = event
+            .map(|kind| self.membership_event(&chat, &m, kind))
+            .into_iter()
+            .collect();
+        self.save_membership(&chat, &m, None, &events).await?;
         if event == Some("membership.removed") {
             let vars = json!({"gated_chat": {"name": chat.name}, "ends_at": m.ends_at.map(super::sync::human_time)});
             self.notify(
@@ -227,12 +228,15 @@ impl Services {
         m.next_reminder_at =
             super::access::next_reminder(m.ends_at, &chat.reminders, m.reminders_sent);
         m.updated_at = now;
-        self.store.save_membership(&m, None).await?;
-        if !live || m.ends_at.is_none_or(|end| end <= now) {
+        let due = live && m.ends_at.is_some_and(|end| end > now);
+        let events: Vec<_> = due
+            .then(|| self.membership_event(&chat, &m, "membership.expiring"))
+            .into_iter()
+            .collect();
+        self.save_membership(&chat, &m, None, &events).await?;
+        if !due {
             return Ok(false);
         }
-        self.emit_membership(&chat, &m, "membership.expiring")
-            .await?;
         let vars = Self::end_vars(&chat, &m);
         let key = format!("reminder:{}:{sent}", m.ends_at.unwrap_or_default());
         self.notify(&chat, &m, TextKey::MembershipReminder, vars, &key)
@@ -254,7 +258,7 @@ impl Services {
         if acc.allows(now) && !m.unentitled {
             self.apply_access(&chat, &mut m, acc, now);
             m.updated_at = now;
-            self.store.save_membership(&m, None).await?;
+            self.save_membership(&chat, &m, None, &[]).await?;
             return Ok(false);
         }
         let job = match (m.state, m.telegram_user_id) {
@@ -284,10 +288,7 @@ impl Services {
         };
         m.remove_at = None;
         m.updated_at = now;
-        self.store.save_membership(&m, job.as_ref()).await?;
-        if job.is_some() {
-            crate::delivery::sender::wake_bot(&chat.bot_id);
-        }
+        self.save_membership(&chat, &m, job.as_ref(), &[]).await?;
         Ok(job.is_some())
     }
 
@@ -371,8 +372,8 @@ impl Services {
                     m.state = MembershipState::Left;
                     m.left_at = Some(now);
                     m.remove_at = None;
-                    self.store.save_membership(&m, None).await?;
-                    self.emit_membership(&chat, &m, "membership.left").await?;
+                    let event = self.membership_event(&chat, &m, "membership.left");
+                    self.save_membership(&chat, &m, None, &[event]).await?;
                 }
                 (MembershipState::Invited, true) => {
                     m.state = MembershipState::Member;
@@ -382,10 +383,10 @@ impl Services {
                         .await?;
                     m.unentitled = !acc.allows(now);
                     self.apply_access(&chat, &mut m, acc, now);
-                    self.store.save_membership(&m, None).await?;
-                    self.emit_membership(&chat, &m, "membership.joined").await?;
+                    let event = self.membership_event(&chat, &m, "membership.joined");
+                    self.save_membership(&chat, &m, None, &[event]).await?;
                 }
-                _ => self.store.save_membership(&m, None).await?,
+                _ => self.save_membership(&chat, &m, None, &[]).await?,
             }
         }
         Ok(n)

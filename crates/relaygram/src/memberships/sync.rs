@@ -182,18 +182,20 @@ impl Services {
                 Err(e) => {
                     m.last_error = Some(e.to_string());
                     m.updated_at = now;
-                    self.store.save_membership(&m, job.as_ref()).await?;
+                    self.save_membership(chat, &m, job.as_ref(), &[]).await?;
                     return Err(e);
                 }
             }
         }
         m.updated_at = now;
-        self.store.save_membership(&m, job.as_ref()).await?;
-        if job.is_some() {
-            crate::delivery::sender::wake_bot(&chat.bot_id);
-        }
-        if invite && m.invite_link.is_some() {
-            self.emit_membership(chat, &m, "membership.invited").await?;
+        let invited = invite && m.invite_link.is_some();
+        let events: Vec<_> = invited
+            .then(|| self.membership_event(chat, &m, "membership.invited"))
+            .into_iter()
+            .collect();
+        self.save_membership(chat, &m, job.as_ref(), &events)
+            .await?;
+        if invited {
             let vars = json!({"gated_chat": {"name": chat.name}, "invite_link": m.invite_link,
                 "ends_at": m.ends_at.map(human_time)});
             self.notify(

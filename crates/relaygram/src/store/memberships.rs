@@ -12,6 +12,7 @@ use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 
 use super::edits::NewJob;
+use super::records::NewEvent;
 use super::sql::{PgStore, SqliteStore};
 use super::{Listed, Page, StoreError, StoreResult};
 
@@ -489,9 +490,14 @@ pub trait MembershipStore: Send + Sync {
         filter: &MembershipFilter,
         page: &Page,
     ) -> StoreResult<Listed<MembershipRecord>>;
-    /// Writes a membership (insert or replace) and queues its job, in one transaction.
-    /// `Conflict` when another row holds the same user in the same chat.
-    async fn save_membership(&self, m: &MembershipRecord, job: Option<&NewJob>) -> StoreResult<()>;
+    /// Writes a membership (insert or replace), queues its job and stores its events, in
+    /// one transaction. `Conflict` when another row holds the same user in the same chat.
+    async fn save_membership(
+        &self,
+        m: &MembershipRecord,
+        job: Option<&NewJob>,
+        events: &[NewEvent],
+    ) -> StoreResult<()>;
     /// Memberships of enforceable chats whose removal is due and not under way.
     async fn due_removals(&self, now: i64, limit: i64) -> StoreResult<Vec<MembershipRecord>>;
     /// Memberships whose next reminder is due.
@@ -1219,6 +1225,7 @@ macro_rules! membership_store {
                 &self,
                 m: &MembershipRecord,
                 job: Option<&NewJob>,
+                events: &[NewEvent],
             ) -> StoreResult<()> {
                 let mut tx = self.db.begin().await?;
                 let done = sqlx::query(
@@ -1268,6 +1275,10 @@ macro_rules! membership_store {
                 }
                 if let Some(job) = job {
                     Self::insert_job(&mut *tx, job).await?;
+                }
+                if !events.is_empty() {
+                    let refs: Vec<&NewEvent> = events.iter().collect();
+                    Self::write_events(&mut *tx, &refs).await?;
                 }
                 tx.commit().await?;
                 Ok(())

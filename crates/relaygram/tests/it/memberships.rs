@@ -885,10 +885,7 @@ async fn an_app_users_grant_reaches_their_linked_chat() {
         let m = wait_state(&app, &s, me, "member").await;
         assert_eq!(m["external_id"], "me");
         let listed = app
-            .get(
-                &format!("/v1/memberships?external_id=me&state=member"),
-                &s.key,
-            )
+            .get("/v1/memberships?external_id=me&state=member", &s.key)
             .await;
         assert_eq!(
             listed.body["data"].as_array().unwrap().len(),
