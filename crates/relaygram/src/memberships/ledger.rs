@@ -169,7 +169,8 @@ impl Services {
             reason: input.reason.clone(),
             created_at: now,
         };
-        self.apply(entry, Some(&grant), "entitlement.granted").await
+        self.apply(entry, Some(&grant), &grant, "entitlement.granted")
+            .await
     }
 
     /// Extends, cancels or revokes an entitlement (once per source key).
@@ -275,36 +276,40 @@ impl Services {
             reason,
             created_at: now,
         };
-        self.apply(entry, None, event).await
+        self.apply(entry, None, &e, event).await
     }
 
+    /// Applies `entry` to `holder` (the new grant, or the entitlement as it was), with its
+    /// event in the same transaction (nothing of either when the entry was applied before).
     async fn apply(
         &self,
         entry: NewEntry,
         grant: Option<&EntitlementRecord>,
+        holder: &EntitlementRecord,
         event: &str,
     ) -> ServiceResult<EntitlementOutcome> {
-        let (entitlement, replayed) = match self.store.apply_entry(&entry, grant).await? {
-            Applied::New(e) => (e, false),
-            Applied::Replayed(e) => (e, true),
-            Applied::KeyReused => {
-                return Err(ServiceError::Conflict(format!(
-                    "source key {:?} was used for a different entry",
-                    entry.source_key
-                )));
-            }
-        };
+        let new_event = crate::events::new_event(
+            &holder.tenant_id,
+            event,
+            &json!({"entitlement_id": holder.id, "external_id": holder.external_id,
+                "telegram_user_id": holder.telegram_user_id, "source": entry.source,
+                "source_key": entry.source_key,
+                "ends_at": entry.ends_at.or(holder.ends_at).map(rfc3339),
+                "gated_chat_ids": holder.gated_chat_ids}),
+        );
+        let (entitlement, replayed) =
+            match self.store.apply_entry(&entry, grant, &new_event).await? {
+                Applied::New(e) => (e, false),
+                Applied::Replayed(e) => (e, true),
+                Applied::KeyReused => {
+                    return Err(ServiceError::Conflict(format!(
+                        "source key {:?} was used for a different entry",
+                        entry.source_key
+                    )));
+                }
+            };
         if !replayed {
-            crate::events::emit(
-                self.store.as_ref(),
-                &entitlement.tenant_id,
-                event,
-                json!({"entitlement_id": entitlement.id, "external_id": entitlement.external_id,
-                    "telegram_user_id": entitlement.telegram_user_id, "source": entry.source,
-                    "source_key": entry.source_key, "ends_at": entitlement.ends_at.map(rfc3339),
-                    "gated_chat_ids": entitlement.gated_chat_ids}),
-            )
-            .await?;
+            crate::events::notify(1);
         }
         let memberships = self.sync_entitlement(&entitlement).await?;
         super::wakeup::wake();

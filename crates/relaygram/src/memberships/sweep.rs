@@ -84,17 +84,17 @@ impl Services {
         }
         let now = self.clock.now_millis();
         for e in self.store.expired_unsaid(now, BATCH).await? {
-            crate::events::emit(
-                self.store.as_ref(),
+            let event = crate::events::new_event(
                 &e.tenant_id,
                 "entitlement.expired",
-                json!({"entitlement_id": e.id, "external_id": e.external_id,
+                &json!({"entitlement_id": e.id, "external_id": e.external_id,
                     "telegram_user_id": e.telegram_user_id, "gated_chat_ids": e.gated_chat_ids,
                     "ends_at": e.ends_at.map(crate::ids::rfc3339)}),
-            )
-            .await?;
-            self.store.mark_expired(&e.id, now).await?;
-            s.expired += 1;
+            );
+            if self.store.mark_expired(&e.id, now, &event).await? {
+                crate::events::notify(1);
+                s.expired += 1;
+            }
         }
         for m in self.store.due_reminders(now, BATCH).await? {
             if self.remind(m).await? {

@@ -414,12 +414,13 @@ pub trait MembershipStore: Send + Sync {
     async fn use_gate_token(&self, id: &str, gated_chat_id: &str, now: i64) -> StoreResult<bool>;
 
     /// Applies a ledger entry once per (tenant, source, source key), folding it into its
-    /// entitlement (for a grant, `grant` is the new entitlement) in one transaction, and
-    /// marks the entitlement for a membership sync.
+    /// entitlement (for a grant, `grant` is the new entitlement) and storing its `event`,
+    /// in one transaction, and marks the entitlement for a membership sync.
     async fn apply_entry(
         &self,
         entry: &NewEntry,
         grant: Option<&EntitlementRecord>,
+        event: &NewEvent,
     ) -> StoreResult<Applied>;
     /// The entitlement and body hash of the entry a source key made, if any.
     async fn find_entry(
@@ -461,8 +462,9 @@ pub trait MembershipStore: Send + Sync {
     async fn mark_chat_unsynced(&self, gated_chat_id: &str) -> StoreResult<()>;
     /// Entitlements whose end passed without `entitlement.expired` said.
     async fn expired_unsaid(&self, now: i64, limit: i64) -> StoreResult<Vec<EntitlementRecord>>;
-    /// Notes that `entitlement.expired` was said.
-    async fn mark_expired(&self, id: &str, now: i64) -> StoreResult<()>;
+    /// Notes that an entitlement expired and stores its `entitlement.expired` event, in one
+    /// transaction, once (false when it was noted before).
+    async fn mark_expired(&self, id: &str, now: i64, event: &NewEvent) -> StoreResult<bool>;
 
     /// The membership of a Telegram user in a gated chat; else of the app user.
     async fn find_membership(
@@ -847,6 +849,7 @@ macro_rules! membership_store {
                 &self,
                 entry: &NewEntry,
                 grant: Option<&EntitlementRecord>,
+                event: &NewEvent,
             ) -> StoreResult<Applied> {
                 let mut tx = self.db.begin().await?;
                 let known = sqlx::query(
@@ -934,6 +937,7 @@ macro_rules! membership_store {
                 .execute(&mut *tx)
                 .await?;
                 let e = Self::entitlement_in(&mut *tx, &entry.entitlement_id).await?;
+                Self::write_events(&mut *tx, &[event]).await?;
                 tx.commit().await?;
                 Ok(Applied::New(e))
             }
@@ -1114,13 +1118,27 @@ macro_rules! membership_store {
                 rows.iter().map(Self::entitlement).collect()
             }
 
-            async fn mark_expired(&self, id: &str, now: i64) -> StoreResult<()> {
-                sqlx::query("UPDATE entitlements SET expired_at = $2 WHERE id = $1")
-                    .bind(id)
-                    .bind(now)
-                    .execute(&self.db)
-                    .await?;
-                Ok(())
+            async fn mark_expired(
+                &self,
+                id: &str,
+                now: i64,
+                event: &NewEvent,
+            ) -> StoreResult<bool> {
+                let mut tx = self.db.begin().await?;
+                let done = sqlx::query(
+                    "UPDATE entitlements SET expired_at = $2 WHERE id = $1 AND expired_at IS NULL",
+                )
+                .bind(id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() == 0 {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                Self::write_events(&mut *tx, &[event]).await?;
+                tx.commit().await?;
+                Ok(true)
             }
 
             async fn find_membership(

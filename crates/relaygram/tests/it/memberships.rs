@@ -350,6 +350,32 @@ async fn paid_access_from_grant_to_removal_and_back() {
         app.post(&format!("/v1/entitlements/{id2}/revoke"), &s.key, json!({}))
             .await
             .assert_problem(422, "entitlement-ended");
+        // Every change was an event, once: two grants (the replays made none), the expiry,
+        // the extension, the cancellation, the revocation; Alice invited twice, removed twice.
+        let events = app.get("/v1/events?limit=200", &s.key).await;
+        let count = |t: &str| {
+            events.body["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| {
+                    e["type"] == t
+                        && (t.starts_with("entitlement")
+                            || e["data"]["telegram_user_id"] == json!(alice))
+                })
+                .count()
+        };
+        assert_eq!(count("entitlement.granted"), 2, "{}", events.text);
+        for t in [
+            "entitlement.expired",
+            "entitlement.extended",
+            "entitlement.cancelled",
+            "entitlement.revoked",
+        ] {
+            assert_eq!(count(t), 1, "{t}");
+        }
+        assert_eq!(count("membership.invited"), 2);
+        assert_eq!(count("membership.removed"), 2);
         app.stop().await;
     }
 }
