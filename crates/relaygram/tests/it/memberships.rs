@@ -77,6 +77,31 @@ async fn setup(app: &TestApp, bot: &str, settings: Value) -> Setup {
     }
 }
 
+/// A tenant with a bot that administers a new `kind` chat (`group`, `supergroup`,
+/// `channel`) with both rights: (tenant key, the bot's Telegram id, its token, the chat).
+async fn administered(app: &TestApp, bot: &str, kind: &str) -> (String, i64, String, i64) {
+    let tenant = app.tenant(bot).await;
+    let (_, key) = app.tenant_key(&tenant).await;
+    let (bot_tg, token) = app.sandbox_bot(bot).await;
+    app.post("/v1/bots", &key, json!({"token": token})).await;
+    let owner = user(app, "Owner").await;
+    let chat = app
+        .sandbox_post(
+            "/sandbox/groups",
+            json!({"title": "Club", "type": kind, "owner": owner}),
+        )
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    app.sandbox_post(
+        &format!("/sandbox/groups/{chat}/bots"),
+        json!({"bot": bot, "status": "administrator",
+               "rights": {"can_invite_users": true, "can_restrict_members": true}}),
+    )
+    .await;
+    (key, bot_tg, token, chat)
+}
+
 async fn membership(app: &TestApp, s: &Setup, user: i64) -> Value {
     let a = app
         .get(
@@ -634,25 +659,7 @@ async fn alerts_go_to_the_gated_chat_or_to_each_member_with_access() {
 async fn a_basic_group_is_gated_once_it_becomes_a_supergroup() {
     for engine in engines() {
         let app = TestApp::spawn(engine).await;
-        let tenant = app.tenant("basic_gate_bot").await;
-        let (_, key) = app.tenant_key(&tenant).await;
-        let (_, token) = app.sandbox_bot("basic_gate_bot").await;
-        app.post("/v1/bots", &key, json!({"token": token})).await;
-        let owner = user(&app, "Owner").await;
-        let group = app
-            .sandbox_post(
-                "/sandbox/groups",
-                json!({"title": "Club", "type": "group", "owner": owner}),
-            )
-            .await["id"]
-            .as_i64()
-            .unwrap();
-        app.sandbox_post(
-            &format!("/sandbox/groups/{group}/bots"),
-            json!({"bot": "basic_gate_bot", "status": "administrator",
-                   "rights": {"can_invite_users": true, "can_restrict_members": true}}),
-        )
-        .await;
+        let (key, _, _, group) = administered(&app, "basic_gate_bot", "group").await;
         let a = app
             .post("/v1/gated-chats", &key, json!({"chat_id": group}))
             .await;
@@ -703,25 +710,7 @@ async fn a_basic_group_is_gated_once_it_becomes_a_supergroup() {
 async fn a_star_subscription_join_and_its_lapse_are_mirrored() {
     for engine in engines() {
         let app = TestApp::spawn(engine).await;
-        let tenant = app.tenant("stars_gate_bot").await;
-        let (_, key) = app.tenant_key(&tenant).await;
-        let (bot_tg, token) = app.sandbox_bot("stars_gate_bot").await;
-        app.post("/v1/bots", &key, json!({"token": token})).await;
-        let owner = user(&app, "Owner").await;
-        let channel = app
-            .sandbox_post(
-                "/sandbox/groups",
-                json!({"title": "Alpha", "type": "channel", "owner": owner}),
-            )
-            .await["id"]
-            .as_i64()
-            .unwrap();
-        app.sandbox_post(
-            &format!("/sandbox/groups/{channel}/bots"),
-            json!({"bot": "stars_gate_bot", "status": "administrator",
-                   "rights": {"can_invite_users": true, "can_restrict_members": true}}),
-        )
-        .await;
+        let (key, bot_tg, token, channel) = administered(&app, "stars_gate_bot", "channel").await;
         let a = app
             .post(
                 "/v1/gated-chats",
@@ -919,6 +908,135 @@ async fn an_app_users_grant_reaches_their_linked_chat() {
             "{}",
             listed.text
         );
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_and_changes_nothing() {
+    for engine in engines() {
+        let app = TestApp::spawn(engine).await;
+        let s = setup(&app, "bad_gate_bot", json!({})).await;
+        let bad = [
+            (
+                "/v1/gated-chats",
+                json!({"chat_id": s.group, "grace_seconds": -1}),
+                422,
+            ),
+            (
+                "/v1/gated-chats",
+                json!({"chat_id": s.group, "reminders": ["soon"]}),
+                422,
+            ),
+            (
+                "/v1/gated-chats",
+                json!({"chat_id": s.group, "access_url": "ftp://x"}),
+                422,
+            ),
+            ("/v1/gated-chats", json!({"chat_id": 424242}), 422),
+            (
+                "/v1/gated-chats",
+                json!({"chat_id": s.group, "join_mode": "stars_subscription"}),
+                422,
+            ),
+            (
+                "/v1/gated-chats",
+                json!({"chat_id": s.group, "colour": "red"}),
+                422,
+            ),
+            (
+                "/v1/entitlements",
+                json!({"gated_chat_ids": [s.gated]}),
+                422,
+            ),
+            (
+                "/v1/entitlements",
+                json!({"telegram_user_id": 5, "gated_chat_ids": []}),
+                422,
+            ),
+            (
+                "/v1/entitlements",
+                json!({"telegram_user_id": 5, "gated_chat_ids": ["gc_nope"]}),
+                422,
+            ),
+            (
+                "/v1/entitlements",
+                json!({"telegram_user_id": -5, "gated_chat_ids": [s.gated]}),
+                422,
+            ),
+            (
+                "/v1/entitlements",
+                json!({"telegram_user_id": 5, "gated_chat_ids": [s.gated], "duration": "3x"}),
+                422,
+            ),
+            (
+                "/v1/entitlements",
+                json!({"telegram_user_id": 5, "gated_chat_ids": [s.gated],
+                "duration": "3d", "ends_at": "2030-01-01T00:00:00Z"}),
+                422,
+            ),
+            (
+                "/v1/entitlements",
+                json!({"telegram_user_id": 5, "gated_chat_ids": [s.gated],
+                "starts_at": "2030-01-02T00:00:00Z", "ends_at": "2030-01-01T00:00:00Z"}),
+                422,
+            ),
+            (
+                "/v1/gated-chat-tokens",
+                json!({"join_mode": "stars_subscription"}),
+                422,
+            ),
+        ];
+        for (path, body, status) in bad {
+            let a = app.post(path, &s.key, body.clone()).await;
+            assert_eq!(a.status.as_u16(), status, "{path} {body}: {}", a.text);
+        }
+        // Nothing was stored: still one gated chat, no entitlement.
+        let chats = app.get("/v1/gated-chats", &s.key).await;
+        assert_eq!(chats.body["data"].as_array().unwrap().len(), 1);
+        let ents = app.get("/v1/entitlements", &s.key).await;
+        assert!(ents.body["data"].as_array().unwrap().is_empty());
+        // A change that changes nothing says so; unknown ids and filters are refused.
+        app.patch(
+            &format!("/v1/gated-chats/{}", s.gated),
+            &s.key,
+            json!({"name": "VIP"}),
+        )
+        .await
+        .assert_problem(422, "validation-failed");
+        app.get("/v1/memberships?state=inside", &s.key)
+            .await
+            .assert_problem(400, "validation-failed");
+        app.get("/v1/gated-chats/gc_nope", &s.key)
+            .await
+            .assert_problem(404, "not-found");
+        app.get("/v1/entitlements/ent_nope", &s.key)
+            .await
+            .assert_problem(404, "not-found");
+        app.get("/v1/memberships/mem_nope", &s.key)
+            .await
+            .assert_problem(404, "not-found");
+        app.post("/v1/entitlements/ent_nope/revoke", &s.key, json!({}))
+            .await
+            .assert_problem(404, "not-found");
+        let g = app
+            .post(
+                "/v1/entitlements",
+                &s.key,
+                json!({"telegram_user_id": 5, "gated_chat_ids": [s.gated]}),
+            )
+            .await;
+        let id = g.body["id"].as_str().unwrap();
+        app.post(
+            &format!("/v1/entitlements/{id}/cancel"),
+            &s.key,
+            json!({"at_period_end": true}),
+        )
+        .await
+        .assert_problem(422, "validation-failed");
+        app.post(&format!("/v1/entitlements/{id}/extend"), &s.key, json!({}))
+            .await
+            .assert_problem(422, "validation-failed");
         app.stop().await;
     }
 }
